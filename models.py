@@ -1,0 +1,108 @@
+"""The bias-free ReLU MLP of the paper, trained as the authors' DeepLearnToolbox fork trains it.
+
+A network is a list of weight matrices W[l] of shape [out, in] (no biases) and
+their momentum buffers. The buffers belong to the network, as in the
+original: they carry over from task to task and across sleep.
+
+Two details of the original matter for SRC and are reproduced here:
+- dropout is not inverted: training multiplies hidden activations by a 0/1
+  mask, evaluation multiplies them by (1 - dropout); the sleep's scale factors
+  see the evaluation-mode activations;
+- the output is a ReLU, yet backpropagation treats it as linear: the output
+  error signal is (output - target) with no ReLU derivative.
+"""
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass
+class Net:
+    W: list   # weight matrices, [out, in]
+    vW: list  # momentum buffers, same shapes
+
+    def clone(self):
+        return Net([w.clone() for w in self.W], [v.clone() for v in self.vW])
+
+
+def init_net(sizes, init_scale, generator, dtype=torch.float32, device="cpu"):
+    """Weights uniform in [-init_scale, init_scale], momentum zero; sizes like (784, 1200, 1200, 10)."""
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ValueError(f"sizes must list at least an input and an output width, all >= 1; got {sizes}")
+    W = [((torch.rand(n_out, n_in, generator=generator, dtype=dtype) - 0.5) * 2 * init_scale).to(device)
+         for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    return Net(W, [torch.zeros_like(w) for w in W])
+
+
+def merge(nets):
+    """Element-wise average of the weights of several networks (model merging)."""
+    return Net([torch.stack(ws).mean(0) for ws in zip(*(n.W for n in nets))],
+               [torch.zeros_like(w) for w in nets[0].W])
+
+
+def forward(net, x, dropout, generator=None):
+    """Post-activations [a_1, ..., a_L] of every layer.
+
+    With a generator: training mode, hidden activations multiplied by a 0/1
+    mask that keeps each unit with probability 1 - dropout. Without one:
+    evaluation mode, hidden activations multiplied by 1 - dropout.
+    """
+    acts = []
+    a = x
+    for l, w in enumerate(net.W):
+        a = (a @ w.T).clamp_min_(0)
+        if l < len(net.W) - 1 and dropout > 0:
+            if generator is None:
+                a = a * (1 - dropout)
+            else:
+                a = a * (torch.rand(a.shape, generator=generator, dtype=a.dtype, device=a.device) > dropout)
+        acts.append(a)
+    return acts
+
+
+def sgd_step(net, x, target, *, lr, momentum, dropout, generator):
+    """One minibatch of the original's backprop and SGD; returns the loss 1/2 sum (out - target)^2 / m."""
+    acts = [x] + forward(net, x, dropout, generator)
+    d = acts[-1] - target                      # output treated as linear: no ReLU derivative here
+    m = x.shape[0]
+    loss = 0.5 * d.square().sum() / m
+    for l in reversed(range(len(net.W))):
+        grad = d.T @ acts[l] / m
+        if l > 0:                              # acts[l] is already masked: (acts > 0) holds the mask too
+            d = (d @ net.W[l]) * (acts[l] > 0)
+        net.vW[l].mul_(momentum).add_(grad, alpha=lr)   # v = momentum v + lr g
+        net.W[l].sub_(net.vW[l])                        # W = W - v
+    return loss.item()
+
+
+def train(net, x, y, *, epochs, batch_size, lr, momentum, dropout, n_classes, generator, progress=False, desc="train"):
+    """Train in place on (x, y) with the original's SGD; reshuffled each epoch. Returns the mean loss per epoch."""
+    if len(x) == 0 or len(x) != len(y):
+        raise ValueError(f"training needs as many labels as images, at least one; got {len(x)} images, {len(y)} labels")
+    target = torch.nn.functional.one_hot(y, n_classes).to(x.dtype)
+    losses = []
+    bar = tqdm(total=epochs * -(-len(x) // batch_size), desc=desc, disable=not progress, leave=False)
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=generator, device=x.device)
+        total = 0.0
+        for idx in perm.split(batch_size):
+            total += sgd_step(net, x[idx], target[idx], lr=lr, momentum=momentum, dropout=dropout,
+                              generator=generator) * len(idx)
+            bar.update()
+        losses.append(total / len(x))
+    bar.close()
+    return losses
+
+
+@torch.no_grad()
+def predict(net, x, dropout, chunk=2000):
+    """Class predictions: argmax over all outputs (the first maximum on ties, as MATLAB's max)."""
+    return torch.cat([forward(net, xb, dropout)[-1].argmax(1) for xb in x.split(chunk)])
+
+
+def accuracy(net, x, y, dropout, tasks):
+    """Accuracy in percent on each task's test images (scored over all outputs) and on all of them."""
+    correct = predict(net, x, dropout) == y
+    per_task = [100 * correct[torch.isin(y, torch.tensor(t, device=y.device))].float().mean().item() for t in tasks]
+    return per_task, 100 * correct.float().mean().item()

@@ -1,0 +1,380 @@
+"""Sleep Replay Consolidation (SRC): the spiking sleep phase of Tadros et al., Nat. Commun. 13, 7742 (2022).
+
+After a task is learned, the ReLU network is run as a network of
+integrate-and-fire neurons with the same weights: Poisson spikes drawn from
+the mean training image (seen through a small moving window) drive it, and a
+local rule changes the weights of every neuron that fires. The defaults follow
+the authors' MATLAB (sleep/sleepnn_old.m, utils/normalize_nn_data.m,
+utils/create_masked_input.m); ../shared/ALGORITHM.md is the protocol.
+
+Layout: the random parts (window positions, spike draws) are made by
+`input_spikes`, from a torch.Generator. The deterministic core
+`sleep_on_spikes` takes a spike raster and returns the new weights; it runs on
+one of two engines that compute the same thing:
+- "torch": a literal per-step transcription of the protocol, batched over
+  networks, on any device (the GPU engine, and the reference the tests use);
+- "numba": an event-driven CPU kernel that touches only the weight columns of
+  the inputs that spiked and the rows of the neurons that fired.
+`sleep` puts it together: scale factors, input, simulation.
+"""
+import math
+
+import numba
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from models import Net, forward
+
+G_WIDTH = 0.001  # width of the plasticity sigmoid g(w), from sleepnn_old.m
+
+
+def g(w):
+    """g(w) = 2 (1 - 1 / (1 + exp(-w / 0.001))) = 2 sigmoid(-w / 0.001): ~2 for w < 0, ~0 for w > 0."""
+    return 2 * torch.sigmoid(-w / G_WIDTH)
+
+
+# ---------------------------------------------------------------- scale factors
+
+@torch.no_grad()
+def scale_factors(net, x, dropout, alpha_scale, chunk=5000):
+    """Data-based weight/threshold balancing (Diehl et al. 2015), as normalize_nn_data.m.
+
+    s_l = max(0, max W_l, max a_l) with a_l the evaluation-mode activations of
+    the sleep data; applied_l = s_l / applied_{l-1} (applied_0 = 1);
+    alpha_l = alpha_scale / applied_l. The weights themselves are not rescaled.
+    """
+    if len(x) == 0:
+        raise ValueError("scale factors need sleep data: got no images")
+    a_max = [0.0] * len(net.W)
+    for xb in x.split(chunk):
+        for l, a in enumerate(forward(net, xb, dropout)):
+            a_max[l] = max(a_max[l], a.max().item())
+    alpha, applied = [], 1.0
+    for l, (w, am) in enumerate(zip(net.W, a_max)):
+        s = max(0.0, w.max().item(), am)
+        if not s > 0:
+            raise ValueError(f"layer {l + 1} has no positive weight and no positive activation on the sleep "
+                             "data, so its scale factor is undefined (is the network trained?)")
+        applied = s / applied
+        alpha.append(alpha_scale / applied)
+    return alpha
+
+
+# ---------------------------------------------------------------- input
+
+def input_spikes(mean_image, steps, generator, *, rate, dt, mask_size):
+    """[steps, n_pixels] bool: each step keeps one random mask_size x mask_size window of the mean image
+    (corner uniform over the side - mask_size + 1 positions per axis) and fires each of its pixels, of
+    value p, when u / (2 dt rate) <= p, u uniform: probability 2 dt rate p."""
+    side = math.isqrt(mean_image.numel())
+    if side * side != mean_image.numel() or not 1 <= mask_size <= side:
+        raise ValueError(f"the masked input needs a square image and 1 <= mask_size <= its side; got "
+                         f"{mean_image.numel()} pixels and mask_size {mask_size}")
+    offsets = torch.arange(mask_size)
+    corner = torch.randint(side - mask_size + 1, (steps, 2), generator=generator)
+    rows = (corner[:, 0:1] + offsets)[:, :, None]
+    cols = (corner[:, 1:2] + offsets)[:, None, :]
+    p = mean_image.reshape(side, side).cpu()[rows, cols]
+    # 1 - rand lies in (0, 1], like MATLAB's rand: a pixel whose mean is 0 never fires.
+    u = 1 - torch.rand(p.shape, generator=generator, dtype=p.dtype)
+    out = torch.zeros(steps, side, side, dtype=torch.bool)
+    out[torch.arange(steps)[:, None, None], rows, cols] = u * (1 / (dt * rate)) / 2 <= p
+    return out.reshape(steps, -1)
+
+
+# ---------------------------------------------------------------- the core
+
+def _as_batch(value, B, L, name, dtype):
+    """A per-network parameter as a [B, L] (or [B] for L=None) float64 array; scalars and per-layer lists broadcast."""
+    a = np.asarray(value.cpu() if torch.is_tensor(value) else value, dtype=np.float64)
+    shape = (B,) if L is None else (B, L)
+    try:
+        a = np.broadcast_to(a, shape)
+    except ValueError:
+        raise ValueError(f"{name} must be a scalar, {'' if L is None else f'{L} per-layer values, '}or one "
+                         f"value per network ({shape}); got shape {a.shape}") from None
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite; got {value}")
+    return a.astype(dtype)
+
+
+def _check_weights(weights):
+    if not weights or any(not torch.is_tensor(w) for w in weights):
+        raise ValueError("weights must be a non-empty list of tensors [out, in] (or [B, out, in])")
+    nd = weights[0].ndim
+    if nd not in (2, 3) or any(w.ndim != nd for w in weights):
+        raise ValueError(f"weights must all be [out, in] or all [B, out, in]; got shapes {[tuple(w.shape) for w in weights]}")
+    for l in range(1, len(weights)):
+        if weights[l].shape[-1] != weights[l - 1].shape[-2] or weights[l].shape[:-2] != weights[0].shape[:-2]:
+            raise ValueError(f"layer {l + 1} takes {weights[l].shape[-1]} inputs but layer {l} has "
+                             f"{weights[l - 1].shape[-2]} units (shapes {[tuple(w.shape) for w in weights]})")
+    for l, w in enumerate(weights):
+        if not w.is_floating_point() or not torch.isfinite(w).all():
+            raise ValueError(f"layer {l + 1}'s weights must be finite floating-point numbers")
+
+
+def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999, threshold=1.0,
+                    w_inh=0.0, dc=0.0, refractory=0, engine="auto", progress=False):
+    """Run the spiking sleep on a given input raster; the deterministic core of SRC.
+
+    weights: list of [out, in] float tensors (or [B, out, in] for B independent networks).
+    input_spikes: [T, n_in] 0/1 tensor (or [B, T, n_in]), or an iterable of such chunks, consumed in order.
+    alpha, beta: per-layer scale factors and threshold multipliers (or [B, L]); inc, dec: scalars (or [B]).
+    Each step, for each layer l in order (layer l sees the spikes layer l-1 fired in this step):
+        v_l = decay v_l + alpha_l W_l s_{l-1}   (minus w_inh times its mean; + dc on the output layer)
+        s_l = v_l >= threshold beta_l
+        for each neuron that fired: W += inc g(W) where the input fired, W -= dec g(W) where it did not
+        v_l = 0 where s_l
+    refractory: steps during which a neuron that fired ignores its input (the original records this but
+    never applies it; 0 is the protocol).
+    Returns (new weights, spike counts): the inputs are left untouched; counts[l] holds the spikes of each
+    neuron of layer l (counts[0] the inputs), shaped [n] (or [B, n]).
+    """
+    _check_weights(weights)
+    batched = weights[0].ndim == 3
+    W = [(w if batched else w[None]).clone() for w in weights]
+    B, L, dtype, device = W[0].shape[0], len(W), W[0].dtype, W[0].device
+    alpha = _as_batch(alpha, B, L, "alpha", np.float64)
+    beta = _as_batch(beta, B, L, "beta", np.float64)
+    inc, dec = _as_batch(inc, B, None, "inc", np.float64), _as_batch(dec, B, None, "dec", np.float64)
+    for name, value, ok in [("alpha", alpha, (alpha > 0).all()), ("beta", beta, (beta > 0).all()),
+                            ("inc", inc, (inc >= 0).all()), ("dec", dec, (dec >= 0).all()),
+                            ("decay", decay, 0 <= decay <= 1), ("threshold", threshold, threshold > 0),
+                            ("w_inh", w_inh, math.isfinite(w_inh)), ("dc", dc, math.isfinite(dc)),
+                            ("refractory", refractory, refractory >= 0 and refractory == int(refractory))]:
+        if not ok:
+            raise ValueError(f"{name} = {value} is not allowed: alpha, beta and threshold must be > 0, "
+                             "inc and dec >= 0, decay in [0, 1], refractory a whole number of steps >= 0")
+    if engine == "auto":
+        engine = "numba" if device.type == "cpu" else "torch"
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {sorted(ENGINES)} or 'auto'; got {engine!r}")
+    if engine == "numba" and device.type != "cpu":
+        raise ValueError("the numba engine runs on the CPU; use engine='torch' for weights on a GPU")
+    state = ENGINES[engine]["start"](W, alpha, beta * threshold, inc, dec, decay, w_inh, dc, int(refractory))
+    sizes = [W[0].shape[2]] + [w.shape[1] for w in W]
+    counts = [torch.zeros(B, n, dtype=torch.int64) for n in sizes]
+    chunks = [input_spikes] if torch.is_tensor(input_spikes) else input_spikes
+    t0 = 0
+    for spikes in tqdm(chunks, desc="sleep", disable=not progress, leave=False):
+        spikes = spikes if batched else spikes[None]
+        if spikes.ndim != 3 or spikes.shape[0] != B or spikes.shape[2] != sizes[0]:
+            raise ValueError(f"input_spikes must be [T, {sizes[0]}]" + (f" per network, [{B}, T, {sizes[0]}]" if batched else "")
+                             + f" to match the weights; got {tuple(spikes.shape) if batched else tuple(spikes.shape[1:])}")
+        if spikes.dtype != torch.bool:
+            if not ((spikes == 0) | (spikes == 1)).all():
+                raise ValueError("input_spikes must hold only 0 and 1 (or be a bool tensor)")
+            spikes = spikes != 0
+        counts[0] += spikes.sum(1).cpu()
+        layer_counts, failure = ENGINES[engine]["run"](state, spikes, t0)
+        if failure is not None:
+            b, t, l = failure
+            raise FloatingPointError(f"sleep produced a non-finite weight in layer {l + 1} at step {t + 1}"
+                                     + (f" (network {b})" if batched else "") + "; lower inc/dec or alpha_scale")
+        for l, c in enumerate(layer_counts):
+            counts[l + 1] += c
+        t0 += spikes.shape[1]
+    W = ENGINES[engine]["finish"](state)
+    if not batched:
+        W, counts = [w[0] for w in W], [c[0] for c in counts]
+    return W, counts
+
+
+# ---- engine "torch": the literal loop, batched, any device
+
+def _torch_start(W, alpha, thr, inc, dec, decay, w_inh, dc, refractory):
+    dev, dt = W[0].device, W[0].dtype
+    as_t = lambda a: torch.as_tensor(a, dtype=dt, device=dev)
+    return dict(W=W, v=[torch.zeros(w.shape[:2], dtype=dt, device=dev) for w in W],
+                ref_end=[torch.full(w.shape[:2], -1, dtype=torch.int64, device=dev) for w in W],
+                alpha=as_t(alpha), thr=as_t(thr), inc=as_t(inc), dec=as_t(dec),
+                decay=decay, w_inh=w_inh, dc=dc, refractory=refractory)
+
+
+def _torch_run(s, spikes, t0):
+    W, v, ref_end = s["W"], s["v"], s["ref_end"]
+    spikes = spikes.to(W[0].device)
+    counts = [torch.zeros(w.shape[:2], dtype=torch.int64, device=w.device) for w in W]
+    for t in range(spikes.shape[1]):
+        pre = spikes[:, t].to(W[0].dtype)                                   # [B, n_in]
+        for l, w in enumerate(W):
+            impulse = s["alpha"][:, l, None] * torch.bmm(w, pre[:, :, None])[:, :, 0]
+            if s["w_inh"]:
+                impulse = impulse - impulse.mean(1, keepdim=True) * s["w_inh"]
+            if s["refractory"]:
+                impulse = impulse.masked_fill(ref_end[l] >= t0 + t, 0)
+            v[l] = s["decay"] * v[l] + impulse
+            if l == len(W) - 1 and s["dc"]:
+                v[l] = v[l] + s["dc"]
+            post = v[l] >= s["thr"][:, l, None]                             # [B, n_out]
+            b, j = post.nonzero(as_tuple=True)
+            rows = w[b, j]                                                  # weights into the neurons that fired
+            gw = g(rows)
+            rows = rows + torch.where(pre[b] > 0, s["inc"][b, None] * gw, -s["dec"][b, None] * gw)
+            w[b, j] = rows
+            if not torch.isfinite(rows).all():
+                return None, (b[0].item(), t0 + t, l)
+            v[l] = v[l].masked_fill(post, 0)
+            ref_end[l] = torch.where(post, t0 + t + s["refractory"], ref_end[l])
+            counts[l] += post
+            pre = post.to(W[0].dtype)
+    return [c.cpu() for c in counts], None
+
+
+# ---- engine "numba": event-driven CPU kernel, parallel over networks
+
+@numba.njit(cache=True, parallel=True)
+def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr, inc, dec, consts,
+                  w_inh, dc, refractory, counts, failure):
+    """WT[b] holds every layer's weights transposed ([in, out], flattened from w_off[l]), so that the
+    impulse of one input spike is a contiguous row; v, ref_end, counts are flattened per neuron from n_off[l]."""
+    decay, width, one, two, zero = consts[0], consts[1], consts[2], consts[3], consts[4]
+    B, L, T = WT.shape[0], sizes.shape[0] - 1, ptr.shape[1] - 1
+    widest = sizes.max()
+    for b in numba.prange(B):
+        pre = np.empty(widest, dtype=np.int64)     # indices of the neurons of the layer below that fired
+        post = np.empty(widest, dtype=np.int64)
+        fired = np.zeros(widest, dtype=np.bool_)   # the same, as a mask over the layer below
+        impulse = np.empty(widest, dtype=WT.dtype)
+        for t in range(T):
+            if failure[b, 0] >= 0:
+                break
+            n_pre = ptr[b, t + 1] - ptr[b, t]
+            pre[:n_pre] = idx[ptr[b, t]:ptr[b, t + 1]]
+            for l in range(L):
+                n_in, n_out = sizes[l], sizes[l + 1]
+                w = WT[b, w_off[l]:w_off[l] + n_in * n_out].reshape((n_in, n_out))
+                vl = v[b, n_off[l]:n_off[l] + n_out]
+                last = l == L - 1
+                if n_pre == 0 and not (last and dc != 0):
+                    for j in range(n_out):                 # no input: the membranes only decay, none can fire
+                        vl[j] = decay * vl[j]              # (all were below threshold after the last step)
+                    continue                               # and the layer above gets no input either
+                impulse[:n_out] = zero
+                for k in range(n_pre):
+                    row = w[pre[k]]
+                    for j in range(n_out):
+                        impulse[j] += row[j]
+                mean = zero
+                if w_inh != 0:
+                    for j in range(n_out):
+                        mean += alpha[b, l] * impulse[j]
+                    mean /= n_out
+                a = alpha[b, l]
+                if w_inh == 0 and refractory == 0 and not (last and dc != 0):
+                    for j in range(n_out):                 # the protocol's case, kept branch-free (SIMD)
+                        vl[j] = decay * vl[j] + a * impulse[j]
+                else:
+                    for j in range(n_out):
+                        x = a * impulse[j] - mean * w_inh
+                        if refractory > 0 and ref_end[b, n_off[l] + j] >= t0 + t:
+                            x = zero
+                        vl[j] = decay * vl[j] + x
+                        if last:
+                            vl[j] += dc
+                n_post = 0
+                for j in range(n_out):
+                    if vl[j] >= thr[b, l]:
+                        post[n_post] = j
+                        n_post += 1
+                for k in range(n_pre):
+                    fired[pre[k]] = True
+                for k in range(n_post):
+                    j = post[k]
+                    for i in range(n_in):
+                        wi = w[i, j]
+                        z = wi / width
+                        if z > zero:                       # g(w) = 2 / (1 + exp(w / width)), without overflow
+                            e = np.exp(-z)
+                            gw = two * e / (one + e)
+                        else:
+                            gw = two / (one + np.exp(z))
+                        wi = wi + inc[b] * gw if fired[i] else wi - dec[b] * gw
+                        w[i, j] = wi
+                        if not np.isfinite(wi):
+                            failure[b, 0], failure[b, 1] = t0 + t, l
+                    vl[j] = zero
+                    ref_end[b, n_off[l] + j] = t0 + t + refractory
+                    counts[b, n_off[l] + j] += 1
+                for k in range(n_pre):
+                    fired[pre[k]] = False
+                pre[:n_post] = post[:n_post]
+                n_pre = n_post
+
+
+def _numba_start(W, alpha, thr, inc, dec, decay, w_inh, dc, refractory):
+    np_dtype = np.float32 if W[0].dtype == torch.float32 else np.float64
+    sizes = np.array([W[0].shape[2]] + [w.shape[1] for w in W], dtype=np.int64)
+    w_off = np.concatenate([[0], np.cumsum(sizes[:-1] * sizes[1:])]).astype(np.int64)
+    n_off = np.concatenate([[0], np.cumsum(sizes[1:])]).astype(np.int64)
+    B = W[0].shape[0]
+    WT = np.concatenate([w.transpose(1, 2).reshape(B, -1).numpy() for w in W], axis=1).astype(np_dtype)
+    return dict(WT=np.ascontiguousarray(WT), sizes=sizes, w_off=w_off, n_off=n_off,
+                v=np.zeros((B, n_off[-1]), np_dtype), ref_end=np.full((B, n_off[-1]), -1, np.int64),
+                alpha=alpha.astype(np_dtype), thr=thr.astype(np_dtype), inc=inc.astype(np_dtype),
+                dec=dec.astype(np_dtype), consts=np.array([decay, G_WIDTH, 1, 2, 0], np_dtype),
+                w_inh=np_dtype(w_inh), dc=np_dtype(dc), refractory=refractory, torch_dtype=W[0].dtype)
+
+
+def _numba_run(s, spikes, t0):
+    B, T, _ = spikes.shape
+    nz = spikes.nonzero()
+    ptr = np.zeros((B, T + 1), np.int64)
+    ptr[:, 1:] = spikes.sum(2).cumsum(1).numpy()
+    ptr += np.concatenate([[0], np.cumsum(ptr[:, -1])[:-1]])[:, None]   # offsets into the flat index list
+    counts = np.zeros_like(s["ref_end"])
+    failure = np.full((B, 2), -1, np.int64)
+    _numba_kernel(s["WT"], s["sizes"], s["w_off"], s["n_off"], s["v"], s["ref_end"], ptr,
+                  nz[:, 2].numpy(), t0, s["alpha"], s["thr"], s["inc"], s["dec"], s["consts"],
+                  s["w_inh"], s["dc"], s["refractory"], counts, failure)
+    bad = np.nonzero(failure[:, 0] >= 0)[0]
+    if len(bad):
+        return None, (int(bad[0]), int(failure[bad[0], 0]), int(failure[bad[0], 1]))
+    n_off = s["n_off"]
+    return [torch.from_numpy(counts[:, n_off[l]:n_off[l + 1]]) for l in range(len(n_off) - 1)], None
+
+
+def _numba_finish(s):
+    sizes, w_off, B = s["sizes"], s["w_off"], s["WT"].shape[0]
+    return [torch.from_numpy(s["WT"][:, w_off[l]:w_off[l + 1]].reshape(B, sizes[l], sizes[l + 1])
+                             .transpose(0, 2, 1).copy()).to(s["torch_dtype"]) for l in range(len(sizes) - 1)]
+
+
+ENGINES = {
+    "torch": dict(start=_torch_start, run=_torch_run, finish=lambda s: s["W"]),
+    "numba": dict(start=_numba_start, run=_numba_run, finish=_numba_finish),
+}
+
+
+# ---------------------------------------------------------------- the sleep phase
+
+def renormalise(w, w_before, gamma):
+    """Optional post-sleep rescaling (normW in sleepnn_old.m): each input's column of weights gets back the
+    range (max - min) it had before sleep, times gamma. The MATLAB line divides by a row vector with '/',
+    which MATLAB reads as a least-squares solve; this is the element-wise rescaling it evidently meant."""
+    span = lambda m: m.amax(0) - m.amin(0)
+    return gamma * w / span(w).clamp_min(torch.finfo(w.dtype).tiny) * span(w_before)
+
+
+def sleep(net, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale, dropout, dt, mask_size,
+          decay=0.999, threshold=1.0, w_inh=0.0, dc=0.0, refractory=0, norm_w=False, gamma=1.0,
+          engine="auto", chunk=5000, progress=False):
+    """One SRC sleep phase on `net` with sleep data `sleep_x`; returns (slept copy of the net, info).
+
+    info: the scale factors alpha and the spike counts of every neuron (see sleep_on_spikes).
+    The momentum buffers are carried over unchanged, as in the original.
+    """
+    if len(sleep_x) == 0:
+        raise ValueError("sleep needs sleep data (the training images of the tasks seen so far); got none")
+    if steps < 1 or rate <= 0 or dt <= 0:
+        raise ValueError(f"sleep needs steps >= 1, rate > 0 and dt > 0; got {steps}, {rate}, {dt}")
+    alpha = scale_factors(net, sleep_x, dropout, alpha_scale)
+    mean_image = sleep_x.mean(0)
+    chunks = (input_spikes(mean_image, min(chunk, steps - s), generator, rate=rate, dt=dt, mask_size=mask_size)
+              for s in range(0, steps, chunk))
+    W, counts = sleep_on_spikes(net.W, chunks, alpha, beta, inc=inc, dec=dec, decay=decay, threshold=threshold,
+                                w_inh=w_inh, dc=dc, refractory=refractory, engine=engine, progress=progress)
+    if norm_w:
+        W = [renormalise(w, w0, gamma) for w, w0 in zip(W, net.W)]
+    return Net(W, [v.clone() for v in net.vW]), dict(alpha=alpha, spikes=[c.tolist() for c in counts])

@@ -1,0 +1,52 @@
+"""Stable rank, PCA maps and continual-learning metrics on cases with known answers."""
+import numpy as np
+import pytest
+import torch
+
+import analysis
+
+
+def test_stable_rank_known_matrices():
+    assert analysis.stable_rank(torch.eye(50)) == pytest.approx(50)
+    u, v = np.random.default_rng(0).normal(size=(2, 100))
+    assert analysis.stable_rank(np.outer(u, v)) == pytest.approx(1.0)
+    a = np.random.default_rng(1).normal(size=(300, 200))
+    s = np.linalg.svd(a, compute_uv=False)
+    assert analysis.stable_rank(torch.tensor(a, dtype=torch.float32)) == pytest.approx((s ** 2).sum() / s[0] ** 2, rel=1e-5)
+    small = np.random.default_rng(2).normal(size=(10, 300))
+    s = np.linalg.svd(small, compute_uv=False)
+    assert analysis.stable_rank(small) == pytest.approx((s ** 2).sum() / s[0] ** 2, rel=1e-10)
+    assert analysis.stable_rank(np.zeros((4, 4))) == 0.0
+
+
+def test_probe_set_is_class_balanced_and_ordered():
+    y = np.array([3, 1, 0, 1, 0, 2, 3, 2, 0, 1, 2, 3])
+    idx = analysis.probe_indices(y, 2, 4)
+    assert y[idx].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert idx.tolist() == [2, 4, 1, 3, 5, 7, 0, 6]
+
+
+def test_pca_maps_share_a_basis_and_keep_small_layers_raw():
+    rng = np.random.default_rng(0)
+    before = [rng.normal(size=(40, 30)), rng.normal(size=(40, 10))]
+    after = [before[0] + 0.01 * rng.normal(size=(40, 30)), rng.normal(size=(40, 10))]
+    maps = analysis.pca_maps({"train_1": before, "sleep_1": after}, n_components=5)
+    assert [m.shape for m in maps["train_1"]] == [(40, 5), (40, 10)]
+    np.testing.assert_allclose(maps["sleep_1"][1], after[1], rtol=1e-6)        # output layer raw
+    # one basis: a small change of the activations gives a small change of the maps
+    assert np.abs(maps["sleep_1"][0] - maps["train_1"][0]).max() < 0.1
+
+
+def test_cl_metrics_by_hand():
+    R = np.array([[90.0, 0, 0],
+                  [60, 95, 0],
+                  [30, 80, 99]])
+    m = analysis.cl_metrics(R)
+    assert m["acc"] == pytest.approx((30 + 80 + 99) / 3)
+    assert m["bwt"] == pytest.approx(((30 - 90) + (80 - 95)) / 2)
+    assert m["forgetting"] == pytest.approx(((90 - 30) + (95 - 80)) / 2)
+    # forgetting uses the best earlier accuracy, BWT the one right after learning
+    R2 = np.array([[50.0, 0], [70, 90]])
+    assert analysis.cl_metrics(R2)["bwt"] == pytest.approx(20) and analysis.cl_metrics(R2)["forgetting"] == pytest.approx(-20)
+    joint = analysis.cl_metrics([[94.0, 96, 92]])
+    assert joint["acc"] == pytest.approx(94) and np.isnan(joint["bwt"]) and np.isnan(joint["forgetting"])

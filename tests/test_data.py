@@ -1,0 +1,65 @@
+"""Data: files verified, tasks split as the original (first n images of each digit pair, in dataset order)."""
+import os
+
+import pytest
+import torch
+
+import data
+
+
+def test_class_tasks():
+    assert data.class_tasks() == ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
+    assert data.class_tasks(10, 5) == ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))
+    with pytest.raises(ValueError):
+        data.class_tasks(10, 3)
+
+
+def test_task_indices_keep_dataset_order():
+    y = torch.tensor([3, 0, 1, 2, 1, 0, 3, 1])
+    assert data.task_indices(y, (0, 1)).tolist() == [1, 2, 4, 5, 7]
+    assert data.task_indices(y, (0, 1), limit=3).tolist() == [1, 2, 4]
+    assert data.task_indices(y, (2, 3)).tolist() == [0, 3, 6]
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return data.load("mnist")
+
+
+def test_mnist_is_the_original(mnist):
+    train_x, train_y, test_x, test_y = mnist
+    assert train_x.shape == (60000, 784) and test_x.shape == (10000, 784)
+    assert train_x.dtype == torch.float32 and train_x.min() == 0 and train_x.max() == 1
+    assert torch.bincount(train_y).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert torch.bincount(test_y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_task_training_sets(mnist):
+    train_x, train_y, _, _ = mnist
+    for classes in data.class_tasks():
+        idx = data.task_indices(train_y, classes, 5000)
+        assert len(idx) == 5000 and set(train_y[idx].tolist()) == set(classes)
+        assert (idx.diff() > 0).all()
+        # the first 5000 of the pair: every earlier image of these digits is included
+        assert torch.isin(train_y[:idx[-1] + 1], torch.tensor(classes)).sum() == 5000
+    assert data.task_indices(train_y, (0, 1)).numel() == 5923 + 6742
+
+
+def test_corrupt_file_is_a_clear_error(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-labels-idx1-ubyte").write_bytes(b"not mnist")
+    with pytest.raises(RuntimeError, match="Delete them"):
+        data.ensure_files("mnist", str(tmp_path))
+
+
+def test_missing_data_without_network_says_what_to_do(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+    monkeypatch.setitem(data.DATASETS["mnist"], "torchvision", offline)
+    monkeypatch.setitem(data.FALLBACKS, "mnist", offline)
+    with pytest.raises(RuntimeError, match="--data-dir"):
+        data.ensure_files("mnist", str(tmp_path))
+    with pytest.raises(ValueError, match="unknown dataset"):
+        data.ensure_files("cifar", str(tmp_path))
+    assert not any(name.endswith(".part") for _, _, files in os.walk(tmp_path) for name in files)

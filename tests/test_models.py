@@ -1,0 +1,135 @@
+"""The bias-free MLP: shapes, dropout scaling, the loss, the original's backprop and SGD with momentum."""
+import numpy as np
+import pytest
+import torch
+
+import models
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_paper_network_shapes_init_and_no_biases():
+    net = models.init_net((784, 1200, 1200, 10), 0.01, gen())
+    assert [tuple(w.shape) for w in net.W] == [(1200, 784), (1200, 1200), (10, 1200)]
+    assert all(w.dtype == torch.float32 for w in net.W)
+    assert all(w.abs().max() <= 0.01 and w.abs().max() > 0.0099 for w in net.W)
+    assert abs(net.W[1].mean().item()) < 1e-4 and all((v == 0).all() for v in net.vW)
+    # no bias: a zero input gives exactly zero everywhere
+    assert all((a == 0).all() for a in models.forward(net, torch.zeros(3, 784), 0.25))
+    with pytest.raises(ValueError):
+        models.init_net((784,), 0.01, gen())
+
+
+def toy():
+    W = [torch.tensor([[1.0, -2.0], [0.5, 1.0], [-1.0, 0.25]], dtype=torch.float64),
+         torch.tensor([[1.0, 2.0, -1.0], [-0.5, 1.0, 1.0]], dtype=torch.float64)]
+    return models.Net(W, [torch.zeros_like(w) for w in W])
+
+
+def test_dropout_is_not_inverted():
+    net, x = toy(), torch.tensor([[1.0, 0.5]], dtype=torch.float64)
+    h, out = models.forward(net, x, dropout=0.25)
+    # evaluation: hidden = 0.75 relu(W1 x) = 0.75 [0, 1, 0]; output (no dropout) = relu(W2 h)
+    assert h.tolist() == [[0.0, 0.75, 0.0]]
+    assert out.tolist() == [[1.5, 0.75]]
+    # training: a 0/1 mask keeps each unit with probability 0.75, no rescaling
+    big = models.init_net((50, 4000, 10), 0.01, gen())
+    x = torch.rand(20, 50, generator=gen(1))
+    full = (x @ big.W[0].T).clamp_min(0)
+    h = models.forward(big, x, 0.25, generator=gen(2))[0]
+    kept = h != 0
+    assert torch.equal(h[kept], full[kept])
+    assert abs(kept.sum().item() / (full != 0).sum().item() - 0.75) < 0.01
+
+
+def test_one_sgd_step_by_hand():
+    # Input x = [1, 0.5], target class 1. Forward without dropout:
+    #   z1 = W1 x = [0, 1, -0.875], h = relu = [0, 1, 0];  out = relu(W2 h) = relu([2, 1]) = [2, 1]
+    #   error d2 = out - target = [2, 0]; loss = 0.5 (4 + 0) = 2
+    #   dW2 = d2 h^T = [[0, 2, 0], [0, 0, 0]]
+    #   d1 = (W2^T d2) * (h > 0) = [2, 4, -2] * [0, 1, 0] = [0, 4, 0];  dW1 = d1 x^T = [[0, 0], [4, 2], [0, 0]]
+    net = toy()
+    net.vW[0] += 0.2                                    # a momentum buffer left over from earlier batches
+    before = [w.clone() for w in net.W]
+    loss = models.sgd_step(net, torch.tensor([[1.0, 0.5]], dtype=torch.float64),
+                           torch.tensor([[0.0, 1.0]], dtype=torch.float64), lr=0.1, momentum=0.5, dropout=0.0, generator=gen())
+    assert loss == pytest.approx(2.0)
+    dW1 = torch.tensor([[0, 0], [4, 2], [0, 0]], dtype=torch.float64)
+    dW2 = torch.tensor([[0, 2, 0], [0, 0, 0]], dtype=torch.float64)
+    v1, v2 = 0.5 * 0.2 + 0.1 * dW1, 0.1 * dW2          # v = 0.5 v + 0.1 g
+    torch.testing.assert_close(net.vW[0], v1)
+    torch.testing.assert_close(net.vW[1], v2)
+    torch.testing.assert_close(net.W[0], before[0] - v1)   # W = W - v
+    torch.testing.assert_close(net.W[1], before[1] - v2)
+
+
+def test_output_error_ignores_the_output_relu():
+    # Output 0 has a negative pre-activation (ReLU output 0) but target 1: autograd through the ReLU gives it
+    # no gradient; the original's backprop still pulls it up with error (0 - 1).
+    net = toy()
+    net.W[1][0] = torch.tensor([-1.0, -1.0, -1.0], dtype=torch.float64)
+    x, t = torch.tensor([[1.0, 0.5]], dtype=torch.float64), torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    w_before = net.W[1][0].clone()
+    models.sgd_step(net, x, t, lr=0.1, momentum=0.0, dropout=0.0, generator=gen())
+    assert net.W[1][0, 1] > w_before[1]                    # h_1 = 1 > 0, so it moved: -lr * (0 - 1) * 1
+    torch.testing.assert_close(net.W[1][0, 1], w_before[1] + 0.1)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.25])
+def test_backprop_equals_autograd_with_a_straight_through_output(dropout):
+    net = models.init_net((30, 40, 20, 10), 0.3, gen(), dtype=torch.float64)
+    x, y = torch.rand(16, 30, generator=gen(1), dtype=torch.float64), torch.randint(10, (16,), generator=gen(2))
+    target = torch.nn.functional.one_hot(y, 10).double()
+    # autograd reference: ReLU output in the forward pass, identity in the backward pass
+    Ws = [w.clone().requires_grad_() for w in net.W]
+    g = gen(3)
+    a = x
+    for l, w in enumerate(Ws):
+        z = a @ w.T
+        if l < len(Ws) - 1:
+            a = z.clamp_min(0)
+            if dropout:
+                a = a * (torch.rand(a.shape, generator=g, dtype=a.dtype) > dropout)
+        else:
+            a = z + (z.clamp_min(0) - z).detach()
+    (0.5 * (a - target).square().sum() / len(x)).backward()
+    models.sgd_step(net, x, target, lr=1.0, momentum=0.0, dropout=dropout, generator=gen(3))
+    for w, w0 in zip(net.W, Ws):
+        torch.testing.assert_close(w, w0.detach() - w0.grad)
+
+
+def test_train_is_reproducible_and_carries_momentum():
+    x, y = torch.rand(250, 20, generator=gen(1)), torch.randint(10, (250,), generator=gen(2))
+    kw = dict(epochs=2, batch_size=100, lr=0.1, momentum=0.5, dropout=0.25, n_classes=10)
+    a, b = models.init_net((20, 30, 10), 0.1, gen()), models.init_net((20, 30, 10), 0.1, gen())
+    losses = models.train(a, x, y, generator=gen(5), **kw)
+    models.train(b, x, y, generator=gen(5), **kw)
+    assert len(losses) == 2 and all(torch.equal(u, v) for u, v in zip(a.W, b.W))
+    assert all(v.abs().sum() > 0 for v in a.vW)
+    with pytest.raises(ValueError, match="labels"):
+        models.train(a, x, y[:5], generator=gen(), **kw)
+
+
+def test_training_learns_a_task():
+    gen0 = gen()
+    centers = torch.randn(2, 40, generator=gen0)
+    y = torch.randint(2, (600,), generator=gen0)
+    x = (centers[y] + 0.3 * torch.randn(600, 40, generator=gen0)).clamp(0, 1)
+    net = models.init_net((40, 64, 10), 0.01, gen0)
+    losses = models.train(net, x, y, epochs=5, batch_size=50, lr=0.1, momentum=0.5, dropout=0.25, n_classes=10, generator=gen0)
+    assert losses[-1] < losses[0]
+    per_task, overall = models.accuracy(net, x, y, 0.25, [(0, 1)])
+    assert overall > 95 and per_task == [overall]
+
+
+def test_ties_go_to_the_first_output_and_merge_averages():
+    net = models.Net([torch.zeros(10, 4)], [torch.zeros(10, 4)])
+    assert models.predict(net, torch.rand(5, 4), 0.25).tolist() == [0] * 5     # all outputs 0: class 0, like MATLAB
+    a, b = toy(), toy()
+    b.W = [2 * w for w in b.W]
+    merged = models.merge([a, b])
+    assert all(torch.allclose(m, 1.5 * w) for m, w in zip(merged.W, a.W))
+    per_task, overall = models.accuracy(net, torch.rand(4, 4), torch.tensor([0, 1, 2, 3]), 0.25, [(0, 1), (2, 3)])
+    assert per_task == [50.0, 0.0] and overall == 25.0

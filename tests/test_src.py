@@ -1,0 +1,254 @@
+"""The sleep: hand-checked steps, scale factors, input statistics, engines against a literal loop, bad input."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import src
+from models import Net
+
+ENGINES = ["torch", "numba"]
+INC, DEC = 0.03, 0.004
+
+
+def g_np(w):
+    with np.errstate(over="ignore"):  # exp(-w / 0.001) is inf for w < -0.71: g = 2, as in MATLAB
+        return 2 * (1 - 1 / (1 + np.exp(-w / 0.001)))
+
+
+def literal_sleep(weights, spikes, alpha, beta, inc, dec, decay=0.999, threshold=1.0):
+    """../shared/ALGORITHM.md step 4, transcribed line by line with numpy (float64)."""
+    W = [np.array(w, dtype=np.float64) for w in weights]
+    v = [np.zeros(w.shape[0]) for w in W]
+    counts = [np.zeros(w.shape[0], dtype=int) for w in W]
+    for s in np.asarray(spikes, dtype=np.float64):
+        pre = s
+        for l in range(len(W)):
+            impulse = alpha[l] * W[l] @ pre
+            v[l] = decay * v[l] + impulse
+            post = (v[l] >= threshold * beta[l]).astype(np.float64)
+            for j in np.flatnonzero(post):
+                for i in range(W[l].shape[1]):
+                    if pre[i]:
+                        W[l][j, i] += inc * g_np(W[l][j, i])
+                    else:
+                        W[l][j, i] -= dec * g_np(W[l][j, i])
+            v[l][post == 1] = 0
+            counts[l] += post.astype(int)
+            pre = post
+    return W, counts
+
+
+def random_case(seed, sizes=(12, 9, 7, 4), steps=200, p=0.3, batch=None):
+    gen = torch.Generator().manual_seed(seed)
+    shape = () if batch is None else (batch,)
+    W = [(torch.rand(*shape, o, i, generator=gen, dtype=torch.float64) - 0.35) * 0.6 for i, o in zip(sizes[:-1], sizes[1:])]
+    spikes = torch.rand(*shape, steps, sizes[0], generator=gen) < p
+    return W, spikes
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_one_step_by_hand(engine):
+    # 3 inputs -> 2 neurons; inputs 0 and 1 fire. Neuron 0: impulse 2 (0.6 + 0.0005) = 1.201 >= 1, fires.
+    # Neuron 1: impulse 2 (0.3 + 0.1) = 0.8 < 1, silent: its weights stay.
+    W = [torch.tensor([[0.6, 0.0005, -0.2], [0.3, 0.1, 0.5]], dtype=torch.float64)]
+    new, counts = src.sleep_on_spikes(W, torch.tensor([[1, 1, 0]]), alpha=[2.0], beta=[1.0], inc=INC, dec=DEC, engine=engine)
+    w = new[0].numpy()
+    assert w[0, 0] == 0.6                                                  # g(0.6) ~ 1e-261: no change
+    np.testing.assert_allclose(w[0, 1] - 0.0005, INC * 2 / (1 + math.exp(0.5)), rtol=1e-12)   # pre fired: up
+    np.testing.assert_allclose(w[0, 2] + 0.2, -DEC * 2 / (1 + math.exp(-200)), rtol=1e-12)    # pre silent: down ~2 dec
+    assert w[1].tolist() == [0.3, 0.1, 0.5]
+    assert counts[0].tolist() == [1, 1, 0] and counts[1].tolist() == [1, 0]
+    assert W[0][0, 1] == 0.0005                                            # the input weights are left untouched
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_decay_accumulation_and_reset(engine):
+    # One neuron, impulse 0.6 per step, threshold 1: v = 0.6, then 0.6 * 0.5 + 0.6 = 0.9, then 1.05 -> fires
+    # at step 3 and resets to 0, so steps 4-5 repeat 0.6, 0.9 and it fires next at step 6.
+    W = [torch.tensor([[0.6]], dtype=torch.float64)]
+    for T, fired in [(2, 0), (3, 1), (5, 1), (6, 2)]:
+        _, counts = src.sleep_on_spikes(W, torch.ones(T, 1), alpha=[1.0], beta=[1.0], inc=0.0, dec=0.0,
+                                        decay=0.5, engine=engine)
+        assert counts[1].item() == fired, (T, counts)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_spikes_cross_all_layers_in_one_step(engine):
+    # A single input spike drives a chain of three layers to fire within the same step.
+    W = [torch.tensor([[2.0]], dtype=torch.float64)] * 3
+    _, counts = src.sleep_on_spikes(W, torch.tensor([[1]]), alpha=[1.0, 1.0, 1.0], beta=[1.5, 1.5, 1.5],
+                                    inc=0.0, dec=0.0, engine=engine)
+    assert [c.item() for c in counts] == [1, 1, 1, 1]
+
+
+def test_g_is_the_original_sigmoid_without_overflow():
+    w = torch.tensor([-1e6, -1.0, -0.001, 0.0, 0.001, 1.0, 1e6], dtype=torch.float64)
+    np.testing.assert_allclose(src.g(w).numpy(), g_np(w.numpy()), rtol=1e-12, atol=1e-300)
+    assert src.g(torch.tensor(0.0)).item() == 1.0
+    assert torch.isfinite(src.g(torch.tensor([-3e38, 3e38]))).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_engines_match_a_literal_loop(engine, dtype, seed):
+    W, spikes = random_case(seed)
+    alpha, beta = [1.3, 1.7, 2.1], [0.5, 0.6, 0.4]
+    ref_W, ref_counts = literal_sleep([w.numpy() for w in W], spikes.numpy(), alpha, beta, INC, DEC)
+    new, counts = src.sleep_on_spikes([w.to(dtype) for w in W], spikes, alpha, beta, inc=INC, dec=DEC, engine=engine)
+    assert sum(c.sum().item() for c in counts[1:]) > 100                # the case has plenty of plasticity
+    for c, rc in zip(counts[1:], ref_counts):                           # the same spikes
+        assert c.tolist() == rc.tolist()
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for w, rw, w0 in zip(new, ref_W, W):
+        assert w.dtype == dtype
+        np.testing.assert_allclose(w.double().numpy(), rw, rtol=0, atol=tol)
+        assert (w.double() - w0).abs().max() > 1e-3                     # and the weights did change
+
+
+@pytest.mark.parametrize("options", [dict(w_inh=0.3), dict(dc=0.05), dict(refractory=3), dict(w_inh=0.2, dc=0.02, refractory=1)])
+def test_engines_agree_on_the_original_switches(options):
+    W, spikes = random_case(3, steps=300)
+    outs = [src.sleep_on_spikes(W, spikes, [1.3, 1.7, 2.1], [0.5, 0.6, 0.4], inc=INC, dec=DEC, engine=e, **options)
+            for e in ENGINES]
+    base = src.sleep_on_spikes(W, spikes, [1.3, 1.7, 2.1], [0.5, 0.6, 0.4], inc=INC, dec=DEC, engine="numba")
+    (wa, ca), (wb, cb) = outs
+    assert [c.tolist() for c in ca] == [c.tolist() for c in cb]
+    for a, b in zip(wa, wb):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-12)
+    assert [c.tolist() for c in ca] != [c.tolist() for c in base[1]]   # the switch changes the dynamics
+
+
+def test_refractory_neuron_ignores_input():
+    # Fires every step without refractoriness; with 2 refractory steps it fires at steps 1, 4, 7.
+    W = [torch.tensor([[5.0]], dtype=torch.float64)]
+    _, free = src.sleep_on_spikes(W, torch.ones(7, 1), [1.0], [1.0], inc=0.0, dec=0.0, engine="numba")
+    for engine in ENGINES:
+        _, ref = src.sleep_on_spikes(W, torch.ones(7, 1), [1.0], [1.0], inc=0.0, dec=0.0, refractory=2, engine=engine)
+        assert (free[1].item(), ref[1].item()) == (7, 3)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_batched_networks_are_independent(engine):
+    W, spikes = random_case(4, batch=3)
+    alpha = np.array([[1.3, 1.7, 2.1], [1.0, 2.0, 1.5], [2.0, 1.2, 1.1]])
+    inc = np.array([0.03, 0.01, 0.05])
+    new, counts = src.sleep_on_spikes(W, spikes, alpha, [0.5, 0.6, 0.4], inc=inc, dec=DEC, engine=engine)
+    for b in range(3):
+        one, c1 = src.sleep_on_spikes([w[b] for w in W], spikes[b], alpha[b], [0.5, 0.6, 0.4], inc=inc[b], dec=DEC,
+                                      engine=engine)
+        for w, w1 in zip(new, one):
+            np.testing.assert_allclose(w[b].numpy(), w1.numpy(), rtol=0, atol=1e-14)
+        assert [c[b].tolist() for c in counts] == [c.tolist() for c in c1]
+
+
+def test_chunked_input_equals_one_raster():
+    W, spikes = random_case(5, steps=300)
+    args = ([1.3, 1.7, 2.1], [0.5, 0.6, 0.4])
+    whole, cw = src.sleep_on_spikes(W, spikes, *args, inc=INC, dec=DEC, refractory=2)
+    parts, cp = src.sleep_on_spikes(W, iter([spikes[:70], spikes[70:71], spikes[71:]]), *args, inc=INC, dec=DEC, refractory=2)
+    assert all(torch.equal(a, b) for a, b in zip(whole, parts))
+    assert all(torch.equal(a, b) for a, b in zip(cw, cp))
+
+
+def toy_net():
+    W = [torch.tensor([[1.0, -1.0], [0.5, 2.0]]), torch.tensor([[0.5, 0.25], [-1.0, 1.0]]), torch.tensor([[2.0, 0.5]])]
+    return Net(W, [torch.zeros_like(w) for w in W])
+
+
+def test_scale_factors_by_hand():
+    x = torch.tensor([[1.0, 0.0], [0.5, 1.0]])
+    # Evaluation mode, dropout 0.2 (hidden layers times 0.8):
+    #   h1 = 0.8 relu(W1 x) = [0.8, 0.4], [0, 1.8]     max W1 = 2    -> s1 = 2
+    #   h2 = 0.8 relu(W2 h1) = [0.4, 0], [0.36, 1.44]  max W2 = 1    -> s2 = 1.44
+    #   out = relu(W3 h2) = [0.8], [1.44]              max W3 = 2    -> s3 = 2
+    A = 10.0
+    alpha = src.scale_factors(toy_net(), x, dropout=0.2, alpha_scale=A)
+    np.testing.assert_allclose(alpha, [A / 2, A * 2 / 1.44, A * 1.44 / (2 * 2)], rtol=1e-6)
+    # Without dropout the activations are larger: h1 max 2.25, h2 max 2.25, out max 2.25, all above the weights.
+    alpha = src.scale_factors(toy_net(), x, dropout=0.0, alpha_scale=A)
+    np.testing.assert_allclose(alpha, [A / 2.25, A, A / 2.25], rtol=1e-6)
+
+
+def test_scale_factors_reject_a_dead_layer():
+    net = toy_net()
+    net.W[2] = -net.W[2].abs()
+    with pytest.raises(ValueError, match="layer 3"):
+        src.scale_factors(net, torch.ones(3, 2), 0.25, 1.0)
+
+
+def test_input_window_and_rate():
+    gen = torch.Generator().manual_seed(0)
+    # A saturating rate makes every pixel of the window fire: each step is exactly one 11 x 11 square.
+    s = src.input_spikes(torch.ones(784), 3000, gen, rate=1000.0, dt=0.001, mask_size=11).reshape(-1, 28, 28)
+    assert (s.sum((1, 2)) == 121).all()
+    rows, cols = s.any(2).float().argmax(1), s.any(1).float().argmax(1)
+    assert (s.any(2).sum(1) == 11).all() and (s.any(1).sum(1) == 11).all()
+    assert rows.min() == 0 and rows.max() == 17 and cols.min() == 0 and cols.max() == 17
+    assert len(set(rows.tolist())) == 18
+    # A pixel of value p fires with probability 2 dt rate p.
+    s = src.input_spikes(torch.full((784,), 0.5), 20000, gen, rate=239.515363, dt=0.001, mask_size=11)
+    p, shown = 2 * 0.001 * 239.515363 * 0.5, 20000 * 121
+    assert abs(s.sum().item() / shown - p) < 4 * math.sqrt(p * (1 - p) / shown)
+    # Pixels of value 0 never fire, even inside the window.
+    img = torch.zeros(28, 28)
+    img[:, 14:] = 1.0
+    s = src.input_spikes(img.flatten(), 5000, gen, rate=239.515363, dt=0.001, mask_size=11).reshape(-1, 28, 28)
+    assert not s[:, :, :14].any() and s[:, :, 14:].any()
+
+
+def test_sleep_phase_is_reproducible_and_keeps_momentum():
+    gen = torch.Generator().manual_seed(0)
+    net = Net([torch.rand(20, 784, generator=gen) - 0.3, torch.rand(10, 20, generator=gen) - 0.3],
+              [torch.full((20, 784), 0.5), torch.full((10, 20), 0.5)])
+    x = torch.rand(50, 784, generator=gen)
+    kw = dict(rate=239.5, inc=INC, dec=DEC, beta=[0.5, 0.5], alpha_scale=1.0, dropout=0.25, dt=0.001, mask_size=11)
+    a, info = src.sleep(net, x, 500, torch.Generator().manual_seed(1), **kw)
+    b, _ = src.sleep(net, x, 500, torch.Generator().manual_seed(1), **kw)
+    c, _ = src.sleep(net, x, 500, torch.Generator().manual_seed(2), **kw)
+    assert all(torch.equal(u, v) for u, v in zip(a.W, b.W))
+    assert not all(torch.equal(u, v) for u, v in zip(a.W, c.W))
+    assert not torch.equal(a.W[0], net.W[0]) and sum(info["spikes"][1]) > 0
+    assert all(torch.equal(v, w) and v is not w for v, w in zip(a.vW, net.vW))
+    assert len(info["alpha"]) == 2 and len(info["spikes"]) == 3
+
+
+def test_renormalise_restores_each_input_range():
+    gen = torch.Generator().manual_seed(0)
+    before, after = torch.rand(6, 4, generator=gen), 3 * torch.rand(6, 4, generator=gen) - 1
+    out = src.renormalise(after, before, gamma=0.5)
+    span = lambda m: m.amax(0) - m.amin(0)
+    torch.testing.assert_close(span(out), 0.5 * span(before))
+
+
+def test_bad_input_is_refused_clearly():
+    W, spikes = random_case(0)
+    a, b = [1.0, 1.0, 1.0], [0.5, 0.5, 0.5]
+    with pytest.raises(ValueError, match="input_spikes must be"):
+        src.sleep_on_spikes(W, spikes[:, :5], a, b, inc=INC, dec=DEC)
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        src.sleep_on_spikes(W, spikes.double() * 2, a, b, inc=INC, dec=DEC)
+    with pytest.raises(ValueError, match="layer 2 takes"):
+        src.sleep_on_spikes([W[0], W[2]], spikes, a[:2], b[:2], inc=INC, dec=DEC)
+    with pytest.raises(ValueError, match="inc = "):
+        src.sleep_on_spikes(W, spikes, a, b, inc=-0.1, dec=DEC)
+    with pytest.raises(ValueError, match="beta must be finite"):
+        src.sleep_on_spikes(W, spikes, a, [0.5, float("nan"), 0.5], inc=INC, dec=DEC)
+    with pytest.raises(ValueError, match="alpha must be a scalar"):
+        src.sleep_on_spikes(W, spikes, [1.0, 1.0], b, inc=INC, dec=DEC)
+    with pytest.raises(ValueError, match="finite"):
+        src.sleep_on_spikes([w * float("inf") for w in W], spikes, a, b, inc=INC, dec=DEC)
+    with pytest.raises(ValueError, match="sleep data"):
+        src.sleep(Net(W, W), torch.zeros(0, 12), 10, torch.Generator(), rate=1.0, inc=INC, dec=DEC, beta=b,
+                  alpha_scale=1.0, dropout=0.25, dt=0.001, mask_size=3)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_non_finite_weights_stop_the_sleep(engine):
+    # A weight near the float32 limit, depressed by a huge dec, overflows to -inf at the first spike (step 2).
+    W = [torch.tensor([[2.0, -3e38]]), torch.tensor([[1.0]])]
+    spikes = torch.tensor([[0, 0], [1, 0], [1, 0]])
+    with pytest.raises(FloatingPointError, match="layer 1 at step 2"):
+        src.sleep_on_spikes(W, spikes, [1.0, 1.0], [1.0, 1.0], inc=0.0, dec=1e38, engine=engine)

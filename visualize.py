@@ -1,0 +1,151 @@
+# %%
+"""Figures of a run folder, rebuilt from its saved files alone (results.csv, stable_rank.csv, jobs/*.npz).
+
+    python visualize.py runs/mnist-original-1a2b3c4d            # figures into RUN_DIR/png
+    python visualize.py RUN_DIR --png-dir png                    # into the repository's png/
+
+accuracy.png      per-task and overall test accuracy after every stage, one panel per method (mean ± std over seeds)
+stable_rank.png   stable rank of each layer's weights after every stage (mean ± std over seeds)
+activations_<method>.png   PCA activation maps of a class-ordered probe set (first seed of the run)
+"""
+import argparse
+import csv
+import glob
+import os
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def read_table(path):
+    """{method: {stage: [row of floats per seed]}} and the value columns, from a long-format CSV."""
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise SystemExit(f"{path} is empty")
+    cols = [c for c in rows[0] if c not in ("method", "seed", "stage")]
+    table = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["stage"] != "final":  # a copy of the method's last stage
+            table[r["method"]][r["stage"]].append([float(r[c]) for c in cols])
+    return table, cols
+
+
+def band(ax, x, runs, **kw):
+    """Mean line with a ± std band over seeds."""
+    runs = np.asarray(runs)
+    mean, std = runs.mean(0), runs.std(0)
+    line, = ax.plot(x, mean, marker="o", markersize=3, **kw)
+    if len(runs) > 1:
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+
+
+def plot_accuracy(table, cols, path):
+    methods = list(table)
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.6), squeeze=False, sharey=True)
+    for ax, method in zip(axes[0], methods):
+        stages = list(table[method])
+        runs = np.array([table[method][s] for s in stages]).transpose(1, 0, 2)   # [seed, stage, column]
+        for c, col in enumerate(cols):
+            overall = col == "all"
+            band(ax, range(len(stages)), runs[:, :, c], label="all 10 classes" if overall else col.replace("task_", "task "),
+                 color="black" if overall else None, linewidth=2.5 if overall else 1.2)
+        ax.set_xticks(range(len(stages)), [s.replace("_", " ") for s in stages], rotation=60, fontsize=8)
+        ax.set_title(f"{method} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_stable_rank(table, cols, path):
+    fig, axes = plt.subplots(1, len(cols), figsize=(5 * len(cols), 3.8), squeeze=False)
+    for c, (ax, col) in enumerate(zip(axes[0], cols)):
+        longest = max((list(st) for st in table.values()), key=len)
+        for method, stages in table.items():
+            x = [longest.index(s) if s in longest else len(longest) for s in stages]
+            band(ax, x, np.array([stages[s] for s in stages]).transpose(1, 0, 2)[:, :, c], label=method)
+        ax.set_xticks(range(len(longest)), [s.replace("_", " ") for s in longest], rotation=60, fontsize=8)
+        ax.set_title(f"stable rank, {col.replace('_', ' ')}")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def heat(ax, m, labels, title, diverging=False):
+    lim = np.abs(m).max() or 1.0
+    ax.imshow(m, aspect="auto", interpolation="nearest", cmap="RdBu_r" if diverging else "viridis",
+              vmin=-lim if diverging else None, vmax=lim if diverging else None)
+    bounds = np.flatnonzero(np.diff(labels)) + 0.5
+    ax.hlines(bounds, -0.5, m.shape[1] - 0.5, color="white", linewidth=0.4)
+    ax.set_title(title, fontsize=7)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_activations(npz_path, method, path):
+    """SRC: per task, each layer before sleep, after sleep and after - before. Other methods: each stage's maps."""
+    z = np.load(npz_path)
+    labels = z["labels"]
+    maps = defaultdict(dict)
+    for key in z.files:
+        if key != "labels":
+            stage, layer = key.split("/")
+            maps[stage][layer] = z[key].astype(np.float32)
+    if not maps:
+        return
+    layers = sorted(next(iter(maps.values())))
+    befores = [s for s in maps if s.startswith("train_")]
+    if any(s.startswith("sleep_") for s in maps):
+        rows = [(s, s.replace("train_", "sleep_")) for s in befores]
+        kinds = ["before", "after", "after - before"]
+    else:
+        rows, kinds = [(s, None) for s in maps], [""]
+    fig, axes = plt.subplots(len(rows), len(layers) * len(kinds), figsize=(1.5 * len(layers) * len(kinds), 1.6 * len(rows)),
+                             squeeze=False)
+    for r, (before, after) in enumerate(rows):
+        for l, layer in enumerate(layers):
+            panels = [maps[before][layer]] if after is None else \
+                [maps[before][layer], maps[after][layer], maps[after][layer] - maps[before][layer]]
+            for k, (m, kind) in enumerate(zip(panels, kinds)):
+                name = before.replace("train_", "task ") if after else before.replace("_", " ")
+                heat(axes[r][l * len(kinds) + k], m, labels, f"{name}, {layer.replace('_', ' ')}\n{kind}".strip(),
+                     diverging=kind == "after - before")
+    fig.suptitle(f"{method}: activations of {len(labels)} test images ordered by class (rows), "
+                 "10 PCA components (columns; the output layer raw)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(run_dir, png_dir):
+    os.makedirs(png_dir, exist_ok=True)
+    for name in ("results.csv", "stable_rank.csv"):
+        if not os.path.exists(os.path.join(run_dir, name)):
+            raise SystemExit(f"{run_dir} has no {name}: is it a run folder of mnist_exp.py?")
+    plot_accuracy(*read_table(os.path.join(run_dir, "results.csv")), os.path.join(png_dir, "accuracy.png"))
+    plot_stable_rank(*read_table(os.path.join(run_dir, "stable_rank.csv")), os.path.join(png_dir, "stable_rank.png"))
+    first = {}
+    for path in sorted(glob.glob(os.path.join(run_dir, "jobs", "*-seed*.npz")),
+                       key=lambda p: int(p.rsplit("seed", 1)[1].split(".")[0])):
+        first.setdefault(os.path.basename(path).rsplit("-seed", 1)[0], path)
+    for method, path in first.items():
+        plot_activations(path, method, os.path.join(png_dir, f"activations_{method}.png"))
+
+
+# %%
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", help="a run folder written by mnist_exp.py")
+    parser.add_argument("--png-dir", default=None, help="where the figures go (default: RUN_DIR/png)")
+    args = parser.parse_args()
+    main(args.run_dir, args.png_dir or os.path.join(args.run_dir, "png"))
