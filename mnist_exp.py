@@ -212,20 +212,18 @@ probe = torch.as_tensor(analysis.probe_indices(test_y.cpu(), cfg.probe_per_class
 
 
 # %% The experiment loop: one loop for every method
-def generators(seed, method):
-    """Initial weights from the seed alone (shared by all methods); the method's own stream for the rest."""
-    stream = np.random.SeedSequence([seed, *method.encode()]).generate_state(2)
-    init = torch.Generator().manual_seed(seed)
-    train = torch.Generator(device=device).manual_seed(int(stream[0]))
-    sleep = torch.Generator().manual_seed(int(stream[1]))
-    return init, train, sleep
+def generator(seed, phase, k, on=None):
+    """The seed's random stream for one phase (training or sleep) of task k (k = 0: joint training).
+    Every method draws the same numbers in the same phase (common random numbers), so methods differ
+    only in what they do: sequential and SRC train task 1 identically, and their difference is the sleep."""
+    state = np.random.SeedSequence([seed, ("train", "sleep").index(phase), k]).generate_state(1)[0]
+    return torch.Generator(device=on or "cpu").manual_seed(int(state))
 
 
 def run_method(method, seed, progress=True):
     """Train (and sleep) one method from the seed's initial weights; returns its record (all numbers)."""
     spec = METHODS[method]
-    init_gen, train_gen, sleep_gen = generators(seed, method)
-    init = models.init_net(sizes, cfg.init_scale, init_gen, dtype, device)
+    init = models.init_net(sizes, cfg.init_scale, torch.Generator().manual_seed(seed), dtype, device)
     rec = dict(method=method, seed=seed, rows=[], stable_rank=[], sleep=[], time=dict(train=0.0, sleep=0.0, eval=0.0))
     acts = {}
 
@@ -248,7 +246,8 @@ def run_method(method, seed, progress=True):
         idx = data.task_indices(train_y, classes, None if spec.get("joint") else cfg.n_per_task)
         t = time.perf_counter()
         models.train(net, train_x[idx], train_y[idx], epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                     momentum=cfg.momentum, dropout=cfg.dropout, n_classes=10, generator=train_gen,
+                     momentum=cfg.momentum, dropout=cfg.dropout, n_classes=10,
+                     generator=generator(seed, "train", 0 if spec.get("joint") else k, device),
                      progress=progress, desc=f"{method} s{seed} train {name}")
         rec["time"]["train"] += time.perf_counter() - t
         record(f"train_{name}", net)
@@ -256,7 +255,7 @@ def run_method(method, seed, progress=True):
             seen = data.task_indices(train_y, sum(tasks[:k], ()))
             steps = cfg.sleep_steps + (k - 1) * cfg.sleep_steps_increment
             t = time.perf_counter()
-            net, info = src.sleep(net, train_x[seen], steps, sleep_gen, rate=cfg.rate, inc=cfg.inc, dec=cfg.dec,
+            net, info = src.sleep(net, train_x[seen], steps, generator(seed, "sleep", k), rate=cfg.rate, inc=cfg.inc, dec=cfg.dec,
                                   beta=cfg.beta, alpha_scale=cfg.alpha_scale, dropout=cfg.dropout, dt=cfg.dt,
                                   mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold,
                                   w_inh=cfg.w_inh, dc=cfg.dc, refractory=cfg.refractory, norm_w=cfg.norm_w,

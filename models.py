@@ -11,9 +11,15 @@ Two details of the original matter for SRC and are reproduced here:
 - the output is a ReLU, yet backpropagation treats it as linear: the output
   error signal is (output - target) with no ReLU derivative.
 """
+import os
 from dataclasses import dataclass
 
-import torch
+# MKL's strict reproducibility mode: the same matrix products whatever the number of threads. Without it
+# the output layer's gradient differs in its last bits between 1 and 2 threads, and the spiking sleep
+# amplifies that. MKL reads this at its first call, so it must be set before any matrix product.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
+import torch  # noqa: E402
 from tqdm.auto import tqdm
 
 
@@ -68,11 +74,11 @@ def sgd_step(net, x, target, *, lr, momentum, dropout, generator):
     m = x.shape[0]
     loss = 0.5 * d.square().sum() / m
     for l in reversed(range(len(net.W))):
-        grad = d.T @ acts[l] / m
-        if l > 0:                              # acts[l] is already masked: (acts > 0) holds the mask too
-            d = (d @ net.W[l]) * (acts[l] > 0)
-        net.vW[l].mul_(momentum).add_(grad, alpha=lr)   # v = momentum v + lr g
-        net.W[l].sub_(net.vW[l])                        # W = W - v
+        d_below = (d @ net.W[l]) * (acts[l] > 0) if l > 0 else None   # acts[l] is masked: (acts > 0) holds the mask
+        # v = momentum v + lr g with g = d^T a / m, in one BLAS call; then W = W - v
+        torch.addmm(net.vW[l], d.T, acts[l], beta=momentum, alpha=lr / m, out=net.vW[l])
+        net.W[l].sub_(net.vW[l])
+        d = d_below
     return loss.item()
 
 

@@ -26,6 +26,9 @@ from tqdm.auto import tqdm
 
 from models import Net, forward
 
+# numba's own thread pool, not OpenMP: its OpenMP layer would share (and reset) torch's thread settings.
+numba.config.THREADING_LAYER = "workqueue"
+
 G_WIDTH = 0.001  # width of the plasticity sigmoid g(w), from sleepnn_old.m
 
 

@@ -56,7 +56,7 @@ def test_corrupt_file_is_a_clear_error(tmp_path):
 def test_missing_data_without_network_says_what_to_do(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("no network")
-    monkeypatch.setitem(data.DATASETS["mnist"], "torchvision", offline)
+    monkeypatch.setitem(data.DATASETS["mnist"], "torchvision", "NoSuchDataset")   # torchvision's download fails
     monkeypatch.setitem(data.FALLBACKS, "mnist", offline)
     with pytest.raises(RuntimeError, match="--data-dir"):
         data.ensure_files("mnist", str(tmp_path))
