@@ -209,6 +209,9 @@ if cfg.test_limit:
 train_x, test_x = train_x.to(device, dtype), test_x.to(device, dtype)
 train_y, test_y = train_y.to(device), test_y.to(device)
 probe = torch.as_tensor(analysis.probe_indices(test_y.cpu(), cfg.probe_per_class, 10), device=device)
+rest = torch.as_tensor(np.setdiff1d(np.arange(len(test_y)), probe.cpu().numpy()), device=device)
+eval_chunks = [test_x[probe]] + list(test_x[rest].split(2000))   # the probe set first: its activations are kept
+eval_y = torch.cat([test_y[probe], test_y[rest]])
 
 
 # %% The experiment loop: one loop for every method
@@ -220,55 +223,84 @@ def generator(seed, phase, k, on=None):
     return torch.Generator(device=on or "cpu").manual_seed(int(state))
 
 
-def run_method(method, seed, progress=True):
-    """Train (and sleep) one method from the seed's initial weights; returns its record (all numbers)."""
+@torch.no_grad()
+def evaluate(net):
+    """What the experiment records of a network: accuracy on each task and on all test images, stable rank
+    of each layer, activations of the probe images. The probe images are the first chunk of the test pass."""
+    probe_acts = models.forward(net, eval_chunks[0], cfg.dropout)
+    pred = torch.cat([probe_acts[-1].argmax(1)] + [models.predict(net, xb, cfg.dropout) for xb in eval_chunks[1:]])
+    per_task, overall = models.accuracy(pred, eval_y, tasks)
+    return dict(accuracy=dict(**{f"task_{k + 1}": a for k, a in enumerate(per_task)}, all=overall),
+                stable_rank={f"layer_{l + 1}": analysis.stable_rank(w) for l, w in enumerate(net.W)},
+                acts=[a.cpu().numpy() for a in probe_acts])
+
+
+def run_method(method, seed, shared, progress=True):
+    """Train (and sleep) one method from the seed's initial weights; returns its record and PCA maps.
+
+    shared: {history: (net, entry)} for this seed, where history names the stages from the initial
+    weights. Stages that several methods reach the same way (the initial network; one task trained from
+    it) are computed once per seed and reused: the random streams make a recomputation identical.
+    """
     spec = METHODS[method]
-    init = models.init_net(sizes, cfg.init_scale, torch.Generator().manual_seed(seed), dtype, device)
     rec = dict(method=method, seed=seed, rows=[], stable_rank=[], sleep=[], time=dict(train=0.0, sleep=0.0, eval=0.0))
     acts = {}
 
-    def record(stage, net):
-        t = time.perf_counter()
-        per_task, overall = models.accuracy(net, test_x, test_y, cfg.dropout, tasks)
-        rec["rows"].append(dict(stage=stage, **{f"task_{k + 1}": a for k, a in enumerate(per_task)}, all=overall))
-        rec["stable_rank"].append(dict(stage=stage, **{f"layer_{l + 1}": analysis.stable_rank(w) for l, w in enumerate(net.W)}))
-        with torch.no_grad():
-            acts[stage] = [a.cpu().numpy() for a in models.forward(net, test_x[probe], cfg.dropout)]
-        rec["time"]["eval"] += time.perf_counter() - t
-
-    record("init", init)
-    schedule = [sum(tasks, ())] if spec.get("joint") else tasks
-    net, finished = init.clone(), []
-    for k, classes in enumerate(schedule, 1):
-        name = "all" if spec.get("joint") else k
-        if spec.get("restart"):
-            net = init.clone()
-        idx = data.task_indices(train_y, classes, None if spec.get("joint") else cfg.n_per_task)
-        t = time.perf_counter()
-        models.train(net, train_x[idx], train_y[idx], epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                     momentum=cfg.momentum, dropout=cfg.dropout, n_classes=10,
-                     generator=generator(seed, "train", 0 if spec.get("joint") else k, device),
-                     progress=progress, desc=f"{method} s{seed} train {name}")
-        rec["time"]["train"] += time.perf_counter() - t
-        record(f"train_{name}", net)
-        if spec.get("sleep"):
-            seen = data.task_indices(train_y, sum(tasks[:k], ()))
-            steps = cfg.sleep_steps + (k - 1) * cfg.sleep_steps_increment
+    def reach(history, make, phase):
+        """The network after `history` (its last name is the stage), made by make() unless shared already."""
+        if history in shared:
+            net, entry = shared[history]
+            net = net.clone()
+        else:
             t = time.perf_counter()
-            net, info = src.sleep(net, train_x[seen], steps, generator(seed, "sleep", k), rate=cfg.rate, inc=cfg.inc, dec=cfg.dec,
-                                  beta=cfg.beta, alpha_scale=cfg.alpha_scale, dropout=cfg.dropout, dt=cfg.dt,
-                                  mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold,
-                                  w_inh=cfg.w_inh, dc=cfg.dc, refractory=cfg.refractory, norm_w=cfg.norm_w,
-                                  gamma=cfg.gamma, engine=cfg.engine, progress=progress)
-            seconds = time.perf_counter() - t
-            rec["time"]["sleep"] += seconds
-            rec["sleep"].append(dict(task=k, steps=steps, seconds=seconds, alpha=info["alpha"],
-                                     spikes_per_step=[sum(c) / steps for c in info["spikes"]]))
-            record(f"sleep_{k}", net)
+            net = make()
+            rec["time"][phase] += time.perf_counter() - t
+            t = time.perf_counter()
+            entry = evaluate(net)
+            rec["time"]["eval"] += time.perf_counter() - t
+            if len(history) <= 2:
+                shared[history] = (net.clone(), entry)
+        stage = history[-1]
+        rec["rows"].append(dict(stage=stage, **entry["accuracy"]))
+        rec["stable_rank"].append(dict(stage=stage, **entry["stable_rank"]))
+        acts[stage] = entry["acts"]
+        return net
+
+    def trained(start, k, classes):
+        net = start.clone()
+        idx = data.task_indices(train_y, classes, None if spec.get("joint") else cfg.n_per_task)
+        models.train(net, train_x[idx], train_y[idx], epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                     momentum=cfg.momentum, dropout=cfg.dropout, n_classes=10, generator=generator(seed, "train", k, device),
+                     progress=progress, desc=f"{method} s{seed} train {k or 'all'}")
+        return net
+
+    def slept(start, k):
+        seen = data.task_indices(train_y, sum(tasks[:k], ()))
+        steps = cfg.sleep_steps + (k - 1) * cfg.sleep_steps_increment
+        t = time.perf_counter()
+        net, info = src.sleep(start, train_x[seen], steps, generator(seed, "sleep", k), rate=cfg.rate, inc=cfg.inc,
+                              dec=cfg.dec, beta=cfg.beta, alpha_scale=cfg.alpha_scale, dropout=cfg.dropout, dt=cfg.dt,
+                              mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold, w_inh=cfg.w_inh,
+                              dc=cfg.dc, refractory=cfg.refractory, norm_w=cfg.norm_w, gamma=cfg.gamma,
+                              engine=cfg.engine, progress=progress)
+        rec["sleep"].append(dict(task=k, steps=steps, seconds=time.perf_counter() - t, alpha=info["alpha"],
+                                 spikes_per_step=[sum(c) / steps for c in info["spikes"]]))
+        return net
+
+    start = ("init",)
+    init = reach(start, lambda: models.init_net(sizes, cfg.init_scale, torch.Generator().manual_seed(seed), dtype, device), "train")
+    net, history, finished = init, start, []
+    for k, classes in ([(0, sum(tasks, ()))] if spec.get("joint") else enumerate(tasks, 1)):
+        if spec.get("restart"):
+            net, history = init, start
+        history += (f"train_{k or 'all'}",)
+        net = reach(history, lambda: trained(net, k, classes), "train")
+        if spec.get("sleep"):
+            history += (f"sleep_{k}",)
+            net = reach(history, lambda: slept(net, k), "sleep")
         finished.append(net)
     if spec.get("merge"):
-        net = models.merge(finished)
-        record("merged", net)
+        net = reach(("merged",), lambda: models.merge(finished), "train")
     rec["rows"].append(dict(rec["rows"][-1], stage="final"))
     # PCA maps: before and after each sleep share one basis per layer; every other stage has its own
     groups = [[f"train_{k}", f"sleep_{k}"] for k in range(1, len(tasks) + 1)] if spec.get("sleep") else [[s] for s in acts if s != "init"]
@@ -309,37 +341,40 @@ def save_job(method, seed, rec, maps):
 
 
 def run_jobs(jobs):
-    """Run jobs here, or spread over --workers processes (each runs this script on one job)."""
+    """Run the (method, seed) jobs here, or spread the seeds over --workers processes (each runs this script)."""
+    seeds = list(dict.fromkeys(seed for _, seed in jobs))
     if cfg.workers <= 1:
-        for method, seed in tqdm(jobs, desc="jobs", disable=cfg.quiet or len(jobs) < 2):
-            t = time.perf_counter()
-            rec, maps = run_method(method, seed, progress=not cfg.quiet)
-            rec["time"]["total"] = time.perf_counter() - t
-            rec["versions"] = versions()
-            save_job(method, seed, rec, maps)
-            if not cfg.quiet:
-                final = rec["rows"][-1]
-                print(f"{method:>10} seed {seed}: final {final['all']:.1f} %  "
-                      + "  ".join(f"{k} {v:.1f}s" for k, v in rec["time"].items()))
+        for seed in seeds:
+            shared = {}  # stages several methods of this seed reach the same way, computed once
+            for method in [m for m, s in jobs if s == seed]:
+                t = time.perf_counter()
+                rec, maps = run_method(method, seed, shared, progress=not cfg.quiet)
+                rec["time"]["total"] = time.perf_counter() - t
+                rec["versions"] = versions()
+                save_job(method, seed, rec, maps)
+                if not cfg.quiet:
+                    print(f"{method:>10} seed {seed}: final {rec['rows'][-1]['all']:.1f} %  "
+                          + "  ".join(f"{k} {v:.1f}s" for k, v in rec["time"].items()))
         return
     threads = max(1, (os.cpu_count() or 1) // cfg.workers)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads), SRC_JOB="1")
-    pending, running = list(jobs), []
-    bar = tqdm(total=len(jobs), desc="jobs", disable=cfg.quiet)
+    pending, running = list(seeds), []
+    bar = tqdm(total=len(seeds), desc="seeds", disable=cfg.quiet)
     while pending or running:
         while pending and len(running) < cfg.workers:
-            method, seed = pending.pop(0)
+            seed = pending.pop(0)
+            methods = ",".join(m for m, s in jobs if s == seed)
             cmd = [sys.executable, os.path.abspath(__file__), "--config", os.path.join(run_dir, "config.json"),
-                   "--methods", method, "--seeds", str(seed), "--workers", "1", "--out", cfg.out,
+                   "--methods", methods, "--seeds", str(seed), "--workers", "1", "--out", cfg.out,
                    "--data-dir", cfg.data_dir, "--device", cfg.device, "--engine", cfg.engine,
                    "--no-figures", "--quiet"] + (["--force"] if cfg.force else [])
-            running.append((method, seed, subprocess.Popen(cmd, env=env)))
+            running.append((seed, subprocess.Popen(cmd, env=env)))
         time.sleep(0.2)
-        for job in [j for j in running if j[2].poll() is not None]:
+        for job in [j for j in running if j[1].poll() is not None]:
             running.remove(job)
             bar.update()
-            if job[2].returncode:
-                raise SystemExit(f"job {job[0]} seed {job[1]} failed (exit code {job[2].returncode})")
+            if job[1].returncode:
+                raise SystemExit(f"the job of seed {job[0]} failed (exit code {job[1].returncode})")
     bar.close()
 
 

@@ -169,14 +169,13 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
             if not ((spikes == 0) | (spikes == 1)).all():
                 raise ValueError("input_spikes must hold only 0 and 1 (or be a bool tensor)")
             spikes = spikes != 0
-        counts[0] += spikes.sum(1).cpu()
         layer_counts, failure = ENGINES[engine]["run"](state, spikes, t0)
         if failure is not None:
             b, t, l = failure
             raise FloatingPointError(f"sleep produced a non-finite weight in layer {l + 1} at step {t + 1}"
                                      + (f" (network {b})" if batched else "") + "; lower inc/dec or alpha_scale")
         for l, c in enumerate(layer_counts):
-            counts[l + 1] += c
+            counts[l] += c
         t0 += spikes.shape[1]
     W = ENGINES[engine]["finish"](state)
     if not batched:
@@ -198,7 +197,7 @@ def _torch_start(W, alpha, thr, inc, dec, decay, w_inh, dc, refractory):
 def _torch_run(s, spikes, t0):
     W, v, ref_end = s["W"], s["v"], s["ref_end"]
     spikes = spikes.to(W[0].device)
-    counts = [torch.zeros(w.shape[:2], dtype=torch.int64, device=w.device) for w in W]
+    counts = [spikes.sum(1)] + [torch.zeros(w.shape[:2], dtype=torch.int64, device=w.device) for w in W]
     for t in range(spikes.shape[1]):
         pre = spikes[:, t].to(W[0].dtype)                                   # [B, n_in]
         for l, w in enumerate(W):
@@ -220,7 +219,7 @@ def _torch_run(s, spikes, t0):
                 return None, (b[0].item(), t0 + t, l)
             v[l] = v[l].masked_fill(post, 0)
             ref_end[l] = torch.where(post, t0 + t + s["refractory"], ref_end[l])
-            counts[l] += post
+            counts[l + 1] += post
             pre = post.to(W[0].dtype)
     return [c.cpu() for c in counts], None
 
@@ -233,7 +232,7 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr,
     """WT[b] holds every layer's weights transposed ([in, out], flattened from w_off[l]), so that the
     impulse of one input spike is a contiguous row; v, ref_end, counts are flattened per neuron from n_off[l]."""
     decay, width, one, two, zero = consts[0], consts[1], consts[2], consts[3], consts[4]
-    B, L, T = WT.shape[0], sizes.shape[0] - 1, ptr.shape[1] - 1
+    B, L, T = WT.shape[0], sizes.shape[0] - 1, (ptr.shape[0] - 1) // WT.shape[0]
     widest = sizes.max()
     for b in numba.prange(B):
         pre = np.empty(widest, dtype=np.int64)     # indices of the neurons of the layer below that fired
@@ -243,8 +242,9 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr,
         for t in range(T):
             if failure[b, 0] >= 0:
                 break
-            n_pre = ptr[b, t + 1] - ptr[b, t]
-            pre[:n_pre] = idx[ptr[b, t]:ptr[b, t + 1]]
+            first, last = ptr[b * T + t], ptr[b * T + t + 1]
+            n_pre = last - first
+            pre[:n_pre] = idx[first:last]
             for l in range(L):
                 n_in, n_out = sizes[l], sizes[l + 1]
                 w = WT[b, w_off[l]:w_off[l] + n_in * n_out].reshape((n_in, n_out))
@@ -312,8 +312,8 @@ def _numba_start(W, alpha, thr, inc, dec, decay, w_inh, dc, refractory):
     w_off = np.concatenate([[0], np.cumsum(sizes[:-1] * sizes[1:])]).astype(np.int64)
     n_off = np.concatenate([[0], np.cumsum(sizes[1:])]).astype(np.int64)
     B = W[0].shape[0]
-    WT = np.concatenate([w.transpose(1, 2).reshape(B, -1).numpy() for w in W], axis=1).astype(np_dtype)
-    return dict(WT=np.ascontiguousarray(WT), sizes=sizes, w_off=w_off, n_off=n_off,
+    WT = torch.cat([w.transpose(1, 2).reshape(B, -1) for w in W], dim=1).numpy()
+    return dict(WT=WT, sizes=sizes, w_off=w_off, n_off=n_off,
                 v=np.zeros((B, n_off[-1]), np_dtype), ref_end=np.full((B, n_off[-1]), -1, np.int64),
                 alpha=alpha.astype(np_dtype), thr=thr.astype(np_dtype), inc=inc.astype(np_dtype),
                 dec=dec.astype(np_dtype), consts=np.array([decay, G_WIDTH, 1, 2, 0], np_dtype),
@@ -321,21 +321,21 @@ def _numba_start(W, alpha, thr, inc, dec, decay, w_inh, dc, refractory):
 
 
 def _numba_run(s, spikes, t0):
-    B, T, _ = spikes.shape
-    nz = spikes.nonzero()
-    ptr = np.zeros((B, T + 1), np.int64)
-    ptr[:, 1:] = spikes.sum(2).cumsum(1).numpy()
-    ptr += np.concatenate([[0], np.cumsum(ptr[:, -1])[:-1]])[:, None]   # offsets into the flat index list
+    B, T, n_in = spikes.shape
+    b, t, i = np.ascontiguousarray(spikes.nonzero().numpy().T)          # sorted by network, then step
+    # the inputs that fire at step t of network b are i[ptr[b T + t]:ptr[b T + t + 1]]
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(b * T + t, minlength=B * T))])
+    input_counts = torch.from_numpy(np.bincount(b * n_in + i, minlength=B * n_in).reshape(B, n_in))
     counts = np.zeros_like(s["ref_end"])
     failure = np.full((B, 2), -1, np.int64)
-    _numba_kernel(s["WT"], s["sizes"], s["w_off"], s["n_off"], s["v"], s["ref_end"], ptr,
-                  nz[:, 2].numpy(), t0, s["alpha"], s["thr"], s["inc"], s["dec"], s["consts"],
+    _numba_kernel(s["WT"], s["sizes"], s["w_off"], s["n_off"], s["v"], s["ref_end"], ptr, i, t0,
+                  s["alpha"], s["thr"], s["inc"], s["dec"], s["consts"],
                   s["w_inh"], s["dc"], s["refractory"], counts, failure)
     bad = np.nonzero(failure[:, 0] >= 0)[0]
     if len(bad):
         return None, (int(bad[0]), int(failure[bad[0], 0]), int(failure[bad[0], 1]))
     n_off = s["n_off"]
-    return [torch.from_numpy(counts[:, n_off[l]:n_off[l + 1]]) for l in range(len(n_off) - 1)], None
+    return [input_counts] + [torch.from_numpy(counts[:, n_off[l]:n_off[l + 1]]) for l in range(len(n_off) - 1)], None
 
 
 def _numba_finish(s):

@@ -122,7 +122,7 @@ def plot_activations(npz_path, method, path):
                      diverging=kind == "after - before")
     fig.suptitle(f"{method}: activations of {len(labels)} test images ordered by class (rows), "
                  "10 PCA components (columns; the output layer raw)", fontsize=9)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.5 / fig.get_figheight(), wspace=0.08, hspace=0.45)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

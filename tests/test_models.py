@@ -120,7 +120,7 @@ def test_training_learns_a_task():
     net = models.init_net((40, 64, 10), 0.01, gen0)
     losses = models.train(net, x, y, epochs=5, batch_size=50, lr=0.1, momentum=0.5, dropout=0.25, n_classes=10, generator=gen0)
     assert losses[-1] < losses[0]
-    per_task, overall = models.accuracy(net, x, y, 0.25, [(0, 1)])
+    per_task, overall = models.accuracy(models.predict(net, x, 0.25), y, [(0, 1)])
     assert overall > 95 and per_task == [overall]
 
 
@@ -131,5 +131,5 @@ def test_ties_go_to_the_first_output_and_merge_averages():
     b.W = [2 * w for w in b.W]
     merged = models.merge([a, b])
     assert all(torch.allclose(m, 1.5 * w) for m, w in zip(merged.W, a.W))
-    per_task, overall = models.accuracy(net, torch.rand(4, 4), torch.tensor([0, 1, 2, 3]), 0.25, [(0, 1), (2, 3)])
+    per_task, overall = models.accuracy(models.predict(net, torch.rand(4, 4), 0.25), torch.tensor([0, 1, 2, 3]), [(0, 1), (2, 3)])
     assert per_task == [50.0, 0.0] and overall == 25.0
