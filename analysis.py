@@ -10,6 +10,8 @@ def stable_rank(w):
     a = np.asarray(w.detach().cpu().double() if hasattr(w, "detach") else w, dtype=np.float64)
     if a.ndim != 2 or a.size == 0:
         raise ValueError(f"stable rank needs a non-empty matrix; got shape {a.shape}")
+    if not np.isfinite(a).all():
+        return float("nan")
     fro2 = np.square(a).sum()
     if fro2 == 0:
         return 0.0

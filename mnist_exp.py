@@ -10,9 +10,11 @@ results.csv, stable_rank.csv, summary.md, config.json and the figures.
     python mnist_exp.py --quick                          # a smoke test (seconds)
 
 Every field of the config cell below is also a command-line option (--sleep-steps 20000, ...).
+Importing this file (tune.py does) defines its functions and runs nothing.
 """
 import argparse
 import dataclasses
+import glob
 import json
 import os
 import platform
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -88,12 +91,17 @@ class Config:
     norm_w: bool = arg(False, "rescale each input's weight range after sleep to its range before")
     gamma: float = arg(1.0, "factor of that rescaling")
     engine: str = arg("auto", "sleep engine: numba (CPU), torch (any device) or auto")
+    # the paper's other baselines (strengths chosen on the tuning seeds: python tune.py --method ewc / si)
+    ewc_lambda: float = arg(1e4, "EWC: strength of the penalty lambda/2 sum F (W - W*)^2 (online EWC, F summed over tasks)")
+    si_c: float = arg(1.0, "SI: strength c of the penalty c sum Omega (W - W*)^2")
+    si_xi: float = arg(0.1, "SI: damping xi in Omega += path / (change^2 + xi)")
     # analyses
     probe_per_class: int = arg(100, "test images per class in the PCA activation maps")
     pca_components: int = arg(10, "PCA components of the activation maps")
 
 
 # The seven constants the authors found by genetic search (MNIST/ and FashionMNIST/run_class_task_summary.m).
+# More presets (tune.py writes them) are read from presets/<name>.json.
 SLEEP_PRESETS = {
     "original": {
         "mnist": dict(rate=239.515363, inc=0.032064, dec=0.003344,
@@ -102,6 +110,9 @@ SLEEP_PRESETS = {
                               beta=(40.446884, 27.596929, 33.109393), alpha_scale=31.592987),
     },
 }
+for _path in sorted(glob.glob(os.path.join(ROOT, "presets", "*.json"))):
+    with open(_path) as _f:
+        SLEEP_PRESETS[os.path.basename(_path)[:-5]] = {d: p["constants"] for d, p in json.load(_f).items()}
 
 QUICK = dict(train_limit=3000, test_limit=1000, n_per_task=500, epochs=1, sleep_steps=1000,
              sleep_steps_increment=500, probe_per_class=20)
@@ -110,12 +121,15 @@ QUICK = dict(train_limit=3000, test_limit=1000, n_per_task=500, epochs=1, sleep_
 RUNTIME = {"methods", "seeds", "out", "data_dir", "device", "workers", "force", "quiet", "figures", "png_dir", "engine"}
 
 # method: restart (each task trains a fresh copy of the initial weights), sleep (SRC after each task),
-# merge (average the copies at the end), joint (one training on all tasks at once)
+# merge (average the copies at the end), joint (one training on all tasks at once), penalty (a quadratic
+# pull towards the weights after the previous tasks: EWC or SI)
 METHODS = {
     "sequential": dict(),
     "src": dict(sleep=True),
     "merging": dict(restart=True, merge=True),
     "parallel": dict(joint=True),
+    "ewc": dict(penalty="ewc"),
+    "si": dict(penalty="si"),
 }
 
 
@@ -166,8 +180,9 @@ def resolve(cfg):
     problems += [f"{name} must be > 0" for name in ("lr", "batch_size", "epochs", "n_per_task", "rate", "dt",
                                                     "alpha_scale", "threshold", "mask_size", "init_scale")
                  if not getattr(cfg, name) > 0]
-    problems += [f"{name} must be >= 0" for name in ("inc", "dec", "momentum", "sleep_steps_increment",
-                                                     "train_limit", "test_limit", "refractory") if not getattr(cfg, name) >= 0]
+    problems += [f"{name} must be >= 0" for name in ("inc", "dec", "momentum", "sleep_steps_increment", "train_limit",
+                                                     "test_limit", "refractory", "ewc_lambda", "si_c", "si_xi")
+                 if not getattr(cfg, name) >= 0]
     if not 0 <= cfg.dropout < 1:
         problems.append("dropout must be in [0, 1)")
     if not 0 <= cfg.decay <= 1:
@@ -192,126 +207,154 @@ def run_name(cfg):
     return f"{cfg.dataset}-{cfg.preset}{'-quick' if cfg.quick else ''}-{digest}"
 
 
-cfg = parse_config()
-device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                      ("cpu" if cfg.device == "auto" else cfg.device))
-dtype = getattr(torch, cfg.dtype)
-run_dir = os.path.join(cfg.out, run_name(cfg))
-tasks = data.class_tasks(10, cfg.classes_per_task)
-sizes = (784, *cfg.hidden, 10)
 
-# %% Data: images in [0, 1], flattened; the class-incremental tasks
-train_x, train_y, test_x, test_y = data.load(cfg.dataset, cfg.data_dir)
-if cfg.train_limit:
-    train_x, train_y = train_x[:cfg.train_limit], train_y[:cfg.train_limit]
-if cfg.test_limit:
-    test_x, test_y = test_x[:cfg.test_limit], test_y[:cfg.test_limit]
-train_x, test_x = train_x.to(device, dtype), test_x.to(device, dtype)
-train_y, test_y = train_y.to(device), test_y.to(device)
-probe = torch.as_tensor(analysis.probe_indices(test_y.cpu(), cfg.probe_per_class, 10), device=device)
-rest = torch.as_tensor(np.setdiff1d(np.arange(len(test_y)), probe.cpu().numpy()), device=device)
-eval_chunks = [test_x[probe]] + list(test_x[rest].split(2000))   # the probe set first: its activations are kept
-eval_y = torch.cat([test_y[probe], test_y[rest]])
+# %% Data: the tensors every method uses
+def prepare(cfg):
+    """Device, tasks and data of a config, on the device: train and test images in [0, 1], flattened."""
+    ctx = SimpleNamespace(device=torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                                              ("cpu" if cfg.device == "auto" else cfg.device)),
+                          dtype=getattr(torch, cfg.dtype), tasks=data.class_tasks(10, cfg.classes_per_task),
+                          sizes=(784, *cfg.hidden, 10))
+    train_x, train_y, test_x, test_y = data.load(cfg.dataset, cfg.data_dir)
+    train_x, train_y = train_x[:cfg.train_limit or None], train_y[:cfg.train_limit or None]
+    test_x, test_y = test_x[:cfg.test_limit or None], test_y[:cfg.test_limit or None]
+    ctx.train_x, ctx.train_y = train_x.to(ctx.device, ctx.dtype), train_y.to(ctx.device)
+    probe = analysis.probe_indices(test_y, cfg.probe_per_class, 10)
+    rest = np.setdiff1d(np.arange(len(test_y)), probe)
+    # evaluation data: the probe images (for the activation maps) first, then the rest of the test set
+    ctx.eval_chunks = [test_x[probe].to(ctx.device, ctx.dtype)] + list(test_x[rest].to(ctx.device, ctx.dtype).split(2000))
+    ctx.eval_y = torch.cat([test_y[probe], test_y[rest]]).to(ctx.device)
+    return ctx
 
 
 # %% The experiment loop: one loop for every method
-def generator(seed, phase, k, on=None):
+def generator(seed, phase, k, device="cpu"):
     """The seed's random stream for one phase (training or sleep) of task k (k = 0: joint training).
     Every method draws the same numbers in the same phase (common random numbers), so methods differ
     only in what they do: sequential and SRC train task 1 identically, and their difference is the sleep."""
     state = np.random.SeedSequence([seed, ("train", "sleep").index(phase), k]).generate_state(1)[0]
-    return torch.Generator(device=on or "cpu").manual_seed(int(state))
+    return torch.Generator(device=device).manual_seed(int(state))
 
 
 @torch.no_grad()
-def evaluate(net):
-    """What the experiment records of a network: accuracy on each task and on all test images, stable rank
-    of each layer, activations of the probe images. The probe images are the first chunk of the test pass."""
-    probe_acts = models.forward(net, eval_chunks[0], cfg.dropout)
-    pred = torch.cat([probe_acts[-1].argmax(1)] + [models.predict(net, xb, cfg.dropout) for xb in eval_chunks[1:]])
-    per_task, overall = models.accuracy(pred, eval_y, tasks)
-    return dict(accuracy=dict(**{f"task_{k + 1}": a for k, a in enumerate(per_task)}, all=overall),
+def evaluate(net, cfg, ctx, analyses=True):
+    """What the experiment records of a network: accuracy on each task and on all test images; with
+    analyses, the stable rank of each layer and the activations of the probe images (the first chunk of
+    the test pass)."""
+    probe_acts = models.forward(net, ctx.eval_chunks[0], cfg.dropout)
+    pred = torch.cat([probe_acts[-1].argmax(1)] + [models.predict(net, xb, cfg.dropout) for xb in ctx.eval_chunks[1:]])
+    per_task, overall = models.accuracy(pred, ctx.eval_y, ctx.tasks)
+    accuracy = dict(**{f"task_{k + 1}": a for k, a in enumerate(per_task)}, all=overall)
+    if not analyses:
+        return dict(accuracy=accuracy)
+    return dict(accuracy=accuracy,
                 stable_rank={f"layer_{l + 1}": analysis.stable_rank(w) for l, w in enumerate(net.W)},
                 acts=[a.cpu().numpy() for a in probe_acts])
 
 
-def run_method(method, seed, shared, progress=True):
+def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, progress=False, desc="train"):
+    """A copy of `start` trained on task k (k = 0: all tasks at once), with the seed's stream for task k."""
+    net = start.clone()
+    classes = sum(ctx.tasks, ()) if k == 0 else ctx.tasks[k - 1]
+    idx = data.task_indices(ctx.train_y, classes, None if k == 0 else cfg.n_per_task)
+    models.train(net, ctx.train_x[idx], ctx.train_y[idx], epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                 momentum=cfg.momentum, dropout=cfg.dropout, n_classes=10, generator=generator(seed, "train", k, ctx.device),
+                 penalty=penalty, path=path, progress=progress, desc=desc)
+    return net
+
+
+def sleep_task(nets, k, seed, cfg, ctx, progress=False, **constants):
+    """SRC's sleep after task k, on the training images of tasks 1..k, for one network or a list of them
+    (slept together by the batched engine; `constants` may then give one value per network)."""
+    seen = data.task_indices(ctx.train_y, sum(ctx.tasks[:k], ()))
+    steps = cfg.sleep_steps + (k - 1) * cfg.sleep_steps_increment
+    kw = {**dict(rate=cfg.rate, inc=cfg.inc, dec=cfg.dec, beta=cfg.beta, alpha_scale=cfg.alpha_scale), **constants}
+    return src.sleep(nets, ctx.train_x[seen], steps, generator(seed, "sleep", k), dropout=cfg.dropout, dt=cfg.dt,
+                     mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold, w_inh=cfg.w_inh, dc=cfg.dc,
+                     refractory=cfg.refractory, norm_w=cfg.norm_w, gamma=cfg.gamma, engine=cfg.engine,
+                     progress=progress, **kw)
+
+
+def run_method(method, seed, cfg, ctx, shared, progress=False):
     """Train (and sleep) one method from the seed's initial weights; returns its record and PCA maps.
 
-    shared: {history: (net, entry)} for this seed, where history names the stages from the initial
-    weights. Stages that several methods reach the same way (the initial network; one task trained from
-    it) are computed once per seed and reused: the random streams make a recomputation identical.
+    shared: {key: (net, evaluation)} of this seed, where a key names what was done from the initial
+    weights. Stages that several methods reach the same way (the initial network; the first task trained
+    from it) are computed once per seed; the random streams make a recomputation identical.
     """
     spec = METHODS[method]
     rec = dict(method=method, seed=seed, rows=[], stable_rank=[], sleep=[], time=dict(train=0.0, sleep=0.0, eval=0.0))
     acts = {}
 
-    def reach(history, make, phase):
-        """The network after `history` (its last name is the stage), made by make() unless shared already."""
-        if history in shared:
-            net, entry = shared[history]
+    def reach(key, make, phase, share=True):
+        """The network after the steps `key` (the last names the stage): made by make() unless shared."""
+        if share and key in shared:
+            net, entry = shared[key]
             net = net.clone()
         else:
             t = time.perf_counter()
             net = make()
             rec["time"][phase] += time.perf_counter() - t
             t = time.perf_counter()
-            entry = evaluate(net)
+            entry = evaluate(net, cfg, ctx)
             rec["time"]["eval"] += time.perf_counter() - t
-            if len(history) <= 2:
-                shared[history] = (net.clone(), entry)
-        stage = history[-1]
+            if share and len(key) <= 2:
+                shared[key] = (net.clone(), entry)
+        stage = key[-1].split("+")[0]
         rec["rows"].append(dict(stage=stage, **entry["accuracy"]))
         rec["stable_rank"].append(dict(stage=stage, **entry["stable_rank"]))
         acts[stage] = entry["acts"]
         return net
 
-    def trained(start, k, classes):
-        net = start.clone()
-        idx = data.task_indices(train_y, classes, None if spec.get("joint") else cfg.n_per_task)
-        models.train(net, train_x[idx], train_y[idx], epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                     momentum=cfg.momentum, dropout=cfg.dropout, n_classes=10, generator=generator(seed, "train", k, device),
-                     progress=progress, desc=f"{method} s{seed} train {k or 'all'}")
-        return net
-
-    def slept(start, k):
-        seen = data.task_indices(train_y, sum(tasks[:k], ()))
-        steps = cfg.sleep_steps + (k - 1) * cfg.sleep_steps_increment
+    def slept(net, k):
         t = time.perf_counter()
-        net, info = src.sleep(start, train_x[seen], steps, generator(seed, "sleep", k), rate=cfg.rate, inc=cfg.inc,
-                              dec=cfg.dec, beta=cfg.beta, alpha_scale=cfg.alpha_scale, dropout=cfg.dropout, dt=cfg.dt,
-                              mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold, w_inh=cfg.w_inh,
-                              dc=cfg.dc, refractory=cfg.refractory, norm_w=cfg.norm_w, gamma=cfg.gamma,
-                              engine=cfg.engine, progress=progress)
-        rec["sleep"].append(dict(task=k, steps=steps, seconds=time.perf_counter() - t, alpha=info["alpha"],
-                                 spikes_per_step=[sum(c) / steps for c in info["spikes"]]))
+        net, info = sleep_task(net, k, seed, cfg, ctx, progress=progress)
+        rec["sleep"].append(dict(task=k, steps=cfg.sleep_steps + (k - 1) * cfg.sleep_steps_increment,
+                                 seconds=time.perf_counter() - t, alpha=info["alpha"],
+                                 spikes_per_step=[sum(c) / cfg.sleep_steps for c in info["spikes"]]))
         return net
 
-    start = ("init",)
-    init = reach(start, lambda: models.init_net(sizes, cfg.init_scale, torch.Generator().manual_seed(seed), dtype, device), "train")
-    net, history, finished = init, start, []
-    for k, classes in ([(0, sum(tasks, ()))] if spec.get("joint") else enumerate(tasks, 1)):
+    key = ("init",)
+    init = reach(key, lambda: models.init_net(ctx.sizes, cfg.init_scale, torch.Generator().manual_seed(seed),
+                                              ctx.dtype, ctx.device), "train")
+    net, finished = init, []
+    omega, anchor = None, None  # EWC / SI: importance of each weight and the weights it is pulled towards
+    for k in [0] if spec.get("joint") else range(1, len(ctx.tasks) + 1):
         if spec.get("restart"):
-            net, history = init, start
-        history += (f"train_{k or 'all'}",)
-        net = reach(history, lambda: trained(net, k, classes), "train")
+            net, key = init, ("init",)
+        pen = spec.get("penalty")
+        penalty = None if omega is None else (omega, anchor, cfg.ewc_lambda if pen == "ewc" else cfg.si_c)
+        path = [torch.zeros_like(w) for w in net.W] if pen == "si" else None
+        key += (f"train_{k or 'all'}" + (f"+{pen}" if penalty or path else ""),)
+        start = net
+        net = reach(key, lambda: train_task(start, k, seed, cfg, ctx, penalty, path, progress, f"{method} s{seed} task {k}"),
+                    "train", share=path is None)
+        if pen:
+            if pen == "ewc":   # online EWC: the Fisher information of every task so far, summed
+                idx = data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task)
+                new = models.fisher(net, ctx.train_x[idx], ctx.train_y[idx], cfg.dropout, 10)
+            else:              # SI: each weight's share of the loss decrease, over its squared change
+                new = [p / ((w - w0).square() + cfg.si_xi) for p, w, w0 in zip(path, net.W, start.W)]
+            omega = new if omega is None else [o + n for o, n in zip(omega, new)]
+            anchor = [w.clone() for w in net.W]
         if spec.get("sleep"):
-            history += (f"sleep_{k}",)
-            net = reach(history, lambda: slept(net, k), "sleep")
+            key += (f"sleep_{k}",)
+            net = reach(key, lambda: slept(net, k), "sleep")
         finished.append(net)
     if spec.get("merge"):
-        net = reach(("merged",), lambda: models.merge(finished), "train")
+        net = reach(("merged",), lambda: models.merge(finished), "train", share=False)
     rec["rows"].append(dict(rec["rows"][-1], stage="final"))
     # PCA maps: before and after each sleep share one basis per layer; every other stage has its own
-    groups = [[f"train_{k}", f"sleep_{k}"] for k in range(1, len(tasks) + 1)] if spec.get("sleep") else [[s] for s in acts if s != "init"]
+    groups = [[f"train_{k}", f"sleep_{k}"] for k in range(1, len(ctx.tasks) + 1)] if spec.get("sleep") else \
+        [[s] for s in acts if s != "init"]
     maps = {}
     for group in groups:
         maps.update(analysis.pca_maps({s: acts[s] for s in group}, cfg.pca_components))
     return rec, maps
 
 
-# %% Run every (method, seed) job; finished ones are kept in the run folder and skipped
-def versions():
+# %% Jobs: one per (method, seed), each saved on its own; finished ones are skipped
+def versions(device):
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
@@ -324,34 +367,35 @@ def versions():
                 threads=torch.get_num_threads())
 
 
-def job_path(method, seed):
+def job_path(run_dir, method, seed):
     return os.path.join(run_dir, "jobs", f"{method}-seed{seed}")
 
 
-def save_job(method, seed, rec, maps):
+def save_job(run_dir, rec, maps, labels):
     """Atomic: the .json appears (by rename) only once its maps are on disk, so a present .json is a finished job."""
-    path = job_path(method, seed)
+    path = job_path(run_dir, rec["method"], rec["seed"])
     os.makedirs(os.path.dirname(path), exist_ok=True)
     arrays = {f"{stage}/layer_{l + 1}": m.astype(np.float16) for stage, ms in maps.items() for l, m in enumerate(ms)}
-    np.savez_compressed(path + ".tmp.npz", labels=test_y[probe].cpu().numpy(), **arrays)
+    np.savez_compressed(path + ".tmp.npz", labels=labels, **arrays)
     os.replace(path + ".tmp.npz", path + ".npz")
     with open(path + ".tmp.json", "w") as f:
         json.dump(rec, f, indent=1)
     os.replace(path + ".tmp.json", path + ".json")
 
 
-def run_jobs(jobs):
+def run_jobs(jobs, cfg, run_dir):
     """Run the (method, seed) jobs here, or spread the seeds over --workers processes (each runs this script)."""
     seeds = list(dict.fromkeys(seed for _, seed in jobs))
     if cfg.workers <= 1:
+        ctx = prepare(cfg)
         for seed in seeds:
             shared = {}  # stages several methods of this seed reach the same way, computed once
             for method in [m for m, s in jobs if s == seed]:
                 t = time.perf_counter()
-                rec, maps = run_method(method, seed, shared, progress=not cfg.quiet)
+                rec, maps = run_method(method, seed, cfg, ctx, shared, progress=not cfg.quiet)
                 rec["time"]["total"] = time.perf_counter() - t
-                rec["versions"] = versions()
-                save_job(method, seed, rec, maps)
+                rec["versions"] = versions(ctx.device)
+                save_job(run_dir, rec, maps, ctx.eval_y[:len(ctx.eval_chunks[0])].cpu().numpy())
                 if not cfg.quiet:
                     print(f"{method:>10} seed {seed}: final {rec['rows'][-1]['all']:.1f} %  "
                           + "  ".join(f"{k} {v:.1f}s" for k, v in rec["time"].items()))
@@ -363,10 +407,9 @@ def run_jobs(jobs):
     while pending or running:
         while pending and len(running) < cfg.workers:
             seed = pending.pop(0)
-            methods = ",".join(m for m, s in jobs if s == seed)
             cmd = [sys.executable, os.path.abspath(__file__), "--config", os.path.join(run_dir, "config.json"),
-                   "--methods", methods, "--seeds", str(seed), "--workers", "1", "--out", cfg.out,
-                   "--data-dir", cfg.data_dir, "--device", cfg.device, "--engine", cfg.engine,
+                   "--methods", ",".join(m for m, s in jobs if s == seed), "--seeds", str(seed), "--workers", "1",
+                   "--out", cfg.out, "--data-dir", cfg.data_dir, "--device", cfg.device, "--engine", cfg.engine,
                    "--no-figures", "--quiet"] + (["--force"] if cfg.force else [])
             running.append((seed, subprocess.Popen(cmd, env=env)))
         time.sleep(0.2)
@@ -376,73 +419,6 @@ def run_jobs(jobs):
             if job[1].returncode:
                 raise SystemExit(f"the job of seed {job[0]} failed (exit code {job[1].returncode})")
     bar.close()
-
-
-os.makedirs(run_dir, exist_ok=True)
-if not os.environ.get("SRC_JOB"):  # jobs started by run_jobs leave their parent's config.json alone
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(dict(dataclasses.asdict(cfg), versions=versions()), f, indent=1)
-todo = [(m, s) for s in cfg.seeds for m in cfg.methods if cfg.force or not os.path.exists(job_path(m, s) + ".json")]
-if not cfg.quiet:
-    print(f"run folder {run_dir}: {len(todo)} of {len(cfg.seeds) * len(cfg.methods)} jobs to run")
-wall = time.perf_counter()
-run_jobs(todo)
-wall = time.perf_counter() - wall
-
-
-# %% Collect every finished job of the run folder: results.csv, stable_rank.csv, summary.md
-def collect(run_dir):
-    """Write the run folder's tables from its job files; returns the summary rows."""
-    recs, jobs_dir = [], os.path.join(run_dir, "jobs")
-    for name in sorted(os.listdir(jobs_dir) if os.path.isdir(jobs_dir) else []):
-        if name.endswith(".json") and not name.endswith(".tmp.json"):
-            with open(os.path.join(run_dir, "jobs", name)) as f:
-                recs.append(json.load(f))
-    if not recs:
-        raise SystemExit(f"{run_dir} holds no finished job yet")
-    order = {m: i for i, m in enumerate(METHODS)}
-    recs.sort(key=lambda r: (order.get(r["method"], 99), r["seed"]))
-    n_tasks = len([k for k in recs[0]["rows"][0] if k.startswith("task_")])
-    cols = [f"task_{k + 1}" for k in range(n_tasks)]
-    with open(os.path.join(run_dir, "results.csv"), "w") as f:
-        f.write(",".join(["method", "seed", "stage", *cols, "all"]) + "\n")
-        for r in recs:
-            for row in r["rows"]:
-                f.write(",".join([r["method"], str(r["seed"]), row["stage"]] + [f"{row[c]:.2f}" for c in cols + ["all"]]) + "\n")
-    with open(os.path.join(run_dir, "stable_rank.csv"), "w") as f:
-        layers = [k for k in recs[0]["stable_rank"][0] if k.startswith("layer_")]
-        f.write(",".join(["method", "seed", "stage", *layers]) + "\n")
-        for r in recs:
-            for row in r["stable_rank"]:
-                f.write(",".join([r["method"], str(r["seed"]), row["stage"]] + [f"{row[c]:.4f}" for c in layers]) + "\n")
-    summary = []
-    for method in dict.fromkeys(r["method"] for r in recs):
-        group = [r for r in recs if r["method"] == method]
-        finals = np.array([[r["rows"][-1][c] for c in cols + ["all"]] for r in group])
-        metrics = [analysis.cl_metrics(accuracy_matrix(r, cols)) for r in group]
-        row = dict(method=method, seeds=len(group))
-        for c, vals in zip(cols + ["all"], finals.T):
-            row[c] = (vals.mean(), vals.std())
-        for m in ("acc", "bwt", "forgetting"):
-            vals = np.array([x[m] for x in metrics])
-            row[m] = (vals.mean(), vals.std())
-        row["seconds"] = (np.mean([r["time"]["total"] for r in group]), np.std([r["time"]["total"] for r in group]))
-        summary.append(row)
-    keys = cols + ["all", "acc", "bwt", "forgetting", "seconds"]
-    fmt = lambda v: "n/a" if np.isnan(v[0]) else f"{v[0]:.1f} ± {v[1]:.1f}"
-    with open(os.path.join(run_dir, "summary.csv"), "w") as f:
-        f.write("method,seeds," + ",".join(f"{k}_mean,{k}_std" for k in keys) + "\n")
-        for row in summary:
-            f.write(f"{row['method']},{row['seeds']}," + ",".join(f"{row[k][0]:.3f},{row[k][1]:.3f}" for k in keys) + "\n")
-    with open(os.path.join(run_dir, "summary.md"), "w") as f:
-        f.write("| method | seeds | final all (%) | " + " | ".join(f"T{k + 1}" for k in range(n_tasks))
-                + " | ACC | BWT | forgetting | s per run |\n")
-        f.write("|---" * (len(keys) + 2) + "|\n")
-        for row in summary:
-            f.write(f"| {row['method']} | {row['seeds']} | {fmt(row['all'])} | "
-                    + " | ".join(fmt(row[c]) for c in cols) + " | "
-                    + " | ".join(fmt(row[k]) for k in ("acc", "bwt", "forgetting", "seconds")) + " |\n")
-    return summary
 
 
 def accuracy_matrix(rec, cols):
@@ -457,14 +433,80 @@ def accuracy_matrix(rec, cols):
     return [[row[c] for c in cols] for row in rows]
 
 
-summary = collect(run_dir)
-if not cfg.quiet:
-    with open(os.path.join(run_dir, "summary.md")) as f:
-        print(f.read())
-    print(f"{len(todo)} jobs in {wall:.1f} s; results in {run_dir}")
+def collect(run_dir):
+    """Write the run folder's tables from its job files: results.csv, stable_rank.csv, summary.csv/.md."""
+    recs, jobs_dir = [], os.path.join(run_dir, "jobs")
+    for name in sorted(os.listdir(jobs_dir) if os.path.isdir(jobs_dir) else []):
+        if name.endswith(".json") and not name.endswith(".tmp.json"):
+            with open(os.path.join(jobs_dir, name)) as f:
+                recs.append(json.load(f))
+    if not recs:
+        raise SystemExit(f"{run_dir} holds no finished job yet")
+    order = {m: i for i, m in enumerate(["sequential", "ewc", "si", "merging", "src", "parallel"])}
+    recs.sort(key=lambda r: (order.get(r["method"], 99), r["seed"]))
+    cols = [k for k in recs[0]["rows"][0] if k.startswith("task_")]
+    with open(os.path.join(run_dir, "results.csv"), "w") as f:
+        f.write(",".join(["method", "seed", "stage", *cols, "all"]) + "\n")
+        for r in recs:
+            for row in r["rows"]:
+                f.write(",".join([r["method"], str(r["seed"]), row["stage"]] + [f"{row[c]:.2f}" for c in cols + ["all"]]) + "\n")
+    layers = [k for k in recs[0]["stable_rank"][0] if k.startswith("layer_")]
+    with open(os.path.join(run_dir, "stable_rank.csv"), "w") as f:
+        f.write(",".join(["method", "seed", "stage", *layers]) + "\n")
+        for r in recs:
+            for row in r["stable_rank"]:
+                f.write(",".join([r["method"], str(r["seed"]), row["stage"]] + [f"{row[c]:.4f}" for c in layers]) + "\n")
+    keys = cols + ["all", "acc", "bwt", "forgetting", "seconds"]
+    summary = []
+    for method in dict.fromkeys(r["method"] for r in recs):
+        group = [r for r in recs if r["method"] == method]
+        values = {c: [r["rows"][-1][c] for r in group] for c in cols + ["all"]}
+        metrics = [analysis.cl_metrics(accuracy_matrix(r, cols)) for r in group]
+        values.update({m: [x[m] for x in metrics] for m in ("acc", "bwt", "forgetting")})
+        values["seconds"] = [r["time"]["total"] for r in group]
+        summary.append(dict(method=method, seeds=[r["seed"] for r in group],
+                            **{k: (float(np.mean(v)), float(np.std(v))) for k, v in values.items()}))
+    fmt = lambda v: "n/a" if np.isnan(v[0]) else f"{v[0]:.1f} ± {v[1]:.1f}"
+    with open(os.path.join(run_dir, "summary.csv"), "w") as f:
+        f.write("method,seeds," + ",".join(f"{k}_mean,{k}_std" for k in keys) + "\n")
+        for row in summary:
+            f.write(f"{row['method']},{len(row['seeds'])}," + ",".join(f"{row[k][0]:.3f},{row[k][1]:.3f}" for k in keys) + "\n")
+    with open(os.path.join(run_dir, "summary.md"), "w") as f:
+        f.write("| method | seeds | final, all tasks (%) | " + " | ".join(f"T{k + 1}" for k in range(len(cols)))
+                + " | ACC | BWT | forgetting | s per job |\n" + "|---" * (len(keys) + 2) + "|\n")
+        for row in summary:
+            f.write(f"| {row['method']} | {len(row['seeds'])} | **{fmt(row['all'])}** | "
+                    + " | ".join(fmt(row[c]) for c in cols) + " | "
+                    + " | ".join(fmt(row[k]) for k in ("acc", "bwt", "forgetting", "seconds")) + " |\n")
+    return summary
+
+
+# %% Run: every (method, seed) job of the config, then the tables and figures of the run folder
+if __name__ == "__main__":
+    cfg = parse_config()
+    run_dir = os.path.join(cfg.out, run_name(cfg))
+    os.makedirs(run_dir, exist_ok=True)
+    if not os.environ.get("SRC_JOB"):  # jobs started by run_jobs leave their parent's config.json alone
+        with open(os.path.join(run_dir, "config.json"), "w") as f:
+            json.dump(dict(dataclasses.asdict(cfg), versions=versions(torch.device("cpu"))), f, indent=1)
+    todo = [(m, s) for s in cfg.seeds for m in cfg.methods if cfg.force or not os.path.exists(job_path(run_dir, m, s) + ".json")]
+    if not cfg.quiet:
+        print(f"run folder {run_dir}: {len(todo)} of {len(cfg.seeds) * len(cfg.methods)} jobs to run")
+    wall = time.perf_counter()
+    if todo:
+        run_jobs(todo, cfg, run_dir)
+    wall = time.perf_counter() - wall
+
+# %%
+if __name__ == "__main__" and not os.environ.get("SRC_JOB"):
+    summary = collect(run_dir)
+    if not cfg.quiet:
+        with open(os.path.join(run_dir, "summary.md")) as f:
+            print(f.read())
+        print(f"{len(todo)} jobs in {wall:.1f} s; results in {run_dir}")
 
 # %% Figures, rebuilt from the run folder alone
-if cfg.figures:
+if __name__ == "__main__" and cfg.figures and not os.environ.get("SRC_JOB"):
     import visualize
     png_dir = cfg.png_dir or (os.path.join(run_dir, "png") if cfg.quick else os.path.join(ROOT, "png"))
     visualize.main(run_dir, png_dir)

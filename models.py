@@ -67,22 +67,37 @@ def forward(net, x, dropout, generator=None):
     return acts
 
 
-def sgd_step(net, x, target, *, lr, momentum, dropout, generator):
-    """One minibatch of the original's backprop and SGD; returns the loss 1/2 sum (out - target)^2 / m."""
+def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, path=None):
+    """One minibatch of the original's backprop and SGD; returns the loss 1/2 sum (out - target)^2 / m.
+
+    penalty: (omega, anchor, strength) adds strength * omega * (W - anchor) to the gradient (EWC, SI).
+    path: accumulators that receive g * v, with g the gradient of the loss alone and -v the weight change
+    (SI's path integral of -g dW).
+    """
     acts = [x] + forward(net, x, dropout, generator)
     d = acts[-1] - target                      # output treated as linear: no ReLU derivative here
     m = x.shape[0]
     loss = 0.5 * d.square().sum() / m
     for l in reversed(range(len(net.W))):
         d_below = (d @ net.W[l]) * (acts[l] > 0) if l > 0 else None   # acts[l] is masked: (acts > 0) holds the mask
-        # v = momentum v + lr g with g = d^T a / m, in one BLAS call; then W = W - v
-        torch.addmm(net.vW[l], d.T, acts[l], beta=momentum, alpha=lr / m, out=net.vW[l])
-        net.W[l].sub_(net.vW[l])
+        v = net.vW[l]
+        if path is None:   # v = momentum v + lr g with g = d^T a / m, in one BLAS call
+            torch.addmm(v, d.T, acts[l], beta=momentum, alpha=lr / m, out=v)
+        else:
+            g = d.T @ acts[l] / m
+            v.mul_(momentum).add_(g, alpha=lr)
+        if penalty is not None:
+            omega, anchor, strength = penalty
+            v.add_(omega[l] * (net.W[l] - anchor[l]), alpha=lr * strength)
+        net.W[l].sub_(v)                       # W = W - v
+        if path is not None:
+            path[l].add_(g * v)
         d = d_below
     return loss.item()
 
 
-def train(net, x, y, *, epochs, batch_size, lr, momentum, dropout, n_classes, generator, progress=False, desc="train"):
+def train(net, x, y, *, epochs, batch_size, lr, momentum, dropout, n_classes, generator, penalty=None, path=None,
+          progress=False, desc="train"):
     """Train in place on (x, y) with the original's SGD; reshuffled each epoch. Returns the mean loss per epoch."""
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"training needs as many labels as images, at least one; got {len(x)} images, {len(y)} labels")
@@ -94,11 +109,27 @@ def train(net, x, y, *, epochs, batch_size, lr, momentum, dropout, n_classes, ge
         total = 0.0
         for idx in perm.split(batch_size):
             total += sgd_step(net, x[idx], target[idx], lr=lr, momentum=momentum, dropout=dropout,
-                              generator=generator) * len(idx)
+                              generator=generator, penalty=penalty, path=path) * len(idx)
             bar.update()
         losses.append(total / len(x))
     bar.close()
     return losses
+
+
+@torch.no_grad()
+def fisher(net, x, y, dropout, n_classes, chunk=1000):
+    """Diagonal empirical Fisher information of the loss (EWC): the mean over images of the squared
+    per-image gradient, in evaluation mode. The per-image gradient of W_l is the outer product d_l a_(l-1),
+    so the sum of its squares over a batch is one product: (d_l^2)^T (a_(l-1)^2)."""
+    F = [torch.zeros_like(w) for w in net.W]
+    for xb, yb in zip(x.split(chunk), y.split(chunk)):
+        acts = [xb] + forward(net, xb, dropout)
+        d = acts[-1] - torch.nn.functional.one_hot(yb, n_classes).to(xb.dtype)
+        for l in reversed(range(len(net.W))):
+            F[l] += d.square().T @ acts[l].square()
+            if l > 0:   # evaluation mode: a = (1 - dropout) relu(z), so da/dz = (1 - dropout) [z > 0]
+                d = (d @ net.W[l]) * (acts[l] > 0) * (1 - dropout)
+    return [f / len(x) for f in F]
 
 
 @torch.no_grad()

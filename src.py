@@ -55,6 +55,8 @@ def scale_factors(net, x, dropout, alpha_scale, chunk=5000):
             a_max[l] = max(a_max[l], a.max().item())
     alpha, applied = [], 1.0
     for l, (w, am) in enumerate(zip(net.W, a_max)):
+        if not torch.isfinite(w).all():
+            raise ValueError(f"layer {l + 1} has non-finite weights: did training diverge?")
         s = max(0.0, w.max().item(), am)
         if not s > 0:
             raise ValueError(f"layer {l + 1} has no positive weight and no positive activation on the sleep "
@@ -69,21 +71,25 @@ def scale_factors(net, x, dropout, alpha_scale, chunk=5000):
 def input_spikes(mean_image, steps, generator, *, rate, dt, mask_size):
     """[steps, n_pixels] bool: each step keeps one random mask_size x mask_size window of the mean image
     (corner uniform over the side - mask_size + 1 positions per axis) and fires each of its pixels, of
-    value p, when u / (2 dt rate) <= p, u uniform: probability 2 dt rate p."""
+    value p, when u / (2 dt rate) <= p, u uniform: probability 2 dt rate p.
+    With a sequence of B rates: [B, steps, n_pixels], the same windows and draws u for every rate."""
     side = math.isqrt(mean_image.numel())
     if side * side != mean_image.numel() or not 1 <= mask_size <= side:
         raise ValueError(f"the masked input needs a square image and 1 <= mask_size <= its side; got "
                          f"{mean_image.numel()} pixels and mask_size {mask_size}")
+    rates = torch.as_tensor(rate, dtype=torch.float64).reshape(-1, 1, 1, 1)
     offsets = torch.arange(mask_size)
     corner = torch.randint(side - mask_size + 1, (steps, 2), generator=generator)
     rows = (corner[:, 0:1] + offsets)[:, :, None]
     cols = (corner[:, 1:2] + offsets)[:, None, :]
-    p = mean_image.reshape(side, side).cpu()[rows, cols]
+    # in float64, as MATLAB compares its double rate map with rand
+    p = mean_image.reshape(side, side).cpu().double()[rows, cols]
     # 1 - rand lies in (0, 1], like MATLAB's rand: a pixel whose mean is 0 never fires.
-    u = 1 - torch.rand(p.shape, generator=generator, dtype=p.dtype)
-    out = torch.zeros(steps, side, side, dtype=torch.bool)
-    out[torch.arange(steps)[:, None, None], rows, cols] = u * (1 / (dt * rate)) / 2 <= p
-    return out.reshape(steps, -1)
+    u = 1 - torch.rand(p.shape, generator=generator, dtype=torch.float64)
+    out = torch.zeros(len(rates), steps, side, side, dtype=torch.bool)
+    out[:, torch.arange(steps)[:, None, None], rows, cols] = u * (1 / (dt * rates)) / 2 <= p
+    out = out.reshape(len(rates), steps, -1)
+    return out[0] if torch.as_tensor(rate).ndim == 0 else out
 
 
 # ---------------------------------------------------------------- the core
@@ -360,24 +366,37 @@ def renormalise(w, w_before, gamma):
     return gamma * w / span(w).clamp_min(torch.finfo(w.dtype).tiny) * span(w_before)
 
 
-def sleep(net, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale, dropout, dt, mask_size,
+def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale, dropout, dt, mask_size,
           decay=0.999, threshold=1.0, w_inh=0.0, dc=0.0, refractory=0, norm_w=False, gamma=1.0,
           engine="auto", chunk=5000, progress=False):
-    """One SRC sleep phase on `net` with sleep data `sleep_x`; returns (slept copy of the net, info).
+    """One SRC sleep phase with sleep data `sleep_x`; returns (slept copy of the network, info).
 
+    nets: one Net, or a list of B Nets slept at once by the batched engine (then returns two lists); for
+    a list, rate, inc, dec and alpha_scale may be one value per network and beta one row per network.
+    All networks see the same window positions and draws (one generator).
     info: the scale factors alpha and the spike counts of every neuron (see sleep_on_spikes).
     The momentum buffers are carried over unchanged, as in the original.
     """
+    batch = list(nets) if isinstance(nets, (list, tuple)) else [nets]
+    B = len(batch)
+    per_net = lambda v: np.array(np.broadcast_to(np.asarray(v, dtype=np.float64), (B,)))
+    rate, inc, dec, alpha_scale = per_net(rate), per_net(inc), per_net(dec), per_net(alpha_scale)
     if len(sleep_x) == 0:
         raise ValueError("sleep needs sleep data (the training images of the tasks seen so far); got none")
-    if steps < 1 or rate <= 0 or dt <= 0:
+    if steps < 1 or not (rate > 0).all() or dt <= 0:
         raise ValueError(f"sleep needs steps >= 1, rate > 0 and dt > 0; got {steps}, {rate}, {dt}")
-    alpha = scale_factors(net, sleep_x, dropout, alpha_scale)
+    alpha = [scale_factors(net, sleep_x, dropout, a) for net, a in zip(batch, alpha_scale)]
     mean_image = sleep_x.mean(0)
+    W = [torch.stack(ws) for ws in zip(*(net.W for net in batch))]                       # [B, out, in]
     chunks = (input_spikes(mean_image, min(chunk, steps - s), generator, rate=rate, dt=dt, mask_size=mask_size)
               for s in range(0, steps, chunk))
-    W, counts = sleep_on_spikes(net.W, chunks, alpha, beta, inc=inc, dec=dec, decay=decay, threshold=threshold,
+    W, counts = sleep_on_spikes(W, chunks, alpha, beta, inc=inc, dec=dec, decay=decay, threshold=threshold,
                                 w_inh=w_inh, dc=dc, refractory=refractory, engine=engine, progress=progress)
-    if norm_w:
-        W = [renormalise(w, w0, gamma) for w, w0 in zip(W, net.W)]
-    return Net(W, [v.clone() for v in net.vW]), dict(alpha=alpha, spikes=[c.tolist() for c in counts])
+    slept, infos = [], []
+    for b, net in enumerate(batch):
+        Wb = [w[b].clone() for w in W]
+        if norm_w:
+            Wb = [renormalise(w, w0, gamma) for w, w0 in zip(Wb, net.W)]
+        slept.append(Net(Wb, [v.clone() for v in net.vW]))
+        infos.append(dict(alpha=alpha[b], spikes=[c[b].tolist() for c in counts]))
+    return (slept, infos) if isinstance(nets, (list, tuple)) else (slept[0], infos[0])

@@ -1,0 +1,138 @@
+# %%
+"""Search SRC's sleep constants (and the strengths of EWC and SI) on tuning seeds, with Optuna.
+
+    python tune.py                                   # SRC: CMA-ES, candidates slept together, study in tune.db
+    python tune.py --trials 200 --batch 8            # a longer study; 8 candidates per batched sleep
+    python tune.py --method ewc                      # EWC's lambda on a grid; --method si for SI's c
+    python tune.py --storage postgresql://u@host/db  # several machines share one study: run it on each
+    python tune.py --quick --trials 8                # a smoke test
+
+A study is stored as it goes: stop it at any time and run the same command to resume. The best
+constants are saved as presets/<--preset>.json, which `python mnist_exp.py --preset tuned` uses.
+Protocol options (--dataset, --quick, --epochs, ...) are those of mnist_exp.py; tuning seeds are kept
+apart from the report seeds 0-4.
+
+Thresholds and alpha_scale are redundant: the membrane potential is linear in alpha and reset to 0, so
+scaling alpha_scale and every beta by one factor leaves every spike unchanged (with dc = 0). The search
+keeps alpha_scale and moves the three betas, over 6 effective constants instead of 7.
+"""
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import optuna
+import torch
+from tqdm.auto import tqdm
+
+import mnist_exp
+import models
+
+# %% Config: the search; the protocol it evaluates is mnist_exp.py's
+p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+p.add_argument("--method", default="src", choices=["src", "ewc", "si"], help="what to tune (default: src)")
+p.add_argument("--trials", type=int, default=120, help="trials the study should hold in all (default: 120)")
+p.add_argument("--batch", type=int, default=4, help="SRC candidates evaluated together (default: 4)")
+p.add_argument("--tune-seeds", type=int, nargs="+", default=[100, 101], help="tuning seeds (default: 100 101)")
+p.add_argument("--storage", default="sqlite:///" + os.path.join(mnist_exp.ROOT, "tune.db"),
+               help="Optuna storage URL (default: sqlite:///tune.db)")
+p.add_argument("--study", default="", help="study name (default: method, dataset and a hash of the protocol)")
+p.add_argument("--preset", default="tuned", help="name of the preset the best constants are saved as (default: tuned)")
+p.add_argument("--no-save", action="store_true", help="do not write presets/<preset>.json")
+args, protocol_args = p.parse_known_args()
+cfg = mnist_exp.parse_config(protocol_args)
+
+# Log-uniform, two decades either side of the authors' constants: CMA-ES starts at the centre of the
+# space, so its first distribution is centred on them.
+original = mnist_exp.SLEEP_PRESETS["original"][cfg.dataset]
+CENTRE = dict(rate=original["rate"], inc=original["inc"], dec=original["dec"], **{f"beta_{l + 1}": b for l, b in enumerate(original["beta"])})
+SPACE = {k: (c / 100, c * 100) for k, c in CENTRE.items()}
+GRIDS = dict(ewc=[1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7], si=[0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 1e4])
+
+protocol = {k: v for k, v in vars(cfg).items() if k not in mnist_exp.RUNTIME | {"rate", "inc", "dec", "beta", "preset"}}
+study_name = args.study or f"{args.method}-{cfg.dataset}-{hashlib.sha1(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:8]}"
+ctx = mnist_exp.prepare(cfg)
+
+
+# %% Objectives: final accuracy on all classes, mean over the tuning seeds
+def src_finals(candidates, seed):
+    """Final accuracy of SRC for each candidate set of constants on one seed; the candidates share the
+    first training (it is the same network) and sleep together in the batched engine. A candidate that
+    breaks its network (a layer without positive weight, where alpha is undefined, or training diverged
+    after its sleep) stops there with the accuracy it has."""
+    init = models.init_net(ctx.sizes, cfg.init_scale, torch.Generator().manual_seed(seed), ctx.dtype, ctx.device)
+    first = mnist_exp.train_task(init, 1, seed, cfg, ctx)
+    nets, finals = {b: first for b in range(len(candidates))}, {}
+    for k in range(1, len(ctx.tasks) + 1):
+        if k > 1:
+            nets = {b: mnist_exp.train_task(net, k, seed, cfg, ctx) for b, net in nets.items()}
+        for b in [b for b, net in nets.items() if not all(torch.isfinite(w).all() and w.max() > 0 for w in net.W)]:
+            finals[b] = mnist_exp.evaluate(nets.pop(b), cfg, ctx, analyses=False)["accuracy"]["all"]
+        if not nets:
+            break
+        alive = [candidates[b] for b in nets]
+        slept, _ = mnist_exp.sleep_task(list(nets.values()), k, seed, cfg, ctx, rate=[c["rate"] for c in alive],
+                                        inc=[c["inc"] for c in alive], dec=[c["dec"] for c in alive],
+                                        beta=[[c[f"beta_{l}"] for l in (1, 2, 3)] for c in alive])
+        nets = dict(zip(nets, slept))
+    finals.update({b: mnist_exp.evaluate(net, cfg, ctx, analyses=False)["accuracy"]["all"] for b, net in nets.items()})
+    return [finals[b] for b in range(len(candidates))]
+
+
+def baseline_final(method, strength, seed):
+    """Final accuracy of EWC or SI with the given strength on one seed."""
+    field = "ewc_lambda" if method == "ewc" else "si_c"
+    run_cfg = dataclasses.replace(cfg, **{field: strength})
+    rec, _ = mnist_exp.run_method(method, seed, run_cfg, ctx, shared={})
+    return rec["rows"][-1]["all"]
+
+
+# %% The study: resumable, shareable through its storage
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+if args.method == "src":
+    sampler = optuna.samplers.CmaEsSampler(seed=0, warn_independent_sampling=False)
+else:
+    sampler = optuna.samplers.GridSampler({"strength": GRIDS[args.method]}, seed=0)
+study = optuna.create_study(study_name=study_name, storage=args.storage, sampler=sampler, direction="maximize",
+                            load_if_exists=True)
+if args.method == "src" and not study.trials:
+    study.enqueue_trial(CENTRE)   # the authors' constants are the first candidate
+done = lambda: len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
+total = args.trials if args.method == "src" else len(GRIDS[args.method])
+bar = tqdm(total=total, initial=min(done(), total), desc=study_name, disable=cfg.quiet)
+while done() < total:
+    t0 = time.perf_counter()
+    trials = [study.ask() for _ in range(args.batch if args.method == "src" else 1)]
+    if args.method == "src":
+        candidates = [{k: t.suggest_float(k, *SPACE[k], log=True) for k in SPACE} for t in trials]
+        scores = np.mean([src_finals(candidates, s) for s in args.tune_seeds], axis=0)
+    else:
+        strength = trials[0].suggest_categorical("strength", GRIDS[args.method])
+        scores = [np.mean([baseline_final(args.method, strength, s) for s in args.tune_seeds])]
+    for t, score in zip(trials, scores):
+        t.set_user_attr("seconds", (time.perf_counter() - t0) / len(trials))
+        study.tell(t, float(score))
+    bar.update(len(trials))
+    bar.set_postfix(best=f"{study.best_value:.1f}", last=f"{max(scores):.1f}")
+bar.close()
+
+# %% Result: the best trial, saved as a preset (SRC) or printed (EWC, SI)
+best = study.best_trial
+print(f"best of {done()} trials: {best.value:.2f} % (mean final accuracy on seeds {args.tune_seeds}), trial {best.number}")
+print(json.dumps(best.params, indent=1))
+if args.method == "src" and not args.no_save:
+    path = os.path.join(mnist_exp.ROOT, "presets", f"{args.preset}.json")
+    presets = json.load(open(path)) if os.path.exists(path) else {}
+    presets[cfg.dataset] = dict(
+        constants=dict(rate=best.params["rate"], inc=best.params["inc"], dec=best.params["dec"],
+                       beta=[best.params[f"beta_{l}"] for l in (1, 2, 3)], alpha_scale=original["alpha_scale"]),
+        tuning=dict(study=study_name, trials=done(), seeds=args.tune_seeds, mean_final=best.value,
+                    command="python tune.py " + " ".join(sys.argv[1:])))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(presets, f, indent=1)
+    print(f"saved as preset {args.preset!r} in {path}: python mnist_exp.py --preset {args.preset}")
