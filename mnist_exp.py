@@ -263,13 +263,17 @@ def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, progress=False
     return net
 
 
+def sleep_steps(cfg, k):
+    """Length of the sleep after task k: T_k = sleep_steps + (k - 1) sleep_steps_increment."""
+    return cfg.sleep_steps + (k - 1) * cfg.sleep_steps_increment
+
+
 def sleep_task(nets, k, seed, cfg, ctx, progress=False, **constants):
     """SRC's sleep after task k, on the training images of tasks 1..k, for one network or a list of them
     (slept together by the batched engine; `constants` may then give one value per network)."""
     seen = data.task_indices(ctx.train_y, sum(ctx.tasks[:k], ()))
-    steps = cfg.sleep_steps + (k - 1) * cfg.sleep_steps_increment
     kw = {**dict(rate=cfg.rate, inc=cfg.inc, dec=cfg.dec, beta=cfg.beta, alpha_scale=cfg.alpha_scale), **constants}
-    return src.sleep(nets, ctx.train_x[seen], steps, generator(seed, "sleep", k), dropout=cfg.dropout, dt=cfg.dt,
+    return src.sleep(nets, ctx.train_x[seen], sleep_steps(cfg, k), generator(seed, "sleep", k), dropout=cfg.dropout, dt=cfg.dt,
                      mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold, w_inh=cfg.w_inh, dc=cfg.dc,
                      refractory=cfg.refractory, norm_w=cfg.norm_w, gamma=cfg.gamma, engine=cfg.engine,
                      progress=progress, **kw)
@@ -309,9 +313,9 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
     def slept(net, k):
         t = time.perf_counter()
         net, info = sleep_task(net, k, seed, cfg, ctx, progress=progress)
-        rec["sleep"].append(dict(task=k, steps=cfg.sleep_steps + (k - 1) * cfg.sleep_steps_increment,
-                                 seconds=time.perf_counter() - t, alpha=info["alpha"],
-                                 spikes_per_step=[sum(c) / cfg.sleep_steps for c in info["spikes"]]))
+        steps = sleep_steps(cfg, k)
+        rec["sleep"].append(dict(task=k, steps=steps, seconds=time.perf_counter() - t, alpha=info["alpha"],
+                                 spikes_per_step=[sum(c) / steps for c in info["spikes"]]))
         return net
 
     key = ("init",)

@@ -124,7 +124,7 @@ def _check_weights(weights):
 
 
 def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999, threshold=1.0,
-                    w_inh=0.0, dc=0.0, refractory=0, engine="auto", progress=False):
+                    w_inh=0.0, dc=0.0, refractory=0, max_spikes=None, engine="auto", progress=False):
     """Run the spiking sleep on a given input raster; the deterministic core of SRC.
 
     weights: list of [out, in] float tensors (or [B, out, in] for B independent networks).
@@ -137,6 +137,8 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
         v_l = 0 where s_l
     refractory: steps during which a neuron that fired ignores its input (the original records this but
     never applies it; 0 is the protocol).
+    max_spikes: a network whose neurons (all layers but the input) have fired more than this many spikes
+    stops at the next step, its weights as they are (a cost bound for searches; None: no bound).
     Returns (new weights, spike counts): the inputs are left untouched; counts[l] holds the spikes of each
     neuron of layer l (counts[0] the inputs), shaped [n] (or [B, n]).
     """
@@ -161,7 +163,8 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
         raise ValueError(f"engine must be one of {sorted(ENGINES)} or 'auto'; got {engine!r}")
     if engine == "numba" and device.type != "cpu":
         raise ValueError("the numba engine runs on the CPU; use engine='torch' for weights on a GPU")
-    state = ENGINES[engine]["start"](W, alpha, beta * threshold, inc, dec, decay, w_inh, dc, int(refractory))
+    budget = -1 if max_spikes is None else int(max_spikes)
+    state = ENGINES[engine]["start"](W, alpha, beta * threshold, inc, dec, decay, w_inh, dc, int(refractory), budget)
     sizes = [W[0].shape[2]] + [w.shape[1] for w in W]
     counts = [torch.zeros(B, n, dtype=torch.int64) for n in sizes]
     chunks = [input_spikes] if torch.is_tensor(input_spikes) else input_spikes
@@ -191,13 +194,13 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
 
 # ---- engine "torch": the literal loop, batched, any device
 
-def _torch_start(W, alpha, thr, inc, dec, decay, w_inh, dc, refractory):
+def _torch_start(W, alpha, thr, inc, dec, decay, w_inh, dc, refractory, budget):
     dev, dt = W[0].device, W[0].dtype
     as_t = lambda a: torch.as_tensor(a, dtype=dt, device=dev)
     return dict(W=W, v=[torch.zeros(w.shape[:2], dtype=dt, device=dev) for w in W],
                 ref_end=[torch.full(w.shape[:2], -1, dtype=torch.int64, device=dev) for w in W],
-                alpha=as_t(alpha), thr=as_t(thr), inc=as_t(inc), dec=as_t(dec),
-                decay=decay, w_inh=w_inh, dc=dc, refractory=refractory)
+                alpha=as_t(alpha), thr=as_t(thr), inc=as_t(inc), dec=as_t(dec), decay=decay, w_inh=w_inh,
+                dc=dc, refractory=refractory, budget=budget, spent=torch.zeros(W[0].shape[0], dtype=torch.int64, device=dev))
 
 
 def _torch_run(s, spikes, t0):
@@ -206,6 +209,7 @@ def _torch_run(s, spikes, t0):
     counts = [spikes.sum(1)] + [torch.zeros(w.shape[:2], dtype=torch.int64, device=w.device) for w in W]
     for t in range(spikes.shape[1]):
         pre = spikes[:, t].to(W[0].dtype)                                   # [B, n_in]
+        active = (s["spent"] <= s["budget"])[:, None] if s["budget"] >= 0 else True
         for l, w in enumerate(W):
             impulse = s["alpha"][:, l, None] * torch.bmm(w, pre[:, :, None])[:, :, 0]
             if s["w_inh"]:
@@ -215,7 +219,7 @@ def _torch_run(s, spikes, t0):
             v[l] = s["decay"] * v[l] + impulse
             if l == len(W) - 1 and s["dc"]:
                 v[l] = v[l] + s["dc"]
-            post = v[l] >= s["thr"][:, l, None]                             # [B, n_out]
+            post = (v[l] >= s["thr"][:, l, None]) & active                  # [B, n_out]
             b, j = post.nonzero(as_tuple=True)
             rows = w[b, j]                                                  # weights into the neurons that fired
             gw = g(rows)
@@ -226,6 +230,7 @@ def _torch_run(s, spikes, t0):
             v[l] = v[l].masked_fill(post, 0)
             ref_end[l] = torch.where(post, t0 + t + s["refractory"], ref_end[l])
             counts[l + 1] += post
+            s["spent"] += post.sum(1)
             pre = post.to(W[0].dtype)
     return [c.cpu() for c in counts], None
 
@@ -234,7 +239,7 @@ def _torch_run(s, spikes, t0):
 
 @numba.njit(cache=True, parallel=True)
 def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr, inc, dec, consts,
-                  w_inh, dc, refractory, counts, failure):
+                  w_inh, dc, refractory, budget, spent, counts, failure):
     """WT[b] holds every layer's weights transposed ([in, out], flattened from w_off[l]), so that the
     impulse of one input spike is a contiguous row; v, ref_end, counts are flattened per neuron from n_off[l]."""
     decay, width, one, two, zero = consts[0], consts[1], consts[2], consts[3], consts[4]
@@ -246,11 +251,11 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr,
         fired = np.zeros(widest, dtype=np.bool_)   # the same, as a mask over the layer below
         impulse = np.empty(widest, dtype=WT.dtype)
         for t in range(T):
-            if failure[b, 0] >= 0:
+            if failure[b, 0] >= 0 or (budget >= 0 and spent[b] > budget):
                 break
-            first, last = ptr[b * T + t], ptr[b * T + t + 1]
-            n_pre = last - first
-            pre[:n_pre] = idx[first:last]
+            lo, hi = ptr[b * T + t], ptr[b * T + t + 1]
+            n_pre = hi - lo
+            pre[:n_pre] = idx[lo:hi]
             for l in range(L):
                 n_in, n_out = sizes[l], sizes[l + 1]
                 w = WT[b, w_off[l]:w_off[l] + n_in * n_out].reshape((n_in, n_out))
@@ -306,13 +311,14 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr,
                     vl[j] = zero
                     ref_end[b, n_off[l] + j] = t0 + t + refractory
                     counts[b, n_off[l] + j] += 1
+                    spent[b] += 1
                 for k in range(n_pre):
                     fired[pre[k]] = False
                 pre[:n_post] = post[:n_post]
                 n_pre = n_post
 
 
-def _numba_start(W, alpha, thr, inc, dec, decay, w_inh, dc, refractory):
+def _numba_start(W, alpha, thr, inc, dec, decay, w_inh, dc, refractory, budget):
     np_dtype = np.float32 if W[0].dtype == torch.float32 else np.float64
     sizes = np.array([W[0].shape[2]] + [w.shape[1] for w in W], dtype=np.int64)
     w_off = np.concatenate([[0], np.cumsum(sizes[:-1] * sizes[1:])]).astype(np.int64)
@@ -323,7 +329,8 @@ def _numba_start(W, alpha, thr, inc, dec, decay, w_inh, dc, refractory):
                 v=np.zeros((B, n_off[-1]), np_dtype), ref_end=np.full((B, n_off[-1]), -1, np.int64),
                 alpha=alpha.astype(np_dtype), thr=thr.astype(np_dtype), inc=inc.astype(np_dtype),
                 dec=dec.astype(np_dtype), consts=np.array([decay, G_WIDTH, 1, 2, 0], np_dtype),
-                w_inh=np_dtype(w_inh), dc=np_dtype(dc), refractory=refractory, torch_dtype=W[0].dtype)
+                w_inh=np_dtype(w_inh), dc=np_dtype(dc), refractory=refractory, budget=budget,
+                spent=np.zeros(B, np.int64), torch_dtype=W[0].dtype)
 
 
 def _numba_run(s, spikes, t0):
@@ -336,7 +343,7 @@ def _numba_run(s, spikes, t0):
     failure = np.full((B, 2), -1, np.int64)
     _numba_kernel(s["WT"], s["sizes"], s["w_off"], s["n_off"], s["v"], s["ref_end"], ptr, i, t0,
                   s["alpha"], s["thr"], s["inc"], s["dec"], s["consts"],
-                  s["w_inh"], s["dc"], s["refractory"], counts, failure)
+                  s["w_inh"], s["dc"], s["refractory"], s["budget"], s["spent"], counts, failure)
     bad = np.nonzero(failure[:, 0] >= 0)[0]
     if len(bad):
         return None, (int(bad[0]), int(failure[bad[0], 0]), int(failure[bad[0], 1]))
@@ -368,13 +375,14 @@ def renormalise(w, w_before, gamma):
 
 def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale, dropout, dt, mask_size,
           decay=0.999, threshold=1.0, w_inh=0.0, dc=0.0, refractory=0, norm_w=False, gamma=1.0,
-          engine="auto", chunk=5000, progress=False):
+          max_spikes=None, engine="auto", chunk=5000, progress=False):
     """One SRC sleep phase with sleep data `sleep_x`; returns (slept copy of the network, info).
 
     nets: one Net, or a list of B Nets slept at once by the batched engine (then returns two lists); for
     a list, rate, inc, dec and alpha_scale may be one value per network and beta one row per network.
     All networks see the same window positions and draws (one generator).
-    info: the scale factors alpha and the spike counts of every neuron (see sleep_on_spikes).
+    info: the scale factors alpha, the spike counts of every neuron and whether the network stopped at
+    max_spikes (see sleep_on_spikes).
     The momentum buffers are carried over unchanged, as in the original.
     """
     batch = list(nets) if isinstance(nets, (list, tuple)) else [nets]
@@ -391,12 +399,15 @@ def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale,
     chunks = (input_spikes(mean_image, min(chunk, steps - s), generator, rate=rate, dt=dt, mask_size=mask_size)
               for s in range(0, steps, chunk))
     W, counts = sleep_on_spikes(W, chunks, alpha, beta, inc=inc, dec=dec, decay=decay, threshold=threshold,
-                                w_inh=w_inh, dc=dc, refractory=refractory, engine=engine, progress=progress)
+                                w_inh=w_inh, dc=dc, refractory=refractory, max_spikes=max_spikes, engine=engine,
+                                progress=progress)
+    fired = sum(c.sum(1) for c in counts[1:])
     slept, infos = [], []
     for b, net in enumerate(batch):
         Wb = [w[b].clone() for w in W]
         if norm_w:
             Wb = [renormalise(w, w0, gamma) for w, w0 in zip(Wb, net.W)]
         slept.append(Net(Wb, [v.clone() for v in net.vW]))
-        infos.append(dict(alpha=alpha[b], spikes=[c[b].tolist() for c in counts]))
+        infos.append(dict(alpha=alpha[b], spikes=[c[b].tolist() for c in counts],
+                          stopped=max_spikes is not None and fired[b].item() > max_spikes))
     return (slept, infos) if isinstance(nets, (list, tuple)) else (slept[0], infos[0])

@@ -38,11 +38,16 @@ p.add_argument("--method", default="src", choices=["src", "ewc", "si"], help="wh
 p.add_argument("--trials", type=int, default=120, help="trials the study should hold in all (default: 120)")
 p.add_argument("--batch", type=int, default=4, help="SRC candidates evaluated together (default: 4)")
 p.add_argument("--tune-seeds", type=int, nargs="+", default=[100, 101], help="tuning seeds (default: 100 101)")
+p.add_argument("--max-spikes-per-step", type=float, default=10.0,
+               help="spike budget of a candidate's sleep, hidden and output layers together, per step on average: "
+                    "the protocol fires ~0.1; denser candidates are stopped, which bounds the search's cost (default: 10)")
 p.add_argument("--storage", default="sqlite:///" + os.path.join(mnist_exp.ROOT, "tune.db"),
                help="Optuna storage URL (default: sqlite:///tune.db)")
 p.add_argument("--study", default="", help="study name (default: method, dataset and a hash of the protocol)")
 p.add_argument("--preset", default="tuned", help="name of the preset the best constants are saved as (default: tuned)")
-p.add_argument("--no-save", action="store_true", help="do not write presets/<preset>.json")
+p.add_argument("--preset-dir", default=os.path.join(mnist_exp.ROOT, "presets"),
+               help="where presets are saved (default: presets/, which mnist_exp.py reads)")
+p.add_argument("--no-save", action="store_true", help="do not save the best constants as a preset")
 args, protocol_args = p.parse_known_args()
 cfg = mnist_exp.parse_config(protocol_args)
 
@@ -61,9 +66,9 @@ ctx = mnist_exp.prepare(cfg)
 # %% Objectives: final accuracy on all classes, mean over the tuning seeds
 def src_finals(candidates, seed):
     """Final accuracy of SRC for each candidate set of constants on one seed; the candidates share the
-    first training (it is the same network) and sleep together in the batched engine. A candidate that
-    breaks its network (a layer without positive weight, where alpha is undefined, or training diverged
-    after its sleep) stops there with the accuracy it has."""
+    first training (it is the same network) and sleep together in the batched engine. A candidate stops
+    with the accuracy it has when it breaks its network (a layer without positive weight, where alpha is
+    undefined; training diverged after its sleep) or when its sleep fires more than the spike budget."""
     init = models.init_net(ctx.sizes, cfg.init_scale, torch.Generator().manual_seed(seed), ctx.dtype, ctx.device)
     first = mnist_exp.train_task(init, 1, seed, cfg, ctx)
     nets, finals = {b: first for b in range(len(candidates))}, {}
@@ -75,10 +80,14 @@ def src_finals(candidates, seed):
         if not nets:
             break
         alive = [candidates[b] for b in nets]
-        slept, _ = mnist_exp.sleep_task(list(nets.values()), k, seed, cfg, ctx, rate=[c["rate"] for c in alive],
-                                        inc=[c["inc"] for c in alive], dec=[c["dec"] for c in alive],
-                                        beta=[[c[f"beta_{l}"] for l in (1, 2, 3)] for c in alive])
+        slept, infos = mnist_exp.sleep_task(list(nets.values()), k, seed, cfg, ctx, rate=[c["rate"] for c in alive],
+                                            inc=[c["inc"] for c in alive], dec=[c["dec"] for c in alive],
+                                            beta=[[c[f"beta_{l}"] for l in (1, 2, 3)] for c in alive],
+                                            max_spikes=args.max_spikes_per_step * mnist_exp.sleep_steps(cfg, k))
         nets = dict(zip(nets, slept))
+        for b, info in zip(list(nets), infos):
+            if info["stopped"]:
+                finals[b] = mnist_exp.evaluate(nets.pop(b), cfg, ctx, analyses=False)["accuracy"]["all"]
     finals.update({b: mnist_exp.evaluate(net, cfg, ctx, analyses=False)["accuracy"]["all"] for b, net in nets.items()})
     return [finals[b] for b in range(len(candidates))]
 
@@ -125,7 +134,7 @@ best = study.best_trial
 print(f"best of {done()} trials: {best.value:.2f} % (mean final accuracy on seeds {args.tune_seeds}), trial {best.number}")
 print(json.dumps(best.params, indent=1))
 if args.method == "src" and not args.no_save:
-    path = os.path.join(mnist_exp.ROOT, "presets", f"{args.preset}.json")
+    path = os.path.join(args.preset_dir, f"{args.preset}.json")
     presets = json.load(open(path)) if os.path.exists(path) else {}
     presets[cfg.dataset] = dict(
         constants=dict(rate=best.params["rate"], inc=best.params["inc"], dec=best.params["dec"],

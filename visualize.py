@@ -81,10 +81,14 @@ def plot_stable_rank(table, cols, path):
     plt.close(fig)
 
 
-def heat(ax, m, labels, title, diverging=False):
-    lim = np.abs(m).max() or 1.0
-    ax.imshow(m, aspect="auto", interpolation="nearest", cmap="RdBu_r" if diverging else "viridis",
-              vmin=-lim if diverging else None, vmax=lim if diverging else None)
+def heat(ax, m, labels, title, limits=None):
+    """A heat map of one layer's map, class boundaries as white lines; limits shared by maps compared
+    side by side; a difference (limits None) in a diverging colour map centred on 0."""
+    if limits is None:
+        lim = np.abs(m).max() or 1.0
+        ax.imshow(m, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-lim, vmax=lim)
+    else:
+        ax.imshow(m, aspect="auto", interpolation="nearest", cmap="viridis", vmin=limits[0], vmax=limits[1])
     bounds = np.flatnonzero(np.diff(labels)) + 0.5
     ax.hlines(bounds, -0.5, m.shape[1] - 0.5, color="white", linewidth=0.4)
     ax.set_title(title, fontsize=7)
@@ -116,10 +120,12 @@ def plot_activations(npz_path, method, path):
         for l, layer in enumerate(layers):
             panels = [maps[before][layer]] if after is None else \
                 [maps[before][layer], maps[after][layer], maps[after][layer] - maps[before][layer]]
+            shown = panels[:2]   # before and after share one colour scale
+            limits = (min(p.min() for p in shown), max(p.max() for p in shown))
             for k, (m, kind) in enumerate(zip(panels, kinds)):
                 name = before.replace("train_", "task ") if after else before.replace("_", " ")
                 heat(axes[r][l * len(kinds) + k], m, labels, f"{name}, {layer.replace('_', ' ')}\n{kind}".strip(),
-                     diverging=kind == "after - before")
+                     None if kind == "after - before" else limits)
     fig.suptitle(f"{method}: activations of {len(labels)} test images ordered by class (rows), "
                  "10 PCA components (columns; the output layer raw)", fontsize=9)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.5 / fig.get_figheight(), wspace=0.08, hspace=0.45)

@@ -14,6 +14,8 @@ STAGES = {
     "src": ["init"] + [s for k in range(1, 6) for s in (f"train_{k}", f"sleep_{k}")] + ["final"],
     "merging": ["init"] + [f"train_{k}" for k in range(1, 6)] + ["merged", "final"],
     "parallel": ["init", "train_all", "final"],
+    "ewc": ["init"] + [f"train_{k}" for k in range(1, 6)] + ["final"],
+    "si": ["init"] + [f"train_{k}" for k in range(1, 6)] + ["final"],
 }
 
 
@@ -32,7 +34,8 @@ def read_csv(path):
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    proc = run("mnist_exp.py", "--quick", "--seeds", "3", "--out", str(out), "--png-dir", str(out / "png"))
+    proc = run("mnist_exp.py", "--quick", "--seeds", "3", "--methods", ",".join(STAGES), "--out", str(out),
+               "--png-dir", str(out / "png"))
     (run_dir,) = glob.glob(str(out / "mnist-original-quick-*"))
     return out, run_dir, proc.stdout
 
@@ -46,10 +49,12 @@ def test_quick_run_writes_results_config_and_figures(quick_run):
         assert [r["stage"] for r in mine] == stages and {r["seed"] for r in mine} == {"3"}
         assert all(0 <= float(r[c]) <= 100 for r in mine for c in r if c.startswith("task_") or c == "all")
         assert mine[-1] == dict(mine[-2], stage="final")
-    # a trained task is learned well above chance, even on the quick budget
-    assert float(next(r for r in rows if r["method"] == "sequential" and r["stage"] == "train_1")["task_1"]) > 80
+    # a trained task is learned well above chance, even on the quick budget; methods share their first stages
+    first = {m: next(r for r in rows if r["method"] == m and r["stage"] == "train_1") for m in ("sequential", "src", "ewc")}
+    assert float(first["sequential"]["task_1"]) > 80
+    assert dict(first["src"], method="") == dict(first["sequential"], method="") == dict(first["ewc"], method="")
     ranks = read_csv(os.path.join(run_dir, "stable_rank.csv"))
-    assert len(ranks) == len(rows) - 4 and all(float(r["layer_1"]) >= 1 for r in ranks)
+    assert len(ranks) == len(rows) - len(STAGES) and all(float(r["layer_1"]) >= 1 for r in ranks)
     with open(os.path.join(run_dir, "config.json")) as f:
         config = json.load(f)
     assert config["lr"] == 0.1 and config["seeds"] == [3] and config["quick"] is True
@@ -81,7 +86,7 @@ def test_rerun_skips_finished_jobs_and_tolerates_kernel_arguments(quick_run):
             f"sys.argv = ['mnist_exp.py', '-f', 'kernel-1.json', '--quick', '--seeds', '3', '--out', {str(out)!r}, "
             "'--no-figures']; runpy.run_path('mnist_exp.py', run_name='__main__')")
     proc = run("-c", code)
-    assert "0 of 4 jobs to run" in proc.stdout
+    assert "0 of 4 jobs to run" in proc.stdout    # the default four methods, all finished
     assert open(os.path.join(run_dir, "results.csv")).read() == before
 
 
@@ -112,3 +117,16 @@ def test_bad_configuration_is_a_clear_error(args, message):
     proc = run("mnist_exp.py", *args, check=False)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_tune_smoke_saves_a_preset_and_resumes(tmp_path):
+    cmd = ["tune.py", "--quick", "--trials", "2", "--batch", "2", "--tune-seeds", "100", "--storage",
+           f"sqlite:///{tmp_path}/t.db", "--preset-dir", str(tmp_path), "--preset", "smoke"]
+    run(*cmd)
+    with open(tmp_path / "smoke.json") as f:
+        preset = json.load(f)["mnist"]
+    assert set(preset["constants"]) == {"rate", "inc", "dec", "beta", "alpha_scale"} and len(preset["constants"]["beta"]) == 3
+    assert preset["tuning"]["trials"] == 2 and preset["tuning"]["seeds"] == [100]
+    assert 0 < preset["tuning"]["mean_final"] <= 100
+    again = run(*cmd)                                  # the study is stored: nothing left to do
+    assert "best of 2 trials" in again.stdout

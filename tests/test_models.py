@@ -133,3 +133,41 @@ def test_ties_go_to_the_first_output_and_merge_averages():
     assert all(torch.allclose(m, 1.5 * w) for m, w in zip(merged.W, a.W))
     per_task, overall = models.accuracy(models.predict(net, torch.rand(4, 4), 0.25), torch.tensor([0, 1, 2, 3]), [(0, 1), (2, 3)])
     assert per_task == [50.0, 0.0] and overall == 25.0
+
+
+def test_penalty_and_path_by_hand():
+    # No error signal (output equals target): the only gradient is the penalty strength * omega * (W - anchor).
+    net = models.Net([torch.tensor([[0.5, -0.5]], dtype=torch.float64)], [torch.zeros(1, 2, dtype=torch.float64)])
+    x, target = torch.tensor([[1.0, 0.0]], dtype=torch.float64), torch.tensor([[0.5]], dtype=torch.float64)
+    omega, anchor = [torch.tensor([[2.0, 3.0]], dtype=torch.float64)], [torch.tensor([[0.0, 0.0]], dtype=torch.float64)]
+    path = [torch.zeros(1, 2, dtype=torch.float64)]
+    models.sgd_step(net, x, target, lr=0.1, momentum=0.5, dropout=0.0, generator=gen(),
+                    penalty=(omega, anchor, 10.0), path=path)
+    v = 0.1 * 10.0 * torch.tensor([[2 * 0.5, 3 * -0.5]], dtype=torch.float64)
+    torch.testing.assert_close(net.vW[0], v)
+    torch.testing.assert_close(net.W[0], torch.tensor([[0.5, -0.5]], dtype=torch.float64) - v)
+    assert (path[0] == 0).all()          # the loss gradient is zero: no path integral
+    # with an error and no penalty, the path receives g * v = g * (lr g) for the first step
+    net = toy()
+    path = [torch.zeros_like(w) for w in net.W]
+    models.sgd_step(net, torch.tensor([[1.0, 0.5]], dtype=torch.float64), torch.tensor([[0.0, 1.0]], dtype=torch.float64),
+                    lr=0.1, momentum=0.5, dropout=0.0, generator=gen(), path=path)
+    dW2 = torch.tensor([[0, 2, 0], [0, 0, 0]], dtype=torch.float64)
+    torch.testing.assert_close(path[1], 0.1 * dW2 * dW2)
+
+
+def test_fisher_is_the_mean_squared_per_image_gradient():
+    net = models.init_net((6, 5, 4), 0.5, gen(), dtype=torch.float64)
+    x, y = torch.rand(7, 6, generator=gen(1), dtype=torch.float64), torch.randint(4, (7,), generator=gen(2))
+    F = models.fisher(net, x, y, dropout=0.25, n_classes=4, chunk=3)
+    expected = [torch.zeros_like(w) for w in net.W]
+    for xi, yi in zip(x, y):                     # autograd, one image at a time, evaluation mode
+        Ws = [w.clone().requires_grad_() for w in net.W]
+        h = 0.75 * (xi @ Ws[0].T).clamp_min(0)
+        z = h @ Ws[1].T
+        out = z + (z.clamp_min(0) - z).detach()  # the original's linear treatment of the output
+        (0.5 * (out - torch.nn.functional.one_hot(yi, 4)).square().sum()).backward()
+        for e, w in zip(expected, Ws):
+            e += w.grad.square() / len(x)
+    for f, e in zip(F, expected):
+        torch.testing.assert_close(f, e)

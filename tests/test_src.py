@@ -252,3 +252,36 @@ def test_non_finite_weights_stop_the_sleep(engine):
     spikes = torch.tensor([[0, 0], [1, 0], [1, 0]])
     with pytest.raises(FloatingPointError, match="layer 1 at step 2"):
         src.sleep_on_spikes(W, spikes, [1.0, 1.0], [1.0, 1.0], inc=0.0, dec=1e38, engine=engine)
+
+
+def test_batched_sleep_phase_equals_one_network_at_a_time():
+    gen = torch.Generator().manual_seed(0)
+    nets = [Net([torch.rand(20, 784, generator=gen) - 0.3, torch.rand(10, 20, generator=gen) - 0.3],
+                [torch.zeros(20, 784), torch.zeros(10, 20)]) for _ in range(2)]
+    x = torch.rand(50, 784, generator=gen)
+    own = dict(rate=[239.5, 400.0], inc=[INC, 0.05], dec=[DEC, 0.002], beta=[[0.5, 0.5], [0.7, 0.4]], alpha_scale=[1.0, 2.0])
+    kw = dict(dropout=0.25, dt=0.001, mask_size=11)
+    both, infos = src.sleep(nets, x, 700, torch.Generator().manual_seed(1), **own, **kw)
+    for b, net in enumerate(nets):
+        one, info = src.sleep(net, x, 700, torch.Generator().manual_seed(1), **{k: v[b] for k, v in own.items()}, **kw)
+        assert all(torch.equal(u, v) for u, v in zip(both[b].W, one.W))
+        assert infos[b]["spikes"] == info["spikes"] and infos[b]["alpha"] == info["alpha"]
+    assert not torch.equal(both[0].W[0], both[1].W[0])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_spike_budget_stops_a_network_where_a_shorter_raster_would(engine):
+    W, spikes = random_case(6, steps=300)
+    args = ([1.3, 1.7, 2.1], [0.5, 0.6, 0.4])
+    full, counts = src.sleep_on_spikes(W, spikes, *args, inc=INC, dec=DEC, engine=engine)
+    budget = sum(c.sum().item() for c in counts[1:]) // 3
+    stopped, sc = src.sleep_on_spikes(W, spikes, *args, inc=INC, dec=DEC, max_spikes=budget, engine=engine)
+    fired = sum(c.sum().item() for c in sc[1:])
+    assert fired > budget and fired < budget + 20
+    # the network stopped after the first step at which it had fired more than the budget
+    for T in range(1, 301):
+        prefix, pc = src.sleep_on_spikes(W, spikes[:T], *args, inc=INC, dec=DEC, engine=engine)
+        if sum(c.sum().item() for c in pc[1:]) > budget:
+            break
+    assert all(torch.equal(a, b) for a, b in zip(stopped, prefix))
+    assert [c.tolist() for c in sc[1:]] == [c.tolist() for c in pc[1:]]
