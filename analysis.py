@@ -40,6 +40,8 @@ def pca_maps(acts, n_components=10):
         blocks = [np.asarray(acts[s][l], dtype=np.float32) for s in stages]
         if l == n_layers - 1:
             maps = blocks
+        elif not all(np.isfinite(b).all() for b in blocks):   # a diverged network: nothing to map
+            maps = [np.full((len(b), n_components), np.nan, np.float32) for b in blocks]
         else:
             # ARPACK finds the leading components only: exact, and 10x faster than a full SVD of 1200 units
             stacked = np.concatenate(blocks)

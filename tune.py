@@ -43,6 +43,8 @@ p.add_argument("--max-spikes-per-step", type=float, default=10.0,
                     "the protocol fires ~0.1; denser candidates are stopped, which bounds the search's cost (default: 10)")
 p.add_argument("--storage", default="sqlite:///" + os.path.join(mnist_exp.ROOT, "tune.db"),
                help="Optuna storage URL (default: sqlite:///tune.db)")
+p.add_argument("--stale-after", type=float, default=7200,
+               help="seconds after which a trial still marked running counts as abandoned (default: 7200)")
 p.add_argument("--study", default="", help="study name (default: method, dataset and a hash of the protocol)")
 p.add_argument("--preset", default="tuned", help="name of the preset the best constants are saved as (default: tuned)")
 p.add_argument("--preset-dir", default=os.path.join(mnist_exp.ROOT, "presets"),
@@ -102,25 +104,32 @@ def baseline_final(method, strength, seed):
 
 # %% The study: resumable, shareable through its storage
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-if args.method == "src":
-    sampler = optuna.samplers.CmaEsSampler(seed=0, warn_independent_sampling=False)
-else:
-    sampler = optuna.samplers.GridSampler({"strength": GRIDS[args.method]}, seed=0)
+sampler = optuna.samplers.CmaEsSampler(seed=0, warn_independent_sampling=False) if args.method == "src" else None
 study = optuna.create_study(study_name=study_name, storage=args.storage, sampler=sampler, direction="maximize",
                             load_if_exists=True)
+COMPLETE, RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
+for t in study.get_trials(states=(RUNNING,)):   # left running by a process that was stopped
+    if time.time() - t.datetime_start.timestamp() > args.stale_after:
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
 if args.method == "src" and not study.trials:
     study.enqueue_trial(CENTRE)   # the authors' constants are the first candidate
-done = lambda: len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
+done = lambda: len(study.get_trials(states=(COMPLETE,)))
 total = args.trials if args.method == "src" else len(GRIDS[args.method])
 bar = tqdm(total=total, initial=min(done(), total), desc=study_name, disable=cfg.quiet)
 while done() < total:
     t0 = time.perf_counter()
-    trials = [study.ask() for _ in range(args.batch if args.method == "src" else 1)]
     if args.method == "src":
+        trials = [study.ask() for _ in range(args.batch)]
         candidates = [{k: t.suggest_float(k, *SPACE[k], log=True) for k in SPACE} for t in trials]
         scores = np.mean([src_finals(candidates, s) for s in args.tune_seeds], axis=0)
-    else:
-        strength = trials[0].suggest_categorical("strength", GRIDS[args.method])
+    else:   # the next grid value that has no result yet
+        tried = {t.params["strength"] for t in study.get_trials(states=(COMPLETE, RUNNING))}
+        strength = next((s for s in GRIDS[args.method] if s not in tried), None)
+        if strength is None:
+            break
+        study.enqueue_trial({"strength": strength})
+        trials = [study.ask()]
+        trials[0].suggest_float("strength", min(GRIDS[args.method]), max(GRIDS[args.method]), log=True)
         scores = [np.mean([baseline_final(args.method, strength, s) for s in args.tune_seeds])]
     for t, score in zip(trials, scores):
         t.set_user_attr("seconds", (time.perf_counter() - t0) / len(trials))

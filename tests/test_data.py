@@ -1,5 +1,6 @@
 """Data: files verified, tasks split as the original (first n images of each digit pair, in dataset order)."""
 import os
+import shutil
 
 import pytest
 import torch
@@ -63,3 +64,12 @@ def test_missing_data_without_network_says_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown dataset"):
         data.ensure_files("cifar", str(tmp_path))
     assert not any(name.endswith(".part") for _, _, files in os.walk(tmp_path) for name in files)
+
+
+@pytest.mark.skipif(shutil.which("apt-get") is None and not os.path.exists(os.path.join(data.DEFAULT_DATA_DIR, "FashionMNIST")),
+                    reason="Fashion-MNIST comes from Debian's package here: needs apt-get")
+def test_fashion_mnist_is_balanced_and_verified():
+    train_x, train_y, test_x, test_y = data.load("fashion-mnist")
+    assert train_x.shape == (60000, 784) and test_x.shape == (10000, 784)
+    assert torch.bincount(train_y).tolist() == [6000] * 10 and torch.bincount(test_y).tolist() == [1000] * 10
+    assert not torch.equal(train_x[:100], data.load("mnist")[0][:100])
