@@ -77,7 +77,9 @@ class Config:
     sleep_steps_increment: int = arg(5000, "extra steps per later task: T_k = sleep_steps + (k-1) increment")
     dt: float = arg(0.001, "simulation time step (s)")
     mask_size: int = arg(11, "side of the square window of the mean image shown each step (MATLAB's 10 + 1)")
-    # sleep: the genetic-search constants; None takes them from the preset
+    sleep_input: str = arg(None, "rate map of the sleep: 'mean' (the protocol: the mean of all images seen) or "
+                                 "'class-means' (each step, the mean image of one class seen, drawn at random)")
+    # sleep: the genetic-search constants and the input; None takes them from the preset
     rate: float = arg(None, "input rate: a pixel of value p fires with probability 2 dt rate p")
     inc: float = arg(None, "potentiation: W += inc g(W) where pre and post fired")
     dec: float = arg(None, "depression: W -= dec g(W) where post fired and pre did not")
@@ -107,9 +109,9 @@ class Config:
 SLEEP_PRESETS = {
     "original": {
         "mnist": dict(rate=239.515363, inc=0.032064, dec=0.003344,
-                      beta=(14.548273, 44.560317, 38.046326), alpha_scale=55.882454),
+                      beta=(14.548273, 44.560317, 38.046326), alpha_scale=55.882454, sleep_input="mean"),
         "fashion-mnist": dict(rate=181.047258, inc=0.041001, dec=0.003344,
-                              beta=(40.446884, 27.596929, 33.109393), alpha_scale=31.592987),
+                              beta=(40.446884, 27.596929, 33.109393), alpha_scale=31.592987, sleep_input="mean"),
     },
 }
 for _path in sorted(glob.glob(os.path.join(ROOT, "presets", "*.json"))):
@@ -146,7 +148,7 @@ def parse_config(argv=None):
         elif f.name in ("methods", "seeds", "hidden", "beta"):
             kw.update(nargs="+", type=str)
         else:
-            kw["type"] = float if f.default is None else type(f.default)
+            kw["type"] = (str if f.name == "sleep_input" else float) if f.default is None else type(f.default)
         p.add_argument("--" + f.name.replace("_", "-"), **kw)
     interactive = "ipykernel" in sys.modules
     args, unknown = p.parse_known_args(sys.argv[1:] if argv is None else argv)
@@ -191,6 +193,8 @@ def resolve(cfg):
         problems.append("decay must be in [0, 1]")
     if len(cfg.beta) != len(cfg.hidden) + 1 or min(cfg.beta) <= 0:
         problems.append(f"beta needs one positive value per layer ({len(cfg.hidden) + 1})")
+    if cfg.sleep_input not in ("mean", "class-means"):
+        problems.append("sleep_input must be mean or class-means")
     if cfg.dtype not in ("float32", "float64"):
         problems.append("dtype must be float32 or float64")
     if cfg.sleep_steps < 1:
@@ -273,11 +277,14 @@ def sleep_steps(cfg, k):
 def sleep_task(nets, k, seed, cfg, ctx, progress=False, **constants):
     """SRC's sleep after task k, on the training images of tasks 1..k, for one network or a list of them
     (slept together by the batched engine; `constants` may then give one value per network)."""
-    seen = data.task_indices(ctx.train_y, sum(ctx.tasks[:k], ()))
+    classes = sum(ctx.tasks[:k], ())
+    seen = data.task_indices(ctx.train_y, classes)
+    images = None if cfg.sleep_input == "mean" else \
+        torch.stack([ctx.train_x[ctx.train_y == c].mean(0) for c in classes])   # one mean image per class: no raw image kept
     kw = {**dict(rate=cfg.rate, inc=cfg.inc, dec=cfg.dec, beta=cfg.beta, alpha_scale=cfg.alpha_scale), **constants}
     return src.sleep(nets, ctx.train_x[seen], sleep_steps(cfg, k), generator(seed, "sleep", k), dropout=cfg.dropout, dt=cfg.dt,
                      mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold, w_inh=cfg.w_inh, dc=cfg.dc,
-                     refractory=cfg.refractory, norm_w=cfg.norm_w, gamma=cfg.gamma, engine=cfg.engine,
+                     refractory=cfg.refractory, norm_w=cfg.norm_w, gamma=cfg.gamma, images=images, engine=cfg.engine,
                      progress=progress, **kw)
 
 

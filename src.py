@@ -68,22 +68,25 @@ def scale_factors(net, x, dropout, alpha_scale, chunk=5000):
 
 # ---------------------------------------------------------------- input
 
-def input_spikes(mean_image, steps, generator, *, rate, dt, mask_size):
-    """[steps, n_pixels] bool: each step keeps one random mask_size x mask_size window of the mean image
+def input_spikes(images, steps, generator, *, rate, dt, mask_size):
+    """[steps, n_pixels] bool: each step keeps one random mask_size x mask_size window of the rate map
     (corner uniform over the side - mask_size + 1 positions per axis) and fires each of its pixels, of
     value p, when u / (2 dt rate) <= p, u uniform: probability 2 dt rate p.
+    images: the rate map [n_pixels] (the protocol: the mean image), or several [n_images, n_pixels], one
+    of which, drawn uniformly, is shown at each step.
     With a sequence of B rates: [B, steps, n_pixels], the same windows and draws u for every rate."""
-    side = math.isqrt(mean_image.numel())
-    if side * side != mean_image.numel() or not 1 <= mask_size <= side:
-        raise ValueError(f"the masked input needs a square image and 1 <= mask_size <= its side; got "
-                         f"{mean_image.numel()} pixels and mask_size {mask_size}")
+    images = images.reshape(-1, images.shape[-1]).cpu().double()   # in float64, as MATLAB's double rate map
+    side = math.isqrt(images.shape[1])
+    if side * side != images.shape[1] or not 1 <= mask_size <= side:
+        raise ValueError(f"the masked input needs square images and 1 <= mask_size <= their side; got "
+                         f"{images.shape[1]} pixels and mask_size {mask_size}")
     rates = torch.as_tensor(rate, dtype=torch.float64).reshape(-1, 1, 1, 1)
     offsets = torch.arange(mask_size)
     corner = torch.randint(side - mask_size + 1, (steps, 2), generator=generator)
+    which = torch.randint(len(images), (steps, 1, 1), generator=generator) if len(images) > 1 else 0
     rows = (corner[:, 0:1] + offsets)[:, :, None]
     cols = (corner[:, 1:2] + offsets)[:, None, :]
-    # in float64, as MATLAB compares its double rate map with rand
-    p = mean_image.reshape(side, side).cpu().double()[rows, cols]
+    p = images.reshape(-1, side, side)[which, rows, cols]
     # 1 - rand lies in (0, 1], like MATLAB's rand: a pixel whose mean is 0 never fires.
     u = 1 - torch.rand(p.shape, generator=generator, dtype=torch.float64)
     out = torch.zeros(len(rates), steps, side, side, dtype=torch.bool)
@@ -375,12 +378,13 @@ def renormalise(w, w_before, gamma):
 
 def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale, dropout, dt, mask_size,
           decay=0.999, threshold=1.0, w_inh=0.0, dc=0.0, refractory=0, norm_w=False, gamma=1.0,
-          max_spikes=None, engine="auto", chunk=5000, progress=False):
+          images=None, max_spikes=None, engine="auto", chunk=5000, progress=False):
     """One SRC sleep phase with sleep data `sleep_x`; returns (slept copy of the network, info).
 
     nets: one Net, or a list of B Nets slept at once by the batched engine (then returns two lists); for
     a list, rate, inc, dec and alpha_scale may be one value per network and beta one row per network.
     All networks see the same window positions and draws (one generator).
+    images: the rate maps shown (see input_spikes); default the mean image of sleep_x, as the protocol.
     info: the scale factors alpha, the spike counts of every neuron and whether the network stopped at
     max_spikes (see sleep_on_spikes).
     The momentum buffers are carried over unchanged, as in the original.
@@ -394,9 +398,9 @@ def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale,
     if steps < 1 or not (rate > 0).all() or dt <= 0:
         raise ValueError(f"sleep needs steps >= 1, rate > 0 and dt > 0; got {steps}, {rate}, {dt}")
     alpha = [scale_factors(net, sleep_x, dropout, a) for net, a in zip(batch, alpha_scale)]
-    mean_image = sleep_x.mean(0)
+    images = sleep_x.mean(0) if images is None else images
     W = [torch.stack(ws) for ws in zip(*(net.W for net in batch))]                       # [B, out, in]
-    chunks = (input_spikes(mean_image, min(chunk, steps - s), generator, rate=rate, dt=dt, mask_size=mask_size)
+    chunks = (input_spikes(images, min(chunk, steps - s), generator, rate=rate, dt=dt, mask_size=mask_size)
               for s in range(0, steps, chunk))
     W, counts = sleep_on_spikes(W, chunks, alpha, beta, inc=inc, dec=dec, decay=decay, threshold=threshold,
                                 w_inh=w_inh, dc=dc, refractory=refractory, max_spikes=max_spikes, engine=engine,

@@ -147,7 +147,8 @@ if args.method == "src" and not args.no_save:
     presets = json.load(open(path)) if os.path.exists(path) else {}
     presets[cfg.dataset] = dict(
         constants=dict(rate=best.params["rate"], inc=best.params["inc"], dec=best.params["dec"],
-                       beta=[best.params[f"beta_{l}"] for l in (1, 2, 3)], alpha_scale=original["alpha_scale"]),
+                       beta=[best.params[f"beta_{l}"] for l in (1, 2, 3)], alpha_scale=original["alpha_scale"],
+                       sleep_input=cfg.sleep_input),
         tuning=dict(study=study_name, trials=done(), seeds=args.tune_seeds, mean_final=best.value,
                     command="python tune.py " + " ".join(sys.argv[1:])))
     os.makedirs(os.path.dirname(path), exist_ok=True)

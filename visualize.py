@@ -66,13 +66,15 @@ def plot_accuracy(table, cols, path):
 
 
 def plot_stable_rank(table, cols, path):
+    # one x axis for all methods: the longest stage list, then the stages only others have (merged, train all)
+    order = max((list(st) for st in table.values()), key=len)
+    order += [s for st in table.values() for s in st if s not in order]
     fig, axes = plt.subplots(1, len(cols), figsize=(5 * len(cols), 3.8), squeeze=False)
     for c, (ax, col) in enumerate(zip(axes[0], cols)):
-        longest = max((list(st) for st in table.values()), key=len)
         for method, stages in table.items():
-            x = [longest.index(s) if s in longest else len(longest) for s in stages]
-            band(ax, x, np.array([stages[s] for s in stages]).transpose(1, 0, 2)[:, :, c], label=method)
-        ax.set_xticks(range(len(longest)), [s.replace("_", " ") for s in longest], rotation=60, fontsize=8)
+            band(ax, [order.index(s) for s in stages], np.array([stages[s] for s in stages]).transpose(1, 0, 2)[:, :, c],
+                 label=method)
+        ax.set_xticks(range(len(order)), [s.replace("_", " ") for s in order], rotation=60, fontsize=8)
         ax.set_title(f"stable rank, {col.replace('_', ' ')}")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8)
@@ -128,7 +130,7 @@ def plot_activations(npz_path, method, path):
                      None if kind == "after - before" else limits)
     fig.suptitle(f"{method}: activations of {len(labels)} test images ordered by class (rows), "
                  "10 PCA components (columns; the output layer raw)", fontsize=9)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.5 / fig.get_figheight(), wspace=0.08, hspace=0.45)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.75 / fig.get_figheight(), wspace=0.08, hspace=0.45)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
