@@ -46,8 +46,12 @@ def band(ax, x, runs, **kw):
 
 def plot_accuracy(table, cols, path):
     methods = list(table)
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.6), squeeze=False, sharey=True)
-    for ax, method in zip(axes[0], methods):
+    ncols = len(methods) if len(methods) <= 4 else -(-len(methods) // 2)
+    nrows = -(-len(methods) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), squeeze=False, sharey=True)
+    for ax in axes.flat[len(methods):]:
+        ax.set_visible(False)
+    for ax, method in zip(axes.flat, methods):
         stages = list(table[method])
         runs = np.array([table[method][s] for s in stages]).transpose(1, 0, 2)   # [seed, stage, column]
         for c, col in enumerate(cols):
@@ -58,7 +62,8 @@ def plot_accuracy(table, cols, path):
         ax.set_title(f"{method} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
         ax.set_ylim(-2, 102)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test accuracy (%)")
+    for row in axes:
+        row[0].set_ylabel("test accuracy (%)")
     axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -125,7 +125,8 @@ def test_tune_smoke_saves_a_preset_and_resumes(tmp_path):
     run(*cmd)
     with open(tmp_path / "smoke.json") as f:
         preset = json.load(f)["mnist"]
-    assert set(preset["constants"]) == {"rate", "inc", "dec", "beta", "alpha_scale"} and len(preset["constants"]["beta"]) == 3
+    assert set(preset["constants"]) == {"rate", "inc", "dec", "beta", "alpha_scale", "sleep_input"}
+    assert len(preset["constants"]["beta"]) == 3 and preset["constants"]["sleep_input"] == "mean"
     assert preset["tuning"]["trials"] == 2 and preset["tuning"]["seeds"] == [100]
     assert 0 < preset["tuning"]["mean_final"] <= 100
     again = run(*cmd)                                  # the study is stored: nothing left to do
