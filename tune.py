@@ -38,6 +38,8 @@ p.add_argument("--method", default="src", choices=["src", "ewc", "si"], help="wh
 p.add_argument("--trials", type=int, default=120, help="trials the study should hold in all (default: 120)")
 p.add_argument("--batch", type=int, default=4, help="SRC candidates evaluated together (default: 4)")
 p.add_argument("--tune-seeds", type=int, nargs="+", default=[100, 101], help="tuning seeds (default: 100 101)")
+p.add_argument("--start", default="original", help="preset whose constants centre the search (default: original)")
+p.add_argument("--decades", type=float, default=2.0, help="search range either side of them, in decades (default: 2)")
 p.add_argument("--max-spikes-per-step", type=float, default=10.0,
                help="spike budget of a candidate's sleep, hidden and output layers together, per step on average: "
                     "the protocol fires ~0.1; denser candidates are stopped, which bounds the search's cost (default: 10)")
@@ -53,15 +55,16 @@ p.add_argument("--no-save", action="store_true", help="do not save the best cons
 args, protocol_args = p.parse_known_args()
 cfg = mnist_exp.parse_config(protocol_args)
 
-# Log-uniform, two decades either side of the authors' constants: CMA-ES starts at the centre of the
-# space, so its first distribution is centred on them.
-original = mnist_exp.SLEEP_PRESETS["original"][cfg.dataset]
-CENTRE = dict(rate=original["rate"], inc=original["inc"], dec=original["dec"], **{f"beta_{l + 1}": b for l, b in enumerate(original["beta"])})
-SPACE = {k: (c / 100, c * 100) for k, c in CENTRE.items()}
+# Log-uniform, --decades either side of the constants of the --start preset (the authors' by default):
+# CMA-ES starts at the centre of the space, so its first distribution is centred on them.
+start = mnist_exp.SLEEP_PRESETS[args.start][cfg.dataset]
+CENTRE = dict(rate=start["rate"], inc=start["inc"], dec=start["dec"], **{f"beta_{l + 1}": b for l, b in enumerate(start["beta"])})
+SPACE = {k: (c / 10 ** args.decades, c * 10 ** args.decades) for k, c in CENTRE.items()}
 GRIDS = dict(ewc=[1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7], si=[0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 1e4])
 
 protocol = {k: v for k, v in vars(cfg).items() if k not in mnist_exp.RUNTIME | {"rate", "inc", "dec", "beta", "preset"}}
-study_name = args.study or f"{args.method}-{cfg.dataset}-{hashlib.sha1(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:8]}"
+search = dict(protocol, start=args.start, decades=args.decades) if args.method == "src" else protocol
+study_name = args.study or f"{args.method}-{cfg.dataset}-{hashlib.sha1(json.dumps(search, sort_keys=True).encode()).hexdigest()[:8]}"
 ctx = mnist_exp.prepare(cfg)
 
 
@@ -147,10 +150,10 @@ if args.method == "src" and not args.no_save:
     presets = json.load(open(path)) if os.path.exists(path) else {}
     presets[cfg.dataset] = dict(
         constants=dict(rate=best.params["rate"], inc=best.params["inc"], dec=best.params["dec"],
-                       beta=[best.params[f"beta_{l}"] for l in (1, 2, 3)], alpha_scale=original["alpha_scale"],
+                       beta=[best.params[f"beta_{l}"] for l in (1, 2, 3)], alpha_scale=start["alpha_scale"],
                        sleep_input=cfg.sleep_input),
         tuning=dict(study=study_name, trials=done(), seeds=args.tune_seeds, mean_final=best.value,
-                    command="python tune.py " + " ".join(sys.argv[1:])))
+                    saved_by="python tune.py " + " ".join(sys.argv[1:])))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(presets, f, indent=1)
