@@ -61,8 +61,8 @@ def forward(net, x, dropout, generator=None):
         if l < len(net.W) - 1 and dropout > 0:
             if generator is None:
                 a = a * (1 - dropout)
-            else:
-                a = a * (torch.rand(a.shape, generator=generator, dtype=a.dtype, device=a.device) > dropout)
+            else:   # the 0/1 mask, made in place as floats: rand > dropout
+                a = a.mul_(torch.rand(a.shape, generator=generator, dtype=a.dtype, device=a.device).gt_(dropout))
         acts.append(a)
     return acts
 
@@ -79,7 +79,8 @@ def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, 
     m = x.shape[0]
     loss = 0.5 * d.square().sum() / m
     for l in reversed(range(len(net.W))):
-        d_below = (d @ net.W[l]) * (acts[l] > 0) if l > 0 else None   # acts[l] is masked: (acts > 0) holds the mask
+        # ReLU derivative and dropout mask at once: acts[l] is 0 wherever either is
+        d_below = (d @ net.W[l]).masked_fill_(acts[l] == 0, 0) if l > 0 else None
         v = net.vW[l]
         if path is None:   # v = momentum v + lr g with g = d^T a / m, in one BLAS call
             torch.addmm(v, d.T, acts[l], beta=momentum, alpha=lr / m, out=v)
