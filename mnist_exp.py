@@ -93,6 +93,8 @@ class Config:
     refractory: int = arg(0, "steps a neuron ignores input after firing")
     norm_w: bool = arg(False, "rescale each input's weight range after sleep to its range before")
     gamma: float = arg(1.0, "factor of that rescaling")
+    plasticity: tuple = arg((1.0, 1.0, 1.0), "multiplier of inc and dec in each layer during sleep (0 freezes a layer: "
+                                              "an ablation, not in the original)")
     engine: str = arg("auto", "sleep engine: numba (CPU), torch (any device) or auto")
     # the paper's other baselines; strengths: the best of a grid on tuning seeds 100, 101 (python tune.py
     # --method ewc / si), which is the weakest: in this class-incremental setting neither beats sequential
@@ -137,6 +139,9 @@ METHODS = {
 }
 
 
+LISTS = dict(methods=str, seeds=int, hidden=int, beta=float, plasticity=float)   # options taking several values
+
+
 def parse_config(argv=None):
     """Config from the command line (and --config FILE). Inside a notebook kernel, unknown arguments are ignored."""
     p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -145,7 +150,7 @@ def parse_config(argv=None):
         kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {f.default})")
         if isinstance(f.default, bool):
             kw["action"] = argparse.BooleanOptionalAction
-        elif f.name in ("methods", "seeds", "hidden", "beta"):
+        elif f.name in LISTS:
             kw.update(nargs="+", type=str)
         else:
             kw["type"] = (str if f.name == "sleep_input" else float) if f.default is None else type(f.default)
@@ -162,10 +167,9 @@ def parse_config(argv=None):
     given.pop("config", None)
     if given.get("quick", base.get("quick")):
         base = {**QUICK, **base}
-    for name in ("methods", "seeds", "hidden", "beta"):
+    for name, kind in LISTS.items():
         if name in given:  # accept "a,b" as well as "a b"
-            items = [s for v in given[name] for s in v.split(",") if s]
-            given[name] = tuple(items if name == "methods" else (int(s) if name != "beta" else float(s) for s in items))
+            given[name] = tuple(kind(s) for v in given[name] for s in v.split(",") if s)
     cfg = Config(**{**base, **given})
     return resolve(cfg)
 
@@ -178,7 +182,8 @@ def resolve(cfg):
                          + ", ".join(f"{p} ({', '.join(d)})" for p, d in SLEEP_PRESETS.items()))
     filled = {k: (v if getattr(cfg, k) is None else getattr(cfg, k)) for k, v in presets[cfg.dataset].items()}
     cfg = dataclasses.replace(cfg, **filled)
-    cfg = dataclasses.replace(cfg, beta=tuple(float(b) for b in cfg.beta), seeds=tuple(int(s) for s in cfg.seeds),
+    cfg = dataclasses.replace(cfg, beta=tuple(float(b) for b in cfg.beta),
+                              plasticity=tuple(float(p) for p in cfg.plasticity), seeds=tuple(int(s) for s in cfg.seeds),
                               methods=tuple(cfg.methods), hidden=tuple(int(h) for h in cfg.hidden))
     problems = [f"unknown method {m!r} (choose from {', '.join(METHODS)})" for m in cfg.methods if m not in METHODS]
     problems += [f"{name} must be > 0" for name in ("lr", "batch_size", "epochs", "n_per_task", "rate", "dt",
@@ -193,6 +198,8 @@ def resolve(cfg):
         problems.append("decay must be in [0, 1]")
     if len(cfg.beta) != len(cfg.hidden) + 1 or min(cfg.beta) <= 0:
         problems.append(f"beta needs one positive value per layer ({len(cfg.hidden) + 1})")
+    if len(cfg.plasticity) != len(cfg.hidden) + 1 or min(cfg.plasticity) < 0:
+        problems.append(f"plasticity needs one value >= 0 per layer ({len(cfg.hidden) + 1})")
     if cfg.sleep_input not in ("mean", "class-means"):
         problems.append("sleep_input must be mean or class-means")
     if cfg.dtype not in ("float32", "float64"):
@@ -284,7 +291,7 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, **constants):
     kw = {**dict(rate=cfg.rate, inc=cfg.inc, dec=cfg.dec, beta=cfg.beta, alpha_scale=cfg.alpha_scale), **constants}
     return src.sleep(nets, ctx.train_x[seen], sleep_steps(cfg, k), generator(seed, "sleep", k), dropout=cfg.dropout, dt=cfg.dt,
                      mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold, w_inh=cfg.w_inh, dc=cfg.dc,
-                     refractory=cfg.refractory, norm_w=cfg.norm_w, gamma=cfg.gamma, images=images, engine=cfg.engine,
+                     refractory=cfg.refractory, plasticity=cfg.plasticity, norm_w=cfg.norm_w, gamma=cfg.gamma, images=images, engine=cfg.engine,
                      progress=progress, **kw)
 
 

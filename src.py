@@ -127,7 +127,7 @@ def _check_weights(weights):
 
 
 def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999, threshold=1.0,
-                    w_inh=0.0, dc=0.0, refractory=0, max_spikes=None, engine="auto", progress=False):
+                    w_inh=0.0, dc=0.0, refractory=0, plasticity=1.0, max_spikes=None, engine="auto", progress=False):
     """Run the spiking sleep on a given input raster; the deterministic core of SRC.
 
     weights: list of [out, in] float tensors (or [B, out, in] for B independent networks).
@@ -140,6 +140,8 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
         v_l = 0 where s_l
     refractory: steps during which a neuron that fired ignores its input (the original records this but
     never applies it; 0 is the protocol).
+    plasticity: multiplier of inc and dec in each layer (scalar or one per layer; 0 freezes a layer's
+    weights, for ablations; 1 is the protocol).
     max_spikes: a network whose neurons (all layers but the input) have fired more than this many spikes
     stops at the next step, its weights as they are (a cost bound for searches; None: no bound).
     Returns (new weights, spike counts): the inputs are left untouched; counts[l] holds the spikes of each
@@ -152,14 +154,16 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     alpha = _as_batch(alpha, B, L, "alpha", np.float64)
     beta = _as_batch(beta, B, L, "beta", np.float64)
     inc, dec = _as_batch(inc, B, None, "inc", np.float64), _as_batch(dec, B, None, "dec", np.float64)
+    plasticity = _as_batch(plasticity, 1, L, "plasticity", np.float64)[0]
     for name, value, ok in [("alpha", alpha, (alpha > 0).all()), ("beta", beta, (beta > 0).all()),
                             ("inc", inc, (inc >= 0).all()), ("dec", dec, (dec >= 0).all()),
+                            ("plasticity", plasticity, (plasticity >= 0).all()),
                             ("decay", decay, 0 <= decay <= 1), ("threshold", threshold, threshold > 0),
                             ("w_inh", w_inh, math.isfinite(w_inh)), ("dc", dc, math.isfinite(dc)),
                             ("refractory", refractory, refractory >= 0 and refractory == int(refractory))]:
         if not ok:
             raise ValueError(f"{name} = {value} is not allowed: alpha, beta and threshold must be > 0, "
-                             "inc and dec >= 0, decay in [0, 1], refractory a whole number of steps >= 0")
+                             "inc, dec and plasticity >= 0, decay in [0, 1], refractory a whole number of steps >= 0")
     if engine == "auto":
         engine = "numba" if device.type == "cpu" else "torch"
     if engine not in ENGINES:
@@ -167,6 +171,7 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     if engine == "numba" and device.type != "cpu":
         raise ValueError("the numba engine runs on the CPU; use engine='torch' for weights on a GPU")
     budget = -1 if max_spikes is None else int(max_spikes)
+    inc, dec = inc[:, None] * plasticity, dec[:, None] * plasticity                     # [B, L]
     state = ENGINES[engine]["start"](W, alpha, beta * threshold, inc, dec, decay, w_inh, dc, int(refractory), budget)
     sizes = [W[0].shape[2]] + [w.shape[1] for w in W]
     counts = [torch.zeros(B, n, dtype=torch.int64) for n in sizes]
@@ -226,7 +231,7 @@ def _torch_run(s, spikes, t0):
             b, j = post.nonzero(as_tuple=True)
             rows = w[b, j]                                                  # weights into the neurons that fired
             gw = g(rows)
-            rows = rows + torch.where(pre[b] > 0, s["inc"][b, None] * gw, -s["dec"][b, None] * gw)
+            rows = rows + torch.where(pre[b] > 0, s["inc"][b, l, None] * gw, -s["dec"][b, l, None] * gw)
             w[b, j] = rows
             if not torch.isfinite(rows).all():
                 return None, (b[0].item(), t0 + t, l)
@@ -307,7 +312,7 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr,
                             gw = two * e / (one + e)
                         else:
                             gw = two / (one + np.exp(z))
-                        wi = wi + inc[b] * gw if fired[i] else wi - dec[b] * gw
+                        wi = wi + inc[b, l] * gw if fired[i] else wi - dec[b, l] * gw
                         w[i, j] = wi
                         if not np.isfinite(wi):
                             failure[b, 0], failure[b, 1] = t0 + t, l
@@ -377,7 +382,7 @@ def renormalise(w, w_before, gamma):
 
 
 def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale, dropout, dt, mask_size,
-          decay=0.999, threshold=1.0, w_inh=0.0, dc=0.0, refractory=0, norm_w=False, gamma=1.0,
+          decay=0.999, threshold=1.0, w_inh=0.0, dc=0.0, refractory=0, plasticity=1.0, norm_w=False, gamma=1.0,
           images=None, max_spikes=None, engine="auto", chunk=5000, progress=False):
     """One SRC sleep phase with sleep data `sleep_x`; returns (slept copy of the network, info).
 
@@ -403,7 +408,7 @@ def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale,
     chunks = (input_spikes(images, min(chunk, steps - s), generator, rate=rate, dt=dt, mask_size=mask_size)
               for s in range(0, steps, chunk))
     W, counts = sleep_on_spikes(W, chunks, alpha, beta, inc=inc, dec=dec, decay=decay, threshold=threshold,
-                                w_inh=w_inh, dc=dc, refractory=refractory, max_spikes=max_spikes, engine=engine,
+                                w_inh=w_inh, dc=dc, refractory=refractory, plasticity=plasticity, max_spikes=max_spikes, engine=engine,
                                 progress=progress)
     fired = sum(c.sum(1) for c in counts[1:])
     slept, infos = [], []

@@ -109,6 +109,7 @@ def test_visualize_rebuilds_figures_from_the_run_folder(quick_run, tmp_path):
     (["--lr", "-1"], "lr must be > 0"),
     (["--methods", "src,ewc9"], "unknown method 'ewc9'"),
     (["--beta", "1", "2"], "beta needs one positive value per layer"),
+    (["--plasticity", "1,0"], "plasticity needs one value >= 0 per layer"),
     (["--dropout", "1.5"], "dropout must be in [0, 1)"),
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--preset", "nope"], "no sleep preset 'nope'"),

@@ -121,6 +121,24 @@ def test_engines_agree_on_the_original_switches(options):
     assert [c.tolist() for c in ca] != [c.tolist() for c in base[1]]   # the switch changes the dynamics
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_plasticity_scales_or_freezes_each_layer(engine):
+    W, spikes = random_case(6, steps=300)
+    args = ([1.3, 1.7, 2.1], [0.5, 0.6, 0.4])
+    full, cf = src.sleep_on_spikes(W, spikes, *args, inc=INC, dec=DEC, engine=engine)
+    # Spikes flow forward only, so freezing the last layer leaves the layers below exactly as in the full run.
+    frozen, cz = src.sleep_on_spikes(W, spikes, *args, inc=INC, dec=DEC, plasticity=[1, 1, 0], engine=engine)
+    assert all(torch.equal(a, b) for a, b in zip(full[:2], frozen[:2]))
+    assert [c.tolist() for c in cf[:3]] == [c.tolist() for c in cz[:3]]
+    assert torch.equal(frozen[2], W[2]) and not torch.equal(full[2], W[2])
+    # A per-layer factor is the same as multiplying inc and dec.
+    doubled, _ = src.sleep_on_spikes(W, spikes, *args, inc=INC, dec=DEC, plasticity=2.0, engine=engine)
+    ref, _ = src.sleep_on_spikes(W, spikes, *args, inc=2 * INC, dec=2 * DEC, engine=engine)
+    assert all(torch.equal(a, b) for a, b in zip(doubled, ref))
+    with pytest.raises(ValueError, match="plasticity = "):
+        src.sleep_on_spikes(W, spikes, *args, inc=INC, dec=DEC, plasticity=[1, -1, 1], engine=engine)
+
+
 def test_refractory_neuron_ignores_input():
     # Fires every step without refractoriness; with 2 refractory steps it fires at steps 1, 4, 7.
     W = [torch.tensor([[5.0]], dtype=torch.float64)]
