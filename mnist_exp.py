@@ -129,13 +129,13 @@ RUNTIME = {"methods", "seeds", "out", "data_dir", "device", "workers", "force", 
 # method: restart (each task trains a fresh copy of the initial weights), sleep (SRC after each task),
 # merge (average the copies at the end), joint (one training on all tasks at once), penalty (a quadratic
 # pull towards the weights after the previous tasks: EWC or SI)
-METHODS = {
+METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper bound
     "sequential": dict(),
-    "src": dict(sleep=True),
-    "merging": dict(restart=True, merge=True),
-    "parallel": dict(joint=True),
     "ewc": dict(penalty="ewc"),
     "si": dict(penalty="si"),
+    "merging": dict(restart=True, merge=True),
+    "src": dict(sleep=True),
+    "parallel": dict(joint=True),
 }
 
 
@@ -291,8 +291,8 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, **constants):
     kw = {**dict(rate=cfg.rate, inc=cfg.inc, dec=cfg.dec, beta=cfg.beta, alpha_scale=cfg.alpha_scale), **constants}
     return src.sleep(nets, ctx.train_x[seen], sleep_steps(cfg, k), generator(seed, "sleep", k), dropout=cfg.dropout, dt=cfg.dt,
                      mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold, w_inh=cfg.w_inh, dc=cfg.dc,
-                     refractory=cfg.refractory, plasticity=cfg.plasticity, norm_w=cfg.norm_w, gamma=cfg.gamma, images=images, engine=cfg.engine,
-                     progress=progress, **kw)
+                     refractory=cfg.refractory, plasticity=cfg.plasticity, norm_w=cfg.norm_w, gamma=cfg.gamma,
+                     images=images, engine=cfg.engine, progress=progress, **kw)
 
 
 def run_method(method, seed, cfg, ctx, shared, progress=False):
@@ -463,7 +463,7 @@ def collect(run_dir):
                 recs.append(json.load(f))
     if not recs:
         raise SystemExit(f"{run_dir} holds no finished job yet")
-    order = {m: i for i, m in enumerate(["sequential", "ewc", "si", "merging", "src", "parallel"])}
+    order = {m: i for i, m in enumerate(METHODS)}
     recs.sort(key=lambda r: (order.get(r["method"], 99), r["seed"]))
     cols = [k for k in recs[0]["rows"][0] if k.startswith("task_")]
     with open(os.path.join(run_dir, "results.csv"), "w") as f:

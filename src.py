@@ -408,8 +408,8 @@ def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale,
     chunks = (input_spikes(images, min(chunk, steps - s), generator, rate=rate, dt=dt, mask_size=mask_size)
               for s in range(0, steps, chunk))
     W, counts = sleep_on_spikes(W, chunks, alpha, beta, inc=inc, dec=dec, decay=decay, threshold=threshold,
-                                w_inh=w_inh, dc=dc, refractory=refractory, plasticity=plasticity, max_spikes=max_spikes, engine=engine,
-                                progress=progress)
+                                w_inh=w_inh, dc=dc, refractory=refractory, plasticity=plasticity, max_spikes=max_spikes,
+                                engine=engine, progress=progress)
     fired = sum(c.sum(1) for c in counts[1:])
     slept, infos = [], []
     for b, net in enumerate(batch):
