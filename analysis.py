@@ -53,18 +53,35 @@ def pca_maps(acts, n_components=10):
     return out
 
 
-def cl_metrics(R):
-    """Continual-learning metrics from the accuracy matrix R[i, j] (percent): accuracy on task j once the
-    method has finished task i; the last row is the final network. With T tasks:
-      ACC = 1/T sum_j R[T, j]                                  (average accuracy)
-      BWT = 1/(T-1) sum_{j<T} (R[T, j] - R[j, j])              (backward transfer; Lopez-Paz & Ranzato 2017)
-      F   = 1/(T-1) sum_{j<T} max_{l<T} (R[l, j] - R[T, j])    (average forgetting; Chaudhry et al. 2018)
-    BWT and F need all T rows; with fewer (joint training has one) they are NaN."""
-    R = np.asarray(R, dtype=np.float64)
-    T = R.shape[1]
-    acc = R[-1].mean()
-    if R.shape[0] != T or T < 2:
+def cl_metrics(stages, final):
+    """Continual-learning metrics of one run, in percent, from the accuracy on each of T tasks.
+    stages: [(name, [accuracy on tasks 1..T])] for every stage the method went through, in order (train_k is
+    the stage right after training task k; SRC adds sleep_k after it, merging ends with merged); final:
+    the final network's accuracy on each task.
+      ACC = 1/T sum_j final[j]                                              (average accuracy)
+      BWT = 1/(T-1) sum_{j<T} (final[j] - a_{train_j}[j])                   (backward transfer; Lopez-Paz & Ranzato 2017)
+      F   = 1/(T-1) sum_{j<T} max_{train_j <= s < last} a_s[j] - final[j]   (average forgetting; Chaudhry et al. 2018)
+    The reference of task j is its accuracy right after its training, before any sleep, so a drop during a
+    task's own sleep counts as forgetting; F's maximum runs over every stage from train_j up to the last
+    (the final network) excluded, sleeps included. For sequential training both are the usual definitions.
+    For merging, train_j is the copy trained on task j. Without a train_j stage for every task (joint
+    training) BWT and F are NaN."""
+    final = np.asarray(final, dtype=np.float64)
+    T = len(final)
+    names = [name for name, _ in stages]
+    acc = final.mean()
+    if T < 2 or any(f"train_{j + 1}" not in names for j in range(T - 1)):
         return dict(acc=acc, bwt=np.nan, forgetting=np.nan)
-    bwt = np.mean([R[-1, j] - R[j, j] for j in range(T - 1)])
-    forgetting = np.mean([R[:-1, j].max() - R[-1, j] for j in range(T - 1)])
-    return dict(acc=acc, bwt=bwt, forgetting=forgetting)
+    bwt, forgetting = [], []
+    for j in range(T - 1):
+        first = names.index(f"train_{j + 1}")
+        after = [a[j] for _, a in stages[first:-1]]
+        bwt.append(final[j] - after[0])
+        forgetting.append(max(after) - final[j])
+    return dict(acc=acc, bwt=float(np.mean(bwt)), forgetting=float(np.mean(forgetting)))
+
+
+def mean_std(values):
+    """Mean and sample standard deviation (ddof 1) over seeds; the std is NaN for a single seed."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan")

@@ -4,7 +4,7 @@
 The network is trained on task 1 (seed 0) and sleeps on the real masked mean input, as after the first
 task of the experiment. The literal loop (engine "torch", one network) and the event-driven engine
 ("numba") run the same first steps of the same raster side by side; then B = 1, 8 and 64 networks at
-once. Writes bench_sleep.md, which the README shows.
+once. Writes runs/bench_sleep.md; `--out bench_sleep.md` refreshes the table the README shows.
 
     python bench_sleep.py                 # about two minutes on a 2-core CPU
     python bench_sleep.py --device cuda   # adds the torch engine on the GPU
@@ -17,7 +17,8 @@ import time
 import torch
 
 import data
-import models
+import methods
+import mnist_exp
 import src
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,24 +26,19 @@ p.add_argument("--literal-steps", type=int, default=1500, help="steps timed for 
 p.add_argument("--steps", type=int, default=15000, help="steps timed for the fast engine (the first sleep)")
 p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64], help="numbers of networks simulated at once")
 p.add_argument("--device", default="cpu", help="also time the torch engine on this device (cuda)")
-p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_sleep.md"))
+p.add_argument("--out", default=os.path.join("runs", "bench_sleep.md"), help="where the table goes (default: runs/bench_sleep.md)")
 args, _ = p.parse_known_args()
 
-# %% The paper network after task 1, and its sleep input
-C = dict(rate=239.515363, inc=0.032064, dec=0.003344, beta=(14.548273, 44.560317, 38.046326), alpha_scale=55.882454)
-train_x, train_y, _, _ = data.load("mnist")
-gen = torch.Generator().manual_seed(0)
-net = models.init_net((784, 1200, 1200, 10), 0.01, gen)
-idx = data.task_indices(train_y, (0, 1), 5000)
-models.train(net, train_x[idx], train_y[idx], epochs=2, batch_size=100, lr=0.1, momentum=0.5, dropout=0.25,
-             n_classes=10, generator=gen)
-sleep_x = train_x[data.task_indices(train_y, (0, 1))]
-alpha = src.scale_factors(net, sleep_x, 0.25, C["alpha_scale"])
-mean_image = sleep_x.mean(0)
+# %% The paper network after task 1 (seed 0, the experiment's own setup), and its sleep input
+cfg = mnist_exp.parse_config(["--device", "cpu"])
+ctx = methods.prepare(cfg)
+net = methods.train_task(methods.initial_net(0, cfg, ctx), 1, 0, cfg, ctx)
+sleep_x = ctx.train_x[data.task_indices(ctx.train_y, ctx.tasks[0])]
+alpha = src.scale_factors(net, sleep_x, cfg.dropout, cfg.alpha_scale)
 B_max, T = max(args.batches), max(args.steps, args.literal_steps)
-rasters = torch.stack([src.input_spikes(mean_image, T, torch.Generator().manual_seed(b), rate=C["rate"], dt=0.001,
-                                        mask_size=11) for b in range(B_max)])
-kw = dict(inc=C["inc"], dec=C["dec"])
+rasters = torch.stack([src.input_spikes(sleep_x.mean(0), T, torch.Generator().manual_seed(b), rate=cfg.rate, dt=cfg.dt,
+                                        mask_size=cfg.mask_size) for b in range(B_max)])
+kw = dict(inc=cfg.inc, dec=cfg.dec)
 
 
 def timed(engine, B, steps, device="cpu", repeats=2):
@@ -55,7 +51,7 @@ def timed(engine, B, steps, device="cpu", repeats=2):
         if device != "cpu":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        out, counts = src.sleep_on_spikes(W, spikes, alpha, C["beta"], engine=engine, **kw)
+        out, counts = src.sleep_on_spikes(W, spikes, alpha, cfg.beta, engine=engine, **kw)
         if device != "cpu":
             torch.cuda.synchronize()
         best = max(best, B * steps / (time.perf_counter() - t))
@@ -63,7 +59,7 @@ def timed(engine, B, steps, device="cpu", repeats=2):
 
 
 # %% Side by side on the same steps, then batched
-src.sleep_on_spikes([w[:2, :3] for w in net.W[:1]], rasters[0, :2, :3], alpha[:1], C["beta"][:1], **kw)  # compile
+src.sleep_on_spikes([w[:2, :3] for w in net.W[:1]], rasters[0, :2, :3], alpha[:1], cfg.beta[:1], **kw)  # compile
 lit, w_lit, c_lit = timed("torch", 1, args.literal_steps, repeats=1)
 fast, w_fast, c_fast = timed("numba", 1, args.literal_steps)
 same = all(torch.equal(a, b) for a, b in zip(c_lit, c_fast))
@@ -83,6 +79,7 @@ lines = [f"Sleep engines on the paper network after task 1 ({machine}); `python 
 lines += [f"| {name} | {steps} | {rate:,.0f} | {rate / lit:.0f}x |" for name, steps, rate in rows]
 lines += ["", f"Same spikes in both engines over the {args.literal_steps} steps: {same}; "
               f"largest weight difference {close:.1e} (float32)."]
+os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
 with open(args.out, "w") as f:
     f.write("\n".join(lines) + "\n")
 print("\n".join(lines))

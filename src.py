@@ -5,17 +5,17 @@ integrate-and-fire neurons with the same weights: Poisson spikes drawn from
 the mean training image (seen through a small moving window) drive it, and a
 local rule changes the weights of every neuron that fires. The defaults follow
 the authors' MATLAB (sleep/sleepnn_old.m, utils/normalize_nn_data.m,
-utils/create_masked_input.m); ../shared/ALGORITHM.md is the protocol.
+utils/create_masked_input.m); PROTOCOL.md states the protocol step by step.
 
-Layout: the random parts (window positions, spike draws) are made by
-`input_spikes`, from a torch.Generator. The deterministic core
-`sleep_on_spikes` takes a spike raster and returns the new weights; it runs on
-one of two engines that compute the same thing:
-- "torch": a literal per-step transcription of the protocol, batched over
-  networks, on any device (the GPU engine, and the reference the tests use);
-- "numba": an event-driven CPU kernel that touches only the weight columns of
-  the inputs that spiked and the rows of the neurons that fired.
-`sleep` puts it together: scale factors, input, simulation.
+Read top-down:
+- `sleep`: one sleep phase (scale factors, input, simulation);
+- `scale_factors`: the data-based factors alpha of each layer;
+- `input_spikes`: the masked Poisson input, from a torch.Generator;
+- `check_constants`: the one place that says which constants are allowed;
+- `sleep_on_spikes`: the deterministic core, a spike raster in, new weights out, run by one of two
+  engines that compute the same thing: `TorchEngine`, the literal per-step loop (batched, any device:
+  the GPU engine, and the reference the tests use), and `NumbaEngine`, an event-driven CPU kernel that
+  touches only the weight columns of the inputs that spiked and the rows of the neurons that fired.
 """
 import math
 
@@ -35,6 +35,57 @@ G_WIDTH = 0.001  # width of the plasticity sigmoid g(w), from sleepnn_old.m
 def g(w):
     """g(w) = 2 (1 - 1 / (1 + exp(-w / 0.001))) = 2 sigmoid(-w / 0.001): ~2 for w < 0, ~0 for w > 0."""
     return 2 * torch.sigmoid(-w / G_WIDTH)
+
+
+# ---------------------------------------------------------------- the sleep phase
+
+def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale, dropout, dt, mask_size,
+          decay=0.999, threshold=1.0, w_inh=0.0, dc=0.0, refractory=0, plasticity=1.0, norm_w=False, gamma=1.0,
+          images=None, max_spikes=None, engine="auto", chunk=5000, progress=False):
+    """One SRC sleep phase with sleep data `sleep_x`; returns (slept copy of the network, info).
+
+    nets: one Net, or a list of B Nets slept at once by the batched engine (then returns two lists); for
+    a list, rate, inc, dec and alpha_scale may be one value per network and beta one row per network.
+    All networks see the same window positions and draws (one generator).
+    sleep_x: the images the scale factors are computed on (the protocol: every training image seen).
+    images: the rate maps shown (see input_spikes); default the mean image of sleep_x, as the protocol.
+    info: the scale factors alpha, the spike counts of every neuron and whether the network stopped at
+    max_spikes (see sleep_on_spikes).
+    The momentum buffers are carried over unchanged, as in the original.
+    """
+    batch = list(nets) if isinstance(nets, (list, tuple)) else [nets]
+    B = len(batch)
+    per_net = lambda v: np.array(np.broadcast_to(np.asarray(v, dtype=np.float64), (B,)))
+    rate, inc, dec, alpha_scale = per_net(rate), per_net(inc), per_net(dec), per_net(alpha_scale)
+    check_constants(steps=steps, rate=rate, dt=dt, alpha_scale=alpha_scale, gamma=gamma)
+    if len(sleep_x) == 0:
+        raise ValueError("sleep needs sleep data (the training images of the tasks seen so far); got none")
+    alpha = [scale_factors(net, sleep_x, dropout, a) for net, a in zip(batch, alpha_scale)]
+    images = sleep_x.mean(0) if images is None else images
+    W = [torch.stack(ws) for ws in zip(*(net.W for net in batch))]                       # [B, out, in]
+    chunks = (input_spikes(images, min(chunk, steps - s), generator, rate=rate, dt=dt, mask_size=mask_size)
+              for s in range(0, steps, chunk))
+    W, counts = sleep_on_spikes(W, chunks, alpha, beta, inc=inc, dec=dec, decay=decay, threshold=threshold,
+                                w_inh=w_inh, dc=dc, refractory=refractory, plasticity=plasticity, max_spikes=max_spikes,
+                                engine=engine, progress=progress, total_steps=steps)
+    fired = sum(c.sum(1) for c in counts[1:])
+    slept, infos = [], []
+    for b, net in enumerate(batch):
+        Wb = [w[b].clone() for w in W]
+        if norm_w:
+            Wb = [renormalise(w, w0, gamma) for w, w0 in zip(Wb, net.W)]
+        slept.append(Net(Wb, [v.clone() for v in net.vW]))
+        infos.append(dict(alpha=alpha[b], spikes=[c[b].tolist() for c in counts],
+                          stopped=max_spikes is not None and fired[b].item() > max_spikes))
+    return (slept, infos) if isinstance(nets, (list, tuple)) else (slept[0], infos[0])
+
+
+def renormalise(w, w_before, gamma):
+    """Optional post-sleep rescaling (normW in sleepnn_old.m): each input's column of weights gets back the
+    range (max - min) it had before sleep, times gamma. The MATLAB line divides by a row vector with '/',
+    which MATLAB reads as a least-squares solve; this is the element-wise rescaling it evidently meant."""
+    span = lambda m: m.amax(0) - m.amin(0)
+    return gamma * w / span(w).clamp_min(torch.finfo(w.dtype).tiny) * span(w_before)
 
 
 # ---------------------------------------------------------------- scale factors
@@ -71,7 +122,7 @@ def scale_factors(net, x, dropout, alpha_scale, chunk=5000):
 def input_spikes(images, steps, generator, *, rate, dt, mask_size):
     """[steps, n_pixels] bool: each step keeps one random mask_size x mask_size window of the rate map
     (corner uniform over the side - mask_size + 1 positions per axis) and fires each of its pixels, of
-    value p, when u / (2 dt rate) <= p, u uniform: probability 2 dt rate p.
+    value p, when u / (2 dt rate) <= p, u uniform in (0, 1]: probability 2 dt rate p.
     images: the rate map [n_pixels] (the protocol: the mean image), or several [n_images, n_pixels], one
     of which, drawn uniformly, is shown at each step.
     With a sequence of B rates: [B, steps, n_pixels], the same windows and draws u for every rate."""
@@ -95,20 +146,48 @@ def input_spikes(images, steps, generator, *, rate, dt, mask_size):
     return out[0] if torch.as_tensor(rate).ndim == 0 else out
 
 
+# ---------------------------------------------------------------- the constants
+
+CONSTANTS = {   # what each sleep constant may be: (words for the error message, test on a float64 array)
+    "rate": ("> 0", lambda a: a > 0),
+    "dt": ("> 0", lambda a: a > 0),
+    "steps": ("a whole number >= 1", lambda a: (a >= 1) & (a == np.round(a))),
+    "mask_size": ("a whole number >= 1", lambda a: (a >= 1) & (a == np.round(a))),
+    "inc": (">= 0", lambda a: a >= 0),
+    "dec": (">= 0", lambda a: a >= 0),
+    "alpha": ("> 0", lambda a: a > 0),
+    "alpha_scale": ("> 0", lambda a: a > 0),
+    "beta": ("> 0", lambda a: a > 0),
+    "threshold": ("> 0", lambda a: a > 0),
+    "decay": ("in [0, 1]", lambda a: (a >= 0) & (a <= 1)),
+    "plasticity": (">= 0", lambda a: a >= 0),
+    "w_inh": ("finite", lambda a: a == a),
+    "dc": ("finite", lambda a: a == a),
+    "refractory": ("a whole number of steps >= 0", lambda a: (a >= 0) & (a == np.round(a))),
+    "gamma": ("> 0", lambda a: a > 0),
+}
+
+
+def check_constants(**values):
+    """Raise ValueError naming the first constant that is not allowed (CONSTANTS says what is)."""
+    for name, value in values.items():
+        words, ok = CONSTANTS[name]
+        a = np.asarray(value.cpu() if torch.is_tensor(value) else value, dtype=np.float64)
+        if a.size == 0 or not np.isfinite(a).all() or not ok(a).all():
+            raise ValueError(f"{name} must be {words}; got {np.array2string(a, separator=', ') if a.ndim else value}")
+
+
 # ---------------------------------------------------------------- the core
 
 def _as_batch(value, B, L, name, dtype):
-    """A per-network parameter as a [B, L] (or [B] for L=None) float64 array; scalars and per-layer lists broadcast."""
+    """A per-network parameter as a [B, L] (or [B] for L=None) array; scalars and per-layer lists broadcast."""
     a = np.asarray(value.cpu() if torch.is_tensor(value) else value, dtype=np.float64)
     shape = (B,) if L is None else (B, L)
     try:
-        a = np.broadcast_to(a, shape)
+        return np.broadcast_to(a, shape).astype(dtype)
     except ValueError:
         raise ValueError(f"{name} must be a scalar, {'' if L is None else f'{L} per-layer values, '}or one "
                          f"value per network ({shape}); got shape {a.shape}") from None
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} must be finite; got {value}")
-    return a.astype(dtype)
 
 
 def _check_weights(weights):
@@ -127,11 +206,13 @@ def _check_weights(weights):
 
 
 def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999, threshold=1.0,
-                    w_inh=0.0, dc=0.0, refractory=0, plasticity=1.0, max_spikes=None, engine="auto", progress=False):
+                    w_inh=0.0, dc=0.0, refractory=0, plasticity=1.0, max_spikes=None, engine="auto",
+                    progress=False, total_steps=None):
     """Run the spiking sleep on a given input raster; the deterministic core of SRC.
 
     weights: list of [out, in] float tensors (or [B, out, in] for B independent networks).
-    input_spikes: [T, n_in] 0/1 tensor (or [B, T, n_in]), or an iterable of such chunks, consumed in order.
+    input_spikes: [T, n_in] 0/1 tensor (or [B, T, n_in]), or an iterable of such chunks, consumed in order
+    (total_steps: their number of steps, for the progress bar).
     alpha, beta: per-layer scale factors and threshold multipliers (or [B, L]); inc, dec: scalars (or [B]).
     Each step, for each layer l in order (layer l sees the spikes layer l-1 fired in this step):
         v_l = decay v_l + alpha_l W_l s_{l-1}   (minus w_inh times its mean; + dc on the output layer)
@@ -150,34 +231,27 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     _check_weights(weights)
     batched = weights[0].ndim == 3
     W = [(w if batched else w[None]).clone() for w in weights]
-    B, L, dtype, device = W[0].shape[0], len(W), W[0].dtype, W[0].device
-    alpha = _as_batch(alpha, B, L, "alpha", np.float64)
-    beta = _as_batch(beta, B, L, "beta", np.float64)
+    B, L, device = W[0].shape[0], len(W), W[0].device
+    alpha, beta = _as_batch(alpha, B, L, "alpha", np.float64), _as_batch(beta, B, L, "beta", np.float64)
     inc, dec = _as_batch(inc, B, None, "inc", np.float64), _as_batch(dec, B, None, "dec", np.float64)
     plasticity = _as_batch(plasticity, 1, L, "plasticity", np.float64)[0]
-    for name, value, ok in [("alpha", alpha, (alpha > 0).all()), ("beta", beta, (beta > 0).all()),
-                            ("inc", inc, (inc >= 0).all()), ("dec", dec, (dec >= 0).all()),
-                            ("plasticity", plasticity, (plasticity >= 0).all()),
-                            ("decay", decay, 0 <= decay <= 1), ("threshold", threshold, threshold > 0),
-                            ("w_inh", w_inh, math.isfinite(w_inh)), ("dc", dc, math.isfinite(dc)),
-                            ("refractory", refractory, refractory >= 0 and refractory == int(refractory))]:
-        if not ok:
-            raise ValueError(f"{name} = {value} is not allowed: alpha, beta and threshold must be > 0, "
-                             "inc, dec and plasticity >= 0, decay in [0, 1], refractory a whole number of steps >= 0")
+    check_constants(alpha=alpha, beta=beta, inc=inc, dec=dec, plasticity=plasticity, decay=decay, threshold=threshold,
+                    w_inh=w_inh, dc=dc, refractory=refractory)
     if engine == "auto":
         engine = "numba" if device.type == "cpu" else "torch"
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {sorted(ENGINES)} or 'auto'; got {engine!r}")
     if engine == "numba" and device.type != "cpu":
         raise ValueError("the numba engine runs on the CPU; use engine='torch' for weights on a GPU")
-    budget = -1 if max_spikes is None else int(max_spikes)
-    inc, dec = inc[:, None] * plasticity, dec[:, None] * plasticity                     # [B, L]
-    state = ENGINES[engine]["start"](W, alpha, beta * threshold, inc, dec, decay, w_inh, dc, int(refractory), budget)
+    run = ENGINES[engine](W, alpha, beta * threshold, inc[:, None] * plasticity, dec[:, None] * plasticity, decay=decay,
+                          w_inh=w_inh, dc=dc, refractory=int(refractory), budget=-1 if max_spikes is None else int(max_spikes))
     sizes = [W[0].shape[2]] + [w.shape[1] for w in W]
     counts = [torch.zeros(B, n, dtype=torch.int64) for n in sizes]
     chunks = [input_spikes] if torch.is_tensor(input_spikes) else input_spikes
+    total = input_spikes.shape[-2] if torch.is_tensor(input_spikes) else total_steps
+    bar = tqdm(total=total, desc="sleep", unit="step", unit_scale=True, disable=not progress, leave=False)
     t0 = 0
-    for spikes in tqdm(chunks, desc="sleep", disable=not progress, leave=False):
+    for spikes in chunks:
         spikes = spikes if batched else spikes[None]
         if spikes.ndim != 3 or spikes.shape[0] != B or spikes.shape[2] != sizes[0]:
             raise ValueError(f"input_spikes must be [T, {sizes[0]}]" + (f" per network, [{B}, T, {sizes[0]}]" if batched else "")
@@ -186,7 +260,7 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
             if not ((spikes == 0) | (spikes == 1)).all():
                 raise ValueError("input_spikes must hold only 0 and 1 (or be a bool tensor)")
             spikes = spikes != 0
-        layer_counts, failure = ENGINES[engine]["run"](state, spikes, t0)
+        layer_counts, failure = run.steps(spikes, t0)
         if failure is not None:
             b, t, l = failure
             raise FloatingPointError(f"sleep produced a non-finite weight in layer {l + 1} at step {t + 1}"
@@ -194,62 +268,112 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
         for l, c in enumerate(layer_counts):
             counts[l] += c
         t0 += spikes.shape[1]
-    W = ENGINES[engine]["finish"](state)
+        bar.update(spikes.shape[1])
+    bar.close()
+    W = run.weights()
     if not batched:
         W, counts = [w[0] for w in W], [c[0] for c in counts]
     return W, counts
 
 
-# ---- engine "torch": the literal loop, batched, any device
+class TorchEngine:
+    """The literal loop: every step, a dense matrix-vector product per layer; batched, on any device.
+    steps() returns the spike counts of the chunk and, on a non-finite weight, (network, step, layer)."""
 
-def _torch_start(W, alpha, thr, inc, dec, decay, w_inh, dc, refractory, budget):
-    dev, dt = W[0].device, W[0].dtype
-    as_t = lambda a: torch.as_tensor(a, dtype=dt, device=dev)
-    return dict(W=W, v=[torch.zeros(w.shape[:2], dtype=dt, device=dev) for w in W],
-                ref_end=[torch.full(w.shape[:2], -1, dtype=torch.int64, device=dev) for w in W],
-                alpha=as_t(alpha), thr=as_t(thr), inc=as_t(inc), dec=as_t(dec), decay=decay, w_inh=w_inh,
-                dc=dc, refractory=refractory, budget=budget, spent=torch.zeros(W[0].shape[0], dtype=torch.int64, device=dev))
+    def __init__(self, W, alpha, thr, inc, dec, *, decay, w_inh, dc, refractory, budget):
+        as_t = lambda a: torch.as_tensor(a, dtype=W[0].dtype, device=W[0].device)
+        self.W, self.alpha, self.thr, self.inc, self.dec = W, as_t(alpha), as_t(thr), as_t(inc), as_t(dec)
+        self.decay, self.w_inh, self.dc, self.refractory, self.budget = decay, w_inh, dc, refractory, budget
+        self.v = [w.new_zeros(w.shape[:2]) for w in W]
+        self.ref_end = [torch.full(w.shape[:2], -1, dtype=torch.int64, device=w.device) for w in W]
+        self.spent = torch.zeros(W[0].shape[0], dtype=torch.int64, device=W[0].device)
+
+    def steps(self, spikes, t0):
+        W, v, ref_end = self.W, self.v, self.ref_end
+        spikes = spikes.to(W[0].device)
+        counts = [spikes.sum(1)] + [torch.zeros(w.shape[:2], dtype=torch.int64, device=w.device) for w in W]
+        for t in range(spikes.shape[1]):
+            pre = spikes[:, t].to(W[0].dtype)                                   # [B, n_in]
+            active = (self.spent <= self.budget)[:, None] if self.budget >= 0 else True
+            for l, w in enumerate(W):
+                impulse = self.alpha[:, l, None] * torch.bmm(w, pre[:, :, None])[:, :, 0]
+                if self.w_inh:
+                    impulse = impulse - impulse.mean(1, keepdim=True) * self.w_inh
+                if self.refractory:
+                    impulse = impulse.masked_fill(ref_end[l] >= t0 + t, 0)
+                v[l] = self.decay * v[l] + impulse
+                if l == len(W) - 1 and self.dc:
+                    v[l] = v[l] + self.dc
+                post = (v[l] >= self.thr[:, l, None]) & active                  # [B, n_out]
+                b, j = post.nonzero(as_tuple=True)
+                rows = w[b, j]                                                  # weights into the neurons that fired
+                gw = g(rows)
+                rows = rows + torch.where(pre[b] > 0, self.inc[b, l, None] * gw, -self.dec[b, l, None] * gw)
+                w[b, j] = rows
+                if not torch.isfinite(rows).all():
+                    return None, (b[0].item(), t0 + t, l)
+                v[l] = v[l].masked_fill(post, 0)
+                ref_end[l] = torch.where(post, t0 + t + self.refractory, ref_end[l])
+                counts[l + 1] += post
+                self.spent += post.sum(1)
+                pre = post.to(W[0].dtype)
+        return [c.cpu() for c in counts], None
+
+    def weights(self):
+        return self.W
 
 
-def _torch_run(s, spikes, t0):
-    W, v, ref_end = s["W"], s["v"], s["ref_end"]
-    spikes = spikes.to(W[0].device)
-    counts = [spikes.sum(1)] + [torch.zeros(w.shape[:2], dtype=torch.int64, device=w.device) for w in W]
-    for t in range(spikes.shape[1]):
-        pre = spikes[:, t].to(W[0].dtype)                                   # [B, n_in]
-        active = (s["spent"] <= s["budget"])[:, None] if s["budget"] >= 0 else True
-        for l, w in enumerate(W):
-            impulse = s["alpha"][:, l, None] * torch.bmm(w, pre[:, :, None])[:, :, 0]
-            if s["w_inh"]:
-                impulse = impulse - impulse.mean(1, keepdim=True) * s["w_inh"]
-            if s["refractory"]:
-                impulse = impulse.masked_fill(ref_end[l] >= t0 + t, 0)
-            v[l] = s["decay"] * v[l] + impulse
-            if l == len(W) - 1 and s["dc"]:
-                v[l] = v[l] + s["dc"]
-            post = (v[l] >= s["thr"][:, l, None]) & active                  # [B, n_out]
-            b, j = post.nonzero(as_tuple=True)
-            rows = w[b, j]                                                  # weights into the neurons that fired
-            gw = g(rows)
-            rows = rows + torch.where(pre[b] > 0, s["inc"][b, l, None] * gw, -s["dec"][b, l, None] * gw)
-            w[b, j] = rows
-            if not torch.isfinite(rows).all():
-                return None, (b[0].item(), t0 + t, l)
-            v[l] = v[l].masked_fill(post, 0)
-            ref_end[l] = torch.where(post, t0 + t + s["refractory"], ref_end[l])
-            counts[l + 1] += post
-            s["spent"] += post.sum(1)
-            pre = post.to(W[0].dtype)
-    return [c.cpu() for c in counts], None
+class NumbaEngine:
+    """Event-driven CPU engine: the impulse of a step adds the weight rows of the inputs that fired, and
+    plasticity touches only the neurons that fired; the networks of a batch run in parallel. The weights
+    are held transposed ([in, out], every layer flattened into one row per network) so that the impulse
+    of one input spike is a contiguous row."""
+
+    def __init__(self, W, alpha, thr, inc, dec, *, decay, w_inh, dc, refractory, budget):
+        dtype = np.float32 if W[0].dtype == torch.float32 else np.float64
+        self.torch_dtype, B = W[0].dtype, W[0].shape[0]
+        self.sizes = np.array([W[0].shape[2]] + [w.shape[1] for w in W], dtype=np.int64)
+        self.w_off = np.concatenate([[0], np.cumsum(self.sizes[:-1] * self.sizes[1:])]).astype(np.int64)
+        self.n_off = np.concatenate([[0], np.cumsum(self.sizes[1:])]).astype(np.int64)
+        self.WT = torch.cat([w.transpose(1, 2).reshape(B, -1) for w in W], dim=1).numpy()
+        self.v = np.zeros((B, self.n_off[-1]), dtype)
+        self.ref_end = np.full((B, self.n_off[-1]), -1, np.int64)
+        self.spent = np.zeros(B, np.int64)
+        self.args = (alpha.astype(dtype), thr.astype(dtype), inc.astype(dtype), dec.astype(dtype),
+                     np.array([decay, G_WIDTH, 1, 2, 0], dtype), dtype(w_inh), dtype(dc), refractory, budget)
+
+    def steps(self, spikes, t0):
+        B, T, n_in = spikes.shape
+        b, t, i = np.ascontiguousarray(spikes.nonzero().numpy().T)          # sorted by network, then step
+        # the inputs that fire at step t of network b are i[ptr[b T + t]:ptr[b T + t + 1]]
+        ptr = np.concatenate([[0], np.cumsum(np.bincount(b * T + t, minlength=B * T))])
+        input_counts = torch.from_numpy(np.bincount(b * n_in + i, minlength=B * n_in).reshape(B, n_in))
+        counts = np.zeros_like(self.ref_end)
+        failure = np.full((B, 2), -1, np.int64)
+        _numba_kernel(self.WT, self.sizes, self.w_off, self.n_off, self.v, self.ref_end, ptr, i, t0, *self.args,
+                      self.spent, counts, failure)
+        bad = np.nonzero(failure[:, 0] >= 0)[0]
+        if len(bad):
+            return None, (int(bad[0]), int(failure[bad[0], 0]), int(failure[bad[0], 1]))
+        n_off = self.n_off
+        return [input_counts] + [torch.from_numpy(counts[:, n_off[l]:n_off[l + 1]]) for l in range(len(n_off) - 1)], None
+
+    def weights(self):
+        sizes, w_off, B = self.sizes, self.w_off, self.WT.shape[0]
+        return [torch.from_numpy(self.WT[:, w_off[l]:w_off[l + 1]].reshape(B, sizes[l], sizes[l + 1])
+                                 .transpose(0, 2, 1).copy()).to(self.torch_dtype) for l in range(len(sizes) - 1)]
 
 
-# ---- engine "numba": event-driven CPU kernel, parallel over networks
+ENGINES = {"torch": TorchEngine, "numba": NumbaEngine}
+
+
+# ---------------------------------------------------------------- the fast kernel
 
 @numba.njit(cache=True, parallel=True)
 def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr, inc, dec, consts,
                   w_inh, dc, refractory, budget, spent, counts, failure):
-    """WT[b] holds every layer's weights transposed ([in, out], flattened from w_off[l]), so that the
-    impulse of one input spike is a contiguous row; v, ref_end, counts are flattened per neuron from n_off[l]."""
+    """NumbaEngine's steps: WT[b] holds every layer's weights transposed ([in, out], flattened from
+    w_off[l]); v, ref_end, counts are flattened per neuron from n_off[l]."""
     decay, width, one, two, zero = consts[0], consts[1], consts[2], consts[3], consts[4]
     B, L, T = WT.shape[0], sizes.shape[0] - 1, (ptr.shape[0] - 1) // WT.shape[0]
     widest = sizes.max()
@@ -324,99 +448,3 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr,
                     fired[pre[k]] = False
                 pre[:n_post] = post[:n_post]
                 n_pre = n_post
-
-
-def _numba_start(W, alpha, thr, inc, dec, decay, w_inh, dc, refractory, budget):
-    np_dtype = np.float32 if W[0].dtype == torch.float32 else np.float64
-    sizes = np.array([W[0].shape[2]] + [w.shape[1] for w in W], dtype=np.int64)
-    w_off = np.concatenate([[0], np.cumsum(sizes[:-1] * sizes[1:])]).astype(np.int64)
-    n_off = np.concatenate([[0], np.cumsum(sizes[1:])]).astype(np.int64)
-    B = W[0].shape[0]
-    WT = torch.cat([w.transpose(1, 2).reshape(B, -1) for w in W], dim=1).numpy()
-    return dict(WT=WT, sizes=sizes, w_off=w_off, n_off=n_off,
-                v=np.zeros((B, n_off[-1]), np_dtype), ref_end=np.full((B, n_off[-1]), -1, np.int64),
-                alpha=alpha.astype(np_dtype), thr=thr.astype(np_dtype), inc=inc.astype(np_dtype),
-                dec=dec.astype(np_dtype), consts=np.array([decay, G_WIDTH, 1, 2, 0], np_dtype),
-                w_inh=np_dtype(w_inh), dc=np_dtype(dc), refractory=refractory, budget=budget,
-                spent=np.zeros(B, np.int64), torch_dtype=W[0].dtype)
-
-
-def _numba_run(s, spikes, t0):
-    B, T, n_in = spikes.shape
-    b, t, i = np.ascontiguousarray(spikes.nonzero().numpy().T)          # sorted by network, then step
-    # the inputs that fire at step t of network b are i[ptr[b T + t]:ptr[b T + t + 1]]
-    ptr = np.concatenate([[0], np.cumsum(np.bincount(b * T + t, minlength=B * T))])
-    input_counts = torch.from_numpy(np.bincount(b * n_in + i, minlength=B * n_in).reshape(B, n_in))
-    counts = np.zeros_like(s["ref_end"])
-    failure = np.full((B, 2), -1, np.int64)
-    _numba_kernel(s["WT"], s["sizes"], s["w_off"], s["n_off"], s["v"], s["ref_end"], ptr, i, t0,
-                  s["alpha"], s["thr"], s["inc"], s["dec"], s["consts"],
-                  s["w_inh"], s["dc"], s["refractory"], s["budget"], s["spent"], counts, failure)
-    bad = np.nonzero(failure[:, 0] >= 0)[0]
-    if len(bad):
-        return None, (int(bad[0]), int(failure[bad[0], 0]), int(failure[bad[0], 1]))
-    n_off = s["n_off"]
-    return [input_counts] + [torch.from_numpy(counts[:, n_off[l]:n_off[l + 1]]) for l in range(len(n_off) - 1)], None
-
-
-def _numba_finish(s):
-    sizes, w_off, B = s["sizes"], s["w_off"], s["WT"].shape[0]
-    return [torch.from_numpy(s["WT"][:, w_off[l]:w_off[l + 1]].reshape(B, sizes[l], sizes[l + 1])
-                             .transpose(0, 2, 1).copy()).to(s["torch_dtype"]) for l in range(len(sizes) - 1)]
-
-
-ENGINES = {
-    "torch": dict(start=_torch_start, run=_torch_run, finish=lambda s: s["W"]),
-    "numba": dict(start=_numba_start, run=_numba_run, finish=_numba_finish),
-}
-
-
-# ---------------------------------------------------------------- the sleep phase
-
-def renormalise(w, w_before, gamma):
-    """Optional post-sleep rescaling (normW in sleepnn_old.m): each input's column of weights gets back the
-    range (max - min) it had before sleep, times gamma. The MATLAB line divides by a row vector with '/',
-    which MATLAB reads as a least-squares solve; this is the element-wise rescaling it evidently meant."""
-    span = lambda m: m.amax(0) - m.amin(0)
-    return gamma * w / span(w).clamp_min(torch.finfo(w.dtype).tiny) * span(w_before)
-
-
-def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale, dropout, dt, mask_size,
-          decay=0.999, threshold=1.0, w_inh=0.0, dc=0.0, refractory=0, plasticity=1.0, norm_w=False, gamma=1.0,
-          images=None, max_spikes=None, engine="auto", chunk=5000, progress=False):
-    """One SRC sleep phase with sleep data `sleep_x`; returns (slept copy of the network, info).
-
-    nets: one Net, or a list of B Nets slept at once by the batched engine (then returns two lists); for
-    a list, rate, inc, dec and alpha_scale may be one value per network and beta one row per network.
-    All networks see the same window positions and draws (one generator).
-    images: the rate maps shown (see input_spikes); default the mean image of sleep_x, as the protocol.
-    info: the scale factors alpha, the spike counts of every neuron and whether the network stopped at
-    max_spikes (see sleep_on_spikes).
-    The momentum buffers are carried over unchanged, as in the original.
-    """
-    batch = list(nets) if isinstance(nets, (list, tuple)) else [nets]
-    B = len(batch)
-    per_net = lambda v: np.array(np.broadcast_to(np.asarray(v, dtype=np.float64), (B,)))
-    rate, inc, dec, alpha_scale = per_net(rate), per_net(inc), per_net(dec), per_net(alpha_scale)
-    if len(sleep_x) == 0:
-        raise ValueError("sleep needs sleep data (the training images of the tasks seen so far); got none")
-    if steps < 1 or not (rate > 0).all() or dt <= 0:
-        raise ValueError(f"sleep needs steps >= 1, rate > 0 and dt > 0; got {steps}, {rate}, {dt}")
-    alpha = [scale_factors(net, sleep_x, dropout, a) for net, a in zip(batch, alpha_scale)]
-    images = sleep_x.mean(0) if images is None else images
-    W = [torch.stack(ws) for ws in zip(*(net.W for net in batch))]                       # [B, out, in]
-    chunks = (input_spikes(images, min(chunk, steps - s), generator, rate=rate, dt=dt, mask_size=mask_size)
-              for s in range(0, steps, chunk))
-    W, counts = sleep_on_spikes(W, chunks, alpha, beta, inc=inc, dec=dec, decay=decay, threshold=threshold,
-                                w_inh=w_inh, dc=dc, refractory=refractory, plasticity=plasticity, max_spikes=max_spikes,
-                                engine=engine, progress=progress)
-    fired = sum(c.sum(1) for c in counts[1:])
-    slept, infos = [], []
-    for b, net in enumerate(batch):
-        Wb = [w[b].clone() for w in W]
-        if norm_w:
-            Wb = [renormalise(w, w0, gamma) for w, w0 in zip(Wb, net.W)]
-        slept.append(Net(Wb, [v.clone() for v in net.vW]))
-        infos.append(dict(alpha=alpha[b], spikes=[c[b].tolist() for c in counts],
-                          stopped=max_spikes is not None and fired[b].item() > max_spikes))
-    return (slept, infos) if isinstance(nets, (list, tuple)) else (slept[0], infos[0])

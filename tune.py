@@ -6,11 +6,13 @@
     python tune.py --method ewc                      # EWC's lambda on a grid; --method si for SI's c
     python tune.py --storage postgresql://u@host/db  # several machines share one study: run it on each
     python tune.py --quick --trials 8                # a smoke test
+    python tune.py --trials 120 --save-preset tuned  # and save the best constants as presets/tuned.json
 
-A study is stored as it goes: stop it at any time and run the same command to resume. The best
-constants are saved as presets/<--preset>.json, which `python mnist_exp.py --preset tuned` uses.
-Protocol options (--dataset, --quick, --epochs, ...) are those of mnist_exp.py; tuning seeds are kept
-apart from the report seeds 0-4.
+A study is stored as it goes (runs/tune-<study>/study.db): stop it at any time and run the same command
+to resume. The best constants are written to runs/tune-<study>/best.json; only --save-preset NAME writes
+presets/NAME.json, which `python mnist_exp.py --preset NAME` uses (a committed preset is replaced only
+when named so). Protocol options (--dataset, --quick, --epochs, ...) are those of mnist_exp.py; tuning
+seeds must differ from the report seeds 0-4.
 
 Thresholds and alpha_scale are redundant: the membrane potential is linear in alpha and reset to 0, so
 scaling alpha_scale and every beta by one factor leaves every spike unchanged (with dc = 0). The search
@@ -29,8 +31,8 @@ import optuna
 import torch
 from tqdm.auto import tqdm
 
+import methods
 import mnist_exp
-import models
 
 # %% Config: the search; the protocol it evaluates is mnist_exp.py's
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
@@ -43,17 +45,29 @@ p.add_argument("--decades", type=float, default=2.0, help="search range either s
 p.add_argument("--max-spikes-per-step", type=float, default=10.0,
                help="spike budget of a candidate's sleep, hidden and output layers together, per step on average: "
                     "the protocol fires ~0.1; denser candidates are stopped, which bounds the search's cost (default: 10)")
-p.add_argument("--storage", default="sqlite:///" + os.path.join(mnist_exp.ROOT, "tune.db"),
-               help="Optuna storage URL (default: sqlite:///tune.db)")
+p.add_argument("--storage", default="", help="Optuna storage URL (default: sqlite:///runs/tune-<study>/study.db)")
 p.add_argument("--stale-after", type=float, default=7200,
                help="seconds after which a trial still marked running counts as abandoned (default: 7200)")
 p.add_argument("--study", default="", help="study name (default: method, dataset and a hash of the protocol)")
-p.add_argument("--preset", default="tuned", help="name of the preset the best constants are saved as (default: tuned)")
+p.add_argument("--save-preset", default="", metavar="NAME",
+               help="save the best constants as the preset NAME (replacing presets/NAME.json's entry for this dataset)")
 p.add_argument("--preset-dir", default=os.path.join(mnist_exp.ROOT, "presets"),
-               help="where presets are saved (default: presets/, which mnist_exp.py reads)")
-p.add_argument("--no-save", action="store_true", help="do not save the best constants as a preset")
+               help="where --save-preset writes (default: presets/, which mnist_exp.py reads)")
 args, protocol_args = p.parse_known_args()
 cfg = mnist_exp.parse_config(protocol_args)
+problems = [f"--{k} must be a whole number >= 1; got {getattr(args, k)}" for k in ("trials", "batch") if getattr(args, k) < 1]
+if args.start not in mnist_exp.SLEEP_PRESETS or cfg.dataset not in mnist_exp.SLEEP_PRESETS[args.start]:
+    problems.append(f"--start must be a preset with constants for {cfg.dataset}: "
+                    + ", ".join(k for k, v in mnist_exp.SLEEP_PRESETS.items() if cfg.dataset in v) + f"; got {args.start!r}")
+if not args.decades > 0:
+    problems.append(f"--decades must be > 0; got {args.decades}")
+if set(args.tune_seeds) & set(range(5)) or min(args.tune_seeds) < 0:
+    problems.append(f"--tune-seeds must be whole numbers apart from the report seeds 0-4; got {args.tune_seeds}")
+if args.save_preset and (cfg.quick or args.save_preset == "original" or not args.save_preset.replace("-", "").isalnum()):
+    problems.append("--save-preset takes a name of letters, digits and '-' other than 'original', and no --quick run "
+                    f"saves one; got {args.save_preset!r}" + (" with --quick" if cfg.quick else ""))
+if problems:
+    p.error("; ".join(problems))
 
 # Log-uniform, --decades either side of the constants of the --start preset (the authors' by default):
 # CMA-ES starts at the centre of the space, so its first distribution is centred on them.
@@ -65,7 +79,10 @@ GRIDS = dict(ewc=[1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7], si=[0.01, 0.1, 1.0, 10.0, 
 protocol = {k: v for k, v in vars(cfg).items() if k not in mnist_exp.RUNTIME | {"rate", "inc", "dec", "beta", "preset"}}
 search = dict(protocol, start=args.start, decades=args.decades) if args.method == "src" else protocol
 study_name = args.study or f"{args.method}-{cfg.dataset}-{hashlib.sha1(json.dumps(search, sort_keys=True).encode()).hexdigest()[:8]}"
-ctx = mnist_exp.prepare(cfg)
+tune_dir = os.path.join(cfg.out, f"tune-{study_name}")   # everything this study writes, unless --save-preset
+os.makedirs(tune_dir, exist_ok=True)
+storage = args.storage or "sqlite:///" + os.path.join(tune_dir, "study.db")
+ctx = methods.prepare(cfg)
 
 
 # %% Objectives: final accuracy on all classes, mean over the tuning seeds
@@ -74,26 +91,25 @@ def src_finals(candidates, seed):
     first training (it is the same network) and sleep together in the batched engine. A candidate stops
     with the accuracy it has when it breaks its network (a layer without positive weight, where alpha is
     undefined; training diverged after its sleep) or when its sleep fires more than the spike budget."""
-    init = models.init_net(ctx.sizes, cfg.init_scale, torch.Generator().manual_seed(seed), ctx.dtype, ctx.device)
-    first = mnist_exp.train_task(init, 1, seed, cfg, ctx)
+    first = methods.train_task(methods.initial_net(seed, cfg, ctx), 1, seed, cfg, ctx)
     nets, finals = {b: first for b in range(len(candidates))}, {}
     for k in range(1, len(ctx.tasks) + 1):
         if k > 1:
-            nets = {b: mnist_exp.train_task(net, k, seed, cfg, ctx) for b, net in nets.items()}
+            nets = {b: methods.train_task(net, k, seed, cfg, ctx) for b, net in nets.items()}
         for b in [b for b, net in nets.items() if not all(torch.isfinite(w).all() and w.max() > 0 for w in net.W)]:
-            finals[b] = mnist_exp.evaluate(nets.pop(b), cfg, ctx, analyses=False)["accuracy"]["all"]
+            finals[b] = methods.evaluate(nets.pop(b), cfg, ctx, analyses=False)["accuracy"]["all"]
         if not nets:
             break
         alive = [candidates[b] for b in nets]
-        slept, infos = mnist_exp.sleep_task(list(nets.values()), k, seed, cfg, ctx, rate=[c["rate"] for c in alive],
+        slept, infos = methods.sleep_task(list(nets.values()), k, seed, cfg, ctx, rate=[c["rate"] for c in alive],
                                             inc=[c["inc"] for c in alive], dec=[c["dec"] for c in alive],
-                                            beta=[[c[f"beta_{l}"] for l in (1, 2, 3)] for c in alive],
-                                            max_spikes=args.max_spikes_per_step * mnist_exp.sleep_steps(cfg, k))
+                                            beta=[[c[f"beta_{l + 1}"] for l in range(len(cfg.beta))] for c in alive],
+                                            max_spikes=args.max_spikes_per_step * methods.sleep_steps(cfg, k))
         nets = dict(zip(nets, slept))
         for b, info in zip(list(nets), infos):
             if info["stopped"]:
-                finals[b] = mnist_exp.evaluate(nets.pop(b), cfg, ctx, analyses=False)["accuracy"]["all"]
-    finals.update({b: mnist_exp.evaluate(net, cfg, ctx, analyses=False)["accuracy"]["all"] for b, net in nets.items()})
+                finals[b] = methods.evaluate(nets.pop(b), cfg, ctx, analyses=False)["accuracy"]["all"]
+    finals.update({b: methods.evaluate(net, cfg, ctx, analyses=False)["accuracy"]["all"] for b, net in nets.items()})
     return [finals[b] for b in range(len(candidates))]
 
 
@@ -101,14 +117,14 @@ def baseline_final(method, strength, seed):
     """Final accuracy of EWC or SI with the given strength on one seed."""
     field = "ewc_lambda" if method == "ewc" else "si_c"
     run_cfg = dataclasses.replace(cfg, **{field: strength})
-    rec, _ = mnist_exp.run_method(method, seed, run_cfg, ctx, shared={})
+    rec, _ = methods.run_method(method, seed, run_cfg, ctx, shared={})
     return rec["rows"][-1]["all"]
 
 
 # %% The study: resumable, shareable through its storage
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 sampler = optuna.samplers.CmaEsSampler(seed=0, warn_independent_sampling=False) if args.method == "src" else None
-study = optuna.create_study(study_name=study_name, storage=args.storage, sampler=sampler, direction="maximize",
+study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, direction="maximize",
                             load_if_exists=True)
 COMPLETE, RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
 for t in study.get_trials(states=(RUNNING,)):   # left running by a process that was stopped
@@ -141,20 +157,24 @@ while done() < total:
     bar.set_postfix(best=f"{study.best_value:.1f}", last=f"{max(scores):.1f}")
 bar.close()
 
-# %% Result: the best trial, saved as a preset (SRC) or printed (EWC, SI)
+# %% Result: the best trial, written to the study's folder (and saved as a preset with --save-preset)
 best = study.best_trial
 print(f"best of {done()} trials: {best.value:.2f} % (mean final accuracy on seeds {args.tune_seeds}), trial {best.number}")
 print(json.dumps(best.params, indent=1))
-if args.method == "src" and not args.no_save:
-    path = os.path.join(args.preset_dir, f"{args.preset}.json")
+result = dict(tuning=dict(study=study_name, storage=storage, trials=done(), seeds=args.tune_seeds, mean_final=best.value,
+                          saved_by="python tune.py " + " ".join(sys.argv[1:])), params=best.params)
+if args.method == "src":
+    result["constants"] = dict(rate=best.params["rate"], inc=best.params["inc"], dec=best.params["dec"],
+                               beta=[best.params[f"beta_{l + 1}"] for l in range(len(cfg.beta))], alpha_scale=start["alpha_scale"],
+                               sleep_input=cfg.sleep_input)
+with open(os.path.join(tune_dir, "best.json"), "w") as f:
+    json.dump(result, f, indent=1)
+print(f"best constants in {os.path.join(tune_dir, 'best.json')}")
+if args.save_preset and args.method == "src":
+    path = os.path.join(args.preset_dir, f"{args.save_preset}.json")
     presets = json.load(open(path)) if os.path.exists(path) else {}
-    presets[cfg.dataset] = dict(
-        constants=dict(rate=best.params["rate"], inc=best.params["inc"], dec=best.params["dec"],
-                       beta=[best.params[f"beta_{l}"] for l in (1, 2, 3)], alpha_scale=start["alpha_scale"],
-                       sleep_input=cfg.sleep_input),
-        tuning=dict(study=study_name, trials=done(), seeds=args.tune_seeds, mean_final=best.value,
-                    saved_by="python tune.py " + " ".join(sys.argv[1:])))
+    presets[cfg.dataset] = dict(constants=result["constants"], tuning=result["tuning"])
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(presets, f, indent=1)
-    print(f"saved as preset {args.preset!r} in {path}: python mnist_exp.py --preset {args.preset}")
+    print(f"saved as preset {args.save_preset!r} in {path}: python mnist_exp.py --preset {args.save_preset}")

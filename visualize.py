@@ -1,9 +1,12 @@
 # %%
-"""Figures of a run folder, rebuilt from its saved files alone (results.csv, stable_rank.csv, jobs/*.npz).
+"""Tables and figures of a run folder, rebuilt from its job files alone (jobs/*.json, jobs/*.npz).
 
-    python visualize.py runs/mnist-original-1a2b3c4d            # figures into RUN_DIR/png
-    python visualize.py RUN_DIR --png-dir png                    # into the repository's png/
+    python visualize.py runs/mnist-original-1a2b3c4d            # tables into the run folder, figures into RUN_DIR/png
+    python visualize.py RUN_DIR --png-dir png                    # figures into the repository's png/ (the README's)
 
+results.csv       accuracy on each task and on all test images, per method, seed and stage
+stable_rank.csv   stable rank of each layer, per method, seed and stage
+summary.csv, .md  per method: n seeds, mean ± sample std (ddof 1) of the final accuracies, ACC, BWT, forgetting
 accuracy.png      per-task and overall test accuracy after every stage, one panel per method (mean ± std over seeds)
 stable_rank.png   stable rank of each layer's weights after every stage (mean ± std over seeds)
 activations_<method>.png   PCA activation maps of a class-ordered probe set (first seed of the run)
@@ -11,6 +14,7 @@ activations_<method>.png   PCA activation maps of a class-ordered probe set (fir
 import argparse
 import csv
 import glob
+import json
 import os
 from collections import defaultdict
 
@@ -19,6 +23,72 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+
+import analysis
+
+
+# %% Tables
+def read_jobs(run_dir):
+    """The finished jobs of a run folder, in the order of the methods' table, then by seed."""
+    from methods import METHODS   # only the order of the methods; imported here because it loads torch
+    recs, jobs_dir = [], os.path.join(run_dir, "jobs")
+    for name in sorted(os.listdir(jobs_dir) if os.path.isdir(jobs_dir) else []):
+        if name.endswith(".json") and not name.endswith(".tmp.json"):
+            with open(os.path.join(jobs_dir, name)) as f:
+                recs.append(json.load(f))
+    if not recs:
+        raise SystemExit(f"visualize.py: error: {run_dir} holds no finished job (jobs/*.json): is it a run folder of mnist_exp.py?")
+    order = {m: i for i, m in enumerate(METHODS)}
+    return sorted(recs, key=lambda r: (order.get(r["method"], len(order)), r["method"], r["seed"]))
+
+
+def write_long_csv(path, recs, key, digits):
+    """One row per method, seed and stage of the records' `key` (rows or stable_rank)."""
+    cols = [c for c in recs[0][key][0] if c != "stage"]
+    with open(path, "w") as f:
+        f.write(",".join(["method", "seed", "stage", *cols]) + "\n")
+        for r in recs:
+            for row in r[key]:
+                f.write(",".join([r["method"], str(r["seed"]), row["stage"]] + [f"{row[c]:.{digits}f}" for c in cols]) + "\n")
+
+
+def tables(run_dir):
+    """Write results.csv, stable_rank.csv, summary.csv and summary.md from the job files; returns the summary."""
+    recs = read_jobs(run_dir)
+    write_long_csv(os.path.join(run_dir, "results.csv"), recs, "rows", 2)
+    write_long_csv(os.path.join(run_dir, "stable_rank.csv"), recs, "stable_rank", 4)
+    cols = [k for k in recs[0]["rows"][0] if k.startswith("task_")]
+    keys = cols + ["all", "acc", "bwt", "forgetting", "seconds"]
+    summary = []
+    for method in dict.fromkeys(r["method"] for r in recs):
+        group = [r for r in recs if r["method"] == method]
+        values = {c: [r["rows"][-1][c] for r in group] for c in cols + ["all"]}
+        metrics = [analysis.cl_metrics([(row["stage"], [row[c] for c in cols]) for row in r["rows"][:-1]],
+                                       [r["rows"][-1][c] for c in cols]) for r in group]
+        values.update({m: [x[m] for x in metrics] for m in ("acc", "bwt", "forgetting")})
+        values["seconds"] = [r["time"]["total"] for r in group]
+        summary.append(dict(method=method, seeds=[r["seed"] for r in group], finals=values["all"],
+                            **{k: analysis.mean_std(v) for k, v in values.items()}))
+    fmt = lambda v: "n/a" if np.isnan(v[0]) else f"{v[0]:.1f}" + ("" if np.isnan(v[1]) else f" ± {v[1]:.1f}")
+    with open(os.path.join(run_dir, "summary.csv"), "w") as f:
+        f.write("method,n,seeds," + ",".join(f"{k}_mean,{k}_std" for k in keys) + "\n")
+        for row in summary:
+            f.write(f"{row['method']},{len(row['seeds'])},{' '.join(map(str, row['seeds']))},"
+                    + ",".join(f"{row[k][0]:.3f},{row[k][1]:.3f}" for k in keys) + "\n")
+    with open(os.path.join(run_dir, "summary.md"), "w") as f:
+        f.write("Mean ± sample standard deviation (ddof 1) over the n seeds; ACC, BWT and forgetting as in "
+                "analysis.cl_metrics.\n\n")
+        f.write("| method | n | final, all classes (%) | " + " | ".join(f"T{k + 1}" for k in range(len(cols)))
+                + " | ACC | BWT | forgetting | s per job | finals per seed |\n" + "|---" * (len(keys) + 3) + "|\n")
+        for row in summary:
+            f.write(f"| {row['method']} | {len(row['seeds'])} | **{fmt(row['all'])}** | "
+                    + " | ".join(fmt(row[c]) for c in cols) + " | "
+                    + " | ".join(fmt(row[k]) for k in ("acc", "bwt", "forgetting", "seconds")) + " | "
+                    + ", ".join(f"{v:.1f}" for v in row["finals"]) + " |\n")
+    return summary
+
+
+# %% Figures
 
 
 def read_table(path):
@@ -36,9 +106,10 @@ def read_table(path):
 
 
 def band(ax, x, runs, **kw):
-    """Mean line with a ± std band over seeds."""
+    """Mean line with a ± sample std band over seeds."""
     runs = np.asarray(runs)
-    mean, std = runs.mean(0), runs.std(0)
+    mean = runs.mean(0)
+    std = runs.std(0, ddof=1) if len(runs) > 1 else 0
     line, = ax.plot(x, mean, marker="o", markersize=3, **kw)
     if len(runs) > 1:
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
@@ -56,7 +127,7 @@ def plot_accuracy(table, cols, path):
         runs = np.array([table[method][s] for s in stages]).transpose(1, 0, 2)   # [seed, stage, column]
         for c, col in enumerate(cols):
             overall = col == "all"
-            band(ax, range(len(stages)), runs[:, :, c], label="all 10 classes" if overall else col.replace("task_", "task "),
+            band(ax, range(len(stages)), runs[:, :, c], label="all classes" if overall else col.replace("task_", "task "),
                  color="black" if overall else None, linewidth=2.5 if overall else 1.2)
         ax.set_xticks(range(len(stages)), [s.replace("_", " ") for s in stages], rotation=60, fontsize=8)
         ax.set_title(f"{method} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
@@ -133,26 +204,34 @@ def plot_activations(npz_path, method, path):
                 name = before.replace("train_", "task ") if after else before.replace("_", " ")
                 heat(axes[r][l * len(kinds) + k], m, labels, f"{name}, {layer.replace('_', ' ')}\n{kind}".strip(),
                      None if kind == "after - before" else limits)
+    n_components = next(iter(maps.values()))[layers[0]].shape[1]
     fig.suptitle(f"{method}: activations of {len(labels)} test images ordered by class (rows), "
-                 "10 PCA components (columns; the output layer raw)", fontsize=9)
+                 f"{n_components} PCA components (columns; the output layer raw)", fontsize=9)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.75 / fig.get_figheight(), wspace=0.08, hspace=0.45)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def main(run_dir, png_dir):
-    os.makedirs(png_dir, exist_ok=True)
-    for name in ("results.csv", "stable_rank.csv"):
-        if not os.path.exists(os.path.join(run_dir, name)):
-            raise SystemExit(f"{run_dir} has no {name}: is it a run folder of mnist_exp.py?")
-    plot_accuracy(*read_table(os.path.join(run_dir, "results.csv")), os.path.join(png_dir, "accuracy.png"))
-    plot_stable_rank(*read_table(os.path.join(run_dir, "stable_rank.csv")), os.path.join(png_dir, "stable_rank.png"))
+def figures(run_dir, png_dir):
+    """Every figure of a run folder (its tables written first); returns the paths written."""
+    paths = [os.path.join(png_dir, "accuracy.png"), os.path.join(png_dir, "stable_rank.png")]
     first = {}
     for path in sorted(glob.glob(os.path.join(run_dir, "jobs", "*-seed*.npz")),
                        key=lambda p: int(p.rsplit("seed", 1)[1].split(".")[0])):
         first.setdefault(os.path.basename(path).rsplit("-seed", 1)[0], path)
+    os.makedirs(png_dir, exist_ok=True)
+    plot_accuracy(*read_table(os.path.join(run_dir, "results.csv")), paths[0])
+    plot_stable_rank(*read_table(os.path.join(run_dir, "stable_rank.csv")), paths[1])
     for method, path in first.items():
-        plot_activations(path, method, os.path.join(png_dir, f"activations_{method}.png"))
+        paths.append(os.path.join(png_dir, f"activations_{method}.png"))
+        plot_activations(path, method, paths[-1])
+    return paths
+
+
+def main(run_dir, png_dir=None):
+    """Rebuild every table and figure of a run folder from its job files."""
+    tables(run_dir)
+    return figures(run_dir, png_dir or os.path.join(run_dir, "png"))
 
 
 # %%
@@ -161,4 +240,6 @@ if __name__ == "__main__":
     parser.add_argument("run_dir", help="a run folder written by mnist_exp.py")
     parser.add_argument("--png-dir", default=None, help="where the figures go (default: RUN_DIR/png)")
     args = parser.parse_args()
-    main(args.run_dir, args.png_dir or os.path.join(args.run_dir, "png"))
+    written = main(args.run_dir, args.png_dir)
+    print(f"tables in {args.run_dir}: results.csv, stable_rank.csv, summary.csv, summary.md")
+    print("figures: " + ", ".join(written))

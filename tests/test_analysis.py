@@ -38,15 +38,32 @@ def test_pca_maps_share_a_basis_and_keep_small_layers_raw():
 
 
 def test_cl_metrics_by_hand():
-    R = np.array([[90.0, 0, 0],
-                  [60, 95, 0],
-                  [30, 80, 99]])
-    m = analysis.cl_metrics(R)
+    # Sequential-style rows: the usual definitions (Lopez-Paz & Ranzato; Chaudhry et al.).
+    stages = [("init", [10, 10, 10]), ("train_1", [90, 0, 0]), ("train_2", [60, 95, 0]), ("train_3", [30, 80, 99])]
+    m = analysis.cl_metrics(stages, [30, 80, 99])
     assert m["acc"] == pytest.approx((30 + 80 + 99) / 3)
     assert m["bwt"] == pytest.approx(((30 - 90) + (80 - 95)) / 2)
     assert m["forgetting"] == pytest.approx(((90 - 30) + (95 - 80)) / 2)
-    # forgetting uses the best earlier accuracy, BWT the one right after learning
-    R2 = np.array([[50.0, 0], [70, 90]])
-    assert analysis.cl_metrics(R2)["bwt"] == pytest.approx(20) and analysis.cl_metrics(R2)["forgetting"] == pytest.approx(-20)
-    joint = analysis.cl_metrics([[94.0, 96, 92]])
+    # forgetting uses the best earlier accuracy, BWT the one right after learning; the final stage is not
+    # an "earlier" one, so a task that improves at the end has negative forgetting
+    two = [("train_1", [50, 0]), ("train_2", [70, 90])]
+    assert analysis.cl_metrics(two, [70, 90])["bwt"] == pytest.approx(20)
+    assert analysis.cl_metrics(two, [70, 90])["forgetting"] == pytest.approx(-20)
+    # SRC: the reference is the accuracy before the task's own sleep, so that sleep's loss counts; the
+    # maximum runs over sleeps too
+    src_rows = [("train_1", [99, 0]), ("sleep_1", [93, 5]), ("train_2", [40, 97]), ("sleep_2", [60, 90])]
+    m = analysis.cl_metrics(src_rows, [60, 90])
+    assert m["bwt"] == pytest.approx(60 - 99) and m["forgetting"] == pytest.approx(99 - 60)
+    src_rows[1] = ("sleep_1", [100, 5])
+    assert analysis.cl_metrics(src_rows, [60, 90])["forgetting"] == pytest.approx(100 - 60)
+    # joint training has no per-task stage
+    joint = analysis.cl_metrics([("init", [0, 0, 0]), ("train_all", [94, 96, 92])], [94, 96, 92])
     assert joint["acc"] == pytest.approx(94) and np.isnan(joint["bwt"]) and np.isnan(joint["forgetting"])
+
+
+def test_mean_std_is_the_sample_std():
+    mean, std = analysis.mean_std([43.5, 38.2, 40.7, 52.9, 49.6])
+    assert mean == pytest.approx(44.98)
+    d = np.array([43.5, 38.2, 40.7, 52.9, 49.6]) - 44.98
+    assert std == pytest.approx(np.sqrt((d ** 2).sum() / 4))     # n - 1 = 4 in the denominator
+    assert np.isnan(analysis.mean_std([7.0])[1])

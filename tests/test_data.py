@@ -50,7 +50,7 @@ def test_corrupt_file_is_a_clear_error(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     (raw / "train-labels-idx1-ubyte").write_bytes(b"not mnist")
-    with pytest.raises(RuntimeError, match="Delete them"):
+    with pytest.raises(data.DataError, match="Delete them"):
         data.ensure_files("mnist", str(tmp_path))
 
 
@@ -59,9 +59,9 @@ def test_missing_data_without_network_says_what_to_do(tmp_path, monkeypatch):
         raise OSError("no network")
     monkeypatch.setitem(data.DATASETS["mnist"], "torchvision", "NoSuchDataset")   # torchvision's download fails
     monkeypatch.setitem(data.FALLBACKS, "mnist", offline)
-    with pytest.raises(RuntimeError, match="--data-dir"):
+    with pytest.raises(data.DataError, match="--data-dir"):
         data.ensure_files("mnist", str(tmp_path))
-    with pytest.raises(ValueError, match="unknown dataset"):
+    with pytest.raises(data.DataError, match="unknown dataset"):
         data.ensure_files("cifar", str(tmp_path))
     assert not any(name.endswith(".part") for _, _, files in os.walk(tmp_path) for name in files)
 
@@ -73,3 +73,20 @@ def test_fashion_mnist_is_balanced_and_verified():
     assert train_x.shape == (60000, 784) and test_x.shape == (10000, 784)
     assert torch.bincount(train_y).tolist() == [6000] * 10 and torch.bincount(test_y).tolist() == [1000] * 10
     assert not torch.equal(train_x[:100], data.load("mnist")[0][:100])
+
+
+def test_data_dir_inside_the_dataset_folder_gets_a_hint(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"x")
+    for slip in (raw, tmp_path / "MNIST"):
+        with pytest.raises(data.DataError, match=f"--data-dir {tmp_path}$"):
+            data.ensure_files("mnist", str(slip))
+
+
+def test_idx_shape_comes_from_the_header(tmp_path):
+    path = tmp_path / "images"
+    header = bytes([0, 0, 8, 3]) + (2).to_bytes(4, "big") + (3).to_bytes(4, "big") + (4).to_bytes(4, "big")
+    path.write_bytes(header + bytes(range(24)))
+    x = data._read_idx(str(path))
+    assert x.shape == (2, 3, 4) and x[1, 2, 3].item() == 23

@@ -1,12 +1,21 @@
-"""End to end: the experiment script and visualize.py as a user runs them, on a --quick budget."""
+"""End to end: the experiment script, visualize.py and tune.py as a user runs them, on a --quick budget."""
 import csv
 import glob
 import json
+import math
 import os
+import signal
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
+import torch
+
+import data
+import mnist_exp
+import visualize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = {
@@ -31,17 +40,23 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
+def git_status():
+    proc = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else None
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    proc = run("mnist_exp.py", "--quick", "--seeds", "3", "--methods", ",".join(STAGES), "--out", str(out),
-               "--png-dir", str(out / "png"))
+    before = git_status()
+    proc = run("mnist_exp.py", "--quick", "--seeds", "3", "--methods", ",".join(STAGES), "--out", str(out))
     (run_dir,) = glob.glob(str(out / "mnist-original-quick-*"))
-    return out, run_dir, proc.stdout
+    return out, run_dir, proc.stdout, (before, git_status())
 
 
-def test_quick_run_writes_results_config_and_figures(quick_run):
-    out, run_dir, stdout = quick_run
+def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_run):
+    out, run_dir, stdout, (before, after) = quick_run
+    assert before == after, "the run changed files of the repository"
     rows = read_csv(os.path.join(run_dir, "results.csv"))
     assert list(rows[0]) == ["method", "seed", "stage", "task_1", "task_2", "task_3", "task_4", "task_5", "all"]
     for method, stages in STAGES.items():
@@ -57,78 +72,245 @@ def test_quick_run_writes_results_config_and_figures(quick_run):
     assert len(ranks) == len(rows) - len(STAGES) and all(float(r["layer_1"]) >= 1 for r in ranks)
     with open(os.path.join(run_dir, "config.json")) as f:
         config = json.load(f)
-    assert config["lr"] == 0.1 and config["seeds"] == [3] and config["quick"] is True
+    assert config["lr"] == 0.1 and config["quick"] is True and config["n_per_task"] == 500
     assert config["inc"] == 0.032064 and config["beta"] == [14.548273, 44.560317, 38.046326]
-    assert {"torch", "numpy", "commit", "device"} <= set(config["versions"])
+    assert "seeds" not in config and {"torch", "numpy", "commit", "device"} <= set(config["versions"])
     for method in STAGES:
         with open(os.path.join(run_dir, "jobs", f"{method}-seed3.json")) as f:
             job = json.load(f)
         assert job["time"]["total"] > 0 and job["versions"]["torch"]
     assert len(job["sleep"]) == 0 and "| src | 1 |" in open(os.path.join(run_dir, "summary.md")).read()
     for name in ["accuracy.png", "stable_rank.png"] + [f"activations_{m}.png" for m in STAGES]:
-        assert os.path.getsize(out / "png" / name) > 10000, name
+        assert os.path.getsize(os.path.join(run_dir, "png", name)) > 10000, name
+    log = open(os.path.join(run_dir, "run.log")).read()
+    assert "src seed 3: final" in log and "6 of 6 jobs to run" in log and "| src | 1 |" in stdout
 
 
-def test_sleep_records_scale_factors_and_activity(quick_run):
-    _, run_dir, _ = quick_run
+def test_sleep_input_fires_at_the_protocol_rate(quick_run):
+    # The input spikes per step of each sleep match, within a few percent, what the mean image of the
+    # sleep data gives by hand: the average over window positions of sum min(1, 2 dt rate p).
+    _, run_dir, _, _ = quick_run
     with open(os.path.join(run_dir, "jobs", "src-seed3.json")) as f:
         sleeps = json.load(f)["sleep"]
     assert [s["steps"] for s in sleeps] == [1000, 1500, 2000, 2500, 3000]
     assert all(len(s["alpha"]) == 3 and min(s["alpha"]) > 0 for s in sleeps)
-    assert all(5 < s["spikes_per_step"][0] < 30 for s in sleeps)   # the 11 x 11 window fires ~12 inputs per step
+    train_x, train_y = (t[:3000] for t in data.load("mnist")[:2])
+    for k, s in enumerate(sleeps, start=1):
+        mean = train_x[torch.isin(train_y, torch.arange(2 * k))].double().mean(0).numpy().reshape(28, 28)
+        prob = np.minimum(1, 2 * 0.001 * 239.515363 * mean)
+        expected = np.mean([prob[r:r + 11, c:c + 11].sum() for r in range(18) for c in range(18)])
+        assert abs(s["spikes_per_step"][0] - expected) < 0.1 * expected, (k, s["spikes_per_step"][0], expected)
 
 
-def test_rerun_skips_finished_jobs_and_tolerates_kernel_arguments(quick_run):
-    out, run_dir, _ = quick_run
+def test_rerun_skips_finished_jobs_and_keeps_the_config(quick_run):
+    out, run_dir, _, _ = quick_run
     before = open(os.path.join(run_dir, "results.csv")).read()
-    # as an interactive window runs it: ipykernel loaded, its own arguments on the command line
-    code = ("import runpy, sys, types; sys.modules['ipykernel'] = types.ModuleType('ipykernel'); "
-            f"sys.argv = ['mnist_exp.py', '-f', 'kernel-1.json', '--quick', '--seeds', '3', '--out', {str(out)!r}, "
-            "'--no-figures']; runpy.run_path('mnist_exp.py', run_name='__main__')")
-    proc = run("-c", code)
+    config = open(os.path.join(run_dir, "config.json")).read()
+    proc = run("mnist_exp.py", "--quick", "--seeds", "3", "--out", str(out), "--no-figures")
     assert "0 of 4 jobs to run" in proc.stdout    # the default four methods, all finished
     assert open(os.path.join(run_dir, "results.csv")).read() == before
+    assert open(os.path.join(run_dir, "config.json")).read() == config
 
 
-def test_same_seed_same_numbers(quick_run, tmp_path):
-    _, run_dir, _ = quick_run
-    run("mnist_exp.py", "--quick", "--seeds", "3", "--methods", "src,sequential", "--out", str(tmp_path), "--no-figures", "--quiet")
+def test_same_seed_same_numbers_and_quiet_still_reports(quick_run, tmp_path):
+    _, run_dir, _, _ = quick_run
+    proc = run("mnist_exp.py", "--quick", "--seeds", "3", "--methods", "src,sequential", "--out", str(tmp_path),
+               "--no-figures", "--quiet")
     (again,) = glob.glob(str(tmp_path / "mnist-original-quick-*"))
     assert os.path.basename(again) == os.path.basename(run_dir)
     mine = [r for r in read_csv(os.path.join(run_dir, "results.csv")) if r["method"] in ("src", "sequential")]
     assert read_csv(os.path.join(again, "results.csv")) == mine
+    assert f"run folder {again}" in proc.stdout and "| src | 1 |" in proc.stdout and "%|" not in proc.stderr
 
 
-def test_visualize_rebuilds_figures_from_the_run_folder(quick_run, tmp_path):
-    _, run_dir, _ = quick_run
-    run("visualize.py", run_dir, "--png-dir", str(tmp_path))
-    assert sorted(os.listdir(tmp_path)) == sorted(["accuracy.png", "stable_rank.png"] + [f"activations_{m}.png" for m in STAGES])
+def test_visualize_rebuilds_tables_and_figures_from_the_run_folder(quick_run, tmp_path):
+    _, run_dir, _, _ = quick_run
+    summary = open(os.path.join(run_dir, "summary.md")).read()
+    os.remove(os.path.join(run_dir, "summary.md"))
+    proc = run("visualize.py", run_dir, "--png-dir", str(tmp_path / "png"))
+    assert open(os.path.join(run_dir, "summary.md")).read() == summary
+    assert sorted(os.listdir(tmp_path / "png")) == sorted(["accuracy.png", "stable_rank.png"] + [f"activations_{m}.png" for m in STAGES])
+    assert "accuracy.png" in proc.stdout
+    bad = run("visualize.py", str(tmp_path / "nothing"), "--png-dir", str(tmp_path / "nothing" / "png"), check=False)
+    assert bad.returncode != 0 and "no finished job" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "nothing").exists()
+
+
+def fake_job(run_dir, method, seed, rows):
+    """A job file with the given accuracy rows (stage, [task accuracies]) over two tasks."""
+    os.makedirs(os.path.join(run_dir, "jobs"), exist_ok=True)
+    recs = [dict(stage=s, task_1=a[0], task_2=a[1], all=sum(a) / 2) for s, a in rows]
+    rec = dict(method=method, seed=seed, rows=recs + [dict(recs[-1], stage="final")],
+               stable_rank=[dict(stage=s, layer_1=1.0) for s, _ in rows], time=dict(total=1.0))
+    with open(os.path.join(run_dir, "jobs", f"{method}-seed{seed}.json"), "w") as f:
+        json.dump(rec, f)
+
+
+def test_summary_reports_the_sample_std_and_the_stated_metrics(tmp_path):
+    finals = {0: [60, 90], 1: [40, 80], 2: [70, 94]}
+    for seed, final in finals.items():
+        fake_job(tmp_path, "src", seed, [("init", [0, 0]), ("train_1", [99, 0]), ("sleep_1", [93, 5]),
+                                         ("train_2", [40, 97]), ("sleep_2", final)])
+    visualize.tables(str(tmp_path))
+    (row,) = read_csv(tmp_path / "summary.csv")
+    overall = [sum(f) / 2 for f in finals.values()]
+    assert row["n"] == "3" and float(row["all_mean"]) == pytest.approx(np.mean(overall), abs=1e-3)
+    assert float(row["all_std"]) == pytest.approx(np.std(overall, ddof=1), abs=1e-3)
+    bwt = [f[0] - 99 for f in finals.values()]               # against task 1 before its sleep
+    assert float(row["bwt_mean"]) == pytest.approx(np.mean(bwt), abs=1e-3)
+    assert float(row["forgetting_std"]) == pytest.approx(np.std(bwt, ddof=1), abs=1e-3)
+    assert "| src | 3 | **" + f"{np.mean(overall):.1f} ± {np.std(overall, ddof=1):.1f}**" in open(tmp_path / "summary.md").read()
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--lr", "-1"], "lr must be > 0"),
-    (["--methods", "src,ewc9"], "unknown method 'ewc9'"),
-    (["--beta", "1", "2"], "beta needs one positive value per layer"),
-    (["--plasticity", "1,0"], "plasticity needs one value >= 0 per layer"),
-    (["--dropout", "1.5"], "dropout must be in [0, 1)"),
-    (["--bogus"], "unrecognized arguments: --bogus"),
-    (["--preset", "nope"], "no sleep preset 'nope'"),
+    (["--seeds", "-1"], "--seeds must be whole numbers from 0 to 4294967295; got -1"),
+    (["--seeds", "abc"], "--seeds takes whole numbers; got abc"),
+    (["--seeds", "99999999999999999999"], "--seeds must be whole numbers from 0"),
+    (["--hidden", "0"], "--hidden needs one or more widths, each a whole number >= 1; got 0"),
+    (["--hidden", "0", "0"], "--hidden needs one or more widths"),
+    (["--dataset", "cifar"], "--dataset must be one of mnist, fashion-mnist; got 'cifar'"),
+    (["--classes-per-task", "0"], "--classes-per-task must divide the 10 classes of mnist; got 0"),
+    (["--classes-per-task", "3"], "--classes-per-task must divide"),
+    (["--mask-size", "100"], "--mask-size must be a whole number from 1 to the image side, 28; got 100"),
+    (["--workers", "0"], "--workers must be a whole number >= 1; got 0"),
+    (["--workers", "-1"], "--workers must be a whole number >= 1; got -1"),
+    (["--lr", "-1"], "--lr must be > 0"),
+    (["--inc", "-1"], "--inc must be >= 0; got -1"),
+    (["--decay", "2"], "--decay must be in [0, 1]"),
+    (["--methods", "src,ewc9"], "--methods: unknown method 'ewc9'"),
+    (["--beta", "1", "2"], "--beta needs one value per layer (3); got 2"),
+    (["--plasticity", "1,0"], "--plasticity needs one value per layer (3)"),
+    (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
+    (["--sleep-input", "noise"], "--sleep-input must be one of mean, class-means"),
+    (["--engine", "gpu"], "--engine must be one of auto, numba, torch"),
+    (["--device", "tpu"], "--device must be cpu, cuda, cuda:N or auto"),
+    (["--preset", "nope"], "--preset must be one of original"),
+    (["--config", "/no/such/config.json"], "--config /no/such/config.json: cannot read it"),
 ])
-def test_bad_configuration_is_a_clear_error(args, message):
-    proc = run("mnist_exp.py", *args, check=False)
-    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_bad_configuration_is_a_one_line_error(args, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        mnist_exp.parse_config(args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err, err
+    assert err.count("\n") == 1 and err.startswith("mnist_exp.py: error: ")
 
 
-def test_tune_smoke_saves_a_preset_and_resumes(tmp_path):
-    cmd = ["tune.py", "--quick", "--trials", "2", "--batch", "2", "--tune-seeds", "100", "--storage",
-           f"sqlite:///{tmp_path}/t.db", "--preset-dir", str(tmp_path), "--preset", "smoke"]
-    run(*cmd)
-    with open(tmp_path / "smoke.json") as f:
-        preset = json.load(f)["mnist"]
-    assert set(preset["constants"]) == {"rate", "inc", "dec", "beta", "alpha_scale", "sleep_input"}
-    assert len(preset["constants"]["beta"]) == 3 and preset["constants"]["sleep_input"] == "mean"
-    assert preset["tuning"]["trials"] == 2 and preset["tuning"]["seeds"] == [100]
-    assert 0 < preset["tuning"]["mean_final"] <= 100
-    again = run(*cmd)                                  # the study is stored: nothing left to do
-    assert "best of 2 trials" in again.stdout
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        mnist_exp.parse_config(["--device", "cuda"])
+    assert "--device cuda: this machine has no CUDA device" in capsys.readouterr().err
+
+
+def test_duplicates_are_merged_and_help_shows_real_defaults(capsys):
+    cfg = mnist_exp.parse_config(["--seeds", "7", "7", "3", "--methods", "src,src,sequential"])
+    assert cfg.seeds == (7, 3) and cfg.methods == ("src", "sequential")
+    with pytest.raises(SystemExit):
+        mnist_exp.parse_config(["--help"])
+    out = capsys.readouterr().out
+    assert "(default: None)" not in out and "(default: )" not in out and "(default: from --preset)" in out
+
+
+def test_quick_in_the_config_applies_the_quick_sizes_it_does_not_override():
+    cfg = mnist_exp.resolve(mnist_exp.Config(quick=True, epochs=3))
+    assert (cfg.n_per_task, cfg.sleep_steps, cfg.epochs) == (500, 1000, 3)
+
+
+@pytest.mark.parametrize("name, given, message", [
+    ("train-images-idx3-ubyte", "MNIST/raw", "is inside the dataset's folder; give the folder that holds MNIST/raw/"),
+    ("t10k-labels-idx1-ubyte", "", "t10k-labels-idx1-ubyte in"),
+])
+def test_data_problems_are_one_line_errors(tmp_path, name, given, message):
+    # a slip (--data-dir at the raw files) and a corrupt file, each with a file of the wrong content
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    (tmp_path / "MNIST" / "raw" / name).write_bytes(b"not mnist")
+    proc = run("mnist_exp.py", "--quick", "--data-dir", str(tmp_path / given), "--out", str(tmp_path / "runs"), check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def children(pid):
+    """Process ids whose parent is pid, still alive (zombies excluded), from /proc."""
+    found = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = open(stat).read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.split("/")[2]))
+    return found
+
+
+def alive(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_stopping_a_run_stops_its_workers(tmp_path, how):
+    proc = subprocess.Popen([sys.executable, "mnist_exp.py", "--quick", "--sleep-steps", "100000", "--seeds", "21", "22",
+                             "--workers", "2", "--methods", "src", "--out", str(tmp_path), "--no-figures", "--quiet"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, workers = time.time() + 60, []
+    while time.time() < deadline and len(workers) < 2:
+        time.sleep(0.2)
+        workers = children(proc.pid)
+    assert len(workers) == 2, "the two workers did not start"
+    time.sleep(2)
+    proc.send_signal(getattr(signal, how))
+    proc.wait(timeout=30)
+    deadline = time.time() + 20
+    while time.time() < deadline and any(alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(alive(w) for w in workers)
+    if how == "SIGTERM":
+        assert proc.returncode == 130 and "run the same command again to resume" in proc.stdout.read()
+
+
+def test_the_script_runs_cell_by_cell_in_a_kernel(tmp_path):
+    # Executed as a notebook, as Jupyter or VS Code's interactive window runs it, with the config cell edited
+    # as a user would: quick on, results under tmp_path. Every cell must run, the explore cells too.
+    jupytext = pytest.importorskip("jupytext")
+    nbclient = pytest.importorskip("nbclient")
+    nb = jupytext.read(os.path.join(ROOT, "mnist_exp.py"))
+    (cell,) = [c for c in nb.cells if "class Config" in c.source]
+    edited = cell.source.replace('quick: bool = arg(False', 'quick: bool = arg(True').replace(
+        'out: str = arg("runs"', f'out: str = arg({str(tmp_path)!r}')
+    assert edited.count(str(tmp_path)) == 1 and "arg(True" in edited
+    cell.source = edited
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": ROOT}}).execute()
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "after task 1:" in text and "after sleep 1:" in text and "final:" in text
+    (run_dir,) = glob.glob(str(tmp_path / "mnist-original-quick-*"))
+    assert len(read_csv(os.path.join(run_dir, "summary.csv"))) == 4
+    assert os.path.exists(os.path.join(run_dir, "png", "accuracy.png"))
+
+
+def file_hashes(folder):
+    return {p: open(p, "rb").read() for p in glob.glob(os.path.join(folder, "*"))}
+
+
+def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tmp_path):
+    presets = file_hashes(os.path.join(ROOT, "presets"))
+    cmd = ["tune.py", "--quick", "--trials", "2", "--batch", "2", "--tune-seeds", "100", "--out", str(tmp_path)]
+    proc = run(*cmd)
+    (best,) = glob.glob(str(tmp_path / "tune-src-mnist-*" / "best.json"))
+    result = json.load(open(best))
+    assert set(result["constants"]) == {"rate", "inc", "dec", "beta", "alpha_scale", "sleep_input"}
+    assert result["tuning"]["trials"] == 2 and result["tuning"]["seeds"] == [100] and 0 < result["tuning"]["mean_final"] <= 100
+    assert "best of 2 trials" in run(*cmd).stdout   # the study is stored: nothing left to do
+    assert file_hashes(os.path.join(ROOT, "presets")) == presets and "saved as preset" not in proc.stdout
+    refused = run(*cmd, "--save-preset", "smoke", check=False)
+    assert refused.returncode == 2 and "no --quick run saves one" in refused.stderr
+    assert run("tune.py", "--tune-seeds", "3", check=False).returncode == 2
+    # the same small budget without --quick may save, into the folder it is given
+    small = ["--train-limit", "3000", "--test-limit", "1000", "--n-per-task", "500", "--epochs", "1", "--sleep-steps", "500",
+             "--sleep-steps-increment", "100", "--probe-per-class", "20"]
+    run("tune.py", "--trials", "1", "--batch", "1", "--tune-seeds", "100", "--out", str(tmp_path), *small,
+        "--save-preset", "smoke", "--preset-dir", str(tmp_path / "presets"))
+    preset = json.load(open(tmp_path / "presets" / "smoke.json"))["mnist"]
+    assert len(preset["constants"]["beta"]) == 3 and preset["tuning"]["trials"] == 1

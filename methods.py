@@ -1,0 +1,199 @@
+"""The continual-learning methods and the one loop that runs them, from a seed's initial weights.
+
+A method is a declaration (`Method`): what it does around plain training of task after task, which of
+its stages are the same as other methods' (computed once per seed), and what it reads and keeps between
+tasks. `run_method` is the only loop; `train_task`, `sleep_task` and `evaluate` are its steps, and the
+experiment's interactive cells call them directly.
+"""
+import time
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+import analysis
+import data
+import models
+import src
+
+
+@dataclass(frozen=True)
+class Method:
+    restart: bool = False      # each task trains a fresh copy of the initial weights
+    merge: bool = False        # the copies are averaged element-wise at the end
+    joint: bool = False        # one training on all tasks at once
+    sleep: bool = False        # SRC's sleep after each task
+    penalty: str = ""          # "ewc" or "si": a quadratic pull towards the weights after the previous tasks
+    shared: tuple = ("init",)  # stages that are the same for every method declaring them: computed once per seed
+    keeps: str = ""            # what the method reads and keeps between tasks, besides the weights
+
+
+METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper bound
+    "sequential": Method(shared=("init", "train_1"), keeps="nothing"),
+    "ewc": Method(penalty="ewc", shared=("init", "train_1"),
+                  keeps="the weights after the last task and the summed Fisher information (2 x the weights)"),
+    # SI integrates its path already while training task 1, so that stage is its own
+    "si": Method(penalty="si", keeps="the weights after the last task and each weight's importance (2 x the weights)"),
+    "merging": Method(restart=True, merge=True, shared=("init", "train_1"),
+                      keeps="one trained copy of the network per task"),
+    "src": Method(sleep=True, shared=("init", "train_1"),
+                  keeps="nothing stored; each sleep reads every training image of the tasks seen so far "
+                        "(their mean image and the scale factors)"),
+    "parallel": Method(joint=True, keeps="trains once on every task's images together"),
+}
+
+
+# ---------------------------------------------------------------- data and initial weights
+def prepare(cfg):
+    """Device, tasks and data of a config, on the device: train and test images in [0, 1], flattened."""
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    train_x, train_y, test_x, test_y = data.load(cfg.dataset, cfg.data_dir)
+    n_classes = data.DATASETS[cfg.dataset]["classes"]
+    ctx = SimpleNamespace(device=device, dtype=getattr(torch, cfg.dtype), n_classes=n_classes,
+                          tasks=data.class_tasks(n_classes, cfg.classes_per_task),
+                          sizes=(train_x.shape[1], *cfg.hidden, n_classes))
+    train_x, train_y = train_x[:cfg.train_limit or None], train_y[:cfg.train_limit or None]
+    test_x, test_y = test_x[:cfg.test_limit or None], test_y[:cfg.test_limit or None]
+    ctx.train_x, ctx.train_y = train_x.to(device, ctx.dtype), train_y.to(device)
+    probe = analysis.probe_indices(test_y, cfg.probe_per_class, n_classes)
+    rest = np.setdiff1d(np.arange(len(test_y)), probe)
+    # evaluation data: the probe images (for the activation maps) first, then the rest of the test set
+    ctx.eval_chunks = [test_x[probe].to(device, ctx.dtype)] + list(test_x[rest].to(device, ctx.dtype).split(2000))
+    ctx.eval_y = torch.cat([test_y[probe], test_y[rest]]).to(device)
+    return ctx
+
+
+def initial_net(seed, cfg, ctx):
+    """The seed's initial weights: uniform in [-init_scale, init_scale], the same for every method."""
+    return models.init_net(ctx.sizes, cfg.init_scale, torch.Generator().manual_seed(seed), ctx.dtype, ctx.device)
+
+
+def generator(seed, phase, k, device="cpu"):
+    """The seed's random stream for one phase (training or sleep) of task k (k = 0: joint training).
+    Every method draws the same numbers in the same phase (common random numbers), so methods differ
+    only in what they do: sequential and SRC train task 1 identically, and their difference is the sleep."""
+    state = np.random.SeedSequence([seed, ("train", "sleep").index(phase), k]).generate_state(1)[0]
+    return torch.Generator(device=device).manual_seed(int(state))
+
+
+# ---------------------------------------------------------------- the steps of the loop
+@torch.no_grad()
+def evaluate(net, cfg, ctx, analyses=True):
+    """What the experiment records of a network: accuracy on each task and on all test images; with
+    analyses, the stable rank of each layer and the activations of the probe images (the first chunk of
+    the test pass)."""
+    probe_acts = models.forward(net, ctx.eval_chunks[0], cfg.dropout)
+    pred = torch.cat([probe_acts[-1].argmax(1)] + [models.predict(net, xb, cfg.dropout) for xb in ctx.eval_chunks[1:]])
+    per_task, overall = models.accuracy(pred, ctx.eval_y, ctx.tasks)
+    accuracy = dict(**{f"task_{k + 1}": a for k, a in enumerate(per_task)}, all=overall)
+    if not analyses:
+        return dict(accuracy=accuracy)
+    return dict(accuracy=accuracy,
+                stable_rank={f"layer_{l + 1}": analysis.stable_rank(w) for l, w in enumerate(net.W)},
+                acts=[a.cpu().numpy() for a in probe_acts])
+
+
+def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, progress=False, desc="train"):
+    """A copy of `start` trained on task k (k = 0: all tasks at once), with the seed's stream for task k.
+    The copy starts from `start`'s momentum buffers: they carry over from task to task, as in the original."""
+    net = start.clone()
+    classes = sum(ctx.tasks, ()) if k == 0 else ctx.tasks[k - 1]
+    idx = data.task_indices(ctx.train_y, classes, None if k == 0 else cfg.n_per_task)
+    models.train(net, ctx.train_x[idx], ctx.train_y[idx], epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                 momentum=cfg.momentum, dropout=cfg.dropout, n_classes=ctx.n_classes,
+                 generator=generator(seed, "train", k, ctx.device), penalty=penalty, path=path, progress=progress, desc=desc)
+    return net
+
+
+def sleep_steps(cfg, k):
+    """Length of the sleep after task k: T_k = sleep_steps + (k - 1) sleep_steps_increment."""
+    return cfg.sleep_steps + (k - 1) * cfg.sleep_steps_increment
+
+
+def sleep_task(nets, k, seed, cfg, ctx, progress=False, **constants):
+    """SRC's sleep after task k, on every training image of tasks 1..k (not only the n_per_task each task
+    trained on), for one network or a list of them (slept together by the batched engine; `constants`
+    may then give one value per network)."""
+    classes = sum(ctx.tasks[:k], ())
+    seen = data.task_indices(ctx.train_y, classes)
+    images = None if cfg.sleep_input == "mean" else \
+        torch.stack([ctx.train_x[ctx.train_y == c].mean(0) for c in classes])   # one mean image per class
+    kw = {**dict(rate=cfg.rate, inc=cfg.inc, dec=cfg.dec, beta=cfg.beta, alpha_scale=cfg.alpha_scale), **constants}
+    return src.sleep(nets, ctx.train_x[seen], sleep_steps(cfg, k), generator(seed, "sleep", k), dropout=cfg.dropout, dt=cfg.dt,
+                     mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold, w_inh=cfg.w_inh, dc=cfg.dc,
+                     refractory=cfg.refractory, plasticity=cfg.plasticity, norm_w=cfg.norm_w, gamma=cfg.gamma,
+                     images=images, engine=cfg.engine, progress=progress, **kw)
+
+
+# ---------------------------------------------------------------- the one loop
+def run_method(method, seed, cfg, ctx, shared, progress=False):
+    """Train (and sleep) one method from the seed's initial weights; returns its record and PCA maps.
+
+    shared: {stage: (net, evaluation)} of this seed and config. A stage that the method declares shared
+    (Method.shared) is taken from there when another method has computed it, and put there otherwise;
+    the random streams make a recomputation identical.
+    """
+    spec = METHODS[method]
+    rec = dict(method=method, seed=seed, rows=[], stable_rank=[], sleep=[], time=dict(train=0.0, sleep=0.0, eval=0.0))
+    acts = {}
+
+    def reach(stage, make, phase):
+        """The network after `stage`, made by make() unless shared; its evaluation is recorded."""
+        if stage in spec.shared and stage in shared:
+            net, entry = shared[stage]
+            net = net.clone()
+        else:
+            t = time.perf_counter()
+            net = make()
+            rec["time"][phase] += time.perf_counter() - t
+            t = time.perf_counter()
+            entry = evaluate(net, cfg, ctx)
+            rec["time"]["eval"] += time.perf_counter() - t
+            if stage in spec.shared:
+                shared[stage] = (net.clone(), entry)
+        rec["rows"].append(dict(stage=stage, **entry["accuracy"]))
+        rec["stable_rank"].append(dict(stage=stage, **entry["stable_rank"]))
+        acts[stage] = entry["acts"]
+        return net
+
+    def slept(net, k):
+        t = time.perf_counter()
+        net, info = sleep_task(net, k, seed, cfg, ctx, progress=progress)
+        steps = sleep_steps(cfg, k)
+        rec["sleep"].append(dict(task=k, steps=steps, seconds=time.perf_counter() - t, alpha=info["alpha"],
+                                 spikes_per_step=[sum(c) / steps for c in info["spikes"]]))
+        return net
+
+    init = reach("init", lambda: initial_net(seed, cfg, ctx), "train")
+    net, finished = init, []
+    omega, anchor = None, None  # EWC / SI: importance of each weight and the weights it is pulled towards
+    for k in [0] if spec.joint else range(1, len(ctx.tasks) + 1):
+        start = init if spec.restart else net
+        # gradients: EWC lambda F (W - W*) of lambda/2 sum F (W - W*)^2; SI 2 c Omega (W - W*) of c sum Omega (W - W*)^2
+        penalty = None if omega is None else (omega, anchor, cfg.ewc_lambda if spec.penalty == "ewc" else 2 * cfg.si_c)
+        path = [torch.zeros_like(w) for w in start.W] if spec.penalty == "si" else None
+        net = reach(f"train_{k or 'all'}", lambda: train_task(start, k, seed, cfg, ctx, penalty, path, progress,
+                                                                f"{method} s{seed} task {k}"), "train")
+        if spec.penalty == "ewc":   # online EWC: the Fisher information of every task so far, summed
+            idx = data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task)
+            new = models.fisher(net, ctx.train_x[idx], ctx.train_y[idx], cfg.dropout, ctx.n_classes)
+        elif spec.penalty == "si":  # SI: each weight's share of the loss decrease, over its squared change
+            new = [p / ((w - w0).square() + cfg.si_xi) for p, w, w0 in zip(path, net.W, start.W)]
+        if spec.penalty:
+            omega = new if omega is None else [o + n for o, n in zip(omega, new)]
+            anchor = [w.clone() for w in net.W]
+        if spec.sleep:
+            net = reach(f"sleep_{k}", lambda: slept(net, k), "sleep")
+        finished.append(net)
+    if spec.merge:
+        net = reach("merged", lambda: models.merge(finished), "train")
+    rec["rows"].append(dict(rec["rows"][-1], stage="final"))
+    # PCA maps: before and after each sleep share one basis per layer; every other stage has its own
+    groups = [[f"train_{k}", f"sleep_{k}"] for k in range(1, len(ctx.tasks) + 1)] if spec.sleep else \
+        [[s] for s in acts if s != "init"]
+    maps = {}
+    for group in groups:
+        maps.update(analysis.pca_maps({s: acts[s] for s in group}, cfg.pca_components))
+    return rec, maps
