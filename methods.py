@@ -65,9 +65,13 @@ def prepare(cfg):
     return ctx
 
 
-def initial_net(seed, cfg, ctx):
-    """The seed's initial weights: uniform in [-init_scale, init_scale], the same for every method."""
-    return models.init_net(ctx.sizes, cfg.init_scale, torch.Generator().manual_seed(seed), ctx.dtype, ctx.device)
+def initial_net(seed, cfg, ctx, copy=1):
+    """The seed's initial weights (cfg.init), the same for every method. copy k > 1: the initial weights of
+    merging's k-th copy when each copy has its own (merge_init "own"), from the seed's stream for copy k."""
+    gen = torch.Generator().manual_seed(seed if copy == 1 else
+                                        int(np.random.SeedSequence([seed, 2, copy]).generate_state(1)[0]))
+    return models.init_net(ctx.sizes, cfg.init_scale, gen, ctx.dtype, ctx.device, init=cfg.init,
+                           output=cfg.output.split("-")[0], inverted=cfg.inverted_dropout)
 
 
 def generator(seed, phase, k, device="cpu"):
@@ -97,8 +101,11 @@ def evaluate(net, cfg, ctx, analyses=True):
 
 def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, progress=False, desc="train"):
     """A copy of `start` trained on task k (k = 0: all tasks at once), with the seed's stream for task k.
-    The copy starts from `start`'s momentum buffers: they carry over from task to task, as in the original."""
+    The copy starts from `start`'s momentum buffers: they carry over from task to task, as in the original
+    (keep_momentum False: zero, as a fresh torch optimiser per task)."""
     net = start.clone()
+    if not cfg.keep_momentum:
+        net.vW = [torch.zeros_like(v) for v in net.vW]
     classes = sum(ctx.tasks, ()) if k == 0 else ctx.tasks[k - 1]
     idx = data.task_indices(ctx.train_y, classes, None if k == 0 else cfg.n_per_task)
     models.train(net, ctx.train_x[idx], ctx.train_y[idx], epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
@@ -113,30 +120,41 @@ def sleep_steps(cfg, k):
 
 
 def sleep_task(nets, k, seed, cfg, ctx, progress=False, **constants):
-    """SRC's sleep after task k, on every training image of tasks 1..k (not only the n_per_task each task
-    trained on), for one network or a list of them (slept together by the batched engine; `constants`
-    may then give one value per network)."""
+    """SRC's sleep after task k, for one network or a list of them (slept together by the batched engine;
+    `constants` may then give one value per network). What it reads:
+    - the scale factors: every training image of tasks 1..k (not only the n_per_task each task trained
+      on), unless cfg.alpha fixes them;
+    - the input: the mean of those images ('mean'), one mean image per class seen ('class-means'), or the
+      n_per_task training images of task k alone ('replica': means of a few random ones, masked)."""
     classes = sum(ctx.tasks[:k], ())
-    seen = data.task_indices(ctx.train_y, classes)
-    images = None if cfg.sleep_input == "mean" else \
-        torch.stack([ctx.train_x[ctx.train_y == c].mean(0) for c in classes])   # one mean image per class
+    seen = ctx.train_x[data.task_indices(ctx.train_y, classes)]
+    images, sample = None, None
+    if cfg.sleep_input == "class-means":
+        images = torch.stack([ctx.train_x[ctx.train_y == c].mean(0) for c in classes])
+    elif cfg.sleep_input == "replica":
+        sample = (ctx.train_x[data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task)],
+                  cfg.sleep_samples, cfg.sleep_mask_fraction)
     kw = {**dict(rate=cfg.rate, inc=cfg.inc, dec=cfg.dec, beta=cfg.beta, alpha_scale=cfg.alpha_scale), **constants}
-    return src.sleep(nets, ctx.train_x[seen], sleep_steps(cfg, k), generator(seed, "sleep", k), dropout=cfg.dropout, dt=cfg.dt,
+    return src.sleep(nets, seen, sleep_steps(cfg, k), generator(seed, "sleep", k), dropout=cfg.dropout, dt=cfg.dt,
                      mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold, w_inh=cfg.w_inh, dc=cfg.dc,
                      refractory=cfg.refractory, plasticity=cfg.plasticity, norm_w=cfg.norm_w, gamma=cfg.gamma,
-                     images=images, engine=cfg.engine, progress=progress, **kw)
+                     images=images, sample=sample, alpha=cfg.alpha or None, factor=cfg.plasticity_factor,
+                     engine=cfg.engine, progress=progress, **kw)
 
 
 # ---------------------------------------------------------------- the one loop
 def run_method(method, seed, cfg, ctx, shared, progress=False):
     """Train (and sleep) one method from the seed's initial weights; returns its record and PCA maps.
+    The record's rows are the method's stages; SRC also records, in rec["synthetic"], the accuracy of the
+    "synthetic" network of each task k: the weights before training task k plus the change of sleep k.
 
     shared: {stage: (net, evaluation)} of this seed and config. A stage that the method declares shared
     (Method.shared) is taken from there when another method has computed it, and put there otherwise;
     the random streams make a recomputation identical.
     """
     spec = METHODS[method]
-    rec = dict(method=method, seed=seed, rows=[], stable_rank=[], sleep=[], time=dict(train=0.0, sleep=0.0, eval=0.0))
+    rec = dict(method=method, seed=seed, rows=[], stable_rank=[], sleep=[], synthetic=[],
+               time=dict(train=0.0, sleep=0.0, eval=0.0))
     acts = {}
 
     def reach(stage, make, phase):
@@ -170,7 +188,9 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
     net, finished = init, []
     omega, anchor = None, None  # EWC / SI: importance of each weight and the weights it is pulled towards
     for k in [0] if spec.joint else range(1, len(ctx.tasks) + 1):
-        start = init if spec.restart else net
+        start = net
+        if spec.restart:
+            start = init if k == 1 or cfg.merge_init == "shared" else initial_net(seed, cfg, ctx, copy=k)
         # gradients: EWC lambda F (W - W*) of lambda/2 sum F (W - W*)^2; SI 2 c Omega (W - W*) of c sum Omega (W - W*)^2
         penalty = None if omega is None else (omega, anchor, cfg.ewc_lambda if spec.penalty == "ewc" else 2 * cfg.si_c)
         path = [torch.zeros_like(w) for w in start.W] if spec.penalty == "si" else None
@@ -185,7 +205,11 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
             omega = new if omega is None else [o + n for o, n in zip(omega, new)]
             anchor = [w.clone() for w in net.W]
         if spec.sleep:
+            trained = net
             net = reach(f"sleep_{k}", lambda: slept(net, k), "sleep")
+            # the earlier replica's diagnostic: the weights before this task's training plus the sleep's change
+            synthetic = net.with_weights([w0 + (w - w1) for w0, w, w1 in zip(start.W, net.W, trained.W)], net.vW)
+            rec["synthetic"].append(dict(stage=f"synthetic_{k}", **evaluate(synthetic, cfg, ctx, analyses=False)["accuracy"]))
         finished.append(net)
     if spec.merge:
         net = reach("merged", lambda: models.merge(finished), "train")

@@ -59,6 +59,8 @@ class Config:
     methods: tuple = arg(("sequential", "src", "merging", "parallel"), "methods to compare")
     seeds: tuple = arg((0,), "one run per seed; the seed sets the initial weights and all later randomness")
     dataset: str = arg("mnist", "mnist or fashion-mnist")
+    protocol: str = arg("original", "'original' (the authors' MATLAB, PROTOCOL.md) or 'replica' (the earlier Python "
+                                    "replica at 4d1755d: every field in PROTOCOLS['replica'] at once); single options override it")
     preset: str = arg("original", "named set of sleep constants (SLEEP_PRESETS); single constants below override it")
     out: str = arg("runs", "folder for run folders; a run folder is named by its config")
     data_dir: str = arg(data.DEFAULT_DATA_DIR, "where the datasets live (or set SRC_DATA_DIR)")
@@ -77,10 +79,18 @@ class Config:
     test_limit: int = arg(0, "use only the first n test images (0: all)")
     # network and training (DeepLearnToolbox fork of the original)
     hidden: tuple = arg((1200, 1200), "hidden layer widths")
-    init_scale: float = arg(0.01, "weights start uniform in [-init_scale, init_scale]")
+    init: str = arg("uniform", "'uniform': weights start uniform in [-init_scale, init_scale]; 'torch': PyTorch's "
+                               "default for a Linear layer without bias, uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)]")
+    init_scale: float = arg(0.01, "bound of the 'uniform' initialisation")
+    output: str = arg("relu-mse", "'relu-mse': ReLU output, half squared error, output error without the ReLU derivative "
+                                  "(the original); 'linear-ce': logits and softmax cross-entropy")
     dropout: float = arg(0.25, "fraction of hidden units dropped in training; evaluation scales by 1 - dropout")
+    inverted_dropout: bool = arg(False, "torch's inverted dropout: the training mask divided by 1 - dropout, "
+                                        "evaluation unscaled (same in expectation; changes the activations alpha sees)")
     lr: float = arg(0.1, "learning rate, per minibatch-mean gradient")
     momentum: float = arg(0.5, "v = momentum v + lr g; W -= v")
+    keep_momentum: bool = arg(True, "momentum buffers carry over from task to task (the original); "
+                                    "--no-keep-momentum: zero at each task, as a fresh torch optimiser")
     batch_size: int = arg(100, "images per minibatch")
     epochs: int = arg(2, "passes over each task's training set")
     dtype: str = arg("float32", "float32 (as the original) or float64")
@@ -89,15 +99,20 @@ class Config:
     sleep_steps_increment: int = arg(5000, "extra steps per later task: T_k = sleep_steps + (k-1) increment")
     dt: float = arg(0.001, "simulation time step (s)")
     mask_size: int = arg(11, "side of the square window of the mean image shown each step (MATLAB's 10 + 1)")
-    sleep_input: str = arg(None, "rate map of the sleep: 'mean' (the protocol: the mean of all images seen) or "
-                                 "'class-means' (each step, the mean image of one class seen, drawn at random)",
+    sleep_input: str = arg(None, "rate map of the sleep: 'mean' (the protocol: the mean of all images seen, through the "
+                                 "window), 'class-means' (each step, the mean image of one class seen, drawn at random) "
+                                 "or 'replica' (each step, the mean of sleep_samples random training images of the "
+                                 "current task times a random pixel mask)",
                           shown="from --preset")
+    sleep_samples: int = arg(10, "sleep input 'replica': images of the current task averaged per step")
+    sleep_mask_fraction: float = arg(0.25, "sleep input 'replica': fraction of pixels each step's mask keeps")
     # sleep: the genetic-search constants and the input; None takes them from the preset
     rate: float = arg(None, "input rate: a pixel of value p fires with probability 2 dt rate p", shown="from --preset")
     inc: float = arg(None, "potentiation: W += inc g(W) where pre and post fired", shown="from --preset")
     dec: float = arg(None, "depression: W -= dec g(W) where post fired and pre did not", shown="from --preset")
     beta: tuple = arg(None, "threshold multipliers, one per layer", shown="from --preset")
     alpha_scale: float = arg(None, "scale of the data-based factors alpha", shown="from --preset")
+    alpha: tuple = arg((), "fixed scale factors, one per layer, instead of the data-based ones (empty: data-based)")
     # sleep: switches of the original, off in the protocol
     decay: float = arg(0.999, "membrane decay per step")
     threshold: float = arg(1.0, "base firing threshold")
@@ -108,12 +123,16 @@ class Config:
     gamma: float = arg(1.0, "factor of that rescaling")
     plasticity: tuple = arg((1.0, 1.0, 1.0), "multiplier of inc and dec in each layer during sleep (0 freezes a layer: "
                                               "an ablation, not in the original)")
+    plasticity_factor: str = arg("original", "g(w) of the sleep's update: 'original' 2 sigmoid(-w / 0.001), or "
+                                             "'logistic' sigmoid(w) (the earlier replica)")
     engine: str = arg("auto", "sleep engine: numba (CPU), torch (any device) or auto")
     # the paper's other baselines; strengths: the best of a grid on tuning seeds 100, 101 (python tune.py
     # --method ewc / si), which is the weakest: in this class-incremental setting neither beats sequential
     ewc_lambda: float = arg(10.0, "EWC: strength of the penalty lambda/2 sum F (W - W*)^2 (online EWC, F summed over tasks)")
     si_c: float = arg(0.01, "SI: strength c of the penalty c sum Omega (W - W*)^2")
     si_xi: float = arg(0.1, "SI: damping xi in Omega += path / (change^2 + xi)")
+    merge_init: str = arg("shared", "merging: 'shared' initial weights for every copy, or 'own' (each its own, "
+                                    "as the replica at 4d1755d)")
     # analyses
     probe_per_class: int = arg(100, "test images per class in the PCA activation maps")
     pca_components: int = arg(10, "PCA components of the activation maps")
@@ -134,14 +153,24 @@ for _path in sorted(glob.glob(os.path.join(ROOT, "presets", "*.json"))):
     with open(_path) as _f:
         SLEEP_PRESETS[os.path.basename(_path)[:-5]] = {d: p["constants"] for d, p in json.load(_f).items()}
 
-# --quick: these sizes replace the fields that are left at their defaults
+# --protocol: every field that differs from the original, at once (single options given still win).
+# 'replica': the earlier Python replica (agbld/sleep-replay-consolidation-python) at commit 4d1755d.
+PROTOCOLS = {
+    "original": {},
+    "replica": dict(hidden=(4000, 4000), init="torch", output="linear-ce", inverted_dropout=True, lr=0.01,
+                    keep_momentum=False, plasticity_factor="logistic", inc=0.001, dec=0.0001, sleep_steps=400,
+                    sleep_steps_increment=133, sleep_input="replica", alpha=(14.983829, 253.17746, 7.770772),
+                    merge_init="own"),
+}
+
+# --quick: these sizes replace the fields not given
 QUICK = dict(train_limit=3000, test_limit=1000, n_per_task=500, epochs=1, sleep_steps=1000,
              sleep_steps_increment=500, probe_per_class=20)
 
 # Fields that say how to run, not what to compute: they stay out of the run folder's name and config.json.
 RUNTIME = {"methods", "seeds", "out", "data_dir", "device", "workers", "force", "quiet", "figures", "png_dir", "engine"}
 
-LISTS = dict(methods=str, seeds=int, hidden=int, beta=float, plasticity=float)   # options taking several values
+LISTS = dict(methods=str, seeds=int, hidden=int, beta=float, plasticity=float, alpha=float)   # options taking several values
 
 
 def fail(message):
@@ -159,8 +188,8 @@ def parse_config(argv=None):
         kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {f.metadata['shown']})")
         if isinstance(f.default, bool):
             kw["action"] = argparse.BooleanOptionalAction
-        elif f.name in LISTS:
-            kw.update(nargs="+", type=str)
+        elif f.name in LISTS:   # alpha may be given empty: data-based
+            kw.update(nargs="*" if f.default == () else "+", type=str)
         else:
             kw["type"] = (str if f.name == "sleep_input" else float) if f.default is None else type(f.default)
         p.add_argument("--" + f.name.replace("_", "-"), **kw)
@@ -182,15 +211,20 @@ def parse_config(argv=None):
                 given[name] = tuple(kind(s) for v in given[name] for s in v.split(",") if s)
             except ValueError:
                 fail(f"--{name} takes {'whole numbers' if kind is int else 'numbers'}; got {' '.join(given[name])}")
-    return resolve(Config(**{**base, **given}))
+    return resolve(Config(**{**base, **given}), given=set(base) | set(given))
 
 
-def resolve(cfg):
-    """Derived values (quick sizes, sleep constants from the preset, duplicates merged), then every check,
-    each failing with a one-line message that names the option."""
+def resolve(cfg, given=None):
+    """Derived values (the protocol's fields, quick sizes, sleep constants from the preset, duplicates
+    merged), then every check, each failing with a one-line message that names the option.
+    given: the fields set explicitly (on the command line); without it, those that differ from the defaults."""
     defaults = Config()
-    if cfg.quick:
-        cfg = dataclasses.replace(cfg, **{k: v for k, v in QUICK.items() if getattr(cfg, k) == getattr(defaults, k)})
+    if given is None:
+        given = {k for k in Config.__dataclass_fields__ if getattr(cfg, k) != getattr(defaults, k)}
+    if cfg.protocol not in PROTOCOLS:
+        fail(f"--protocol must be one of {', '.join(PROTOCOLS)}; got {cfg.protocol!r}")
+    profile = {**PROTOCOLS[cfg.protocol], **(QUICK if cfg.quick else {})}
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in profile.items() if k not in given})
     if cfg.dataset not in data.DATASETS:
         fail(f"--dataset must be one of {', '.join(data.DATASETS)}; got {cfg.dataset!r}")
     if cfg.preset not in SLEEP_PRESETS:
@@ -201,12 +235,12 @@ def resolve(cfg):
     cfg = dataclasses.replace(cfg, **filled)
     cfg = dataclasses.replace(cfg, methods=tuple(dict.fromkeys(cfg.methods)), seeds=tuple(dict.fromkeys(cfg.seeds)),
                               hidden=tuple(cfg.hidden), beta=tuple(float(b) for b in cfg.beta),
-                              plasticity=tuple(float(p) for p in cfg.plasticity))
+                              plasticity=tuple(float(p) for p in cfg.plasticity), alpha=tuple(float(a) for a in cfg.alpha))
     spec = data.DATASETS[cfg.dataset]
     n_layers = len(cfg.hidden) + 1
     problems = [f"--methods: unknown method {m!r} (choose from {', '.join(METHODS)})" for m in cfg.methods if m not in METHODS]
     whole = lambda v, low: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low
-    for name, low in [("workers", 1), ("batch_size", 1), ("epochs", 1), ("n_per_task", 1), ("sleep_steps", 1),
+    for name, low in [("workers", 1), ("batch_size", 1), ("epochs", 1), ("n_per_task", 1), ("sleep_steps", 1), ("sleep_samples", 1),
                       ("train_limit", 0), ("test_limit", 0), ("sleep_steps_increment", 0), ("refractory", 0),
                       ("probe_per_class", 1), ("pca_components", 1)]:
         if not whole(getattr(cfg, name), low):
@@ -215,6 +249,10 @@ def resolve(cfg):
         problems.append(f"--seeds must be whole numbers from 0 to {2 ** 32 - 1}; got {' '.join(map(str, cfg.seeds))}")
     if not cfg.hidden or not all(whole(h, 1) for h in cfg.hidden):
         problems.append(f"--hidden needs one or more widths, each a whole number >= 1; got {' '.join(map(str, cfg.hidden))}")
+    else:   # one value per layer (alpha may be empty: data-based)
+        problems += [f"--{name} needs one value per layer ({n_layers}); got {len(getattr(cfg, name))}"
+                     for name in ("beta", "plasticity", "alpha")
+                     if len(getattr(cfg, name)) != n_layers and (name != "alpha" or cfg.alpha)]
     if not whole(cfg.classes_per_task, 1) or spec["classes"] % cfg.classes_per_task:
         problems.append(f"--classes-per-task must divide the {spec['classes']} classes of {cfg.dataset}; got {cfg.classes_per_task}")
     if not whole(cfg.mask_size, 1) or cfg.mask_size > spec["side"]:
@@ -227,17 +265,17 @@ def resolve(cfg):
             problems.append(f"--{name.replace('_', '-')} must be >= 0; got {getattr(cfg, name)}")
     if not 0 <= cfg.dropout < 1:
         problems.append(f"--dropout must be in [0, 1); got {cfg.dropout}")
-    if len(cfg.beta) != n_layers:
-        problems.append(f"--beta needs one value per layer ({n_layers}); got {len(cfg.beta)}")
-    if len(cfg.plasticity) != n_layers:
-        problems.append(f"--plasticity needs one value per layer ({n_layers}); got {len(cfg.plasticity)}")
+    if not 0 < cfg.sleep_mask_fraction <= 1:
+        problems.append(f"--sleep-mask-fraction must be in (0, 1]; got {cfg.sleep_mask_fraction}")
     try:   # the sleep constants: src.CONSTANTS says what each may be
         src.check_constants(rate=cfg.rate, inc=cfg.inc, dec=cfg.dec, beta=cfg.beta, alpha_scale=cfg.alpha_scale,
                             dt=cfg.dt, decay=cfg.decay, threshold=cfg.threshold, w_inh=cfg.w_inh, dc=cfg.dc,
-                            plasticity=cfg.plasticity, gamma=cfg.gamma)
+                            plasticity=cfg.plasticity, gamma=cfg.gamma, **(dict(alpha=cfg.alpha) if cfg.alpha else {}))
     except ValueError as err:
         problems.append(f"--{str(err).replace('_', '-')}")
-    choices = dict(sleep_input=("mean", "class-means"), dtype=("float32", "float64"), engine=("auto", "numba", "torch"))
+    choices = dict(sleep_input=("mean", "class-means", "replica"), dtype=("float32", "float64"),
+                   engine=("auto", "numba", "torch"), init=("uniform", "torch"), output=("relu-mse", "linear-ce"),
+                   plasticity_factor=src.FACTORS, merge_init=("shared", "own"))
     problems += [f"--{k.replace('_', '-')} must be one of {', '.join(v)}; got {getattr(cfg, k)!r}"
                  for k, v in choices.items() if getattr(cfg, k) not in v]
     device = cfg.device.split(":")[0]
@@ -255,7 +293,8 @@ def resolve(cfg):
 def run_name(cfg):
     """Run folder name: dataset, preset and a hash of every field that changes the numbers."""
     digest = hashlib.sha1(json.dumps(folder_config(cfg), sort_keys=True).encode()).hexdigest()[:8]
-    return f"{cfg.dataset}-{cfg.preset}{'-quick' if cfg.quick else ''}-{digest}"
+    protocol = "" if cfg.protocol == "original" else f"-{cfg.protocol}"
+    return f"{cfg.dataset}{protocol}-{cfg.preset}{'-quick' if cfg.quick else ''}-{digest}"
 
 
 def folder_config(cfg):

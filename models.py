@@ -1,16 +1,22 @@
 """The bias-free ReLU MLP of the paper, trained as the authors' DeepLearnToolbox fork trains it.
 
-A network is a list of weight matrices W[l] of shape [out, in] (no biases) and
-their momentum buffers. The buffers belong to the network, as in the
-original: they carry over from task to task and across sleep.
+A network is a list of weight matrices W[l] of shape [out, in] (no biases),
+their momentum buffers, and two choices of architecture. The buffers belong to
+the network, as in the original: they carry over from task to task and across
+sleep.
 
-Two details of the original matter for SRC and are reproduced here:
+Two details of the original matter for SRC and are reproduced by default:
 - dropout is not inverted: training multiplies hidden activations by a 0/1
   mask, evaluation multiplies them by (1 - dropout); the sleep's scale factors
-  see the evaluation-mode activations;
-- the output is a ReLU, yet backpropagation treats it as linear: the output
-  error signal is (output - target) with no ReLU derivative.
+  see the evaluation-mode activations (inverted=True: torch's inverted dropout,
+  the mask divided by 1 - dropout in training and nothing in evaluation);
+- the output is a ReLU trained on half the squared error, yet backpropagation
+  treats it as linear: the output error signal is (output - target) with no
+  ReLU derivative (output="linear": logits trained with softmax cross-entropy,
+  whose error signal is softmax(output) - target).
 """
+import dataclasses
+import math
 import os
 from dataclasses import dataclass
 
@@ -25,46 +31,74 @@ from tqdm.auto import tqdm
 
 @dataclass
 class Net:
-    W: list   # weight matrices, [out, in]
-    vW: list  # momentum buffers, same shapes
+    W: list                 # weight matrices, [out, in]
+    vW: list                # momentum buffers, same shapes
+    output: str = "relu"    # "relu" (half squared error, the original) or "linear" (softmax cross-entropy)
+    inverted: bool = False  # inverted dropout (torch's) instead of the original's mask / x (1 - dropout)
 
     def clone(self):
-        return Net([w.clone() for w in self.W], [v.clone() for v in self.vW])
+        return self.with_weights([w.clone() for w in self.W], [v.clone() for v in self.vW])
+
+    def with_weights(self, W, vW):
+        """The same architecture with other weights and buffers."""
+        return dataclasses.replace(self, W=W, vW=vW)
 
 
-def init_net(sizes, init_scale, generator, dtype=torch.float32, device="cpu"):
-    """Weights uniform in [-init_scale, init_scale], momentum zero; sizes like (784, 1200, 1200, 10)."""
+def init_net(sizes, init_scale, generator, dtype=torch.float32, device="cpu", init="uniform", output="relu",
+             inverted=False):
+    """Momentum zero; sizes like (784, 1200, 1200, 10). Weights uniform in [-init_scale, init_scale]
+    (init "uniform", the original) or in [-1/sqrt(fan_in), 1/sqrt(fan_in)] (init "torch": the bound of
+    PyTorch's default initialisation of a Linear layer without bias)."""
     if len(sizes) < 2 or min(sizes) < 1:
         raise ValueError(f"sizes must list at least an input and an output width, all >= 1; got {sizes}")
-    W = [((torch.rand(n_out, n_in, generator=generator, dtype=dtype) - 0.5) * 2 * init_scale).to(device)
+    if init not in ("uniform", "torch") or output not in ("relu", "linear"):
+        raise ValueError(f"init must be 'uniform' or 'torch' and output 'relu' or 'linear'; got {init!r}, {output!r}")
+    bound = lambda n_in: init_scale if init == "uniform" else 1 / math.sqrt(n_in)
+    W = [((torch.rand(n_out, n_in, generator=generator, dtype=dtype) - 0.5) * 2 * bound(n_in)).to(device)
          for n_in, n_out in zip(sizes[:-1], sizes[1:])]
-    return Net(W, [torch.zeros_like(w) for w in W])
+    return Net(W, [torch.zeros_like(w) for w in W], output, inverted)
 
 
 def merge(nets):
     """Element-wise average of the weights of several networks (model merging)."""
-    return Net([torch.stack(ws).mean(0) for ws in zip(*(n.W for n in nets))],
-               [torch.zeros_like(w) for w in nets[0].W])
+    return nets[0].with_weights([torch.stack(ws).mean(0) for ws in zip(*(n.W for n in nets))],
+                                [torch.zeros_like(w) for w in nets[0].W])
 
 
 def forward(net, x, dropout, generator=None):
-    """Post-activations [a_1, ..., a_L] of every layer.
+    """Post-activations [a_1, ..., a_L] of every layer (the last: ReLU outputs, or logits for output "linear").
 
     With a generator: training mode, hidden activations multiplied by a 0/1
-    mask that keeps each unit with probability 1 - dropout. Without one:
-    evaluation mode, hidden activations multiplied by 1 - dropout.
+    mask that keeps each unit with probability 1 - dropout (inverted: and
+    divided by 1 - dropout). Without one: evaluation mode, hidden activations
+    multiplied by 1 - dropout (inverted: left as they are).
     """
     acts = []
     a = x
+    last = len(net.W) - 1
     for l, w in enumerate(net.W):
-        a = (a @ w.T).clamp_min_(0)
-        if l < len(net.W) - 1 and dropout > 0:
+        a = a @ w.T
+        if l < last or net.output == "relu":
+            a = a.clamp_min_(0)
+        if l < last and dropout > 0:
             if generator is None:
-                a = a * (1 - dropout)
+                a = a if net.inverted else a * (1 - dropout)
             else:   # the 0/1 mask, made in place as floats: rand > dropout
                 a = a.mul_(torch.rand(a.shape, generator=generator, dtype=a.dtype, device=a.device).gt_(dropout))
+                if net.inverted:
+                    a = a.div_(1 - dropout)
         acts.append(a)
     return acts
+
+
+def output_error(net, out, target):
+    """The error signal at the output and the loss: (out - target) and 1/2 sum (out - target)^2 for the
+    original's ReLU output (no ReLU derivative), softmax(out) - target and the cross-entropy for logits."""
+    if net.output == "relu":
+        d = out - target
+        return d, 0.5 * d.square().sum(1)
+    log_p = torch.log_softmax(out, 1)
+    return log_p.exp() - target, -(target * log_p).sum(1)
 
 
 def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, path=None):
@@ -75,12 +109,15 @@ def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, 
     (SI's path integral of -g dW).
     """
     acts = [x] + forward(net, x, dropout, generator)
-    d = acts[-1] - target                      # output treated as linear: no ReLU derivative here
+    d, loss = output_error(net, acts[-1], target)   # the original's ReLU output: no ReLU derivative here
     m = x.shape[0]
-    loss = 0.5 * d.square().sum() / m
+    loss = loss.sum() / m
+    inverted_scale = 1 / (1 - dropout) if net.inverted and dropout > 0 else None
     for l in reversed(range(len(net.W))):
         # ReLU derivative and dropout mask at once: acts[l] is 0 wherever either is
         d_below = (d @ net.W[l]).masked_fill_(acts[l] == 0, 0) if l > 0 else None
+        if d_below is not None and inverted_scale:
+            d_below.mul_(inverted_scale)
         v = net.vW[l]
         if path is None:   # v = momentum v + lr g with g = d^T a / m, in one BLAS call
             torch.addmm(v, d.T, acts[l], beta=momentum, alpha=lr / m, out=v)
@@ -125,11 +162,11 @@ def fisher(net, x, y, dropout, n_classes, chunk=1000):
     F = [torch.zeros_like(w) for w in net.W]
     for xb, yb in zip(x.split(chunk), y.split(chunk)):
         acts = [xb] + forward(net, xb, dropout)
-        d = acts[-1] - torch.nn.functional.one_hot(yb, n_classes).to(xb.dtype)
+        d, _ = output_error(net, acts[-1], torch.nn.functional.one_hot(yb, n_classes).to(xb.dtype))
         for l in reversed(range(len(net.W))):
             F[l] += d.square().T @ acts[l].square()
-            if l > 0:   # evaluation mode: a = (1 - dropout) relu(z), so da/dz = (1 - dropout) [z > 0]
-                d = (d @ net.W[l]) * (acts[l] > 0) * (1 - dropout)
+            if l > 0:   # evaluation mode: a = (1 - dropout) relu(z) (inverted: relu(z)), so da/dz = that factor [z > 0]
+                d = (d @ net.W[l]) * (acts[l] > 0) * (1 if net.inverted else 1 - dropout)
     return [f / len(x) for f in F]
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from models import Net, forward
+from models import forward
 
 # numba's own thread pool, not OpenMP: its OpenMP layer would share (and reset) torch's thread settings.
 numba.config.THREADING_LAYER = "workqueue"
@@ -32,23 +32,33 @@ numba.config.THREADING_LAYER = "workqueue"
 G_WIDTH = 0.001  # width of the plasticity sigmoid g(w), from sleepnn_old.m
 
 
-def g(w):
-    """g(w) = 2 (1 - 1 / (1 + exp(-w / 0.001))) = 2 sigmoid(-w / 0.001): ~2 for w < 0, ~0 for w > 0."""
-    return 2 * torch.sigmoid(-w / G_WIDTH)
+def g(w, factor="original"):
+    """The weight factor of the plasticity rule. "original" (sleepnn_old.m): g(w) = 2 (1 - 1 / (1 + exp(-w / 0.001)))
+    = 2 sigmoid(-w / 0.001), ~2 for w < 0 and ~0 for w > 0.01, a soft bound; "logistic" (the earlier Python
+    replica): sigmoid(w), ~0.5 near 0, no bound."""
+    return 2 * torch.sigmoid(-w / G_WIDTH) if factor == "original" else torch.sigmoid(w)
+
+
+FACTORS = ("original", "logistic")
 
 
 # ---------------------------------------------------------------- the sleep phase
 
 def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale, dropout, dt, mask_size,
           decay=0.999, threshold=1.0, w_inh=0.0, dc=0.0, refractory=0, plasticity=1.0, norm_w=False, gamma=1.0,
-          images=None, max_spikes=None, engine="auto", chunk=5000, progress=False):
+          images=None, sample=None, alpha=None, factor="original", max_spikes=None, engine="auto", chunk=5000,
+          progress=False):
     """One SRC sleep phase with sleep data `sleep_x`; returns (slept copy of the network, info).
 
     nets: one Net, or a list of B Nets slept at once by the batched engine (then returns two lists); for
     a list, rate, inc, dec and alpha_scale may be one value per network and beta one row per network.
     All networks see the same window positions and draws (one generator).
     sleep_x: the images the scale factors are computed on (the protocol: every training image seen).
-    images: the rate maps shown (see input_spikes); default the mean image of sleep_x, as the protocol.
+    images: the rate maps shown through the window (see input_spikes); default the mean image of sleep_x.
+    sample: (pool, n, keep) replaces the window input by the earlier Python replica's: each step, the mean
+    of n images drawn from pool, times a mask keeping each pixel with probability keep (sampled_input_spikes).
+    alpha: fixed scale factors, one per layer, instead of the data-based ones (then sleep_x is not read).
+    factor: the plasticity rule's weight factor, "original" or "logistic" (see g).
     info: the scale factors alpha, the spike counts of every neuron and whether the network stopped at
     max_spikes (see sleep_on_spikes).
     The momentum buffers are carried over unchanged, as in the original.
@@ -58,23 +68,30 @@ def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale,
     per_net = lambda v: np.array(np.broadcast_to(np.asarray(v, dtype=np.float64), (B,)))
     rate, inc, dec, alpha_scale = per_net(rate), per_net(inc), per_net(dec), per_net(alpha_scale)
     check_constants(steps=steps, rate=rate, dt=dt, alpha_scale=alpha_scale, gamma=gamma)
-    if len(sleep_x) == 0:
-        raise ValueError("sleep needs sleep data (the training images of the tasks seen so far); got none")
-    alpha = [scale_factors(net, sleep_x, dropout, a) for net, a in zip(batch, alpha_scale)]
-    images = sleep_x.mean(0) if images is None else images
+    if alpha is None:
+        if sleep_x is None or len(sleep_x) == 0:
+            raise ValueError("sleep needs sleep data (the training images of the tasks seen so far); got none")
+        alpha = [scale_factors(net, sleep_x, dropout, a) for net, a in zip(batch, alpha_scale)]
+    else:
+        alpha = [[float(a) for a in alpha]] * B
+    if sample is None:
+        images = sleep_x.mean(0) if images is None else images
+        make = lambda n: input_spikes(images, n, generator, rate=rate, dt=dt, mask_size=mask_size)
+    else:
+        pool, n_images, keep = sample
+        make = lambda n: sampled_input_spikes(pool, n, generator, rate=rate, dt=dt, n_images=n_images, keep=keep)
     W = [torch.stack(ws) for ws in zip(*(net.W for net in batch))]                       # [B, out, in]
-    chunks = (input_spikes(images, min(chunk, steps - s), generator, rate=rate, dt=dt, mask_size=mask_size)
-              for s in range(0, steps, chunk))
+    chunks = (make(min(chunk, steps - s)) for s in range(0, steps, chunk))
     W, counts = sleep_on_spikes(W, chunks, alpha, beta, inc=inc, dec=dec, decay=decay, threshold=threshold,
-                                w_inh=w_inh, dc=dc, refractory=refractory, plasticity=plasticity, max_spikes=max_spikes,
-                                engine=engine, progress=progress, total_steps=steps)
+                                w_inh=w_inh, dc=dc, refractory=refractory, plasticity=plasticity, factor=factor,
+                                max_spikes=max_spikes, engine=engine, progress=progress, total_steps=steps)
     fired = sum(c.sum(1) for c in counts[1:])
     slept, infos = [], []
     for b, net in enumerate(batch):
         Wb = [w[b].clone() for w in W]
         if norm_w:
             Wb = [renormalise(w, w0, gamma) for w, w0 in zip(Wb, net.W)]
-        slept.append(Net(Wb, [v.clone() for v in net.vW]))
+        slept.append(net.with_weights(Wb, [v.clone() for v in net.vW]))
         infos.append(dict(alpha=alpha[b], spikes=[c[b].tolist() for c in counts],
                           stopped=max_spikes is not None and fired[b].item() > max_spikes))
     return (slept, infos) if isinstance(nets, (list, tuple)) else (slept[0], infos[0])
@@ -146,6 +163,24 @@ def input_spikes(images, steps, generator, *, rate, dt, mask_size):
     return out[0] if torch.as_tensor(rate).ndim == 0 else out
 
 
+def sampled_input_spikes(pool, steps, generator, *, rate, dt, n_images, keep):
+    """The earlier Python replica's input, [steps, n_pixels] bool (or [B, steps, n_pixels] for B rates):
+    each step's rate map is the mean of n_images images drawn from pool (with replacement) times a mask
+    that keeps each pixel with probability keep; a pixel of value p then fires with probability 2 dt rate p,
+    as in input_spikes."""
+    pool = pool.reshape(len(pool), -1).cpu().double()
+    if len(pool) == 0 or n_images < 1 or not 0 < keep <= 1:
+        raise ValueError(f"the sampled input needs images, n_images >= 1 and keep in (0, 1]; got {len(pool)} "
+                         f"images, {n_images}, {keep}")
+    rates = torch.as_tensor(rate, dtype=torch.float64).reshape(-1, 1, 1)
+    which = torch.randint(len(pool), (steps, n_images), generator=generator)
+    p = sum(pool[which[:, i]] for i in range(n_images)) / n_images                 # [steps, n_pixels]
+    p = p * (torch.rand(p.shape, generator=generator, dtype=torch.float64) < keep)
+    u = 1 - torch.rand(p.shape, generator=generator, dtype=torch.float64)          # in (0, 1], as input_spikes
+    out = u * (1 / (dt * rates)) / 2 <= p
+    return out[0] if torch.as_tensor(rate).ndim == 0 else out
+
+
 # ---------------------------------------------------------------- the constants
 
 CONSTANTS = {   # what each sleep constant may be: (words for the error message, test on a float64 array)
@@ -206,8 +241,8 @@ def _check_weights(weights):
 
 
 def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999, threshold=1.0,
-                    w_inh=0.0, dc=0.0, refractory=0, plasticity=1.0, max_spikes=None, engine="auto",
-                    progress=False, total_steps=None):
+                    w_inh=0.0, dc=0.0, refractory=0, plasticity=1.0, factor="original", max_spikes=None,
+                    engine="auto", progress=False, total_steps=None):
     """Run the spiking sleep on a given input raster; the deterministic core of SRC.
 
     weights: list of [out, in] float tensors (or [B, out, in] for B independent networks).
@@ -223,6 +258,7 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     never applies it; 0 is the protocol).
     plasticity: multiplier of inc and dec in each layer (scalar or one per layer; 0 freezes a layer's
     weights, for ablations; 1 is the protocol).
+    factor: g's form, "original" (the protocol) or "logistic" (see g).
     max_spikes: a network whose neurons (all layers but the input) have fired more than this many spikes
     stops at the next step, its weights as they are (a cost bound for searches; None: no bound).
     Returns (new weights, spike counts): the inputs are left untouched; counts[l] holds the spikes of each
@@ -237,6 +273,8 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     plasticity = _as_batch(plasticity, 1, L, "plasticity", np.float64)[0]
     check_constants(alpha=alpha, beta=beta, inc=inc, dec=dec, plasticity=plasticity, decay=decay, threshold=threshold,
                     w_inh=w_inh, dc=dc, refractory=refractory)
+    if factor not in FACTORS:
+        raise ValueError(f"factor must be one of {', '.join(FACTORS)}; got {factor!r}")
     if engine == "auto":
         engine = "numba" if device.type == "cpu" else "torch"
     if engine not in ENGINES:
@@ -244,7 +282,8 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     if engine == "numba" and device.type != "cpu":
         raise ValueError("the numba engine runs on the CPU; use engine='torch' for weights on a GPU")
     run = ENGINES[engine](W, alpha, beta * threshold, inc[:, None] * plasticity, dec[:, None] * plasticity, decay=decay,
-                          w_inh=w_inh, dc=dc, refractory=int(refractory), budget=-1 if max_spikes is None else int(max_spikes))
+                          w_inh=w_inh, dc=dc, refractory=int(refractory), factor=factor,
+                          budget=-1 if max_spikes is None else int(max_spikes))
     sizes = [W[0].shape[2]] + [w.shape[1] for w in W]
     counts = [torch.zeros(B, n, dtype=torch.int64) for n in sizes]
     chunks = [input_spikes] if torch.is_tensor(input_spikes) else input_spikes
@@ -280,10 +319,11 @@ class TorchEngine:
     """The literal loop: every step, a dense matrix-vector product per layer; batched, on any device.
     steps() returns the spike counts of the chunk and, on a non-finite weight, (network, step, layer)."""
 
-    def __init__(self, W, alpha, thr, inc, dec, *, decay, w_inh, dc, refractory, budget):
+    def __init__(self, W, alpha, thr, inc, dec, *, decay, w_inh, dc, refractory, factor, budget):
         as_t = lambda a: torch.as_tensor(a, dtype=W[0].dtype, device=W[0].device)
         self.W, self.alpha, self.thr, self.inc, self.dec = W, as_t(alpha), as_t(thr), as_t(inc), as_t(dec)
         self.decay, self.w_inh, self.dc, self.refractory, self.budget = decay, w_inh, dc, refractory, budget
+        self.factor = factor
         self.v = [w.new_zeros(w.shape[:2]) for w in W]
         self.ref_end = [torch.full(w.shape[:2], -1, dtype=torch.int64, device=w.device) for w in W]
         self.spent = torch.zeros(W[0].shape[0], dtype=torch.int64, device=W[0].device)
@@ -307,7 +347,7 @@ class TorchEngine:
                 post = (v[l] >= self.thr[:, l, None]) & active                  # [B, n_out]
                 b, j = post.nonzero(as_tuple=True)
                 rows = w[b, j]                                                  # weights into the neurons that fired
-                gw = g(rows)
+                gw = g(rows, self.factor)
                 rows = rows + torch.where(pre[b] > 0, self.inc[b, l, None] * gw, -self.dec[b, l, None] * gw)
                 w[b, j] = rows
                 if not torch.isfinite(rows).all():
@@ -329,7 +369,7 @@ class NumbaEngine:
     are held transposed ([in, out], every layer flattened into one row per network) so that the impulse
     of one input spike is a contiguous row."""
 
-    def __init__(self, W, alpha, thr, inc, dec, *, decay, w_inh, dc, refractory, budget):
+    def __init__(self, W, alpha, thr, inc, dec, *, decay, w_inh, dc, refractory, factor, budget):
         dtype = np.float32 if W[0].dtype == torch.float32 else np.float64
         self.torch_dtype, B = W[0].dtype, W[0].shape[0]
         self.sizes = np.array([W[0].shape[2]] + [w.shape[1] for w in W], dtype=np.int64)
@@ -340,7 +380,8 @@ class NumbaEngine:
         self.ref_end = np.full((B, self.n_off[-1]), -1, np.int64)
         self.spent = np.zeros(B, np.int64)
         self.args = (alpha.astype(dtype), thr.astype(dtype), inc.astype(dtype), dec.astype(dtype),
-                     np.array([decay, G_WIDTH, 1, 2, 0], dtype), dtype(w_inh), dtype(dc), refractory, budget)
+                     np.array([decay, G_WIDTH, 1, 2, 0], dtype), dtype(w_inh), dtype(dc), refractory,
+                     factor == "logistic", budget)
 
     def steps(self, spikes, t0):
         B, T, n_in = spikes.shape
@@ -371,7 +412,7 @@ ENGINES = {"torch": TorchEngine, "numba": NumbaEngine}
 
 @numba.njit(cache=True, parallel=True)
 def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr, inc, dec, consts,
-                  w_inh, dc, refractory, budget, spent, counts, failure):
+                  w_inh, dc, refractory, logistic, budget, spent, counts, failure):
     """NumbaEngine's steps: WT[b] holds every layer's weights transposed ([in, out], flattened from
     w_off[l]); v, ref_end, counts are flattened per neuron from n_off[l]."""
     decay, width, one, two, zero = consts[0], consts[1], consts[2], consts[3], consts[4]
@@ -430,12 +471,19 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr,
                     j = post[k]
                     for i in range(n_in):
                         wi = w[i, j]
-                        z = wi / width
-                        if z > zero:                       # g(w) = 2 / (1 + exp(w / width)), without overflow
-                            e = np.exp(-z)
-                            gw = two * e / (one + e)
+                        if logistic:                       # g(w) = 1 / (1 + exp(-w)), without overflow
+                            if wi >= zero:
+                                gw = one / (one + np.exp(-wi))
+                            else:
+                                e = np.exp(wi)
+                                gw = e / (one + e)
                         else:
-                            gw = two / (one + np.exp(z))
+                            z = wi / width
+                            if z > zero:                   # g(w) = 2 / (1 + exp(w / width)), without overflow
+                                e = np.exp(-z)
+                                gw = two * e / (one + e)
+                            else:
+                                gw = two / (one + np.exp(z))
                         wi = wi + inc[b, l] * gw if fired[i] else wi - dec[b, l] * gw
                         w[i, j] = wi
                         if not np.isfinite(wi):

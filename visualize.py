@@ -4,7 +4,8 @@
     python visualize.py runs/mnist-original-1a2b3c4d            # tables into the run folder, figures into RUN_DIR/png
     python visualize.py RUN_DIR --png-dir png                    # figures into the repository's png/ (the README's)
 
-results.csv       accuracy on each task and on all test images, per method, seed and stage
+results.csv       accuracy on each task and on all test images, per method, seed and stage (for SRC also the
+                  synthetic_k networks: the weights before task k's training plus the change of sleep k)
 stable_rank.csv   stable rank of each layer, per method, seed and stage
 summary.csv, .md  per method: n seeds, mean ± sample std (ddof 1) of the final accuracies, ACC, BWT, forgetting
 accuracy.png      per-task and overall test accuracy after every stage, one panel per method (mean ± std over seeds)
@@ -42,21 +43,22 @@ def read_jobs(run_dir):
     return sorted(recs, key=lambda r: (order.get(r["method"], len(order)), r["method"], r["seed"]))
 
 
-def write_long_csv(path, recs, key, digits):
-    """One row per method, seed and stage of the records' `key` (rows or stable_rank)."""
-    cols = [c for c in recs[0][key][0] if c != "stage"]
+def write_long_csv(path, recs, rows_of, digits):
+    """One row per method, seed and stage, of the rows rows_of(record) gives."""
+    cols = [c for c in rows_of(recs[0])[0] if c != "stage"]
     with open(path, "w") as f:
         f.write(",".join(["method", "seed", "stage", *cols]) + "\n")
         for r in recs:
-            for row in r[key]:
+            for row in rows_of(r):
                 f.write(",".join([r["method"], str(r["seed"]), row["stage"]] + [f"{row[c]:.{digits}f}" for c in cols]) + "\n")
 
 
 def tables(run_dir):
     """Write results.csv, stable_rank.csv, summary.csv and summary.md from the job files; returns the summary."""
     recs = read_jobs(run_dir)
-    write_long_csv(os.path.join(run_dir, "results.csv"), recs, "rows", 2)
-    write_long_csv(os.path.join(run_dir, "stable_rank.csv"), recs, "stable_rank", 4)
+    # results.csv: the method's stages, then SRC's synthetic diagnostic (not a stage: no metric reads it)
+    write_long_csv(os.path.join(run_dir, "results.csv"), recs, lambda r: r["rows"] + r.get("synthetic", []), 2)
+    write_long_csv(os.path.join(run_dir, "stable_rank.csv"), recs, lambda r: r["stable_rank"], 4)
     cols = [k for k in recs[0]["rows"][0] if k.startswith("task_")]
     keys = cols + ["all", "acc", "bwt", "forgetting", "seconds"]
     summary = []
@@ -123,8 +125,13 @@ def plot_accuracy(table, cols, path):
     for ax in axes.flat[len(methods):]:
         ax.set_visible(False)
     for ax, method in zip(axes.flat, methods):
-        stages = list(table[method])
+        stages = [s for s in table[method] if not s.startswith("synthetic_")]
         runs = np.array([table[method][s] for s in stages]).transpose(1, 0, 2)   # [seed, stage, column]
+        synthetic = [s for s in table[method] if s.startswith("synthetic_")]
+        if synthetic:   # drawn at the sleep it belongs to
+            x = [stages.index(s.replace("synthetic_", "sleep_")) for s in synthetic]
+            ax.plot(x, [np.mean(table[method][s], 0)[-1] for s in synthetic], "x", color="grey", markersize=7,
+                    label="synthetic: before training + sleep's change (all classes)")
         for c, col in enumerate(cols):
             overall = col == "all"
             band(ax, range(len(stages)), runs[:, :, c], label="all classes" if overall else col.replace("task_", "task "),
@@ -135,7 +142,10 @@ def plot_accuracy(table, cols, path):
         ax.grid(alpha=0.3)
     for row in axes:
         row[0].set_ylabel("test accuracy (%)")
-    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+    legend = {}   # every line's label once, whichever panel has it
+    for ax in axes.flat:
+        legend.update({label: h for h, label in zip(*ax.get_legend_handles_labels())})
+    axes[0][-1].legend(legend.values(), legend.keys(), fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -68,3 +68,42 @@ def test_sizes_come_from_the_data(small):
     assert ctx.sizes == (ctx.train_x.shape[1], 1200, 1200, data.DATASETS["mnist"]["classes"]) == (784, 1200, 1200, 10)
     three = dataclasses.replace(cfg, hidden=(30, 20, 10))
     assert methods.prepare(three).sizes == (784, 30, 20, 10, 10)
+
+
+def test_synthetic_is_the_weights_before_training_plus_the_sleeps_change(small, monkeypatch):
+    cfg, ctx = small
+    seen, evaluate = [], methods.evaluate
+    monkeypatch.setattr(methods, "evaluate", lambda net, *a, **kw: seen.append(net) or evaluate(net, *a, **kw))
+    rec, _ = methods.run_method("src", 4, cfg, ctx, shared={})
+    # evaluated in order: init, then per task: train_k, sleep_k, synthetic_k
+    assert len(seen) == 1 + 3 * len(ctx.tasks) and [r["stage"] for r in rec["synthetic"]] == [f"synthetic_{k}" for k in range(1, 6)]
+    for k in range(len(ctx.tasks)):
+        before = seen[3 * k - 1] if k else seen[0]
+        trained, slept, synthetic = seen[3 * k + 1: 3 * k + 4]
+        for w0, w1, w2, ws in zip(before.W, trained.W, slept.W, synthetic.W):
+            torch.testing.assert_close(ws, w0 + (w2 - w1))
+
+
+def test_replica_factors_in_the_loop(small):
+    cfg, ctx = small
+    own = dataclasses.replace(cfg, merge_init="own", keep_momentum=False)
+    a, b = methods.initial_net(1, own, ctx), methods.initial_net(1, own, ctx, copy=2)
+    assert torch.equal(a.W[0], methods.initial_net(1, cfg, ctx).W[0]) and not torch.equal(a.W[0], b.W[0])
+    trained = methods.train_task(a, 1, 1, cfg, ctx)
+    again = methods.train_task(trained, 2, 1, own, ctx)          # fresh buffers: as training from zero momentum
+    zeroed = trained.clone()
+    zeroed.vW = [torch.zeros_like(v) for v in zeroed.vW]
+    assert all(torch.equal(u, v) for u, v in zip(again.W, methods.train_task(zeroed, 2, 1, cfg, ctx).W))
+    assert not all(torch.equal(u, v) for u, v in zip(again.W, methods.train_task(trained, 2, 1, cfg, ctx).W))
+
+
+def test_the_replica_protocol_sets_every_factor_and_single_options_win():
+    cfg = mnist_exp.parse_config(["--protocol", "replica"])
+    assert (cfg.hidden, cfg.init, cfg.output, cfg.lr, cfg.inverted_dropout, cfg.keep_momentum) == \
+        ((4000, 4000), "torch", "linear-ce", 0.01, True, False)
+    assert (cfg.plasticity_factor, cfg.inc, cfg.dec, cfg.sleep_steps, cfg.sleep_steps_increment, cfg.sleep_input) == \
+        ("logistic", 0.001, 0.0001, 400, 133, "replica")
+    assert cfg.alpha == (14.983829, 253.17746, 7.770772) and cfg.merge_init == "own" and cfg.rate == 239.515363
+    back = mnist_exp.parse_config(["--protocol", "replica", "--hidden", "1200", "1200", "--keep-momentum", "--alpha"])
+    assert back.hidden == (1200, 1200) and back.keep_momentum and back.alpha == () and back.init == "torch"
+    assert "-replica-" in mnist_exp.run_name(cfg) and "replica" not in mnist_exp.run_name(mnist_exp.parse_config([]))

@@ -171,3 +171,58 @@ def test_fisher_is_the_mean_squared_per_image_gradient():
             e += w.grad.square() / len(x)
     for f, e in zip(F, expected):
         torch.testing.assert_close(f, e)
+
+
+def test_torch_default_init_bound():
+    net = models.init_net((784, 400, 10), 0.01, gen(), init="torch")
+    for w, fan_in in zip(net.W, (784, 400)):
+        bound = 1 / np.sqrt(fan_in)
+        assert w.abs().max() <= bound and w.abs().max() > 0.99 * bound
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.25])
+def test_linear_output_cross_entropy_and_inverted_dropout_equal_autograd(dropout):
+    # The replica's training: logits, softmax cross-entropy averaged over the batch, torch's inverted dropout.
+    net = models.init_net((30, 40, 20, 10), 0.3, gen(), dtype=torch.float64, output="linear", inverted=True)
+    x, y = torch.rand(16, 30, generator=gen(1), dtype=torch.float64), torch.randint(10, (16,), generator=gen(2))
+    Ws = [w.clone().requires_grad_() for w in net.W]
+    g = gen(3)
+    a = x
+    for l, w in enumerate(Ws):
+        a = a @ w.T
+        if l < len(Ws) - 1:
+            a = a.clamp_min(0)
+            if dropout:
+                a = a * (torch.rand(a.shape, generator=g, dtype=a.dtype) > dropout) / (1 - dropout)
+    loss = torch.nn.functional.cross_entropy(a, y)
+    loss.backward()
+    target = torch.nn.functional.one_hot(y, 10).double()
+    reported = models.sgd_step(net, x, target, lr=1.0, momentum=0.0, dropout=dropout, generator=gen(3))
+    assert reported == pytest.approx(loss.item(), rel=1e-12)
+    for w, w0 in zip(net.W, Ws):
+        torch.testing.assert_close(w, w0.detach() - w0.grad)
+
+
+def test_inverted_dropout_leaves_evaluation_unscaled():
+    net, x = toy(), torch.tensor([[1.0, 0.5]], dtype=torch.float64)
+    net.inverted = True
+    h, out = models.forward(net, x, dropout=0.25)
+    assert h.tolist() == [[0.0, 1.0, 0.0]] and out.tolist() == [[2.0, 1.0]]
+    net.output = "linear"                       # logits: no ReLU at the output
+    net.W[1][1] = torch.tensor([-0.5, -1.0, 1.0], dtype=torch.float64)
+    assert models.forward(net, x, dropout=0.25)[1].tolist() == [[2.0, -1.0]]
+
+
+def test_fisher_of_logits_is_the_mean_squared_per_image_gradient():
+    net = models.init_net((6, 5, 4), 0.5, gen(), dtype=torch.float64, output="linear", inverted=True)
+    x, y = torch.rand(7, 6, generator=gen(1), dtype=torch.float64), torch.randint(4, (7,), generator=gen(2))
+    F = models.fisher(net, x, y, dropout=0.25, n_classes=4, chunk=3)
+    expected = [torch.zeros_like(w) for w in net.W]
+    for xi, yi in zip(x, y):                     # autograd, one image at a time, evaluation mode (inverted: unscaled)
+        Ws = [w.clone().requires_grad_() for w in net.W]
+        out = (xi @ Ws[0].T).clamp_min(0) @ Ws[1].T
+        torch.nn.functional.cross_entropy(out[None], yi[None]).backward()
+        for e, w in zip(expected, Ws):
+            e += w.grad.square() / len(x)
+    for f, e in zip(F, expected):
+        torch.testing.assert_close(f, e)

@@ -355,3 +355,64 @@ def test_spike_budget_stops_a_network_where_a_shorter_raster_would(engine):
             break
     assert all(torch.equal(a, b) for a, b in zip(stopped, prefix))
     assert [c.tolist() for c in sc[1:]] == [c.tolist() for c in pc[1:]]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_logistic_factor_by_hand(engine):
+    # The replica's rule: W += inc sigmoid(W) where pre fired, W -= dec sigmoid(W) where it did not.
+    # Neuron 0 fires (impulse 2 (0.6 + 0.1) = 1.4); neuron 1 does not (2 (0.2 + 0.1) = 0.6).
+    W = [torch.tensor([[0.6, 0.1, -0.4], [0.2, 0.1, 3.0]], dtype=torch.float64)]
+    new, counts = src.sleep_on_spikes(W, torch.tensor([[1, 1, 0]]), [2.0], [1.0], inc=INC, dec=DEC,
+                                      factor="logistic", engine=engine)
+    sig = lambda w: 1 / (1 + math.exp(-w))
+    np.testing.assert_allclose(new[0][0].numpy(), [0.6 + INC * sig(0.6), 0.1 + INC * sig(0.1), -0.4 - DEC * sig(-0.4)],
+                               rtol=1e-13)
+    assert new[0][1].tolist() == [0.2, 0.1, 3.0] and counts[1].tolist() == [1, 0]
+    # unlike g, no soft bound: a large positive weight still grows by about inc
+    big, _ = src.sleep_on_spikes([torch.tensor([[5.0]], dtype=torch.float64)], torch.tensor([[1]]), [1.0], [1.0],
+                                 inc=INC, dec=DEC, factor="logistic", engine=engine)
+    assert big[0].item() == pytest.approx(5 + INC * sig(5.0), rel=1e-14)
+    with pytest.raises(ValueError, match="factor must be one of original, logistic"):
+        src.sleep_on_spikes(W, torch.tensor([[1, 1, 0]]), [2.0], [1.0], inc=INC, dec=DEC, factor="tanh", engine=engine)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_engines_agree_with_the_logistic_factor(dtype):
+    W, spikes = random_case(7, steps=300)
+    W = [w.to(dtype) for w in W]
+    (wa, ca), (wb, cb) = [src.sleep_on_spikes(W, spikes, [1.3, 1.7, 2.1], [0.5, 0.6, 0.4], inc=INC, dec=DEC,
+                                              factor="logistic", engine=e) for e in ENGINES]
+    assert [c.tolist() for c in ca] == [c.tolist() for c in cb] and sum(c.sum().item() for c in ca[1:]) > 50
+    for a, b in zip(wa, wb):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-12 if dtype == torch.float64 else 2e-6)
+
+
+def test_sampled_input_fires_with_probability_keep_times_2_dt_rate_mean():
+    # Pool: images of constant value 0.2 and 0.8; each step the rate map is the mean of 4 drawn images
+    # times a mask keeping 30 % of the pixels, so a pixel fires with probability 0.3 * 2 dt rate * 0.5 on average.
+    pool = torch.cat([torch.full((5, 784), 0.2), torch.full((5, 784), 0.8)])
+    s = src.sampled_input_spikes(pool, 4000, torch.Generator().manual_seed(0), rate=239.515363, dt=0.001,
+                                 n_images=4, keep=0.3)
+    p = 0.3 * 2 * 0.001 * 239.515363 * 0.5
+    shown = s.numel()
+    assert s.shape == (4000, 784) and abs(s.float().mean().item() - p) < 4 * math.sqrt(p * (1 - p) / shown)
+    # the mean of the drawn images, not one image: with n_images 1 the per-step spike counts spread more
+    one = src.sampled_input_spikes(pool, 4000, torch.Generator().manual_seed(0), rate=239.515363, dt=0.001,
+                                   n_images=1, keep=0.3)
+    assert one.sum(1).float().std() > 1.5 * s.sum(1).float().std()
+    with pytest.raises(ValueError, match="keep in"):
+        src.sampled_input_spikes(pool, 10, torch.Generator(), rate=1.0, dt=0.001, n_images=1, keep=0.0)
+
+
+def test_fixed_alpha_reads_no_data():
+    gen = torch.Generator().manual_seed(0)
+    net = Net([torch.rand(20, 784, generator=gen) - 0.3, torch.rand(10, 20, generator=gen) - 0.3],
+              [torch.zeros(20, 784), torch.zeros(10, 20)])
+    pool = torch.rand(30, 784, generator=gen)
+    slept, info = src.sleep(net, None, 300, torch.Generator().manual_seed(1), rate=239.5, inc=INC, dec=DEC,
+                            beta=[0.5, 0.5], alpha_scale=1.0, dropout=0.25, dt=0.001, mask_size=11,
+                            sample=(pool, 10, 0.25), alpha=[2.0, 3.0], factor="logistic")
+    assert info["alpha"] == [2.0, 3.0] and sum(info["spikes"][1]) > 0 and not torch.equal(slept.W[0], net.W[0])
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        src.sleep(net, None, 10, torch.Generator(), rate=239.5, inc=INC, dec=DEC, beta=[0.5, 0.5], alpha_scale=1.0,
+                  dropout=0.25, dt=0.001, mask_size=11, sample=(pool, 10, 0.25), alpha=[2.0, -1.0])
