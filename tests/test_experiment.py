@@ -60,16 +60,18 @@ def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_ru
     rows = read_csv(os.path.join(run_dir, "results.csv"))
     assert list(rows[0]) == ["method", "seed", "stage", "task_1", "task_2", "task_3", "task_4", "task_5", "all"]
     for method, stages in STAGES.items():
-        mine = [r for r in rows if r["method"] == method]
+        mine = [r for r in rows if r["method"] == method and not r["stage"].startswith("synthetic_")]
         assert [r["stage"] for r in mine] == stages and {r["seed"] for r in mine} == {"3"}
         assert all(0 <= float(r[c]) <= 100 for r in mine for c in r if c.startswith("task_") or c == "all")
         assert mine[-1] == dict(mine[-2], stage="final")
     # a trained task is learned well above chance, even on the quick budget; methods share their first stages
+    # SRC's synthetic diagnostic follows its stages, one row per task
+    assert [r["stage"] for r in rows if r["stage"].startswith("synthetic_")] == [f"synthetic_{k}" for k in range(1, 6)]
     first = {m: next(r for r in rows if r["method"] == m and r["stage"] == "train_1") for m in ("sequential", "src", "ewc")}
     assert float(first["sequential"]["task_1"]) > 80
     assert dict(first["src"], method="") == dict(first["sequential"], method="") == dict(first["ewc"], method="")
     ranks = read_csv(os.path.join(run_dir, "stable_rank.csv"))
-    assert len(ranks) == len(rows) - len(STAGES) and all(float(r["layer_1"]) >= 1 for r in ranks)
+    assert len(ranks) == len(rows) - len(STAGES) - 5 and all(float(r["layer_1"]) >= 1 for r in ranks)
     with open(os.path.join(run_dir, "config.json")) as f:
         config = json.load(f)
     assert config["lr"] == 0.1 and config["quick"] is True and config["n_per_task"] == 500
@@ -279,14 +281,15 @@ def test_the_script_runs_cell_by_cell_in_a_kernel(tmp_path):
     nb = jupytext.read(os.path.join(ROOT, "mnist_exp.py"))
     (cell,) = [c for c in nb.cells if "class Config" in c.source]
     edited = cell.source.replace('quick: bool = arg(False', 'quick: bool = arg(True').replace(
-        'out: str = arg("runs"', f'out: str = arg({str(tmp_path)!r}')
-    assert edited.count(str(tmp_path)) == 1 and "arg(True" in edited
+        'out: str = arg("runs"', f'out: str = arg({str(tmp_path)!r}').replace(
+        'methods: tuple = arg(("sequential", "src", "merging", "parallel")', 'methods: tuple = arg(("sequential", "src")')
+    assert edited.count(str(tmp_path)) == 1 and "arg(True" in edited and 'arg(("sequential", "src")' in edited
     cell.source = edited
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": ROOT}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "after task 1:" in text and "after sleep 1:" in text and "final:" in text
     (run_dir,) = glob.glob(str(tmp_path / "mnist-original-quick-*"))
-    assert len(read_csv(os.path.join(run_dir, "summary.csv"))) == 4
+    assert [r["method"] for r in read_csv(os.path.join(run_dir, "summary.csv"))] == ["sequential", "src"]
     assert os.path.exists(os.path.join(run_dir, "png", "accuracy.png"))
 
 

@@ -54,13 +54,11 @@ def test_shared_stages_are_declared_and_identical(small):
     shared = {}
     seq, _ = methods.run_method("sequential", 2, cfg, ctx, shared)
     assert set(shared) == {"init", "train_1"}
-    si, _ = methods.run_method("si", 2, cfg, ctx, shared)          # SI declares only init: it retrains task 1
+    # SI declares only init: it trains task 1 again, and gets what sequential put in `shared`
+    si, _ = methods.run_method("si", 2, cfg, ctx, shared)
     assert seq["rows"][1] == si["rows"][1] and si["time"]["train"] > 0
     merging, _ = methods.run_method("merging", 2, cfg, ctx, shared)
-    assert [r["stage"] for r in merging["rows"]][-2:] == ["merged", "final"]
-    # a stage taken from another method is the same as computing it again
-    alone, _ = methods.run_method("merging", 2, cfg, ctx, {})
-    assert alone["rows"] == merging["rows"]
+    assert [r["stage"] for r in merging["rows"]][-2:] == ["merged", "final"] and merging["rows"][1] == seq["rows"][1]
 
 
 def test_sizes_come_from_the_data(small):

@@ -1,0 +1,136 @@
+# %%
+"""The bridge from the original protocol to the earlier Python replica's, one factor (or group) at a time.
+
+Each row switches one factor of the original protocol to the replica's value, or one factor of the
+replica protocol (--protocol replica) back to the original's, and runs SRC on five seeds (with
+sequential and parallel training where the factor changes training). The table and the figure say which
+factors carry the difference between the two protocols' SRC accuracies: a factor carries it when
+switching it alone moves the five-seed mean by more than twice the standard error of that difference.
+
+    python bridge.py --run                       # run every row that is not finished yet (hours on 2 cores)
+    python bridge.py                             # the table and figure from the finished rows: runs/bridge/
+    python bridge.py --png-dir png               # the figure the README shows
+
+Rows are ordinary run folders of mnist_exp.py: a row's command is printed with it.
+"""
+import argparse
+import csv
+import os
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+import mnist_exp
+
+# %% The factors: name, what changes (original -> replica), options towards the replica, options back, whether
+# training changes. Two groups hold factors that only make sense together: the replica's inc/dec are sized
+# for its logistic factor (about 0.5 everywhere, where g is about 2 or 0), and inverted dropout and a fresh
+# optimiser per task are what one torch training loop per task does.
+FACTORS = [
+    ("width", "hidden layers 1200 -> 4000", ["--hidden", "4000", "4000"], ["--hidden", "1200", "1200"], True),
+    ("init", "uniform +-0.01 -> torch default +-1/sqrt(fan_in)", ["--init", "torch"], ["--init", "uniform"], True),
+    ("output and loss", "ReLU + half squared error -> logits + cross-entropy", ["--output", "linear-ce"],
+     ["--output", "relu-mse"], True),
+    ("learning rate", "0.1 -> 0.01", ["--lr", "0.01"], ["--lr", "0.1"], True),
+    ("torch training loop", "dropout inverted, momentum reset per task", ["--inverted-dropout", "--no-keep-momentum"],
+     ["--no-inverted-dropout", "--keep-momentum"], True),
+    ("plasticity rule", "g(w), inc/dec 0.032/0.0033 -> sigmoid(w), 0.001/0.0001",
+     ["--plasticity-factor", "logistic", "--inc", "0.001", "--dec", "0.0001"],
+     ["--plasticity-factor", "original", "--inc", "0.032064", "--dec", "0.003344"], False),
+    ("sleep length", "15000 + 5000(k-1) -> 400 + 133(k-1) steps", ["--sleep-steps", "400", "--sleep-steps-increment", "133"],
+     ["--sleep-steps", "15000", "--sleep-steps-increment", "5000"], False),
+    ("sleep input", "window of the seen tasks' mean -> masked means of current-task images", ["--sleep-input", "replica"],
+     ["--sleep-input", "mean"], False),
+    ("scale factors", "data-based -> fixed", ["--alpha", "14.983829", "253.17746", "7.770772"], ["--alpha"], False),
+]
+SEEDS = ["0", "1", "2", "3", "4"]
+
+
+def rows():
+    """(side, label, options, methods) of every row: the two protocols, then each factor from each side."""
+    out = [("original", "original protocol", [], "sequential,src,parallel"),
+           ("replica", "replica protocol", ["--protocol", "replica"], "sequential,src,parallel")]
+    for name, change, there, back, training in FACTORS:
+        methods = "sequential,src,parallel" if training else "src"
+        out.append(("original", f"original with the replica's {name} ({change})", there, methods))
+        out.append(("replica", f"replica with the original's {name}", ["--protocol", "replica", *back], methods))
+    return out
+
+
+def summary(options):
+    """{method: (mean, std, n)} of a row's run folder (empty if it has not run), and the folder."""
+    cfg = mnist_exp.parse_config(options)
+    folder = os.path.join(cfg.out, mnist_exp.run_name(cfg))
+    path = os.path.join(folder, "summary.csv")
+    if not os.path.exists(path):
+        return {}, folder
+    with open(path) as f:
+        return {r["method"]: (float(r["all_mean"]), float(r["all_std"]), int(r["n"])) for r in csv.DictReader(f)}, folder
+
+
+# %% Run the rows that are not finished
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", action="store_true", help="run the rows first (finished jobs are skipped)")
+    p.add_argument("--workers", default="2", help="processes per row (default: 2)")
+    p.add_argument("--out", default=os.path.join("runs", "bridge"), help="where the table and figure go")
+    p.add_argument("--png-dir", default="", help="where the figure goes (default: --out)")
+    args = p.parse_args()
+    if args.run:
+        for _, label, options, methods in rows():
+            print(f"== {label}", flush=True)
+            cmd = [sys.executable, os.path.join(mnist_exp.ROOT, "mnist_exp.py"), *options, "--methods", methods,
+                   "--seeds", *SEEDS, "--workers", args.workers, "--quiet", "--no-figures"]
+            subprocess.run(cmd, check=True)
+
+# %% The table: SRC per row against its side's protocol, with sequential and parallel where training changes
+if __name__ == "__main__":
+    table, base = [], {}
+    for side, label, options, methods in rows():
+        got, folder = summary(options)
+        if label.endswith("protocol"):
+            base[side] = got.get("src")
+        table.append((side, label, options, got, folder))
+    fmt = lambda v: "not run" if v is None else f"{v[0]:.1f} ± {v[1]:.1f} (n={v[2]})" if v[2] > 1 else f"{v[0]:.1f} (n=1)"
+    lines = ["| row | SRC final, all classes (%) | change vs its protocol | 2 SE | carries? | sequential | parallel | options |",
+             "|---|---|---|---|---|---|---|---|"]
+    for side, label, options, got, _ in table:
+        src, ref = got.get("src"), base.get(side)
+        delta = se2 = carries = ""
+        if src and ref and not label.endswith("protocol") and src[2] > 1 and ref[2] > 1:
+            d = src[0] - ref[0]
+            se = np.sqrt(src[1] ** 2 / src[2] + ref[1] ** 2 / ref[2])
+            delta, se2, carries = f"{d:+.1f}", f"{2 * se:.1f}", "**yes**" if abs(d) > 2 * se else "no"
+        other = [fmt(got.get(m)) if m in got else "" for m in ("sequential", "parallel")]
+        lines.append(f"| {label} | {fmt(src)} | {delta} | {se2} | {carries} | {other[0]} | {other[1]} | "
+                     f"`{' '.join(options) or '(defaults)'}` |")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "bridge.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+# %% The figure: SRC final accuracy per row, mean ± sample std, each side against its protocol
+if __name__ == "__main__":
+    shown = [(side, label, got["src"]) for side, label, _, got, _ in table if "src" in got]
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(shown) + 1.2))
+    for i, (side, label, (mean, std, n)) in enumerate(shown):
+        ax.errorbar(mean, i, xerr=std if n > 1 else None, fmt="o", color="tab:blue" if side == "original" else "tab:orange",
+                    capsize=3, markersize=5)
+    for side, color in (("original", "tab:blue"), ("replica", "tab:orange")):
+        if base.get(side):
+            ax.axvline(base[side][0], color=color, linestyle="--", linewidth=1, label=f"{side} protocol")
+    ax.set_yticks(range(len(shown)), [label for _, label, _ in shown], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("SRC final accuracy, all 10 classes (%), mean ± sample std over seeds")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    png_dir = args.png_dir or args.out
+    os.makedirs(png_dir, exist_ok=True)
+    fig.savefig(os.path.join(png_dir, "bridge.png"), dpi=110)
+    print(f"table in {os.path.join(args.out, 'bridge.md')}, figure in {os.path.join(png_dir, 'bridge.png')}")
