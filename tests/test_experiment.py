@@ -317,3 +317,23 @@ def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tm
         "--save-preset", "smoke", "--preset-dir", str(tmp_path / "presets"))
     preset = json.load(open(tmp_path / "presets" / "smoke.json"))["mnist"]
     assert len(preset["constants"]["beta"]) == 3 and preset["tuning"]["trials"] == 1
+
+
+def test_bridge_table_marks_a_factor_that_moves_the_mean_by_more_than_two_standard_errors(tmp_path):
+    # Fake summaries for the original protocol and two of its rows, in a runs/ folder under tmp_path.
+    def fake(options, mean, std, n=5):
+        folder = tmp_path / "runs" / mnist_exp.run_name(mnist_exp.parse_config(options))
+        folder.mkdir(parents=True)
+        (folder / "summary.csv").write_text(f"method,n,all_mean,all_std\nsrc,{n},{mean},{std}\n")
+    fake([], 45.0, 6.1)
+    fake(["--sleep-input", "replica"], 60.0, 3.0)                       # +15, 2 SE = 2 sqrt(6.1^2/5 + 3^2/5) = 6.1
+    fake(["--sleep-steps", "400", "--sleep-steps-increment", "133"], 47.0, 4.0)   # +2 < 2 SE = 6.5
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bridge.py"), "--out", str(tmp_path / "out")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (tmp_path / "out" / "bridge.md").read_text().splitlines()[2:]}
+    row = next(v for k, v in table.items() if k.startswith("original with the replica's sleep input"))
+    assert row[1:5] == ["60.0 ± 3.0 (n=5)", "+15.0", f"{2 * np.sqrt(6.1 ** 2 / 5 + 9 / 5):.1f}", "**yes**"]
+    row = next(v for k, v in table.items() if k.startswith("original with the replica's sleep length"))
+    assert row[2:5] == ["+2.0", f"{2 * np.sqrt(6.1 ** 2 / 5 + 16 / 5):.1f}", "no"]
+    assert table["replica protocol"][1] == "not run" and (tmp_path / "out" / "bridge.png").stat().st_size > 5000
