@@ -42,6 +42,8 @@ def pca_maps(acts, n_components=10):
             maps = blocks
         elif not all(np.isfinite(b).all() for b in blocks):   # a diverged network: nothing to map
             maps = [np.full((len(b), n_components), np.nan, np.float32) for b in blocks]
+        elif all(np.ptp(b, axis=0).max() == 0 for b in blocks) and np.ptp(np.concatenate(blocks), axis=0).max() == 0:
+            maps = [np.zeros((len(b), n_components), np.float32) for b in blocks]   # a silent layer: no direction
         else:
             # ARPACK finds the leading components only: exact, and 10x faster than a full SVD of 1200 units
             stacked = np.concatenate(blocks)

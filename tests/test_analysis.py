@@ -67,3 +67,10 @@ def test_mean_std_is_the_sample_std():
     d = np.array([43.5, 38.2, 40.7, 52.9, 49.6]) - 44.98
     assert std == pytest.approx(np.sqrt((d ** 2).sum() / 4))     # n - 1 = 4 in the denominator
     assert np.isnan(analysis.mean_std([7.0])[1])
+
+
+def test_a_silent_layer_maps_to_zeros():
+    # a layer whose activations are all equal (a network that went silent) maps to zeros, not an ARPACK error
+    silent = {"train_1": [np.zeros((40, 50)), np.ones((40, 10))], "sleep_1": [np.zeros((40, 50)), np.ones((40, 10))]}
+    maps = analysis.pca_maps(silent, n_components=5)
+    assert (maps["sleep_1"][0] == 0).all() and maps["sleep_1"][0].shape == (40, 5)
