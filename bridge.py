@@ -63,14 +63,15 @@ def rows():
 
 
 def summary(options):
-    """{method: (mean, std, n)} of a row's run folder (empty if it has not run), and the folder."""
+    """{method: (mean, std, n, diverged)} of a row's run folder (empty if it has not run), and the folder."""
     cfg = mnist_exp.parse_config(options)
     folder = os.path.join(cfg.out, mnist_exp.run_name(cfg))
     path = os.path.join(folder, "summary.csv")
     if not os.path.exists(path):
         return {}, folder
     with open(path) as f:
-        return {r["method"]: (float(r["all_mean"]), float(r["all_std"]), int(r["n"])) for r in csv.DictReader(f)}, folder
+        return {r["method"]: (float(r["all_mean"]), float(r["all_std"]), int(r["n"]), int(r.get("diverged") or 0))
+                for r in csv.DictReader(f)}, folder
 
 
 # %% Run the rows that are not finished
@@ -96,7 +97,8 @@ if __name__ == "__main__":
         if label.endswith("protocol"):
             base[side] = got.get("src")
         table.append((side, label, options, got, folder))
-    fmt = lambda v: "not run" if v is None else f"{v[0]:.1f} ± {v[1]:.1f} (n={v[2]})" if v[2] > 1 else f"{v[0]:.1f} (n=1)"
+    fmt = lambda v: "not run" if v is None else (f"{v[0]:.1f} ± {v[1]:.1f} (n={v[2]}" if v[2] > 1 else f"{v[0]:.1f} (n=1") + \
+        (f", {v[3]} diverged)" if v[3] else ")")
     lines = ["| row | SRC final, all classes (%) | change vs its protocol | 2 SE | carries? | sequential | parallel | options |",
              "|---|---|---|---|---|---|---|---|"]
     for side, label, options, got, _ in table:
@@ -118,7 +120,7 @@ if __name__ == "__main__":
 if __name__ == "__main__":
     shown = [(side, label, got["src"]) for side, label, _, got, _ in table if "src" in got]
     fig, ax = plt.subplots(figsize=(9, 0.32 * len(shown) + 1.2))
-    for i, (side, label, (mean, std, n)) in enumerate(shown):
+    for i, (side, label, (mean, std, n, _)) in enumerate(shown):
         ax.errorbar(mean, i, xerr=std if n > 1 else None, fmt="o", color="tab:blue" if side == "original" else "tab:orange",
                     capsize=3, markersize=5)
     for side, color in (("original", "tab:blue"), ("replica", "tab:orange")):

@@ -177,6 +177,9 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
         return net
 
     def slept(net, k):
+        if not all(torch.isfinite(w).all() for w in net.W):   # training diverged: no scale factors, no sleep;
+            rec.setdefault("diverged", f"train_{k}")            # the broken network goes on and is scored as it is
+            return net.clone()
         t = time.perf_counter()
         net, info = sleep_task(net, k, seed, cfg, ctx, progress=progress)
         steps = sleep_steps(cfg, k)

@@ -70,12 +70,13 @@ def tables(run_dir):
         values.update({m: [x[m] for x in metrics] for m in ("acc", "bwt", "forgetting")})
         values["seconds"] = [r["time"]["total"] for r in group]
         summary.append(dict(method=method, seeds=[r["seed"] for r in group], finals=values["all"],
+                            diverged=sum("diverged" in r for r in group),
                             **{k: analysis.mean_std(v) for k, v in values.items()}))
     fmt = lambda v: "n/a" if np.isnan(v[0]) else f"{v[0]:.1f}" + ("" if np.isnan(v[1]) else f" ± {v[1]:.1f}")
     with open(os.path.join(run_dir, "summary.csv"), "w") as f:
-        f.write("method,n,seeds," + ",".join(f"{k}_mean,{k}_std" for k in keys) + "\n")
+        f.write("method,n,seeds,diverged," + ",".join(f"{k}_mean,{k}_std" for k in keys) + "\n")
         for row in summary:
-            f.write(f"{row['method']},{len(row['seeds'])},{' '.join(map(str, row['seeds']))},"
+            f.write(f"{row['method']},{len(row['seeds'])},{' '.join(map(str, row['seeds']))},{row['diverged']},"
                     + ",".join(f"{row[k][0]:.3f},{row[k][1]:.3f}" for k in keys) + "\n")
     with open(os.path.join(run_dir, "summary.md"), "w") as f:
         f.write("Mean ± sample standard deviation (ddof 1) over the n seeds; ACC, BWT and forgetting as in "
@@ -83,7 +84,8 @@ def tables(run_dir):
         f.write("| method | n | final, all classes (%) | " + " | ".join(f"T{k + 1}" for k in range(len(cols)))
                 + " | ACC | BWT | forgetting | s per job | finals per seed |\n" + "|---" * (len(keys) + 3) + "|\n")
         for row in summary:
-            f.write(f"| {row['method']} | {len(row['seeds'])} | **{fmt(row['all'])}** | "
+            name = row["method"] + (f" ({row['diverged']} diverged)" if row["diverged"] else "")
+            f.write(f"| {name} | {len(row['seeds'])} | **{fmt(row['all'])}** | "
                     + " | ".join(fmt(row[c]) for c in cols) + " | "
                     + " | ".join(fmt(row[k]) for k in ("acc", "bwt", "forgetting", "seconds")) + " | "
                     + ", ".join(f"{v:.1f}" for v in row["finals"]) + " |\n")

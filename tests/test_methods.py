@@ -105,3 +105,19 @@ def test_the_replica_protocol_sets_every_factor_and_single_options_win():
     back = mnist_exp.parse_config(["--protocol", "replica", "--hidden", "1200", "1200", "--keep-momentum", "--alpha"])
     assert back.hidden == (1200, 1200) and back.keep_momentum and back.alpha == () and back.init == "torch"
     assert "-replica-" in mnist_exp.run_name(cfg) and "replica" not in mnist_exp.run_name(mnist_exp.parse_config([]))
+
+
+def test_a_diverged_training_is_recorded_and_scored_not_a_crash(small, monkeypatch):
+    cfg, ctx = small
+    train = models.train
+
+    def diverge(net, *args, **kwargs):   # task 2's training blows up
+        out = train(net, *args, **kwargs)
+        if kwargs["generator"].initial_seed() == methods.generator(6, "train", 2).initial_seed():
+            net.W[0][0, 0] = float("nan")
+        return out
+
+    monkeypatch.setattr(models, "train", diverge)
+    rec, _ = methods.run_method("src", 6, cfg, ctx, shared={})
+    assert rec["diverged"] == "train_2" and [s["task"] for s in rec["sleep"]] == [1]
+    assert [r["stage"] for r in rec["rows"]][-2:] == ["sleep_5", "final"] and 0 <= rec["rows"][-1]["all"] <= 100
