@@ -132,7 +132,7 @@ def plot_accuracy(table, cols, path):
         synthetic = [s for s in table[method] if s.startswith("synthetic_")]
         if synthetic:   # drawn at the sleep it belongs to
             x = [stages.index(s.replace("synthetic_", "sleep_")) for s in synthetic]
-            ax.plot(x, [np.mean(table[method][s], 0)[-1] for s in synthetic], "x", color="grey", markersize=7,
+            ax.plot(x, [np.mean(table[method][s], 0)[-1] for s in synthetic], "x", color="dimgrey", markersize=9, mew=2.5, zorder=5,
                     label="synthetic: before training + sleep's change (all classes)")
         for c, col in enumerate(cols):
             overall = col == "all"
