@@ -119,7 +119,7 @@ if __name__ == "__main__":
 # %% The figure: SRC final accuracy per row, mean ± sample std, each side against its protocol
 if __name__ == "__main__":
     shown = [(side, label, got["src"]) for side, label, _, got, _ in table if "src" in got]
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(shown) + 1.2))
+    fig, ax = plt.subplots(figsize=(13, 0.32 * len(shown) + 1.4))
     for i, (side, label, (mean, std, n, _)) in enumerate(shown):
         ax.errorbar(mean, i, xerr=std if n > 1 else None, fmt="o", color="tab:blue" if side == "original" else "tab:orange",
                     capsize=3, markersize=5)
@@ -130,7 +130,7 @@ if __name__ == "__main__":
     ax.invert_yaxis()
     ax.set_xlabel("SRC final accuracy, all 10 classes (%), mean ± sample std over seeds")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     png_dir = args.png_dir or args.out
     os.makedirs(png_dir, exist_ok=True)
