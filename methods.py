@@ -127,7 +127,8 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, **constants):
     - the input: the mean of those images ('mean'), one mean image per class seen ('class-means'), or the
       n_per_task training images of task k alone ('replica': means of a few random ones, masked)."""
     classes = sum(ctx.tasks[:k], ())
-    seen = ctx.train_x[data.task_indices(ctx.train_y, classes)]
+    # every seen image: for the data-based alpha and the mean input (not read when neither is used)
+    seen = None if cfg.alpha and cfg.sleep_input == "replica" else ctx.train_x[data.task_indices(ctx.train_y, classes)]
     images, sample = None, None
     if cfg.sleep_input == "class-means":
         images = torch.stack([ctx.train_x[ctx.train_y == c].mean(0) for c in classes])

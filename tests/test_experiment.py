@@ -2,7 +2,6 @@
 import csv
 import glob
 import json
-import math
 import os
 import signal
 import subprocess
