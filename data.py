@@ -165,5 +165,5 @@ def class_tasks(n_classes=10, classes_per_task=2):
 
 def task_indices(y, classes, limit=None):
     """Indices of the samples whose label is in `classes`, in dataset order; the first `limit` of them."""
-    idx = torch.nonzero(torch.isin(y, torch.tensor(classes))).flatten()
+    idx = torch.nonzero(torch.isin(y, torch.tensor(classes, device=y.device))).flatten()
     return idx if limit is None else idx[:limit]
