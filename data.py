@@ -167,3 +167,17 @@ def task_indices(y, classes, limit=None):
     """Indices of the samples whose label is in `classes`, in dataset order; the first `limit` of them."""
     idx = torch.nonzero(torch.isin(y, torch.tensor(classes, device=y.device))).flatten()
     return idx if limit is None else idx[:limit]
+
+
+def holdout_mask(y, per_class):
+    """Boolean mask of the last `per_class` samples of each class (in dataset order): a validation split
+    that leaves every task's first images, the ones it trains on, where they were."""
+    counts = torch.bincount(y)
+    if per_class and per_class >= counts[counts > 0].min().item():
+        raise DataError(f"--validation {per_class} must leave training images of every class: the smallest class "
+                        f"here has {counts[counts > 0].min().item()}")
+    rank = torch.zeros_like(y)   # position of each sample among those of its class, counted from the end
+    for c in torch.nonzero(counts).flatten().tolist():
+        where = torch.nonzero(y == c).flatten()
+        rank[where] = torch.arange(len(where) - 1, -1, -1, device=y.device)
+    return rank < per_class

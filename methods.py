@@ -46,7 +46,8 @@ METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper b
 
 # ---------------------------------------------------------------- data and initial weights
 def prepare(cfg):
-    """Device, tasks and data of a config, on the device: train and test images in [0, 1], flattened."""
+    """Device, tasks and data of a config, on the device: train and evaluation images in [0, 1], flattened.
+    The evaluation images are the test set, or with cfg.validation the held-out training images."""
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
     train_x, train_y, test_x, test_y = data.load(cfg.dataset, cfg.data_dir)
@@ -56,6 +57,10 @@ def prepare(cfg):
                           sizes=(train_x.shape[1], *cfg.hidden, n_classes))
     train_x, train_y = train_x[:cfg.train_limit or None], train_y[:cfg.train_limit or None]
     test_x, test_y = test_x[:cfg.test_limit or None], test_y[:cfg.test_limit or None]
+    if cfg.validation:   # tuning: the held-out training images replace the test set, which is not read at all
+        held = data.holdout_mask(train_y, cfg.validation)
+        test_x, test_y = train_x[held], train_y[held]
+        train_x, train_y = train_x[~held], train_y[~held]
     ctx.train_x, ctx.train_y = train_x.to(device, ctx.dtype), train_y.to(device)
     probe = analysis.probe_indices(test_y, cfg.probe_per_class, n_classes)
     rest = np.setdiff1d(np.arange(len(test_y)), probe)
@@ -110,7 +115,8 @@ def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, progress=False
     idx = data.task_indices(ctx.train_y, classes, None if k == 0 else cfg.n_per_task)
     models.train(net, ctx.train_x[idx], ctx.train_y[idx], epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                  momentum=cfg.momentum, dropout=cfg.dropout, n_classes=ctx.n_classes,
-                 generator=generator(seed, "train", k, ctx.device), penalty=penalty, path=path, progress=progress, desc=desc)
+                 generator=generator(seed, "train", k, ctx.device), penalty=penalty, path=path, progress=progress, desc=desc,
+                 low=None if cfg.matmul == "float32" else getattr(torch, cfg.matmul))
     return net
 
 
@@ -121,26 +127,50 @@ def sleep_steps(cfg, k):
 
 def sleep_task(nets, k, seed, cfg, ctx, progress=False, **constants):
     """SRC's sleep after task k, for one network or a list of them (slept together by the batched engine;
-    `constants` may then give one value per network). What it reads:
-    - the scale factors: every training image of tasks 1..k (not only the n_per_task each task trained
-      on), unless cfg.alpha fixes them;
-    - the input: the mean of those images ('mean'), one mean image per class seen ('class-means'), or the
-      n_per_task training images of task k alone ('replica': means of a few random ones, masked)."""
-    classes = sum(ctx.tasks[:k], ())
-    # every seen image: for the data-based alpha and the mean input (not read when neither is used)
-    seen = None if cfg.alpha and cfg.sleep_input == "replica" else ctx.train_x[data.task_indices(ctx.train_y, classes)]
+    `constants` may then give one value per network). What it reads (cfg.sleep_data):
+    - 'seen' (the original): every training image of tasks 1..k (not only the n_per_task each task trained
+      on), for the scale factors and for the input's mean image (or one mean image per class seen);
+    - 'current': only the n_per_task images task k trained on, for both: nothing is kept between tasks;
+    - 'current+means': those for the scale factors; for the input, the mean image of every class seen, each
+      kept from the images its task trained on (a summary of classes x pixels numbers and one count per class).
+    The input 'replica' shows task k's own images whatever sleep_data says; fixed alpha reads no image for
+    the scale factors."""
+    trained_on = lambda j: data.task_indices(ctx.train_y, ctx.tasks[j - 1], cfg.n_per_task)
+    if cfg.sleep_data == "seen":
+        pool = data.task_indices(ctx.train_y, sum(ctx.tasks[:k], ()))
+    else:
+        pool = torch.cat([trained_on(j) for j in (range(1, k + 1) if cfg.sleep_data == "current+means" else [k])])
+    # the images the scale factors (and the plain mean input) are computed on; not read when neither is used
+    needs_images = not cfg.alpha or (cfg.sleep_input == "mean" and cfg.sleep_data != "current+means")
+    sleep_x = None if not needs_images else ctx.train_x[pool if cfg.sleep_data != "current+means" else trained_on(k)]
     images, sample = None, None
-    if cfg.sleep_input == "class-means":
-        images = torch.stack([ctx.train_x[ctx.train_y == c].mean(0) for c in classes])
+    if cfg.sleep_input != "replica" and (cfg.sleep_input == "class-means" or cfg.sleep_data == "current+means"):
+        labels = ctx.train_y[pool]
+        classes = labels.unique().tolist()
+        images = torch.stack([ctx.train_x[pool[labels == c]].mean(0) for c in classes])
+        if cfg.sleep_input == "mean":   # the mean of the kept images: class means weighted by their counts
+            counts = torch.tensor([(labels == c).sum().item() for c in classes], dtype=images.dtype, device=images.device)
+            images = counts @ images / counts.sum()
     elif cfg.sleep_input == "replica":
-        sample = (ctx.train_x[data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task)],
-                  cfg.sleep_samples, cfg.sleep_mask_fraction)
+        sample = (ctx.train_x[trained_on(k)], cfg.sleep_samples, cfg.sleep_mask_fraction)
     kw = {**dict(rate=cfg.rate, inc=cfg.inc, dec=cfg.dec, beta=cfg.beta, alpha_scale=cfg.alpha_scale), **constants}
-    return src.sleep(nets, seen, sleep_steps(cfg, k), generator(seed, "sleep", k), dropout=cfg.dropout, dt=cfg.dt,
+    return src.sleep(nets, sleep_x, sleep_steps(cfg, k), generator(seed, "sleep", k), dropout=cfg.dropout, dt=cfg.dt,
                      mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold, w_inh=cfg.w_inh, dc=cfg.dc,
                      refractory=cfg.refractory, plasticity=cfg.plasticity, norm_w=cfg.norm_w, gamma=cfg.gamma,
                      images=images, sample=sample, alpha=cfg.alpha or None, factor=cfg.plasticity_factor,
                      engine=cfg.engine, progress=progress, **kw)
+
+
+def sleep_keeps(cfg, ctx):
+    """What SRC's sleep reads, and how many bytes it keeps between tasks besides the weights (as float32
+    numbers; raw images as bytes, one per pixel)."""
+    pixels, n_classes = ctx.train_x.shape[1], ctx.n_classes
+    if cfg.sleep_data == "seen" and (not cfg.alpha or cfg.sleep_input != "replica"):
+        seen = len(data.task_indices(ctx.train_y, sum(ctx.tasks, ())))
+        return "every training image of the tasks seen so far", seen * pixels
+    if cfg.sleep_data == "current+means" and cfg.sleep_input != "replica":
+        return "task k's training images, and a kept mean image per class seen", n_classes * (pixels + 1) * 4
+    return "task k's training images only", 0
 
 
 # ---------------------------------------------------------------- the one loop

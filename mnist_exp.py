@@ -61,7 +61,8 @@ class Config:
     dataset: str = arg("mnist", "mnist or fashion-mnist")
     protocol: str = arg("original", "'original' (the authors' MATLAB, PROTOCOL.md) or 'replica' (the earlier Python "
                                     "replica at 4d1755d: every field in PROTOCOLS['replica'] at once); single options override it")
-    preset: str = arg("original", "named set of sleep constants (SLEEP_PRESETS); single constants below override it")
+    preset: str = arg("original", "named set of sleep constants, and for a variant its training (SLEEP_PRESETS, "
+                                  "presets/NAME.json); single options override it")
     out: str = arg("runs", "folder for run folders; a run folder is named by its config")
     data_dir: str = arg(data.DEFAULT_DATA_DIR, "where the datasets live (or set SRC_DATA_DIR)")
     device: str = arg("auto", "cpu, cuda (or cuda:N) or auto (cuda where there is one)")
@@ -77,6 +78,8 @@ class Config:
     n_per_task: int = arg(5000, "training images per task: the first n of its digits, in dataset order")
     train_limit: int = arg(0, "use only the first n training images (0: all)")
     test_limit: int = arg(0, "use only the first n test images (0: all)")
+    validation: int = arg(0, "hold out the last n training images of each class: no training or sleep reads them, and "
+                             "every accuracy is measured on them instead of the test set (for tuning; 0: test set)")
     # network and training (DeepLearnToolbox fork of the original)
     hidden: tuple = arg((1200, 1200), "hidden layer widths")
     init: str = arg("uniform", "'uniform': weights start uniform in [-init_scale, init_scale]; 'torch': PyTorch's "
@@ -94,6 +97,8 @@ class Config:
     batch_size: int = arg(100, "images per minibatch")
     epochs: int = arg(2, "passes over each task's training set")
     dtype: str = arg("float32", "float32 (as the original) or float64")
+    matmul: str = arg("float32", "precision of training's matrix products: float32, or bfloat16 for searches (about 3x "
+                                 "faster on CPUs with bf16 units; weights and updates stay in --dtype)")
     # sleep: length and input
     sleep_steps: int = arg(15000, "time steps of the first sleep")
     sleep_steps_increment: int = arg(5000, "extra steps per later task: T_k = sleep_steps + (k-1) increment")
@@ -104,6 +109,9 @@ class Config:
                                  "or 'replica' (each step, the mean of sleep_samples random training images of the "
                                  "current task times a random pixel mask)",
                           shown="from --preset")
+    sleep_data: str = arg("seen", "what each sleep reads: 'seen' (every training image of the tasks so far, the "
+                                  "original), 'current' (only the images task k trained on: nothing kept between tasks) "
+                                  "or 'current+means' (those, and a mean image per class seen, kept from its task)")
     sleep_samples: int = arg(10, "sleep input 'replica': images of the current task averaged per step")
     sleep_mask_fraction: float = arg(0.25, "sleep input 'replica': fraction of pixels each step's mask keeps")
     # sleep: the genetic-search constants and the input; None takes them from the preset
@@ -168,6 +176,9 @@ QUICK = dict(train_limit=3000, test_limit=1000, n_per_task=500, epochs=1, sleep_
              sleep_steps_increment=500, probe_per_class=20)
 
 # Fields that say how to run, not what to compute: they stay out of the run folder's name and config.json.
+# Fields added after run folders were first named: left out of the name at these values, so older folders keep theirs.
+LATER = dict(validation=0, matmul="float32", sleep_data="seen")
+
 RUNTIME = {"methods", "seeds", "out", "data_dir", "device", "workers", "force", "quiet", "figures", "png_dir", "engine"}
 
 LISTS = dict(methods=str, seeds=int, hidden=int, beta=float, plasticity=float, alpha=float)   # options taking several values
@@ -231,7 +242,14 @@ def resolve(cfg, given=None):
         fail(f"--preset must be one of {', '.join(SLEEP_PRESETS)}; got {cfg.preset!r}")
     if cfg.dataset not in SLEEP_PRESETS[cfg.preset]:
         fail(f"--preset {cfg.preset} has no constants for {cfg.dataset} (it has: {', '.join(SLEEP_PRESETS[cfg.preset])})")
-    filled = {k: (v if getattr(cfg, k) is None else getattr(cfg, k)) for k, v in SLEEP_PRESETS[cfg.preset][cfg.dataset].items()}
+    # the preset's values, for the fields neither given nor set by the protocol (a preset may set any field:
+    # a variant's training as well as its sleep constants)
+    preset = SLEEP_PRESETS[cfg.preset][cfg.dataset]
+    unknown = sorted(set(preset) - set(Config.__dataclass_fields__))
+    if unknown:
+        fail(f"--preset {cfg.preset}: presets/{cfg.preset}.json sets unknown fields: {', '.join(unknown)}")
+    filled = {k: (tuple(v) if isinstance(v, list) else v) for k, v in preset.items()
+              if getattr(cfg, k) is None or (k not in given and k not in profile)}
     cfg = dataclasses.replace(cfg, **filled)
     cfg = dataclasses.replace(cfg, methods=tuple(dict.fromkeys(cfg.methods)), seeds=tuple(dict.fromkeys(cfg.seeds)),
                               hidden=tuple(cfg.hidden), beta=tuple(float(b) for b in cfg.beta),
@@ -241,7 +259,7 @@ def resolve(cfg, given=None):
     problems = [f"--methods: unknown method {m!r} (choose from {', '.join(METHODS)})" for m in cfg.methods if m not in METHODS]
     whole = lambda v, low: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low
     for name, low in [("workers", 1), ("batch_size", 1), ("epochs", 1), ("n_per_task", 1), ("sleep_steps", 1), ("sleep_samples", 1),
-                      ("train_limit", 0), ("test_limit", 0), ("sleep_steps_increment", 0), ("refractory", 0),
+                      ("train_limit", 0), ("test_limit", 0), ("validation", 0), ("sleep_steps_increment", 0), ("refractory", 0),
                       ("probe_per_class", 1), ("pca_components", 1)]:
         if not whole(getattr(cfg, name), low):
             problems.append(f"--{name.replace('_', '-')} must be a whole number >= {low}; got {getattr(cfg, name)}")
@@ -274,6 +292,7 @@ def resolve(cfg, given=None):
     except ValueError as err:
         problems.append(f"--{str(err).replace('_', '-')}")
     choices = dict(sleep_input=("mean", "class-means", "replica"), dtype=("float32", "float64"),
+                   matmul=("float32", "bfloat16"), sleep_data=("seen", "current", "current+means"),
                    engine=("auto", "numba", "torch"), init=("uniform", "torch"), output=("relu-mse", "linear-ce"),
                    plasticity_factor=src.FACTORS, merge_init=("shared", "own"))
     problems += [f"--{k.replace('_', '-')} must be one of {', '.join(v)}; got {getattr(cfg, k)!r}"
@@ -292,7 +311,8 @@ def resolve(cfg, given=None):
 
 def run_name(cfg):
     """Run folder name: dataset, preset and a hash of every field that changes the numbers."""
-    digest = hashlib.sha1(json.dumps(folder_config(cfg), sort_keys=True).encode()).hexdigest()[:8]
+    named = {k: v for k, v in folder_config(cfg).items() if k not in LATER or v != LATER[k]}
+    digest = hashlib.sha1(json.dumps(named, sort_keys=True).encode()).hexdigest()[:8]
     protocol = "" if cfg.protocol == "original" else f"-{cfg.protocol}"
     return f"{cfg.dataset}{protocol}-{cfg.preset}{'-quick' if cfg.quick else ''}-{digest}"
 

@@ -1,5 +1,7 @@
 # %%
-"""Search SRC's sleep constants (and the strengths of EWC and SI) on tuning seeds, with Optuna.
+"""Search SRC's sleep constants (and the strengths of EWC and SI) on tuning seeds, with Optuna, scored on a
+validation split: the last --validation training images of each class (1000 unless given), which no
+training or sleep of the study reads. The test set is never read here; it is for reports only.
 
     python tune.py                                   # SRC: CMA-ES, candidates slept together, study in tune.db
     python tune.py --trials 200 --batch 8            # a longer study; 8 candidates per batched sleep
@@ -7,11 +9,15 @@
     python tune.py --storage postgresql://u@host/db  # several machines share one study: run it on each
     python tune.py --quick --trials 8                # a smoke test
     python tune.py --trials 120 --save-preset tuned  # and save the best constants as presets/tuned.json
+    python tune.py --init torch --sleep-data current --matmul bfloat16   # a variant, trained in bfloat16
 
 A study is stored as it goes (runs/tune-<study>/study.db): stop it at any time and run the same command
 to resume. The best constants are written to runs/tune-<study>/best.json; only --save-preset NAME writes
 presets/NAME.json, which `python mnist_exp.py --preset NAME` uses (a committed preset is replaced only
-when named so). Protocol options (--dataset, --quick, --epochs, ...) are those of mnist_exp.py; tuning
+when named so): the tuned constants and every protocol option of the study that differs from mnist_exp.py's
+defaults (--init torch, --sleep-data current, ...), except --validation, --matmul, the data limits and
+the sizes --quick sets unless given (--epochs, --n-per-task, ...): they say how the study measured, not
+what it found. Protocol options (--dataset, --quick, --epochs, ...) are those of mnist_exp.py; tuning
 seeds must differ from the report seeds 0-4.
 
 Thresholds and alpha_scale are redundant: the membrane potential is linear in alpha and reset to 0, so
@@ -39,7 +45,8 @@ p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDes
 p.add_argument("--method", default="src", choices=["src", "ewc", "si"], help="what to tune (default: src)")
 p.add_argument("--trials", type=int, default=120, help="trials the study should hold in all (default: 120)")
 p.add_argument("--batch", type=int, default=4, help="SRC candidates evaluated together (default: 4)")
-p.add_argument("--tune-seeds", type=int, nargs="+", default=[100, 101], help="tuning seeds (default: 100 101)")
+p.add_argument("--tune-seeds", type=int, nargs="+", default=[100, 101, 102, 103],
+               help="tuning seeds (default: 100 101 102 103)")
 p.add_argument("--start", default="original", help="preset whose constants centre the search (default: original)")
 p.add_argument("--decades", type=float, default=2.0, help="search range either side of them, in decades (default: 2)")
 p.add_argument("--max-spikes-per-step", type=float, default=10.0,
@@ -54,6 +61,8 @@ p.add_argument("--save-preset", default="", metavar="NAME",
 p.add_argument("--preset-dir", default=os.path.join(mnist_exp.ROOT, "presets"),
                help="where --save-preset writes (default: presets/, which mnist_exp.py reads)")
 args, protocol_args = p.parse_known_args()
+if not any(a == "--validation" or a.startswith("--validation=") for a in protocol_args):   # held out by default
+    protocol_args += ["--validation", "30" if "--quick" in protocol_args else "1000"]
 cfg = mnist_exp.parse_config(protocol_args)
 problems = [f"--{k} must be a whole number >= 1; got {getattr(args, k)}" for k in ("trials", "batch") if getattr(args, k) < 1]
 if args.start not in mnist_exp.SLEEP_PRESETS or cfg.dataset not in mnist_exp.SLEEP_PRESETS[args.start]:
@@ -66,6 +75,9 @@ if set(args.tune_seeds) & set(range(5)) or min(args.tune_seeds) < 0:
 if args.save_preset and (cfg.quick or args.save_preset == "original" or not args.save_preset.replace("-", "").isalnum()):
     problems.append("--save-preset takes a name of letters, digits and '-' other than 'original', and no --quick run "
                     f"saves one; got {args.save_preset!r}" + (" with --quick" if cfg.quick else ""))
+if cfg.validation < 1:
+    problems.append(f"--validation must be >= 1: a study scores on held-out training images, never on the test set; "
+                    f"got {cfg.validation}")
 if problems:
     p.error("; ".join(problems))
 
@@ -82,7 +94,10 @@ study_name = args.study or f"{args.method}-{cfg.dataset}-{hashlib.sha1(json.dump
 tune_dir = os.path.join(cfg.out, f"tune-{study_name}")   # everything this study writes, unless --save-preset
 os.makedirs(tune_dir, exist_ok=True)
 storage = args.storage or "sqlite:///" + os.path.join(tune_dir, "study.db")
-ctx = methods.prepare(cfg)
+try:
+    ctx = methods.prepare(cfg)
+except mnist_exp.data.DataError as err:
+    p.error(str(err))
 
 
 # %% Objectives: final accuracy on all classes, mean over the tuning seeds
@@ -162,9 +177,16 @@ best = study.best_trial
 print(f"best of {done()} trials: {best.value:.2f} % (mean final accuracy on seeds {args.tune_seeds}), trial {best.number}")
 print(json.dumps(best.params, indent=1))
 result = dict(tuning=dict(study=study_name, storage=storage, trials=done(), seeds=args.tune_seeds, mean_final=best.value,
-                          saved_by="python tune.py " + " ".join(sys.argv[1:])), params=best.params)
+                          scored_on=f"validation: the last {cfg.validation} training images of each class",
+                          matmul=cfg.matmul, saved_by="python tune.py " + " ".join(sys.argv[1:])), params=best.params)
 if args.method == "src":
-    result["constants"] = dict(rate=best.params["rate"], inc=best.params["inc"], dec=best.params["dec"],
+    # the variant: the protocol options of the study that differ from the defaults, then the tuned constants
+    defaults = mnist_exp.Config()
+    named = {a[2:].split("=")[0].replace("-", "_") for a in protocol_args if a.startswith("--")}
+    how = {"validation", "matmul", "quick", "protocol", "train_limit", "test_limit", "probe_per_class"}   # how it measured
+    how |= set(mnist_exp.QUICK) - named   # --quick's sizes, unless given
+    variant = {k: v for k, v in protocol.items() if k not in how and v != getattr(defaults, k)}
+    result["constants"] = dict(variant, rate=best.params["rate"], inc=best.params["inc"], dec=best.params["dec"],
                                beta=[best.params[f"beta_{l + 1}"] for l in range(len(cfg.beta))], alpha_scale=start["alpha_scale"],
                                sleep_input=cfg.sleep_input)
 with open(os.path.join(tune_dir, "best.json"), "w") as f:

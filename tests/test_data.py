@@ -90,3 +90,11 @@ def test_idx_shape_comes_from_the_header(tmp_path):
     path.write_bytes(header + bytes(range(24)))
     x = data._read_idx(str(path))
     assert x.shape == (2, 3, 4) and x[1, 2, 3].item() == 23
+
+
+def test_holdout_takes_the_last_of_each_class():
+    y = torch.tensor([3, 0, 1, 0, 1, 0, 3, 1])
+    assert torch.nonzero(data.holdout_mask(y, 1)).flatten().tolist() == [5, 6, 7]
+    assert torch.nonzero(data.holdout_mask(y, 0)).flatten().tolist() == []
+    with pytest.raises(data.DataError, match="--validation 2"):
+        data.holdout_mask(y, 2)   # class 3 has only two samples

@@ -311,11 +311,13 @@ def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tm
     assert run("tune.py", "--tune-seeds", "3", check=False).returncode == 2
     # the same small budget without --quick may save, into the folder it is given
     small = ["--train-limit", "3000", "--test-limit", "1000", "--n-per-task", "500", "--epochs", "1", "--sleep-steps", "500",
-             "--sleep-steps-increment", "100", "--probe-per-class", "20"]
+             "--sleep-steps-increment", "100", "--probe-per-class", "20", "--validation", "30"]
     run("tune.py", "--trials", "1", "--batch", "1", "--tune-seeds", "100", "--out", str(tmp_path), *small,
         "--save-preset", "smoke", "--preset-dir", str(tmp_path / "presets"))
     preset = json.load(open(tmp_path / "presets" / "smoke.json"))["mnist"]
     assert len(preset["constants"]["beta"]) == 3 and preset["tuning"]["trials"] == 1
+    # the preset carries the variant's fields that were given (epochs 1), not the budget (sizes, validation)
+    assert preset["constants"]["epochs"] == 1 and not {"train_limit", "validation", "matmul"} & set(preset["constants"])
 
 
 def test_bridge_table_marks_a_factor_that_moves_the_mean_by_more_than_two_standard_errors(tmp_path):

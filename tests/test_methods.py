@@ -121,3 +121,63 @@ def test_a_diverged_training_is_recorded_and_scored_not_a_crash(small, monkeypat
     rec, _ = methods.run_method("src", 6, cfg, ctx, shared={})
     assert rec["diverged"] == "train_2" and [s["task"] for s in rec["sleep"]] == [1]
     assert [r["stage"] for r in rec["rows"]][-2:] == ["sleep_5", "final"] and 0 <= rec["rows"][-1]["all"] <= 100
+
+
+def test_storage_free_sleeps_read_only_the_current_task(small, monkeypatch):
+    # 'current': the scale factors and the mean input come from the n_per_task images task k trained on;
+    # 'current+means': alpha from those, the input from the kept class means of every task so far, whose
+    # count-weighted mean is the mean of all images the tasks trained on.
+    cfg, ctx = small
+    got = {}
+    monkeypatch.setattr(methods.src, "sleep", lambda nets, sleep_x, steps, generator, **kw: got.update(x=sleep_x, **kw))
+    net = methods.initial_net(0, cfg, ctx)
+    own = [data.task_indices(ctx.train_y, ctx.tasks[j], cfg.n_per_task) for j in range(3)]
+    methods.sleep_task(net, 3, 0, dataclasses.replace(cfg, sleep_data="current"), ctx)
+    assert torch.equal(got["x"], ctx.train_x[own[2]]) and got["images"] is None and len(got["x"]) == cfg.n_per_task
+    methods.sleep_task(net, 3, 0, dataclasses.replace(cfg, sleep_data="current+means"), ctx)
+    assert torch.equal(got["x"], ctx.train_x[own[2]])
+    assert torch.allclose(got["images"], ctx.train_x[torch.cat(own)].mean(0), atol=1e-6)
+    methods.sleep_task(net, 3, 0, dataclasses.replace(cfg, sleep_data="current+means", sleep_input="class-means"), ctx)
+    assert got["images"].shape == (6, ctx.train_x.shape[1])
+    x1 = ctx.train_x[own[0]][ctx.train_y[own[0]] == 1]
+    assert torch.allclose(got["images"][1], x1.mean(0), atol=1e-6)
+    keeps = lambda **kw: methods.sleep_keeps(dataclasses.replace(cfg, **kw), ctx)[1]
+    assert keeps(sleep_data="current") == 0 and keeps(sleep_data="current+means") == 10 * (784 + 1) * 4
+    assert keeps(sleep_data="seen") == len(ctx.train_y) * 784
+
+
+def test_the_validation_split_is_held_out_of_training_and_replaces_the_test_set():
+    base = mnist_exp.parse_config(["--quick", "--device", "cpu"])
+    ctx0, ctx = methods.prepare(base), methods.prepare(dataclasses.replace(base, validation=20))
+    counts = torch.bincount(ctx0.train_y)
+    assert len(ctx.eval_y) == 200 and torch.equal(torch.bincount(ctx.eval_y), torch.full((10,), 20))
+    assert len(ctx.train_y) == len(ctx0.train_y) - 200 and torch.equal(torch.bincount(ctx.train_y), counts - 20)
+    # the held-out images are the last 20 of each class; no test image is read
+    for c in range(10):
+        last = ctx0.train_x[ctx0.train_y == c][-20:]
+        held = torch.cat(ctx.eval_chunks)[ctx.eval_y == c]
+        assert torch.equal(held.sort(0).values, last.sort(0).values)
+    # every task still trains on the same first images
+    for t in ctx.tasks:
+        a = ctx0.train_x[data.task_indices(ctx0.train_y, t, 100)]
+        assert torch.equal(a, ctx.train_x[data.task_indices(ctx.train_y, t, 100)])
+
+
+def test_a_preset_may_set_any_field_and_given_options_win(monkeypatch):
+    variant = dict(mnist_exp.SLEEP_PRESETS["original"]["mnist"], init="torch", sleep_data="current", hidden=[50, 40])
+    monkeypatch.setitem(mnist_exp.SLEEP_PRESETS, "variant", {"mnist": variant})
+    cfg = mnist_exp.parse_config(["--preset", "variant"])
+    assert (cfg.init, cfg.sleep_data, cfg.hidden, cfg.rate) == ("torch", "current", (50, 40), 239.515363)
+    cfg = mnist_exp.parse_config(["--preset", "variant", "--init", "uniform", "--rate", "3"])
+    assert (cfg.init, cfg.rate) == ("uniform", 3.0)
+    monkeypatch.setitem(mnist_exp.SLEEP_PRESETS, "broken", {"mnist": dict(variant, widht=3)})
+    with pytest.raises(SystemExit):
+        mnist_exp.parse_config(["--preset", "broken"])
+
+
+def test_fields_added_later_keep_older_run_folders_names():
+    # at their defaults, validation, matmul and sleep_data stay out of the name's hash
+    name = mnist_exp.run_name(mnist_exp.parse_config([]))
+    assert name == mnist_exp.run_name(mnist_exp.parse_config(["--sleep-data", "seen", "--validation", "0"]))
+    assert name != mnist_exp.run_name(mnist_exp.parse_config(["--sleep-data", "current"]))
+    assert name != mnist_exp.run_name(mnist_exp.parse_config(["--validation", "100"]))
