@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+import methods
 import mnist_exp
 
 # %% The factors: name, what changes (original -> replica), options towards the replica, options back, whether
@@ -56,9 +57,9 @@ def rows():
     out = [("original", "original protocol", [], "sequential,src,parallel"),
            ("replica", "replica protocol", ["--protocol", "replica"], "sequential,src,parallel")]
     for name, change, there, back, training in FACTORS:
-        methods = "sequential,src,parallel" if training else "src"
-        out.append(("original", f"original with the replica's {name} ({change})", there, methods))
-        out.append(("replica", f"replica with the original's {name}", ["--protocol", "replica", *back], methods))
+        which = "sequential,src,parallel" if training else "src"
+        out.append(("original", f"original with the replica's {name} ({change})", there, which))
+        out.append(("replica", f"replica with the original's {name}", ["--protocol", "replica", *back], which))
     return out
 
 
@@ -83,24 +84,25 @@ if __name__ == "__main__":
     p.add_argument("--png-dir", default="", help="where the figure goes (default: --out)")
     args = p.parse_args()
     if args.run:
-        for _, label, options, methods in rows():
+        for _, label, options, which in rows():
             print(f"== {label}", flush=True)
-            cmd = [sys.executable, os.path.join(mnist_exp.ROOT, "mnist_exp.py"), *options, "--methods", methods,
+            cmd = [sys.executable, os.path.join(mnist_exp.ROOT, "mnist_exp.py"), *options, "--methods", which,
                    "--seeds", *SEEDS, "--workers", args.workers, "--quiet", "--no-figures"]
             subprocess.run(cmd, check=True)
 
 # %% The table: SRC per row against its side's protocol, with sequential and parallel where training changes
 if __name__ == "__main__":
     table, base = [], {}
-    for side, label, options, methods in rows():
+    for side, label, options, _ in rows():
         got, folder = summary(options)
         if label.endswith("protocol"):
             base[side] = got.get("src")
         table.append((side, label, options, got, folder))
     fmt = lambda v: "not run" if v is None else (f"{v[0]:.1f} ± {v[1]:.1f} (n={v[2]}" if v[2] > 1 else f"{v[0]:.1f} (n=1") + \
         (f", {v[3]} diverged)" if v[3] else ")")
-    lines = ["| row | SRC final, all classes (%) | change vs its protocol | 2 SE | carries? | sequential | parallel | options |",
-             "|---|---|---|---|---|---|---|---|"]
+    ctx = methods.prepare(mnist_exp.parse_config(["--device", "cpu"]))   # the dataset's counts, for what sleeps keep
+    lines = ["| row | SRC final, all classes (%) | change vs its protocol | 2 SE | carries? | sequential | parallel | "
+             "SRC's sleep reads; bytes kept between tasks | options |", "|---|---|---|---|---|---|---|---|---|"]
     for side, label, options, got, _ in table:
         src, ref = got.get("src"), base.get(side)
         delta = se2 = carries = ""
@@ -109,8 +111,9 @@ if __name__ == "__main__":
             se = np.sqrt(src[1] ** 2 / src[2] + ref[1] ** 2 / ref[2])
             delta, se2, carries = f"{d:+.1f}", f"{2 * se:.1f}", "**yes**" if abs(d) > 2 * se else "no"
         other = [fmt(got.get(m)) if m in got else "" for m in ("sequential", "parallel")]
+        reads, kept = methods.sleep_keeps(mnist_exp.parse_config(options), ctx)
         lines.append(f"| {label} | {fmt(src)} | {delta} | {se2} | {carries} | {other[0]} | {other[1]} | "
-                     f"`{' '.join(options) or '(defaults)'}` |")
+                     f"{reads}; {kept:,} | `{' '.join(options) or '(defaults)'}` |")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "bridge.md"), "w") as f:
         f.write("\n".join(lines) + "\n")

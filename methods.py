@@ -162,15 +162,15 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, **constants):
 
 
 def sleep_keeps(cfg, ctx):
-    """What SRC's sleep reads, and how many bytes it keeps between tasks besides the weights (as float32
-    numbers; raw images as bytes, one per pixel)."""
+    """What SRC's sleep reads, and how many bytes it must keep between tasks besides the weights, at the last
+    sleep (float32 numbers at 4 bytes; raw images at one byte per pixel, as the datasets store them)."""
     pixels, n_classes = ctx.train_x.shape[1], ctx.n_classes
     if cfg.sleep_data == "seen" and (not cfg.alpha or cfg.sleep_input != "replica"):
         seen = len(data.task_indices(ctx.train_y, sum(ctx.tasks, ())))
-        return "every training image of the tasks seen so far", seen * pixels
+        return "every training image of the tasks seen", seen * pixels
     if cfg.sleep_data == "current+means" and cfg.sleep_input != "replica":
-        return "task k's training images, and a kept mean image per class seen", n_classes * (pixels + 1) * 4
-    return "task k's training images only", 0
+        return "task k's training images and a kept mean image per class", n_classes * (pixels + 1) * 4
+    return "task k's training images", 0
 
 
 # ---------------------------------------------------------------- the one loop
@@ -186,6 +186,8 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
     spec = METHODS[method]
     rec = dict(method=method, seed=seed, rows=[], stable_rank=[], sleep=[], synthetic=[],
                time=dict(train=0.0, sleep=0.0, eval=0.0))
+    if spec.sleep:
+        rec["sleep_reads"], rec["sleep_keeps_bytes"] = sleep_keeps(cfg, ctx)
     acts = {}
 
     def reach(stage, make, phase):

@@ -89,6 +89,10 @@ def tables(run_dir):
                     + " | ".join(fmt(row[c]) for c in cols) + " | "
                     + " | ".join(fmt(row[k]) for k in ("acc", "bwt", "forgetting", "seconds")) + " | "
                     + ", ".join(f"{v:.1f}" for v in row["finals"]) + " |\n")
+        for method in dict.fromkeys(r["method"] for r in recs if "sleep_reads" in r):
+            r = next(r for r in recs if r["method"] == method)
+            f.write(f"\n{method}: each sleep reads {r['sleep_reads']}; between tasks it keeps "
+                    f"{r['sleep_keeps_bytes']:,} bytes besides the weights.\n")
     return summary
 
 

@@ -80,7 +80,11 @@ def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_ru
         with open(os.path.join(run_dir, "jobs", f"{method}-seed3.json")) as f:
             job = json.load(f)
         assert job["time"]["total"] > 0 and job["versions"]["torch"]
-    assert len(job["sleep"]) == 0 and "| src | 1 |" in open(os.path.join(run_dir, "summary.md")).read()
+    summary = open(os.path.join(run_dir, "summary.md")).read()
+    assert len(job["sleep"]) == 0 and "| src | 1 |" in summary
+    # the original sleep reads every image seen: at the last sleep, all 3000 of --quick's, a byte per pixel
+    assert "src: each sleep reads every training image of the tasks seen; between tasks it keeps " \
+           f"{3000 * 784:,} bytes" in summary
     for name in ["accuracy.png", "stable_rank.png"] + [f"activations_{m}.png" for m in STAGES]:
         assert os.path.getsize(os.path.join(run_dir, "png", name)) > 10000, name
     log = open(os.path.join(run_dir, "run.log")).read()
@@ -338,3 +342,6 @@ def test_bridge_table_marks_a_factor_that_moves_the_mean_by_more_than_two_standa
     row = next(v for k, v in table.items() if k.startswith("original with the replica's sleep length"))
     assert row[2:5] == ["+2.0", f"{2 * np.sqrt(6.1 ** 2 / 5 + 16 / 5):.1f}", "no"]
     assert table["replica protocol"][1] == "not run" and (tmp_path / "out" / "bridge.png").stat().st_size > 5000
+    # what each row's sleep reads and keeps: the replica's masked current-task input with fixed alpha keeps nothing
+    assert table["original protocol"][-2] == f"every training image of the tasks seen; {60000 * 784:,}"
+    assert table["replica protocol"][-2] == "task k's training images; 0"
