@@ -80,10 +80,11 @@ def initial_net(seed, cfg, ctx, copy=1):
 
 
 def generator(seed, phase, k, device="cpu"):
-    """The seed's random stream for one phase (training or sleep) of task k (k = 0: joint training).
+    """The seed's random stream for one phase (training, sleep or the choice of replayed images) of task k
+    (k = 0: joint training).
     Every method draws the same numbers in the same phase (common random numbers), so methods differ
     only in what they do: sequential and SRC train task 1 identically, and their difference is the sleep."""
-    state = np.random.SeedSequence([seed, ("train", "sleep").index(phase), k]).generate_state(1)[0]
+    state = np.random.SeedSequence([seed, ("train", "sleep", "replay").index(phase), k]).generate_state(1)[0]
     return torch.Generator(device=device).manual_seed(int(state))
 
 
@@ -104,6 +105,21 @@ def evaluate(net, cfg, ctx, analyses=True):
                 acts=[a.cpu().numpy() for a in probe_acts])
 
 
+def training_set(k, seed, cfg, ctx):
+    """Indices of the images task k trains on: its first n_per_task (k = 0: every training image). With
+    rehearsal (cfg.replay = F > 0, MNIST/run_sleep_with_replay.m), task k >= 2 also gets a random F of all
+    training images of tasks 1..k-1, rounded to hundreds (half away from zero, as MATLAB's round(x, -2))."""
+    if k == 0:
+        return data.task_indices(ctx.train_y, sum(ctx.tasks, ()))
+    idx = data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task)
+    if cfg.replay == 0 or k == 1:
+        return idx
+    old = data.task_indices(ctx.train_y, sum(ctx.tasks[:k - 1], ()))
+    n = min(len(old), int(np.floor(len(old) * cfg.replay / 100 + 0.5)) * 100)
+    order = torch.randperm(len(old), generator=generator(seed, "replay", k)).to(old.device)
+    return torch.cat([idx, old[order[:n]]])
+
+
 def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, progress=False, desc="train"):
     """A copy of `start` trained on task k (k = 0: all tasks at once), with the seed's stream for task k.
     The copy starts from `start`'s momentum buffers: they carry over from task to task, as in the original
@@ -111,8 +127,7 @@ def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, progress=False
     net = start.clone()
     if not cfg.keep_momentum:
         net.vW = [torch.zeros_like(v) for v in net.vW]
-    classes = sum(ctx.tasks, ()) if k == 0 else ctx.tasks[k - 1]
-    idx = data.task_indices(ctx.train_y, classes, None if k == 0 else cfg.n_per_task)
+    idx = training_set(k, seed, cfg, ctx)
     models.train(net, ctx.train_x[idx], ctx.train_y[idx], epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                  momentum=cfg.momentum, dropout=cfg.dropout, n_classes=ctx.n_classes,
                  generator=generator(seed, "train", k, ctx.device), penalty=penalty, path=path, progress=progress, desc=desc,

@@ -78,6 +78,8 @@ class Config:
     n_per_task: int = arg(5000, "training images per task: the first n of its digits, in dataset order")
     train_limit: int = arg(0, "use only the first n training images (0: all)")
     test_limit: int = arg(0, "use only the first n test images (0: all)")
+    replay: float = arg(0.0, "rehearsal: task k >= 2 also trains on this fraction of all training images of the "
+                             "earlier tasks, drawn at random and rounded to hundreds (MNIST/run_sleep_with_replay.m)")
     validation: int = arg(0, "hold out the last n training images of each class: no training or sleep reads them, and "
                              "every accuracy is measured on them instead of the test set (for tuning; 0: test set)")
     # network and training (DeepLearnToolbox fork of the original)
@@ -177,7 +179,7 @@ QUICK = dict(train_limit=3000, test_limit=1000, n_per_task=500, epochs=1, sleep_
 
 # Fields that say how to run, not what to compute: they stay out of the run folder's name and config.json.
 # Fields added after run folders were first named: left out of the name at these values, so older folders keep theirs.
-LATER = dict(validation=0, matmul="float32", sleep_data="seen")
+LATER = dict(validation=0, matmul="float32", sleep_data="seen", replay=0.0)
 
 RUNTIME = {"methods", "seeds", "out", "data_dir", "device", "workers", "force", "quiet", "figures", "png_dir", "engine"}
 
@@ -283,6 +285,8 @@ def resolve(cfg, given=None):
             problems.append(f"--{name.replace('_', '-')} must be >= 0; got {getattr(cfg, name)}")
     if not 0 <= cfg.dropout < 1:
         problems.append(f"--dropout must be in [0, 1); got {cfg.dropout}")
+    if not 0 <= cfg.replay <= 1:
+        problems.append(f"--replay must be a fraction in [0, 1] (0.05: 5 % of the earlier tasks' images); got {cfg.replay}")
     if not 0 < cfg.sleep_mask_fraction <= 1:
         problems.append(f"--sleep-mask-fraction must be in (0, 1]; got {cfg.sleep_mask_fraction}")
     try:   # the sleep constants: src.CONSTANTS says what each may be

@@ -181,3 +181,23 @@ def test_fields_added_later_keep_older_run_folders_names():
     assert name == mnist_exp.run_name(mnist_exp.parse_config(["--sleep-data", "seen", "--validation", "0"]))
     assert name != mnist_exp.run_name(mnist_exp.parse_config(["--sleep-data", "current"]))
     assert name != mnist_exp.run_name(mnist_exp.parse_config(["--validation", "100"]))
+
+
+def test_rehearsal_adds_a_random_fraction_of_the_earlier_tasks_rounded_to_hundreds(small):
+    # --replay F: task k >= 2 trains on its own first n_per_task images, then round(F x N_old, -2) distinct
+    # images drawn from all training images of tasks 1..k-1 (N_old of them), none of task k's classes.
+    cfg, ctx = small
+    own = data.task_indices(ctx.train_y, ctx.tasks[2], cfg.n_per_task)
+    old = data.task_indices(ctx.train_y, (0, 1, 2, 3))
+    # --quick's 3000 images hold 1218 of digits 0-3: 5 % is 60.9 -> 100, 25 % is 304.5 -> 300, all -> 1200
+    assert len(old) == 1218
+    for fraction, expected in ((0.0, 0), (0.05, 100), (0.25, 300), (1.0, 1200)):
+        idx = methods.training_set(3, 7, dataclasses.replace(cfg, replay=fraction), ctx)
+        assert torch.equal(idx[:len(own)], own) and len(idx) == len(own) + expected
+        extra = idx[len(own):]
+        assert len(set(extra.tolist())) == expected and set(extra.tolist()) <= set(old.tolist())
+    # task 1 has nothing to rehearse; a seed draws the same images each time, another seed others
+    assert torch.equal(methods.training_set(1, 7, dataclasses.replace(cfg, replay=0.5), ctx),
+                       data.task_indices(ctx.train_y, ctx.tasks[0], cfg.n_per_task))
+    a, b, c = (methods.training_set(2, s, dataclasses.replace(cfg, replay=0.5), ctx) for s in (7, 7, 8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
