@@ -1,0 +1,89 @@
+# %%
+"""Rehearsal with and without sleep: final accuracy against the fraction of earlier tasks' images replayed.
+
+The authors' sweep (MNIST/run_sleep_replay_sweep.m) trains each task k >= 2 on its own 5 000 images plus a
+random fraction of all training images of the earlier tasks (mnist_exp.py --replay F), with and without
+sleep, five runs each. Each fraction here is an ordinary run folder of mnist_exp.py (sequential and SRC,
+seeds 0-4); the table and the figure are built from the finished folders alone.
+
+    python replay.py --run                       # run every fraction that is not finished yet
+    python replay.py --fractions 0 0.05 --run    # only some of them
+    python replay.py --png-dir png               # the table (runs/replay/replay.md) and the figure
+"""
+import argparse
+import csv
+import os
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+import mnist_exp
+
+FRACTIONS = ["0", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1"]   # the authors' sweep
+SEEDS = ["0", "1", "2", "3", "4"]
+
+
+def summary(fraction):
+    """{method: (mean, std, n)} of a fraction's run folder (empty if it has not run)."""
+    cfg = mnist_exp.parse_config(["--replay", fraction])
+    path = os.path.join(cfg.out, mnist_exp.run_name(cfg), "summary.csv")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return {r["method"]: (float(r["all_mean"]), float(r["all_std"]), int(r["n"])) for r in csv.DictReader(f)}
+
+
+# %% Options, then the fractions that are not finished
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", action="store_true", help="run the fractions first (finished jobs are skipped)")
+    p.add_argument("--fractions", nargs="+", default=FRACTIONS, help=f"fractions (default: {' '.join(FRACTIONS)})")
+    p.add_argument("--workers", default="2", help="processes per fraction (default: 2)")
+    p.add_argument("--out", default=os.path.join("runs", "replay"), help="where the table and figure go")
+    p.add_argument("--png-dir", default="", help="where the figure goes (default: --out)")
+    args = p.parse_args()
+    for fraction in args.fractions:
+        mnist_exp.parse_config(["--replay", fraction])   # a bad fraction: the one-line error, before anything runs
+    if args.run:
+        for fraction in args.fractions:
+            print(f"== --replay {fraction}", flush=True)
+            subprocess.run([sys.executable, os.path.join(mnist_exp.ROOT, "mnist_exp.py"), "--replay", fraction,
+                            "--methods", "sequential,src", "--seeds", *SEEDS, "--workers", args.workers, "--quiet",
+                            "--no-figures"], check=True)
+
+# %% The table: final accuracy of sequential training and SRC per fraction
+if __name__ == "__main__":
+    rows = [(float(f), summary(f)) for f in args.fractions]
+    fmt = lambda v: "not run" if v is None else f"{v[0]:.1f} ± {v[1]:.1f} (n={v[2]})"
+    lines = ["| replayed fraction | sequential + rehearsal (%) | SRC + rehearsal (%) | sleep adds |", "|---|---|---|---|"]
+    for fraction, got in rows:
+        seq, src = got.get("sequential"), got.get("src")
+        adds = f"{src[0] - seq[0]:+.1f}" if seq and src else ""
+        lines.append(f"| {100 * fraction:g} % | {fmt(seq)} | {fmt(src)} | {adds} |")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "replay.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+# %% The figure: mean ± sample std over seeds against the replayed fraction
+if __name__ == "__main__":
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for method, label, color in (("sequential", "without sleep", "tab:gray"), ("src", "with sleep (SRC)", "tab:blue")):
+        points = [(100 * fraction, got[method]) for fraction, got in rows if method in got]
+        if points:
+            ax.errorbar([x for x, _ in points], [v[0] for _, v in points], yerr=[v[1] for _, v in points],
+                        fmt="o-", color=color, capsize=3, label=label)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("replayed: % of the earlier tasks' training images")
+    ax.set_ylabel("final accuracy, all 10 classes (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    png_dir = args.png_dir or args.out
+    os.makedirs(png_dir, exist_ok=True)
+    fig.savefig(os.path.join(png_dir, "replay.png"), dpi=110)
+    print(f"table in {os.path.join(args.out, 'replay.md')}, figure in {os.path.join(png_dir, 'replay.png')}")
