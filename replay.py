@@ -78,6 +78,8 @@ if __name__ == "__main__":
             ax.errorbar([x for x, _ in points], [v[0] for _, v in points], yerr=[v[1] for _, v in points],
                         fmt="o-", color=color, capsize=3, label=label)
     ax.set_xscale("symlog", linthresh=1)
+    ticks = [100 * fraction for fraction, _ in rows]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_xlabel("replayed: % of the earlier tasks' training images")
     ax.set_ylabel("final accuracy, all 10 classes (%)")
     ax.grid(alpha=0.3)
