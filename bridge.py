@@ -14,7 +14,6 @@ switching it alone moves the five-seed mean by more than twice the standard erro
 Rows are ordinary run folders of mnist_exp.py: a row's command is printed with it.
 """
 import argparse
-import csv
 import os
 import subprocess
 import sys
@@ -63,18 +62,6 @@ def rows():
     return out
 
 
-def summary(options):
-    """{method: (mean, std, n, diverged)} of a row's run folder (empty if it has not run), and the folder."""
-    cfg = mnist_exp.parse_config(options)
-    folder = os.path.join(cfg.out, mnist_exp.run_name(cfg))
-    path = os.path.join(folder, "summary.csv")
-    if not os.path.exists(path):
-        return {}, folder
-    with open(path) as f:
-        return {r["method"]: (float(r["all_mean"]), float(r["all_std"]), int(r["n"]), int(r.get("diverged") or 0))
-                for r in csv.DictReader(f)}, folder
-
-
 # %% Run the rows that are not finished
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -94,16 +81,16 @@ if __name__ == "__main__":
 if __name__ == "__main__":
     table, base = [], {}
     for side, label, options, _ in rows():
-        got, folder = summary(options)
+        got = mnist_exp.finished(options)
         if label.endswith("protocol"):
             base[side] = got.get("src")
-        table.append((side, label, options, got, folder))
+        table.append((side, label, options, got))
     fmt = lambda v: "not run" if v is None else (f"{v[0]:.1f} ± {v[1]:.1f} (n={v[2]}" if v[2] > 1 else f"{v[0]:.1f} (n=1") + \
         (f", {v[3]} diverged)" if v[3] else ")")
     ctx = methods.prepare(mnist_exp.parse_config(["--device", "cpu"]))   # the dataset's counts, for what sleeps keep
     lines = ["| row | SRC final, all classes (%) | change vs its protocol | 2 SE | carries? | sequential | parallel | "
              "SRC's sleep reads; bytes kept between tasks | options |", "|---|---|---|---|---|---|---|---|---|"]
-    for side, label, options, got, _ in table:
+    for side, label, options, got in table:
         src, ref = got.get("src"), base.get(side)
         delta = se2 = carries = ""
         if src and ref and not label.endswith("protocol") and src[2] > 1 and ref[2] > 1:
@@ -121,7 +108,7 @@ if __name__ == "__main__":
 
 # %% The figure: SRC final accuracy per row, mean ± sample std, each side against its protocol
 if __name__ == "__main__":
-    shown = [(side, label, got["src"]) for side, label, _, got, _ in table if "src" in got]
+    shown = [(side, label, got["src"]) for side, label, _, got in table if "src" in got]
     fig, ax = plt.subplots(figsize=(13, 0.32 * len(shown) + 1.4))
     for i, (side, label, (mean, std, n, _)) in enumerate(shown):
         ax.errorbar(mean, i, xerr=std if n > 1 else None, fmt="o", color="tab:blue" if side == "original" else "tab:orange",

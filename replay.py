@@ -11,7 +11,6 @@ seeds 0-4); the table and the figure are built from the finished folders alone.
     python replay.py --png-dir png               # the table (runs/replay/replay.md) and the figure
 """
 import argparse
-import csv
 import os
 import subprocess
 import sys
@@ -25,16 +24,6 @@ import mnist_exp
 
 FRACTIONS = ["0", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1"]   # the authors' sweep
 SEEDS = ["0", "1", "2", "3", "4"]
-
-
-def summary(fraction):
-    """{method: (mean, std, n)} of a fraction's run folder (empty if it has not run)."""
-    cfg = mnist_exp.parse_config(["--replay", fraction])
-    path = os.path.join(cfg.out, mnist_exp.run_name(cfg), "summary.csv")
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return {r["method"]: (float(r["all_mean"]), float(r["all_std"]), int(r["n"])) for r in csv.DictReader(f)}
 
 
 # %% Options, then the fractions that are not finished
@@ -57,7 +46,7 @@ if __name__ == "__main__":
 
 # %% The table: final accuracy of sequential training and SRC per fraction
 if __name__ == "__main__":
-    rows = [(float(f), summary(f)) for f in args.fractions]
+    rows = [(float(f), mnist_exp.finished(["--replay", f])) for f in args.fractions]
     fmt = lambda v: "not run" if v is None else f"{v[0]:.1f} ± {v[1]:.1f} (n={v[2]})"
     lines = ["| replayed fraction | sequential + rehearsal (%) | SRC + rehearsal (%) | sleep adds |", "|---|---|---|---|"]
     for fraction, got in rows:
