@@ -76,7 +76,7 @@ def initial_net(seed, cfg, ctx, copy=1):
     gen = torch.Generator().manual_seed(seed if copy == 1 else
                                         int(np.random.SeedSequence([seed, 2, copy]).generate_state(1)[0]))
     return models.init_net(ctx.sizes, cfg.init_scale, gen, ctx.dtype, ctx.device, init=cfg.init,
-                           output=cfg.output.split("-")[0], inverted=cfg.inverted_dropout)
+                           output=cfg.output.split("-")[0], inverted=cfg.inverted_dropout, bias=cfg.bias)
 
 
 def generator(seed, phase, k, device="cpu"):
@@ -101,7 +101,7 @@ def evaluate(net, cfg, ctx, analyses=True):
     if not analyses:
         return dict(accuracy=accuracy)
     return dict(accuracy=accuracy,
-                stable_rank={f"layer_{l + 1}": analysis.stable_rank(w) for l, w in enumerate(net.W)},
+                stable_rank={f"layer_{l + 1}": analysis.stable_rank(w) for l, w in enumerate(net.weights_only())},
                 acts=[a.cpu().numpy() for a in probe_acts])
 
 
@@ -173,7 +173,7 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, **constants):
                      mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold, w_inh=cfg.w_inh, dc=cfg.dc,
                      refractory=cfg.refractory, plasticity=cfg.plasticity, norm_w=cfg.norm_w, gamma=cfg.gamma,
                      images=images, sample=sample, alpha=cfg.alpha or None, factor=cfg.plasticity_factor,
-                     engine=cfg.engine, progress=progress, **kw)
+                     bias=cfg.sleep_bias, engine=cfg.engine, progress=progress, **kw)
 
 
 def sleep_keeps(cfg, ctx):

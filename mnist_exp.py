@@ -88,6 +88,7 @@ class Config:
     init: str = arg("uniform", "'uniform': weights start uniform in [-init_scale, init_scale]; 'torch': PyTorch's "
                                "default for a Linear layer without bias, uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)]")
     init_scale: float = arg(0.01, "bound of the 'uniform' initialisation")
+    bias: bool = arg(False, "networks with biases, trained like the weights and starting at 0 (the original has none)")
     output: str = arg("relu-mse", "'relu-mse': ReLU output, half squared error, output error without the ReLU derivative "
                                   "(the original); 'linear-ce': logits and softmax cross-entropy")
     dropout: float = arg(0.25, "fraction of hidden units dropped in training; evaluation scales by 1 - dropout")
@@ -135,6 +136,10 @@ class Config:
     gamma: float = arg(1.0, "factor of that rescaling")
     plasticity: tuple = arg((1.0, 1.0, 1.0), "multiplier of inc and dec in each layer during sleep (0 freezes a layer: "
                                               "an ablation, not in the original)")
+    sleep_bias: str = arg("ignore", "with --bias, what sleep does with the biases: 'ignore' (the spiking network has "
+                                    "none; they come out unchanged), 'current' (alpha_l b_l added to the membranes every "
+                                    "step, unchanged) or 'unit' (the weights of an input unit that fires every step, so "
+                                    "the sleep's plasticity changes them too)")
     plasticity_factor: str = arg("original", "g(w) of the sleep's update: 'original' 2 sigmoid(-w / 0.001), or "
                                              "'logistic' sigmoid(w) (the earlier replica)")
     engine: str = arg("auto", "sleep engine: numba (CPU), torch (any device) or auto")
@@ -181,7 +186,7 @@ QUICK = dict(train_limit=3000, test_limit=1000, n_per_task=500, epochs=1, sleep_
 
 # Fields that say how to run, not what to compute: they stay out of the run folder's name and config.json.
 # Fields added after run folders were first named: left out of the name at these values, so older folders keep theirs.
-LATER = dict(validation=0, matmul="float32", sleep_data="seen", replay=0.0)
+LATER = dict(validation=0, matmul="float32", sleep_data="seen", replay=0.0, bias=False, sleep_bias="ignore")
 
 RUNTIME = {"methods", "seeds", "out", "data_dir", "device", "workers", "force", "quiet", "figures", "png_dir", "engine"}
 
@@ -300,9 +305,11 @@ def resolve(cfg, given=None):
     choices = dict(sleep_input=("mean", "class-means", "replica"), dtype=("float32", "float64"),
                    matmul=("float32", "bfloat16"), sleep_data=("seen", "current", "current+means"),
                    engine=("auto", "numba", "torch"), init=("uniform", "torch"), output=("relu-mse", "linear-ce"),
-                   plasticity_factor=src.FACTORS, merge_init=("shared", "own"))
+                   plasticity_factor=src.FACTORS, merge_init=("shared", "own"), sleep_bias=src.BIAS)
     problems += [f"--{k.replace('_', '-')} must be one of {', '.join(v)}; got {getattr(cfg, k)!r}"
                  for k, v in choices.items() if getattr(cfg, k) not in v]
+    if cfg.sleep_bias != "ignore" and not cfg.bias:
+        problems.append(f"--sleep-bias {cfg.sleep_bias} needs networks with biases: add --bias")
     device = cfg.device.split(":")[0]
     if device not in ("auto", "cpu", "cuda"):
         problems.append(f"--device must be cpu, cuda, cuda:N or auto; got {cfg.device!r}")

@@ -1,9 +1,11 @@
 """The bias-free ReLU MLP of the paper, trained as the authors' DeepLearnToolbox fork trains it.
 
 A network is a list of weight matrices W[l] of shape [out, in] (no biases),
-their momentum buffers, and two choices of architecture. The buffers belong to
+their momentum buffers, and three choices of architecture. The buffers belong to
 the network, as in the original: they carry over from task to task and across
-sleep.
+sleep. With biases (bias=True, not in the original) each W[l] has one more
+column, [out, in + 1], the weights of an input that is always 1: the biases are
+then trained, penalised, merged and carried exactly like the weights.
 
 Two details of the original matter for SRC and are reproduced by default:
 - dropout is not inverted: training multiplies hidden activations by a 0/1
@@ -35,6 +37,7 @@ class Net:
     vW: list                # momentum buffers, same shapes
     output: str = "relu"    # "relu" (half squared error, the original) or "linear" (softmax cross-entropy)
     inverted: bool = False  # inverted dropout (torch's) instead of the original's mask / x (1 - dropout)
+    bias: bool = False      # the last column of each W[l] is the layer's bias
 
     def clone(self):
         return self.with_weights([w.clone() for w in self.W], [v.clone() for v in self.vW])
@@ -43,12 +46,21 @@ class Net:
         """The same architecture with other weights and buffers."""
         return dataclasses.replace(self, W=W, vW=vW)
 
+    def weights_only(self):
+        """The weight matrices without their bias columns (views)."""
+        return [w[:, :-1] for w in self.W] if self.bias else list(self.W)
+
+    def inputs(self, a):
+        """A layer's input as its W[l] reads it: the activations below, and a column of ones with biases."""
+        return torch.cat([a, a.new_ones(len(a), 1)], 1) if self.bias else a
+
 
 def init_net(sizes, init_scale, generator, dtype=torch.float32, device="cpu", init="uniform", output="relu",
-             inverted=False):
+             inverted=False, bias=False):
     """Momentum zero; sizes like (784, 1200, 1200, 10). Weights uniform in [-init_scale, init_scale]
     (init "uniform", the original) or in [-1/sqrt(fan_in), 1/sqrt(fan_in)] (init "torch": the bound of
-    PyTorch's default initialisation of a Linear layer without bias)."""
+    PyTorch's default initialisation of a Linear layer without bias). bias: a zero bias column after the
+    same weights (the same draws as without biases)."""
     if len(sizes) < 2 or min(sizes) < 1:
         raise ValueError(f"sizes must list at least an input and an output width, all >= 1; got {sizes}")
     if init not in ("uniform", "torch") or output not in ("relu", "linear"):
@@ -56,7 +68,9 @@ def init_net(sizes, init_scale, generator, dtype=torch.float32, device="cpu", in
     bound = lambda n_in: init_scale if init == "uniform" else 1 / math.sqrt(n_in)
     W = [((torch.rand(n_out, n_in, generator=generator, dtype=dtype) - 0.5) * 2 * bound(n_in)).to(device)
          for n_in, n_out in zip(sizes[:-1], sizes[1:])]
-    return Net(W, [torch.zeros_like(w) for w in W], output, inverted)
+    if bias:
+        W = [torch.cat([w, w.new_zeros(len(w), 1)], 1) for w in W]
+    return Net(W, [torch.zeros_like(w) for w in W], output, inverted, bias)
 
 
 def merge(nets):
@@ -83,7 +97,7 @@ def forward(net, x, dropout, generator=None, low=None, weights=None):
     a = x
     last = len(net.W) - 1
     for l, w in enumerate(net.W if weights is None else weights):
-        a = mm(a, w.T, low)
+        a = mm(net.inputs(a), w.T, low)
         if l < last or net.output == "relu":
             a = a.clamp_min_(0)
         if l < last and dropout > 0:
@@ -123,14 +137,15 @@ def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, 
     inverted_scale = 1 / (1 - dropout) if net.inverted and dropout > 0 else None
     for l in reversed(range(len(net.W))):
         # ReLU derivative and dropout mask at once: acts[l] is 0 wherever either is
-        d_below = mm(d, net.W[l] if low is None else weights[l], low).masked_fill_(acts[l] == 0, 0) if l > 0 else None
+        w_in = (net.W[l] if low is None else weights[l])[:, :acts[l].shape[1]]   # without the bias column
+        d_below = mm(d, w_in, low).masked_fill_(acts[l] == 0, 0) if l > 0 else None
         if d_below is not None and inverted_scale:
             d_below.mul_(inverted_scale)
-        v = net.vW[l]
+        v, a_in = net.vW[l], net.inputs(acts[l])
         if path is None and low is None:   # v = momentum v + lr g with g = d^T a / m, in one BLAS call
-            torch.addmm(v, d.T, acts[l], beta=momentum, alpha=lr / m, out=v)
+            torch.addmm(v, d.T, a_in, beta=momentum, alpha=lr / m, out=v)
         else:
-            g = mm(d.T, acts[l], low) / m
+            g = mm(d.T, a_in, low) / m
             v.mul_(momentum).add_(g, alpha=lr)
         if penalty is not None:
             omega, anchor, strength = penalty
@@ -173,9 +188,9 @@ def fisher(net, x, y, dropout, n_classes, chunk=1000):
         acts = [xb] + forward(net, xb, dropout)
         d, _ = output_error(net, acts[-1], torch.nn.functional.one_hot(yb, n_classes).to(xb.dtype))
         for l in reversed(range(len(net.W))):
-            F[l] += d.square().T @ acts[l].square()
+            F[l] += d.square().T @ net.inputs(acts[l]).square()
             if l > 0:   # evaluation mode: a = (1 - dropout) relu(z) (inverted: relu(z)), so da/dz = that factor [z > 0]
-                d = (d @ net.W[l]) * (acts[l] > 0) * (1 if net.inverted else 1 - dropout)
+                d = (d @ net.weights_only()[l]) * (acts[l] > 0) * (1 if net.inverted else 1 - dropout)
     return [f / len(x) for f in F]
 
 

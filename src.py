@@ -46,8 +46,8 @@ FACTORS = ("original", "logistic")
 
 def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale, dropout, dt, mask_size,
           decay=0.999, threshold=1.0, w_inh=0.0, dc=0.0, refractory=0, plasticity=1.0, norm_w=False, gamma=1.0,
-          images=None, sample=None, alpha=None, factor="original", max_spikes=None, engine="auto", chunk=5000,
-          progress=False):
+          images=None, sample=None, alpha=None, factor="original", bias="ignore", max_spikes=None, engine="auto",
+          chunk=5000, progress=False):
     """One SRC sleep phase with sleep data `sleep_x`; returns (slept copy of the network, info).
 
     nets: one Net, or a list of B Nets slept at once by the batched engine (then returns two lists); for
@@ -59,6 +59,10 @@ def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale,
     of n images drawn from pool, times a mask keeping each pixel with probability keep (sampled_input_spikes).
     alpha: fixed scale factors, one per layer, instead of the data-based ones (then sleep_x is not read).
     factor: the plasticity rule's weight factor, "original" or "logistic" (see g).
+    bias: for networks with biases (not in the original), what the sleep does with them: "ignore" (the
+    spiking network has none, and they come out unchanged), "current" (alpha_l b_l is added to the
+    membranes every step; unchanged by plasticity) or "unit" (the weights of an input unit that fires
+    every step: the same current, and plasticity potentiates them whenever their neuron fires).
     info: the scale factors alpha, the spike counts of every neuron and whether the network stopped at
     max_spikes (see sleep_on_spikes).
     The momentum buffers are carried over unchanged, as in the original.
@@ -80,21 +84,31 @@ def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale,
     else:
         pool, n_images, keep = sample
         make = lambda n: sampled_input_spikes(pool, n, generator, rate=rate, dt=dt, n_images=n_images, keep=keep)
-    W = [torch.stack(ws) for ws in zip(*(net.W for net in batch))]                       # [B, out, in]
+    if bias not in BIAS:
+        raise ValueError(f"bias must be one of {', '.join(BIAS)}; got {bias!r}")
+    biased = batch[0].bias
+    spiking = [net.weights_only() if biased and bias == "ignore" else net.W for net in batch]
+    W = [torch.stack(ws) for ws in zip(*spiking)]                                          # [B, out, in (+ 1)]
     chunks = (make(min(chunk, steps - s)) for s in range(0, steps, chunk))
     W, counts = sleep_on_spikes(W, chunks, alpha, beta, inc=inc, dec=dec, decay=decay, threshold=threshold,
                                 w_inh=w_inh, dc=dc, refractory=refractory, plasticity=plasticity, factor=factor,
-                                max_spikes=max_spikes, engine=engine, progress=progress, total_steps=steps)
+                                bias=bias if biased and bias != "ignore" else None, max_spikes=max_spikes,
+                                engine=engine, progress=progress, total_steps=steps)
     fired = sum(c.sum(1) for c in counts[1:])
     slept, infos = [], []
     for b, net in enumerate(batch):
         Wb = [w[b].clone() for w in W]
         if norm_w:
-            Wb = [renormalise(w, w0, gamma) for w, w0 in zip(Wb, net.W)]
+            Wb = [renormalise(w, w0, gamma) for w, w0 in zip(Wb, spiking[b])]
+        if biased and bias == "ignore":   # the biases come back as they were
+            Wb = [torch.cat([w, w0[:, -1:]], 1) for w, w0 in zip(Wb, net.W)]
         slept.append(net.with_weights(Wb, [v.clone() for v in net.vW]))
         infos.append(dict(alpha=alpha[b], spikes=[c[b].tolist() for c in counts],
                           stopped=max_spikes is not None and fired[b].item() > max_spikes))
     return (slept, infos) if isinstance(nets, (list, tuple)) else (slept[0], infos[0])
+
+
+BIAS = ("ignore", "current", "unit")
 
 
 def renormalise(w, w_before, gamma):
@@ -112,7 +126,7 @@ def scale_factors(net, x, dropout, alpha_scale, chunk=5000):
     """Data-based weight/threshold balancing (Diehl et al. 2015), as normalize_nn_data.m.
 
     s_l = max(0, max W_l, max a_l) with a_l the evaluation-mode activations of
-    the sleep data; applied_l = s_l / applied_{l-1} (applied_0 = 1);
+    the sleep data (W_l without its biases, if any); applied_l = s_l / applied_{l-1} (applied_0 = 1);
     alpha_l = alpha_scale / applied_l. The weights themselves are not rescaled.
     """
     if len(x) == 0:
@@ -122,7 +136,7 @@ def scale_factors(net, x, dropout, alpha_scale, chunk=5000):
         for l, a in enumerate(forward(net, xb, dropout)):
             a_max[l] = max(a_max[l], a.max().item())
     alpha, applied = [], 1.0
-    for l, (w, am) in enumerate(zip(net.W, a_max)):
+    for l, (w, am) in enumerate(zip(net.weights_only(), a_max)):
         if not torch.isfinite(w).all():
             raise ValueError(f"layer {l + 1} has non-finite weights: did training diverge?")
         s = max(0.0, w.max().item(), am)
@@ -225,15 +239,16 @@ def _as_batch(value, B, L, name, dtype):
                          f"value per network ({shape}); got shape {a.shape}") from None
 
 
-def _check_weights(weights):
+def _check_weights(weights, extra):
+    """extra: 1 when the last column of each matrix is a bias (an input of its own), else 0."""
     if not weights or any(not torch.is_tensor(w) for w in weights):
         raise ValueError("weights must be a non-empty list of tensors [out, in] (or [B, out, in])")
     nd = weights[0].ndim
-    if nd not in (2, 3) or any(w.ndim != nd for w in weights):
+    if nd not in (2, 3) or any(w.ndim != nd for w in weights) or weights[0].shape[-1] <= extra:
         raise ValueError(f"weights must all be [out, in] or all [B, out, in]; got shapes {[tuple(w.shape) for w in weights]}")
     for l in range(1, len(weights)):
-        if weights[l].shape[-1] != weights[l - 1].shape[-2] or weights[l].shape[:-2] != weights[0].shape[:-2]:
-            raise ValueError(f"layer {l + 1} takes {weights[l].shape[-1]} inputs but layer {l} has "
+        if weights[l].shape[-1] != weights[l - 1].shape[-2] + extra or weights[l].shape[:-2] != weights[0].shape[:-2]:
+            raise ValueError(f"layer {l + 1} takes {weights[l].shape[-1] - extra} inputs but layer {l} has "
                              f"{weights[l - 1].shape[-2]} units (shapes {[tuple(w.shape) for w in weights]})")
     for l, w in enumerate(weights):
         if not w.is_floating_point() or not torch.isfinite(w).all():
@@ -241,7 +256,7 @@ def _check_weights(weights):
 
 
 def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999, threshold=1.0,
-                    w_inh=0.0, dc=0.0, refractory=0, plasticity=1.0, factor="original", max_spikes=None,
+                    w_inh=0.0, dc=0.0, refractory=0, plasticity=1.0, factor="original", bias=None, max_spikes=None,
                     engine="auto", progress=False, total_steps=None):
     """Run the spiking sleep on a given input raster; the deterministic core of SRC.
 
@@ -259,12 +274,18 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     plasticity: multiplier of inc and dec in each layer (scalar or one per layer; 0 freezes a layer's
     weights, for ablations; 1 is the protocol).
     factor: g's form, "original" (the protocol) or "logistic" (see g).
+    bias: None (the protocol), or the last column of each weight matrix is a bias b_l, the weight of an extra
+    input that fires every step: alpha_l b_l joins every step's impulse; with "unit" plasticity treats it as
+    any input that fired (b += inc g(b) when the neuron fires), with "current" it stays as it is.
     max_spikes: a network whose neurons (all layers but the input) have fired more than this many spikes
     stops at the next step, its weights as they are (a cost bound for searches; None: no bound).
     Returns (new weights, spike counts): the inputs are left untouched; counts[l] holds the spikes of each
     neuron of layer l (counts[0] the inputs), shaped [n] (or [B, n]).
     """
-    _check_weights(weights)
+    if bias not in (None, "current", "unit"):
+        raise ValueError(f"bias must be None, 'current' or 'unit'; got {bias!r}")
+    extra = int(bias is not None)
+    _check_weights(weights, extra)
     batched = weights[0].ndim == 3
     W = [(w if batched else w[None]).clone() for w in weights]
     B, L, device = W[0].shape[0], len(W), W[0].device
@@ -282,9 +303,9 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     if engine == "numba" and device.type != "cpu":
         raise ValueError("the numba engine runs on the CPU; use engine='torch' for weights on a GPU")
     run = ENGINES[engine](W, alpha, beta * threshold, inc[:, None] * plasticity, dec[:, None] * plasticity, decay=decay,
-                          w_inh=w_inh, dc=dc, refractory=int(refractory), factor=factor,
+                          w_inh=w_inh, dc=dc, refractory=int(refractory), factor=factor, bias=bias,
                           budget=-1 if max_spikes is None else int(max_spikes))
-    sizes = [W[0].shape[2]] + [w.shape[1] for w in W]
+    sizes = [W[0].shape[2] - extra] + [w.shape[1] for w in W]
     counts = [torch.zeros(B, n, dtype=torch.int64) for n in sizes]
     chunks = [input_spikes] if torch.is_tensor(input_spikes) else input_spikes
     total = input_spikes.shape[-2] if torch.is_tensor(input_spikes) else total_steps
@@ -319,11 +340,11 @@ class TorchEngine:
     """The literal loop: every step, a dense matrix-vector product per layer; batched, on any device.
     steps() returns the spike counts of the chunk and, on a non-finite weight, (network, step, layer)."""
 
-    def __init__(self, W, alpha, thr, inc, dec, *, decay, w_inh, dc, refractory, factor, budget):
+    def __init__(self, W, alpha, thr, inc, dec, *, decay, w_inh, dc, refractory, factor, bias, budget):
         as_t = lambda a: torch.as_tensor(a, dtype=W[0].dtype, device=W[0].device)
         self.W, self.alpha, self.thr, self.inc, self.dec = W, as_t(alpha), as_t(thr), as_t(inc), as_t(dec)
         self.decay, self.w_inh, self.dc, self.refractory, self.budget = decay, w_inh, dc, refractory, budget
-        self.factor = factor
+        self.factor, self.bias = factor, bias
         self.v = [w.new_zeros(w.shape[:2]) for w in W]
         self.ref_end = [torch.full(w.shape[:2], -1, dtype=torch.int64, device=w.device) for w in W]
         self.spent = torch.zeros(W[0].shape[0], dtype=torch.int64, device=W[0].device)
@@ -336,6 +357,8 @@ class TorchEngine:
             pre = spikes[:, t].to(W[0].dtype)                                   # [B, n_in]
             active = (self.spent <= self.budget)[:, None] if self.budget >= 0 else True
             for l, w in enumerate(W):
+                if self.bias:   # the bias's input fires every step
+                    pre = torch.cat([pre, pre.new_ones(len(pre), 1)], 1)
                 impulse = self.alpha[:, l, None] * torch.bmm(w, pre[:, :, None])[:, :, 0]
                 if self.w_inh:
                     impulse = impulse - impulse.mean(1, keepdim=True) * self.w_inh
@@ -348,8 +371,10 @@ class TorchEngine:
                 b, j = post.nonzero(as_tuple=True)
                 rows = w[b, j]                                                  # weights into the neurons that fired
                 gw = g(rows, self.factor)
-                rows = rows + torch.where(pre[b] > 0, self.inc[b, l, None] * gw, -self.dec[b, l, None] * gw)
-                w[b, j] = rows
+                new = rows + torch.where(pre[b] > 0, self.inc[b, l, None] * gw, -self.dec[b, l, None] * gw)
+                if self.bias == "current":
+                    new[:, -1] = rows[:, -1]
+                rows = w[b, j] = new
                 if not torch.isfinite(rows).all():
                     return None, (b[0].item(), t0 + t, l)
                 v[l] = v[l].masked_fill(post, 0)
@@ -369,11 +394,12 @@ class NumbaEngine:
     are held transposed ([in, out], every layer flattened into one row per network) so that the impulse
     of one input spike is a contiguous row."""
 
-    def __init__(self, W, alpha, thr, inc, dec, *, decay, w_inh, dc, refractory, factor, budget):
+    def __init__(self, W, alpha, thr, inc, dec, *, decay, w_inh, dc, refractory, factor, bias, budget):
         dtype = np.float32 if W[0].dtype == torch.float32 else np.float64
         self.torch_dtype, B = W[0].dtype, W[0].shape[0]
-        self.sizes = np.array([W[0].shape[2]] + [w.shape[1] for w in W], dtype=np.int64)
-        self.w_off = np.concatenate([[0], np.cumsum(self.sizes[:-1] * self.sizes[1:])]).astype(np.int64)
+        self.extra = int(bias is not None)   # the bias row of each layer's WT: an input that fires every step
+        self.sizes = np.array([W[0].shape[2] - self.extra] + [w.shape[1] for w in W], dtype=np.int64)
+        self.w_off = np.concatenate([[0], np.cumsum((self.sizes[:-1] + self.extra) * self.sizes[1:])]).astype(np.int64)
         self.n_off = np.concatenate([[0], np.cumsum(self.sizes[1:])]).astype(np.int64)
         self.WT = torch.cat([w.transpose(1, 2).reshape(B, -1) for w in W], dim=1).numpy()
         self.v = np.zeros((B, self.n_off[-1]), dtype)
@@ -381,7 +407,7 @@ class NumbaEngine:
         self.spent = np.zeros(B, np.int64)
         self.args = (alpha.astype(dtype), thr.astype(dtype), inc.astype(dtype), dec.astype(dtype),
                      np.array([decay, G_WIDTH, 1, 2, 0], dtype), dtype(w_inh), dtype(dc), refractory,
-                     factor == "logistic", budget)
+                     factor == "logistic", self.extra, bias == "unit", budget)
 
     def steps(self, spikes, t0):
         B, T, n_in = spikes.shape
@@ -401,7 +427,7 @@ class NumbaEngine:
 
     def weights(self):
         sizes, w_off, B = self.sizes, self.w_off, self.WT.shape[0]
-        return [torch.from_numpy(self.WT[:, w_off[l]:w_off[l + 1]].reshape(B, sizes[l], sizes[l + 1])
+        return [torch.from_numpy(self.WT[:, w_off[l]:w_off[l + 1]].reshape(B, sizes[l] + self.extra, sizes[l + 1])
                                  .transpose(0, 2, 1).copy()).to(self.torch_dtype) for l in range(len(sizes) - 1)]
 
 
@@ -412,16 +438,17 @@ ENGINES = {"torch": TorchEngine, "numba": NumbaEngine}
 
 @numba.njit(cache=True, parallel=True)
 def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr, inc, dec, consts,
-                  w_inh, dc, refractory, logistic, budget, spent, counts, failure):
-    """NumbaEngine's steps: WT[b] holds every layer's weights transposed ([in, out], flattened from
-    w_off[l]); v, ref_end, counts are flattened per neuron from n_off[l]."""
+                  w_inh, dc, refractory, logistic, extra, bias_plastic, budget, spent, counts, failure):
+    """NumbaEngine's steps: WT[b] holds every layer's weights transposed ([in (+ extra), out], flattened from
+    w_off[l]; with extra = 1 the last row is the bias, an input that fires every step, plastic if
+    bias_plastic); v, ref_end, counts are flattened per neuron from n_off[l]."""
     decay, width, one, two, zero = consts[0], consts[1], consts[2], consts[3], consts[4]
     B, L, T = WT.shape[0], sizes.shape[0] - 1, (ptr.shape[0] - 1) // WT.shape[0]
     widest = sizes.max()
     for b in numba.prange(B):
         pre = np.empty(widest, dtype=np.int64)     # indices of the neurons of the layer below that fired
         post = np.empty(widest, dtype=np.int64)
-        fired = np.zeros(widest, dtype=np.bool_)   # the same, as a mask over the layer below
+        fired = np.zeros(widest + 1, dtype=np.bool_)   # the same, as a mask over the layer below (and its bias)
         impulse = np.empty(widest, dtype=WT.dtype)
         for t in range(T):
             if failure[b, 0] >= 0 or (budget >= 0 and spent[b] > budget):
@@ -431,14 +458,17 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr,
             pre[:n_pre] = idx[lo:hi]
             for l in range(L):
                 n_in, n_out = sizes[l], sizes[l + 1]
-                w = WT[b, w_off[l]:w_off[l] + n_in * n_out].reshape((n_in, n_out))
+                w = WT[b, w_off[l]:w_off[l + 1]].reshape((n_in + extra, n_out))
                 vl = v[b, n_off[l]:n_off[l] + n_out]
                 last = l == L - 1
-                if n_pre == 0 and not (last and dc != 0):
+                if n_pre == 0 and extra == 0 and not (last and dc != 0):
                     for j in range(n_out):                 # no input: the membranes only decay, none can fire
                         vl[j] = decay * vl[j]              # (all were below threshold after the last step)
                     continue                               # and the layer above gets no input either
-                impulse[:n_out] = zero
+                if extra:
+                    impulse[:n_out] = w[n_in]              # the bias's input fired
+                else:
+                    impulse[:n_out] = zero
                 for k in range(n_pre):
                     row = w[pre[k]]
                     for j in range(n_out):
@@ -467,9 +497,10 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr,
                         n_post += 1
                 for k in range(n_pre):
                     fired[pre[k]] = True
+                fired[n_in] = True                         # read only as the bias's input (i < n_in + extra)
                 for k in range(n_post):
                     j = post[k]
-                    for i in range(n_in):
+                    for i in range(n_in + (extra if bias_plastic else 0)):
                         wi = w[i, j]
                         if logistic:                       # g(w) = 1 / (1 + exp(-w)), without overflow
                             if wi >= zero:
@@ -494,5 +525,6 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr,
                     spent[b] += 1
                 for k in range(n_pre):
                     fired[pre[k]] = False
+                fired[n_in] = False
                 pre[:n_post] = post[:n_post]
                 n_pre = n_post
