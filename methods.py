@@ -14,6 +14,7 @@ import torch
 
 import analysis
 import data
+import icarl
 import models
 import src
 
@@ -25,6 +26,8 @@ class Method:
     joint: bool = False        # one training on all tasks at once
     sleep: bool = False        # SRC's sleep after each task
     penalty: str = ""          # "ewc" or "si": a quadratic pull towards the weights after the previous tasks
+    exemplars: bool = False    # iCaRL: a memory of training images joins each task and classifies by nearest mean
+    sleep_constants: str = ""  # "icarl": the sleep constants of the iCaRL script for the memory size (ICARL_SLEEP)
     shared: tuple = ("init",)  # stages that are the same for every method declaring them: computed once per seed
     keeps: str = ""            # what the method reads and keeps between tasks, besides the weights
 
@@ -40,8 +43,27 @@ METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper b
     "src": Method(sleep=True, shared=("init", "train_1"),
                   keeps="nothing stored; each sleep reads every training image of the tasks seen so far "
                         "(their mean image and the scale factors)"),
+    "icarl": Method(exemplars=True, shared=("init", "train_1"),
+                    keeps="--memory training images (the exemplars), shared by the classes seen"),
+    "icarl-src": Method(exemplars=True, sleep=True, sleep_constants="icarl", shared=("init", "train_1"),
+                        keeps="--memory training images (the exemplars); each sleep reads every training image of "
+                              "the tasks seen so far"),
     "parallel": Method(joint=True, keeps="trains once on every task's images together"),
 }
+
+# The iCaRL script's sleep constants (MNIST/run_icarl_mnist.m): (largest memory it uses them for, constants);
+# its scale factors see the softmax output's probabilities.
+ICARL_SLEEP = [
+    (50, dict(rate=95.654279, inc=0.058705, dec=0.009112, beta=(27.477005, 21.155469, 22.567029), alpha_scale=19.001764)),
+    (500, dict(rate=114.365720, inc=0.042289, dec=0.005498, beta=(38.451454, 22.198208, 6.893450), alpha_scale=4.253433)),
+    (float("inf"), dict(rate=27.393650, inc=0.019093, dec=0.060217, beta=(9.625520, 34.737610, 31.296881),
+                        alpha_scale=2.023822)),
+]
+
+
+def icarl_sleep_constants(memory):
+    """The iCaRL script's constants: one set up to memory 50, one for 100 to 500, one above."""
+    return next(constants for largest, constants in ICARL_SLEEP if memory <= largest)
 
 
 # ---------------------------------------------------------------- data and initial weights
@@ -84,7 +106,8 @@ def generator(seed, phase, k, device="cpu"):
     (k = 0: joint training).
     Every method draws the same numbers in the same phase (common random numbers), so methods differ
     only in what they do: sequential and SRC train task 1 identically, and their difference is the sleep."""
-    state = np.random.SeedSequence([seed, ("train", "sleep", "replay").index(phase), k]).generate_state(1)[0]
+    phases = ("train", "sleep", "replay", "exemplars", "nme")
+    state = np.random.SeedSequence([seed, phases.index(phase), k]).generate_state(1)[0]
     return torch.Generator(device=device).manual_seed(int(state))
 
 
@@ -92,17 +115,18 @@ def generator(seed, phase, k, device="cpu"):
 @torch.no_grad()
 def evaluate(net, cfg, ctx, analyses=True):
     """What the experiment records of a network: accuracy on each task and on all test images; with
-    analyses, the stable rank of each layer and the activations of the probe images (the first chunk of
-    the test pass)."""
+    analyses, the stable rank of each layer, the activations of the probe images (the first chunk of
+    the test pass) and the capacity each task uses in each layer, measured on them (analysis.capacity)."""
     probe_acts = models.forward(net, ctx.eval_chunks[0], cfg.dropout)
     pred = torch.cat([probe_acts[-1].argmax(1)] + [models.predict(net, xb, cfg.dropout) for xb in ctx.eval_chunks[1:]])
     per_task, overall = models.accuracy(pred, ctx.eval_y, ctx.tasks)
     accuracy = dict(**{f"task_{k + 1}": a for k, a in enumerate(per_task)}, all=overall)
     if not analyses:
         return dict(accuracy=accuracy)
+    acts = [a.cpu().numpy() for a in probe_acts]
     return dict(accuracy=accuracy,
                 stable_rank={f"layer_{l + 1}": analysis.stable_rank(w) for l, w in enumerate(net.weights_only())},
-                acts=[a.cpu().numpy() for a in probe_acts])
+                acts=acts, capacity=analysis.capacity(acts, ctx.eval_y[:len(acts[0])].cpu().numpy(), ctx.tasks))
 
 
 def training_set(k, seed, cfg, ctx):
@@ -120,15 +144,24 @@ def training_set(k, seed, cfg, ctx):
     return torch.cat([idx, old[order[:n]]])
 
 
-def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, progress=False, desc="train"):
+def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, memory=None, progress=False, desc="train"):
     """A copy of `start` trained on task k (k = 0: all tasks at once), with the seed's stream for task k.
     The copy starts from `start`'s momentum buffers: they carry over from task to task, as in the original
-    (keep_momentum False: zero, as a fresh torch optimiser per task)."""
+    (keep_momentum False: zero, as a fresh torch optimiser per task).
+    memory: iCaRL's exemplars (images, target rows) join the task's images; as the MATLAB, the set is then
+    padded to a whole number of minibatches with the task's next images, from its n_per_task-th on."""
     net = start.clone()
     if not cfg.keep_momentum:
         net.vW = [torch.zeros_like(v) for v in net.vW]
     idx = training_set(k, seed, cfg, ctx)
-    models.train(net, ctx.train_x[idx], ctx.train_y[idx], epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+    x, y = ctx.train_x[idx], ctx.train_y[idx]
+    if memory is not None:
+        short = -(len(idx) + len(memory[0])) % cfg.batch_size
+        pad = data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task + short)[cfg.n_per_task - 1:][:short]
+        one_hot = lambda labels: torch.nn.functional.one_hot(labels, ctx.n_classes).to(x.dtype)
+        x = torch.cat([x, memory[0], ctx.train_x[pad]])
+        y = torch.cat([one_hot(y), memory[1], one_hot(ctx.train_y[pad])])
+    models.train(net, x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                  momentum=cfg.momentum, dropout=cfg.dropout, n_classes=ctx.n_classes,
                  generator=generator(seed, "train", k, ctx.device), penalty=penalty, path=path, progress=progress, desc=desc,
                  low=None if cfg.matmul == "float32" else getattr(torch, cfg.matmul))
@@ -140,7 +173,7 @@ def sleep_steps(cfg, k):
     return cfg.sleep_steps + (k - 1) * cfg.sleep_steps_increment
 
 
-def sleep_task(nets, k, seed, cfg, ctx, progress=False, **constants):
+def sleep_task(nets, k, seed, cfg, ctx, progress=False, softmax=False, **constants):
     """SRC's sleep after task k, for one network or a list of them (slept together by the batched engine;
     `constants` may then give one value per network). What it reads (cfg.sleep_data):
     - 'seen' (the original): every training image of tasks 1..k (not only the n_per_task each task trained
@@ -149,7 +182,7 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, **constants):
     - 'current+means': those for the scale factors; for the input, the mean image of every class seen, each
       kept from the images its task trained on (a summary of classes x pixels numbers and one count per class).
     The input 'replica' shows task k's own images whatever sleep_data says; fixed alpha reads no image for
-    the scale factors."""
+    the scale factors. softmax: the output layer's scale factor sees softmax probabilities (iCaRL's sleep)."""
     trained_on = lambda j: data.task_indices(ctx.train_y, ctx.tasks[j - 1], cfg.n_per_task)
     if cfg.sleep_data == "seen":
         pool = data.task_indices(ctx.train_y, sum(ctx.tasks[:k], ()))
@@ -173,7 +206,7 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, **constants):
                      mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold, w_inh=cfg.w_inh, dc=cfg.dc,
                      refractory=cfg.refractory, plasticity=cfg.plasticity, norm_w=cfg.norm_w, gamma=cfg.gamma,
                      images=images, sample=sample, alpha=cfg.alpha or None, factor=cfg.plasticity_factor,
-                     bias=cfg.sleep_bias, engine=cfg.engine, progress=progress, **kw)
+                     bias=cfg.sleep_bias, softmax=softmax, engine=cfg.engine, progress=progress, **kw)
 
 
 def sleep_keeps(cfg, ctx):
@@ -188,18 +221,50 @@ def sleep_keeps(cfg, ctx):
     return "task k's training images", 0
 
 
+# ---------------------------------------------------------------- iCaRL's memory
+def memory_set(exemplars, net, gen, cfg, ctx):
+    """The kept exemplars as a training set before the next task: their images and target rows, one-hot,
+    or with cfg.distillation the previous network's softmax outputs (training-mode dropout, as the MATLAB)."""
+    idx = torch.cat([torch.as_tensor(i, device=ctx.train_x.device) for i in exemplars.values()])
+    x = ctx.train_x[idx]
+    if cfg.distillation:
+        return x, torch.softmax(models.forward(net, x, cfg.dropout, gen)[-1], 1)
+    return x, torch.nn.functional.one_hot(ctx.train_y[idx], ctx.n_classes).to(x.dtype)
+
+
+def update_exemplars(exemplars, net, k, gen, cfg, ctx):
+    """After training task k: choose the exemplars of its classes from all their training images (herding or
+    random, cfg.exemplars) and cut the earlier classes' sets to the new size per class."""
+    m = icarl.per_class(cfg.memory, k, cfg.classes_per_task)
+    for c in exemplars:
+        exemplars[c] = exemplars[c][:m]
+    for c in ctx.tasks[k - 1]:
+        pool = data.task_indices(ctx.train_y, (c,))
+        exemplars[c] = pool[icarl.choose(net, ctx.train_x[pool], m, cfg.exemplars, cfg.dropout, gen)].tolist()
+
+
+@torch.no_grad()
+def nme_accuracy(net, exemplars, gen, cfg, ctx):
+    """Accuracy of the nearest-mean-of-exemplars classifier over the classes kept (models.accuracy's keys)."""
+    means = {c: icarl.features(net, ctx.train_x[i], cfg.dropout, gen).mean(0) for c, i in exemplars.items()}
+    pred = torch.cat([icarl.nme_predict(icarl.features(net, xb, cfg.dropout), means) for xb in ctx.eval_chunks])
+    per_task, overall = models.accuracy(pred, ctx.eval_y, ctx.tasks)
+    return dict(**{f"task_{k + 1}": a for k, a in enumerate(per_task)}, all=overall)
+
+
 # ---------------------------------------------------------------- the one loop
 def run_method(method, seed, cfg, ctx, shared, progress=False):
     """Train (and sleep) one method from the seed's initial weights; returns its record and PCA maps.
     The record's rows are the method's stages; SRC also records, in rec["synthetic"], the accuracy of the
-    "synthetic" network of each task k: the weights before training task k plus the change of sleep k.
+    "synthetic" network of each task k: the weights before training task k plus the change of sleep k;
+    iCaRL also records, in rec["nme"], the nearest-mean-of-exemplars accuracy of its stages.
 
     shared: {stage: (net, evaluation)} of this seed and config. A stage that the method declares shared
     (Method.shared) is taken from there when another method has computed it, and put there otherwise;
     the random streams make a recomputation identical.
     """
     spec = METHODS[method]
-    rec = dict(method=method, seed=seed, rows=[], stable_rank=[], sleep=[], synthetic=[],
+    rec = dict(method=method, seed=seed, rows=[], stable_rank=[], capacity=[], sleep=[], synthetic=[], nme=[],
                time=dict(train=0.0, sleep=0.0, eval=0.0))
     if spec.sleep:
         rec["sleep_reads"], rec["sleep_keeps_bytes"] = sleep_keeps(cfg, ctx)
@@ -221,6 +286,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
                 shared[stage] = (net.clone(), entry)
         rec["rows"].append(dict(stage=stage, **entry["accuracy"]))
         rec["stable_rank"].append(dict(stage=stage, **entry["stable_rank"]))
+        rec["capacity"].append(dict(stage=stage, layers=entry["capacity"]))
         acts[stage] = entry["acts"]
         return net
 
@@ -229,7 +295,8 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
             rec.setdefault("diverged", f"train_{k}")            # the broken network goes on and is scored as it is
             return net.clone()
         t = time.perf_counter()
-        net, info = sleep_task(net, k, seed, cfg, ctx, progress=progress)
+        constants = icarl_sleep_constants(cfg.memory) if spec.sleep_constants == "icarl" else {}
+        net, info = sleep_task(net, k, seed, cfg, ctx, progress=progress, softmax=bool(constants), **constants)
         steps = sleep_steps(cfg, k)
         rec["sleep"].append(dict(task=k, steps=steps, seconds=time.perf_counter() - t, alpha=info["alpha"],
                                  spikes_per_step=[sum(c) / steps for c in info["spikes"]]))
@@ -238,15 +305,23 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
     init = reach("init", lambda: initial_net(seed, cfg, ctx), "train")
     net, finished = init, []
     omega, anchor = None, None  # EWC / SI: importance of each weight and the weights it is pulled towards
+    exemplars = {}              # iCaRL: {class: indices of its exemplars among the training images}
     for k in [0] if spec.joint else range(1, len(ctx.tasks) + 1):
         start = net
+        gen = generator(seed, "exemplars", k)
+        memory = memory_set(exemplars, net, gen, cfg, ctx) if exemplars else None
         if spec.restart:
             start = init if k == 1 or cfg.merge_init == "shared" else initial_net(seed, cfg, ctx, copy=k)
         # gradients: EWC lambda F (W - W*) of lambda/2 sum F (W - W*)^2; SI 2 c Omega (W - W*) of c sum Omega (W - W*)^2
         penalty = None if omega is None else (omega, anchor, cfg.ewc_lambda if spec.penalty == "ewc" else 2 * cfg.si_c)
         path = [torch.zeros_like(w) for w in start.W] if spec.penalty == "si" else None
-        net = reach(f"train_{k or 'all'}", lambda: train_task(start, k, seed, cfg, ctx, penalty, path, progress,
+        net = reach(f"train_{k or 'all'}", lambda: train_task(start, k, seed, cfg, ctx, penalty, path, memory, progress,
                                                                 f"{method} s{seed} task {k}"), "train")
+        if spec.exemplars:
+            t = time.perf_counter()
+            update_exemplars(exemplars, net, k, gen, cfg, ctx)
+            rec["time"]["train"] += time.perf_counter() - t
+            rec["nme"].append(dict(stage=f"train_{k}", **nme_accuracy(net, exemplars, generator(seed, "nme", k), cfg, ctx)))
         if spec.penalty == "ewc":   # online EWC: the Fisher information of every task so far, summed
             idx = data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task)
             new = models.fisher(net, ctx.train_x[idx], ctx.train_y[idx], cfg.dropout, ctx.n_classes)
@@ -261,10 +336,17 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
             # the earlier replica's diagnostic: the weights before this task's training plus the sleep's change
             synthetic = net.with_weights([w0 + (w - w1) for w0, w, w1 in zip(start.W, net.W, trained.W)], net.vW)
             rec["synthetic"].append(dict(stage=f"synthetic_{k}", **evaluate(synthetic, cfg, ctx, analyses=False)["accuracy"]))
+            if spec.exemplars:
+                rec["nme"].append(dict(stage=f"sleep_{k}", **nme_accuracy(net, exemplars, generator(seed, "nme", k), cfg, ctx)))
         finished.append(net)
     if spec.merge:
         net = reach("merged", lambda: models.merge(finished), "train")
-    rec["rows"].append(dict(rec["rows"][-1], stage="final"))
+    if spec.exemplars:   # what the memory holds at the end: exemplars per class, and their bytes (a byte per pixel)
+        rec["exemplars"] = {c: len(i) for c, i in exemplars.items()}
+        rec["exemplar_bytes"] = sum(rec["exemplars"].values()) * ctx.train_x.shape[1]
+    for rows in (rec["rows"], rec["nme"]):
+        if rows:
+            rows.append(dict(rows[-1], stage="final"))
     # PCA maps: before and after each sleep share one basis per layer; every other stage has its own
     groups = [[f"train_{k}", f"sleep_{k}"] for k in range(1, len(ctx.tasks) + 1)] if spec.sleep else \
         [[s] for s in acts if s != "init"]

@@ -81,6 +81,11 @@ class Config:
     test_limit: int = arg(0, "use only the first n test images (0: all)")
     replay: float = arg(0.0, "rehearsal: task k >= 2 also trains on this fraction of all training images of the "
                              "earlier tasks, drawn at random and rounded to hundreds (MNIST/run_sleep_with_replay.m)")
+    memory: int = arg(0, "iCaRL (methods icarl, icarl-src): training images kept as exemplars, shared by the classes "
+                         "seen (MNIST/run_icarl_mnist.m uses 100, 1000, 2000, 20000)")
+    exemplars: str = arg("herding", "iCaRL: how each class's exemplars are chosen, 'herding' or 'random'")
+    distillation: bool = arg(False, "iCaRL: the exemplars' targets are the previous network's softmax outputs instead "
+                                    "of their one-hot labels")
     validation: int = arg(0, "hold out the last n training images of each class: no training or sleep reads them, and "
                              "every accuracy is measured on them instead of the test set (for tuning; 0: test set)")
     # network and training (DeepLearnToolbox fork of the original)
@@ -186,7 +191,8 @@ QUICK = dict(train_limit=3000, test_limit=1000, n_per_task=500, epochs=1, sleep_
 
 # Fields that say how to run, not what to compute: they stay out of the run folder's name and config.json.
 # Fields added after run folders were first named: left out of the name at these values, so older folders keep theirs.
-LATER = dict(validation=0, matmul="float32", sleep_data="seen", replay=0.0, bias=False, sleep_bias="ignore")
+LATER = dict(validation=0, matmul="float32", sleep_data="seen", replay=0.0, bias=False, sleep_bias="ignore", memory=0,
+             exemplars="herding", distillation=False)
 
 RUNTIME = {"methods", "seeds", "out", "data_dir", "device", "workers", "force", "quiet", "figures", "png_dir", "engine"}
 
@@ -268,7 +274,7 @@ def resolve(cfg, given=None):
     problems = [f"--methods: unknown method {m!r} (choose from {', '.join(METHODS)})" for m in cfg.methods if m not in METHODS]
     whole = lambda v, low: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low
     for name, low in [("workers", 1), ("batch_size", 1), ("epochs", 1), ("n_per_task", 1), ("sleep_steps", 1), ("sleep_samples", 1),
-                      ("train_limit", 0), ("test_limit", 0), ("validation", 0), ("sleep_steps_increment", 0), ("refractory", 0),
+                      ("train_limit", 0), ("test_limit", 0), ("validation", 0), ("memory", 0), ("sleep_steps_increment", 0), ("refractory", 0),
                       ("probe_per_class", 1), ("pca_components", 1)]:
         if not whole(getattr(cfg, name), low):
             problems.append(f"--{name.replace('_', '-')} must be a whole number >= {low}; got {getattr(cfg, name)}")
@@ -305,9 +311,15 @@ def resolve(cfg, given=None):
     choices = dict(sleep_input=("mean", "class-means", "replica"), dtype=("float32", "float64"),
                    matmul=("float32", "bfloat16"), sleep_data=("seen", "current", "current+means"),
                    engine=("auto", "numba", "torch"), init=("uniform", "torch"), output=("relu-mse", "linear-ce"),
-                   plasticity_factor=src.FACTORS, merge_init=("shared", "own"), sleep_bias=src.BIAS)
+                   plasticity_factor=src.FACTORS, merge_init=("shared", "own"), sleep_bias=src.BIAS,
+                   exemplars=("herding", "random"))
     problems += [f"--{k.replace('_', '-')} must be one of {', '.join(v)}; got {getattr(cfg, k)!r}"
                  for k, v in choices.items() if getattr(cfg, k) not in v]
+    icarl = [m for m in cfg.methods if m in METHODS and METHODS[m].exemplars]
+    if icarl and not (whole(cfg.memory, 10) and cfg.memory <= 20000):
+        problems.append(f"--methods {icarl[0]} needs --memory, a whole number of exemplars from 10 to 20000; got {cfg.memory}")
+    if icarl and cfg.output != "linear-ce":
+        problems.append(f"--methods {icarl[0]} needs --output linear-ce (iCaRL, as the authors run it, trains a softmax output)")
     if cfg.sleep_bias != "ignore" and not cfg.bias:
         problems.append(f"--sleep-bias {cfg.sleep_bias} needs networks with biases: add --bias")
     device = cfg.device.split(":")[0]

@@ -160,10 +160,11 @@ def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, 
 def train(net, x, y, *, epochs, batch_size, lr, momentum, dropout, n_classes, generator, penalty=None, path=None,
           progress=False, desc="train", low=None):
     """Train in place on (x, y) with the original's SGD; reshuffled each epoch. Returns the mean loss per epoch.
+    y: class labels, or target rows [n, n_classes] (for example distilled ones).
     low: the matrix products in this precision (see sgd_step)."""
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"training needs as many labels as images, at least one; got {len(x)} images, {len(y)} labels")
-    target = torch.nn.functional.one_hot(y, n_classes).to(x.dtype)
+    target = y.to(x.dtype) if y.is_floating_point() else torch.nn.functional.one_hot(y, n_classes).to(x.dtype)
     losses = []
     bar = tqdm(total=epochs * -(-len(x) // batch_size), desc=desc, disable=not progress, leave=False)
     for _ in range(epochs):

@@ -46,8 +46,8 @@ FACTORS = ("original", "logistic")
 
 def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale, dropout, dt, mask_size,
           decay=0.999, threshold=1.0, w_inh=0.0, dc=0.0, refractory=0, plasticity=1.0, norm_w=False, gamma=1.0,
-          images=None, sample=None, alpha=None, factor="original", bias="ignore", max_spikes=None, engine="auto",
-          chunk=5000, progress=False):
+          images=None, sample=None, alpha=None, factor="original", bias="ignore", softmax=False, max_spikes=None,
+          engine="auto", chunk=5000, progress=False):
     """One SRC sleep phase with sleep data `sleep_x`; returns (slept copy of the network, info).
 
     nets: one Net, or a list of B Nets slept at once by the batched engine (then returns two lists); for
@@ -58,6 +58,7 @@ def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale,
     sample: (pool, n, keep) replaces the window input by the earlier Python replica's: each step, the mean
     of n images drawn from pool, times a mask keeping each pixel with probability keep (sampled_input_spikes).
     alpha: fixed scale factors, one per layer, instead of the data-based ones (then sleep_x is not read).
+    softmax: the data-based factor of a logit output layer sees its softmax probabilities (see scale_factors).
     factor: the plasticity rule's weight factor, "original" or "logistic" (see g).
     bias: for networks with biases (not in the original), what the sleep does with them: "ignore" (the
     spiking network has none, and they come out unchanged), "current" (alpha_l b_l is added to the
@@ -75,7 +76,7 @@ def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale,
     if alpha is None:
         if sleep_x is None or len(sleep_x) == 0:
             raise ValueError("sleep needs sleep data (the training images of the tasks seen so far); got none")
-        alpha = [scale_factors(net, sleep_x, dropout, a) for net, a in zip(batch, alpha_scale)]
+        alpha = [scale_factors(net, sleep_x, dropout, a, softmax) for net, a in zip(batch, alpha_scale)]
     else:
         alpha = [[float(a) for a in alpha]] * B
     if sample is None:
@@ -122,18 +123,23 @@ def renormalise(w, w_before, gamma):
 # ---------------------------------------------------------------- scale factors
 
 @torch.no_grad()
-def scale_factors(net, x, dropout, alpha_scale, chunk=5000):
+def scale_factors(net, x, dropout, alpha_scale, softmax=False, chunk=5000):
     """Data-based weight/threshold balancing (Diehl et al. 2015), as normalize_nn_data.m.
 
     s_l = max(0, max W_l, max a_l) with a_l the evaluation-mode activations of
-    the sleep data (W_l without its biases, if any); applied_l = s_l / applied_{l-1} (applied_0 = 1);
+    the sleep data (W_l without its biases, if any; softmax: the output layer's a_L
+    are the softmax probabilities of its logits, as the MATLAB computes them for
+    its softmax networks, run_icarl_mnist.m); applied_l = s_l / applied_{l-1} (applied_0 = 1);
     alpha_l = alpha_scale / applied_l. The weights themselves are not rescaled.
     """
     if len(x) == 0:
         raise ValueError("scale factors need sleep data: got no images")
     a_max = [0.0] * len(net.W)
     for xb in x.split(chunk):
-        for l, a in enumerate(forward(net, xb, dropout)):
+        acts = forward(net, xb, dropout)
+        if softmax:
+            acts[-1] = torch.softmax(acts[-1], 1)
+        for l, a in enumerate(acts):
             a_max[l] = max(a_max[l], a.max().item())
     alpha, applied = [], 1.0
     for l, (w, am) in enumerate(zip(net.weights_only(), a_max)):

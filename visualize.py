@@ -5,11 +5,15 @@
     python visualize.py RUN_DIR --png-dir png                    # figures into the repository's png/ (the README's)
 
 results.csv       accuracy on each task and on all test images, per method, seed and stage (for SRC also the
-                  synthetic_k networks: the weights before task k's training plus the change of sleep k)
+                  synthetic_k networks: the weights before task k's training plus the change of sleep k; for
+                  iCaRL also "METHOD (NME)": the nearest-mean-of-exemplars accuracy of its stages)
 stable_rank.csv   stable rank of each layer, per method, seed and stage
+capacity.csv      per method, seed and stage, for each layer: the principal components each task's probe images need
+                  for 90 % of their activations' variance, and the mean overlap of the tasks' subspaces (analysis.capacity)
 summary.csv, .md  per method: n seeds, mean ± sample std (ddof 1) of the final accuracies, ACC, BWT, forgetting
 accuracy.png      per-task and overall test accuracy after every stage, one panel per method (mean ± std over seeds)
 stable_rank.png   stable rank of each layer's weights after every stage (mean ± std over seeds)
+capacity.png      capacity.csv's measures after every stage (mean ± std over seeds)
 activations_<method>.png   PCA activation maps of a class-ordered probe set (first seed of the run)
 """
 import argparse
@@ -56,14 +60,20 @@ def write_long_csv(path, recs, rows_of, digits):
 def tables(run_dir):
     """Write results.csv, stable_rank.csv, summary.csv and summary.md from the job files; returns the summary."""
     recs = read_jobs(run_dir)
+    # iCaRL's nearest-mean-of-exemplars accuracy: a classifier of its own, a row "METHOD (NME)" after the method's
+    nme = [dict(r, method=f"{r['method']} (NME)", rows=r["nme"], synthetic=[]) for r in recs if r.get("nme")]
+    order = list(dict.fromkeys(m for r in recs for m in (r["method"], f"{r['method']} (NME)")))
+    scored = sorted(recs + nme, key=lambda r: (order.index(r["method"]), r["seed"]))
     # results.csv: the method's stages, then SRC's synthetic diagnostic (not a stage: no metric reads it)
-    write_long_csv(os.path.join(run_dir, "results.csv"), recs, lambda r: r["rows"] + r.get("synthetic", []), 2)
+    write_long_csv(os.path.join(run_dir, "results.csv"), scored, lambda r: r["rows"] + r.get("synthetic", []), 2)
     write_long_csv(os.path.join(run_dir, "stable_rank.csv"), recs, lambda r: r["stable_rank"], 4)
+    if all(r.get("capacity") for r in recs):   # job files written before capacity was measured have none
+        write_long_csv(os.path.join(run_dir, "capacity.csv"), recs, capacity_rows, 4)
     cols = [k for k in recs[0]["rows"][0] if k.startswith("task_")]
     keys = cols + ["all", "acc", "bwt", "forgetting", "seconds"]
     summary = []
-    for method in dict.fromkeys(r["method"] for r in recs):
-        group = [r for r in recs if r["method"] == method]
+    for method in dict.fromkeys(r["method"] for r in scored):
+        group = [r for r in scored if r["method"] == method]
         values = {c: [r["rows"][-1][c] for r in group] for c in cols + ["all"]}
         metrics = [analysis.cl_metrics([(row["stage"], [row[c] for c in cols]) for row in r["rows"][:-1]],
                                        [r["rows"][-1][c] for c in cols]) for r in group]
@@ -93,7 +103,25 @@ def tables(run_dir):
             r = next(r for r in recs if r["method"] == method)
             f.write(f"\n{method}: each sleep reads {r['sleep_reads']}; between tasks it keeps "
                     f"{r['sleep_keeps_bytes']:,} bytes besides the weights.\n")
+        for method in dict.fromkeys(r["method"] for r in recs if "exemplars" in r):
+            r = next(r for r in recs if r["method"] == method)
+            f.write(f"\n{method}: its memory ends with {sum(r['exemplars'].values())} exemplar images "
+                    f"({r['exemplar_bytes']:,} bytes); NME: the nearest-mean-of-exemplars classifier.\n")
     return summary
+
+
+def capacity_rows(rec):
+    """One row per stage: layer_L_task_T (components for 90 % of the variance) and layer_L_overlap (the mean
+    overlap of the subspaces of every pair of tasks)."""
+    rows = []
+    for entry in rec["capacity"]:
+        row = dict(stage=entry["stage"])
+        for l, layer in enumerate(entry["layers"]):
+            row.update({f"layer_{l + 1}_task_{t + 1}": d for t, d in enumerate(layer["dims"])})
+            m = np.array(layer["overlap"], dtype=np.float64)
+            row[f"layer_{l + 1}_overlap"] = float(np.nanmean(m[~np.eye(len(m), dtype=bool)])) if len(m) > 1 else np.nan
+        rows.append(row)
+    return rows
 
 
 # %% Figures
@@ -175,6 +203,39 @@ def plot_stable_rank(table, cols, path):
     plt.close(fig)
 
 
+def plot_capacity(table, cols, path):
+    """One row per layer: for each method that learns task by task, the components each task needs (one line
+    per task); in the last column, the mean overlap of the tasks' subspaces for every method."""
+    methods = [m for m, stages in table.items() if len([s for s in stages if s != "init"]) > 1]
+    layers = list(dict.fromkeys(c.split("_task_")[0] for c in cols if "_task_" in c))
+    order = max((list(table[m]) for m in methods), key=len)   # one x axis, as in plot_stable_rank
+    order += [s for m in methods for s in table[m] if s not in order]
+    fig, axes = plt.subplots(len(layers), len(methods) + 1, figsize=(4 * (len(methods) + 1), 3 * len(layers)),
+                             squeeze=False)
+    for r, layer in enumerate(layers):
+        for c, method in enumerate(methods + ["overlap"]):
+            ax = axes[r][c]
+            shown = methods if method == "overlap" else [method]
+            for m in shown:
+                stages = list(table[m])
+                runs = np.array([table[m][s] for s in stages]).transpose(1, 0, 2)   # [seed, stage, column]
+                x = [order.index(s) for s in stages]
+                if method == "overlap":
+                    band(ax, x, runs[:, :, cols.index(f"{layer}_overlap")], label=m)
+                else:
+                    for col in [c for c in cols if c.startswith(layer + "_task_")]:
+                        band(ax, x, runs[:, :, cols.index(col)], label=col.split("_", 2)[2].replace("_", " "), linewidth=1.2)
+            ax.set_xticks(range(len(order)), [s.replace("_", " ") for s in order], rotation=60, fontsize=7)
+            what = "mean overlap of task subspaces" if method == "overlap" else f"{method}: components for 90 % variance"
+            ax.set_title(f"{layer.replace('_', ' ')}, {what}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if r == 0:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def heat(ax, m, labels, title, limits=None):
     """A heat map of one layer's map, class boundaries as white lines; limits shared by maps compared
     side by side; a difference (limits None) in a diverging colour map centred on 0."""
@@ -238,6 +299,9 @@ def figures(run_dir, png_dir):
     os.makedirs(png_dir, exist_ok=True)
     plot_accuracy(*read_table(os.path.join(run_dir, "results.csv")), paths[0])
     plot_stable_rank(*read_table(os.path.join(run_dir, "stable_rank.csv")), paths[1])
+    if os.path.exists(os.path.join(run_dir, "capacity.csv")):
+        paths.append(os.path.join(png_dir, "capacity.png"))
+        plot_capacity(*read_table(os.path.join(run_dir, "capacity.csv")), paths[-1])
     for method, path in first.items():
         paths.append(os.path.join(png_dir, f"activations_{method}.png"))
         plot_activations(path, method, paths[-1])
@@ -257,5 +321,5 @@ if __name__ == "__main__":
     parser.add_argument("--png-dir", default=None, help="where the figures go (default: RUN_DIR/png)")
     args = parser.parse_args()
     written = main(args.run_dir, args.png_dir)
-    print(f"tables in {args.run_dir}: results.csv, stable_rank.csv, summary.csv, summary.md")
+    print(f"tables in {args.run_dir}: results.csv, stable_rank.csv, capacity.csv, summary.csv, summary.md")
     print("figures: " + ", ".join(written))

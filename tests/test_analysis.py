@@ -74,3 +74,29 @@ def test_a_silent_layer_maps_to_zeros():
     silent = {"train_1": [np.zeros((40, 50)), np.ones((40, 10))], "sleep_1": [np.zeros((40, 50)), np.ones((40, 10))]}
     maps = analysis.pca_maps(silent, n_components=5)
     assert (maps["sleep_1"][0] == 0).all() and maps["sleep_1"][0].shape == (40, 5)
+
+
+def test_capacity_counts_directions_and_measures_overlap_on_known_subspaces():
+    # 8 images per task; centred, mutually orthogonal coefficient columns (a Hadamard matrix's, without its
+    # all-ones column), scaled so that the variances along the task's directions are exactly 8 : 1 : 1
+    h = np.array([[1]])
+    for _ in range(3):
+        h = np.block([[h, h], [h, -h]])
+    coef = h[:, 1:4] * np.sqrt([8, 1.5, 0.5])
+    e = np.eye(6)
+    rot = np.cos(0.3) * e[0] + np.sin(0.3) * e[5]                 # task 3's first direction: 0.3 rad from e0
+    spans = [e[[0, 1, 2]], e[[0, 3, 4]], np.stack([rot, e[3], e[4]])]
+    acts = np.concatenate([coef @ span + 5.0 for span in spans])  # + an offset that centring removes
+    labels = np.repeat([0, 1, 2], 8)
+    (layer,) = analysis.capacity([acts], labels, [(0,), (1,), (2,)], variance=0.9)
+    assert layer["dims"] == [2, 2, 2]      # 0.8 < 0.9 <= 0.95: two components; at 0.99, all three
+    assert analysis.capacity([acts], labels, [(0,)], variance=0.99)[0]["dims"] == [3]
+    ov = np.array(layer["overlap"])
+    # kept subspaces: {e0, e1}, {e0, e3}, {rot, e3}; mean squared cosine over min(2, 2) angles
+    np.testing.assert_allclose(np.diag(ov), 1, atol=1e-12)
+    assert ov[0, 1] == pytest.approx(0.5)                        # one shared direction of two
+    assert ov[0, 2] == pytest.approx(np.cos(0.3) ** 2 / 2)      # rot against e0, nothing against e1
+    assert ov[1, 2] == pytest.approx((np.cos(0.3) ** 2 + 1) / 2)
+    # a silent layer uses no direction, and its overlap is undefined
+    silent = analysis.capacity([np.zeros((24, 6))], labels, [(0,), (1,)])[0]
+    assert silent["dims"] == [0, 0] and np.isnan(silent["overlap"][0][1])

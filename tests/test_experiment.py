@@ -85,7 +85,12 @@ def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_ru
     # the original sleep reads every image seen: at the last sleep, all 3000 of --quick's, a byte per pixel
     assert "src: each sleep reads every training image of the tasks seen; between tasks it keeps " \
            f"{3000 * 784:,} bytes" in summary
-    for name in ["accuracy.png", "stable_rank.png"] + [f"activations_{m}.png" for m in STAGES]:
+    # capacity: one row per stage, a task's components never more than its probe images (20 per class here)
+    capacity = read_csv(os.path.join(run_dir, "capacity.csv"))
+    assert len(capacity) == len(ranks) and all(1 <= float(r[f"layer_{l}_task_{t}"]) <= 40 for r in capacity
+                                                for l in (1, 2) for t in range(1, 6))
+    assert all(0 <= float(r["layer_1_overlap"]) <= 1 for r in capacity)
+    for name in ["accuracy.png", "stable_rank.png", "capacity.png"] + [f"activations_{m}.png" for m in STAGES]:
         assert os.path.getsize(os.path.join(run_dir, "png", name)) > 10000, name
     log = open(os.path.join(run_dir, "run.log")).read()
     assert "src seed 3: final" in log and "6 of 6 jobs to run" in log and "| src | 1 |" in stdout
@@ -191,6 +196,11 @@ def test_summary_reports_the_sample_std_and_the_stated_metrics(tmp_path):
     (["--device", "tpu"], "--device must be cpu, cuda, cuda:N or auto"),
     (["--preset", "nope"], "--preset must be one of original"),
     (["--config", "/no/such/config.json"], "--config /no/such/config.json: cannot read it"),
+    (["--sleep-bias", "unit"], "--sleep-bias unit needs networks with biases: add --bias"),
+    (["--methods", "icarl"], "--methods icarl needs --memory, a whole number of exemplars from 10 to 20000; got 0"),
+    (["--methods", "src,icarl-src", "--memory", "100"], "--methods icarl-src needs --output linear-ce"),
+    (["--exemplars", "greedy"], "--exemplars must be one of herding, random; got 'greedy'"),
+    (["--bias", "--sleep-bias", "scaled"], "--sleep-bias must be one of ignore, current, unit; got 'scaled'"),
 ])
 def test_bad_configuration_is_a_one_line_error(args, message, capsys):
     with pytest.raises(SystemExit) as stop:

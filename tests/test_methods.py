@@ -201,3 +201,41 @@ def test_rehearsal_adds_a_random_fraction_of_the_earlier_tasks_rounded_to_hundre
                        data.task_indices(ctx.train_y, ctx.tasks[0], cfg.n_per_task))
     a, b, c = (methods.training_set(2, s, dataclasses.replace(cfg, replay=0.5), ctx) for s in (7, 7, 8))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_icarl_trains_on_the_task_plus_its_exemplars_padded_to_whole_minibatches(small, monkeypatch):
+    cfg, ctx = small
+    cfg = dataclasses.replace(cfg, output="linear-ce", memory=50)
+    seen, train = [], models.train
+    monkeypatch.setattr(models, "train", lambda net, x, y, **kw: (seen.append((x, y)), train(net, x, y, **kw))[1])
+    rec, _ = methods.run_method("icarl", 0, cfg, ctx, shared={})
+    assert [len(x) for x, _ in seen][:4] == [500] + [600] * 3   # (the quick split has too few 8s and 9s to pad task 5)
+    # task 2: its 500 images, the 2 x 25 exemplars of digits 0 and 1 (memory 50 over 2 classes), one-hot; then
+    # 50 more of its own images from its 500th on (the first of them a second copy of the 500th, as the MATLAB)
+    x, y = seen[1]
+    task2 = data.task_indices(ctx.train_y, (2, 3), 549)
+    assert torch.equal(x[:500], ctx.train_x[task2[:500]]) and torch.equal(x[550:], ctx.train_x[task2[499:549]])
+    assert torch.equal(y[550:].argmax(1), ctx.train_y[task2[499:549]])
+    assert sorted(y[500:550].argmax(1).tolist()) == [0] * 25 + [1] * 25 and set(y[500:550].sum(1).tolist()) == {1.0}
+    assert (y[500:550].max(1).values == 1).all()                                   # one-hot
+    # task 5: 8 classes x round(50 / 8) = 6 exemplars (6.25 -> 6)
+    assert sorted(seen[4][1][500:548].argmax(1).tolist()) == sorted(list(range(8)) * 6)
+    assert rec["exemplars"] == {c: 5 for c in range(10)} and rec["exemplar_bytes"] == 50 * 784
+    assert [r["stage"] for r in rec["nme"]] == [f"train_{k}" for k in range(1, 6)] + ["final"]
+    # with distillation the exemplars' targets are the previous network's softmax outputs
+    seen.clear()
+    methods.run_method("icarl", 0, dataclasses.replace(cfg, distillation=True), ctx, shared={})
+    soft = seen[1][1][500:550]
+    torch.testing.assert_close(soft.sum(1), torch.ones(50))
+    assert (soft.max(1).values < 1).all()
+
+
+def test_icarl_sleep_uses_the_scripts_constants_for_the_memory_and_softmax_scale_factors(small, monkeypatch):
+    cfg, ctx = small
+    calls, sleep = [], methods.src.sleep
+    monkeypatch.setattr(methods.src, "sleep", lambda *a, **kw: (calls.append(kw), sleep(*a, **kw))[1])
+    methods.run_method("icarl-src", 0, dataclasses.replace(cfg, output="linear-ce", memory=100), ctx, shared={})
+    assert len(calls) == 5 and all(c["inc"] == 0.042289 and c["beta"] == (38.451454, 22.198208, 6.893450)
+                                   and c["softmax"] for c in calls)
+    assert methods.icarl_sleep_constants(50)["rate"] == 95.654279
+    assert methods.icarl_sleep_constants(2000)["alpha_scale"] == 2.023822

@@ -243,3 +243,24 @@ def test_bfloat16_products_keep_weights_and_updates_in_their_precision():
     for va, vb in zip(a.vW, b.vW):
         assert va.dtype == torch.float32 and not torch.equal(va, vb)
         torch.testing.assert_close(va, vb, rtol=0, atol=0.02 * vb.abs().max().item())
+
+
+def test_bias_is_the_weight_of_an_always_one_input_trained_like_a_weight():
+    # one ReLU output unit: z = 0.5 x1 - 0.5 x2 + b with b = 0.2; x = (1, 0.4): z = 0.5 - 0.2 + 0.2 = 0.5
+    W = torch.tensor([[0.5, -0.5, 0.2]], dtype=torch.float64)
+    net = models.Net([W.clone()], [torch.zeros_like(W)], bias=True)
+    x = torch.tensor([[1.0, 0.4]], dtype=torch.float64)
+    assert models.forward(net, x, 0.0)[-1].item() == pytest.approx(0.5)
+    # half squared error against target 0: d = 0.5; gradient (d x1, d x2, d 1) = (0.5, 0.2, 0.5); lr 0.1, no momentum
+    models.sgd_step(net, x, torch.zeros(1, 1, dtype=torch.float64), lr=0.1, momentum=0.0, dropout=0.0, generator=gen())
+    torch.testing.assert_close(net.W[0], W - 0.1 * torch.tensor([[0.5, 0.2, 0.5]], dtype=torch.float64))
+    assert [tuple(w.shape) for w in net.weights_only()] == [(1, 2)]
+    # a network with zero biases computes what the bias-free one computes, from the same draws
+    plain, biased = models.init_net((6, 5, 4), 0.5, gen(3)), models.init_net((6, 5, 4), 0.5, gen(3), bias=True)
+    assert all(torch.equal(w, wb[:, :-1]) and (wb[:, -1] == 0).all() for w, wb in zip(plain.W, biased.W))
+    xb = torch.rand(7, 6, generator=gen(4))
+    torch.testing.assert_close(models.forward(plain, xb, 0.25)[-1], models.forward(biased, xb, 0.25)[-1])
+    # the Fisher information of a bias is the mean squared error signal (its input is 1)
+    F = models.fisher(net, x, torch.tensor([0]), 0.0, 1)
+    d = models.forward(net, x, 0.0)[-1].item() - 1.0
+    assert F[0][0, -1].item() == pytest.approx(d * d)

@@ -416,3 +416,47 @@ def test_fixed_alpha_reads_no_data():
     with pytest.raises(ValueError, match="alpha must be > 0"):
         src.sleep(net, None, 10, torch.Generator(), rate=239.5, inc=INC, dec=DEC, beta=[0.5, 0.5], alpha_scale=1.0,
                   dropout=0.25, dt=0.001, mask_size=11, sample=(pool, 10, 0.25), alpha=[2.0, -1.0])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_each_bias_treatment_by_hand(engine):
+    # 2 inputs -> 1 neuron, weights (1.2, -0.3), bias 0.5; input 0 fires at step 1, then nothing for 3 steps;
+    # alpha 1, threshold 1, decay 0.999, g(w) = sigmoid(w), inc 0.1, dec 0.05.
+    s = lambda w: 1 / (1 + math.exp(-w))
+    spikes = torch.tensor([[1, 0], [0, 0], [0, 0], [0, 0]])
+    run = lambda W, bias: src.sleep_on_spikes([torch.tensor([W], dtype=torch.float64)], spikes, [1.0], [1.0], inc=0.1,
+                                              dec=0.05, factor="logistic", bias=bias, engine=engine)
+    up, down = lambda w: w + 0.1 * s(w), lambda w: w - 0.05 * s(w)
+    # ignored (the spiking network has no bias): 1.2 fires at step 1 only
+    new, counts = run([1.2, -0.3], None)
+    np.testing.assert_allclose(new[0][0].numpy(), [up(1.2), down(-0.3)], rtol=1e-12)
+    assert counts[1].tolist() == [1]
+    # a constant current: membrane 1.7 fires at step 1; then 0.5, 0.9995, 1.4985 fires at step 4 with no input
+    new, counts = run([1.2, -0.3, 0.5], "current")
+    np.testing.assert_allclose(new[0][0].numpy(), [down(up(1.2)), down(down(-0.3)), 0.5], rtol=1e-12)
+    assert counts[1].tolist() == [2]
+    # an always-firing unit: step 1 also potentiates the bias to b1 = 0.5 + 0.1 s(0.5) = 0.5622; the membrane
+    # then reaches b1 (step 2) and 1.999 b1 = 1.124 >= 1 (step 3), where the bias grows again; step 4: b2 < 1
+    b1 = up(0.5)
+    assert b1 < 1 <= 1.999 * b1 and up(b1) < 1
+    new, counts = run([1.2, -0.3, 0.5], "unit")
+    np.testing.assert_allclose(new[0][0].numpy(), [down(up(1.2)), down(down(-0.3)), up(b1)], rtol=1e-12)
+    assert counts[1].tolist() == [2]
+
+
+def test_a_sleep_that_ignores_biases_returns_them_unchanged():
+    gen = torch.Generator().manual_seed(0)
+    W = [torch.rand(20, 785, generator=gen) - 0.3, torch.rand(10, 21, generator=gen) - 0.3]
+    net = Net(W, [torch.zeros_like(w) for w in W], bias=True)
+    plain = Net([w[:, :-1].clone() for w in W], [torch.zeros_like(w[:, :-1]) for w in W])
+    x = torch.rand(50, 784, generator=gen)
+    # fixed scale factors: data-based ones would see the biases in the activations
+    kw = dict(rate=239.5, inc=INC, dec=DEC, beta=[0.5, 0.5], alpha_scale=2.0, dropout=0.25, dt=0.001, mask_size=11,
+              alpha=[2.0, 3.0])
+    slept, info = src.sleep(net, x, 300, torch.Generator().manual_seed(1), bias="ignore", **kw)
+    reference, ref_info = src.sleep(plain, x, 300, torch.Generator().manual_seed(1), **kw)
+    assert sum(info["spikes"][1]) > 0 and info["spikes"] == ref_info["spikes"]
+    for w, w0, r in zip(slept.W, W, reference.W):
+        assert torch.equal(w[:, -1], w0[:, -1]) and torch.equal(w[:, :-1], r)
+    with pytest.raises(ValueError, match="bias must be one of ignore, current, unit"):
+        src.sleep(net, x, 10, torch.Generator(), bias="scaled", **kw)
