@@ -3,7 +3,8 @@
 
 The authors' sweep (MNIST/run_sleep_replay_sweep.m) trains each task k >= 2 on its own 5 000 images plus a
 random fraction of all training images of the earlier tasks (mnist_exp.py --replay F), with and without
-sleep, five runs each. Each fraction here is an ordinary run folder of mnist_exp.py (sequential and SRC,
+sleep, five runs each, with the authors' seven constants except at 10 %, where the script sleeps with its own
+(--preset replay-10). Each fraction here is an ordinary run folder of mnist_exp.py (sequential and SRC,
 seeds 0-4); the table and the figure are built from the finished folders alone.
 
     python replay.py --run                       # run every fraction that is not finished yet
@@ -24,6 +25,12 @@ import mnist_exp
 
 FRACTIONS = ["0", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1"]   # the authors' sweep
 SEEDS = ["0", "1", "2", "3", "4"]
+PRESETS = {"0.1": "replay-10"}   # the script's other constants at 10 %
+
+
+def options(fraction):
+    """mnist_exp.py's options for one fraction."""
+    return ["--replay", fraction] + (["--preset", PRESETS[fraction]] if fraction in PRESETS else [])
 
 
 # %% Options, then the fractions that are not finished
@@ -36,17 +43,17 @@ if __name__ == "__main__":
     p.add_argument("--png-dir", default="", help="where the figure goes (default: --out)")
     args = p.parse_args()
     for fraction in args.fractions:
-        mnist_exp.parse_config(["--replay", fraction])   # a bad fraction: the one-line error, before anything runs
+        mnist_exp.parse_config(options(fraction))   # a bad fraction: the one-line error, before anything runs
     if args.run:
         for fraction in args.fractions:
             print(f"== --replay {fraction}", flush=True)
-            subprocess.run([sys.executable, os.path.join(mnist_exp.ROOT, "mnist_exp.py"), "--replay", fraction,
+            subprocess.run([sys.executable, os.path.join(mnist_exp.ROOT, "mnist_exp.py"), *options(fraction),
                             "--methods", "sequential,src", "--seeds", *SEEDS, "--workers", args.workers, "--quiet",
                             "--no-figures"], check=True)
 
 # %% The table: final accuracy of sequential training and SRC per fraction
 if __name__ == "__main__":
-    rows = [(float(f), mnist_exp.finished(["--replay", f])) for f in args.fractions]
+    rows = [(float(f), mnist_exp.finished(options(f))) for f in args.fractions]
     fmt = lambda v: "not run" if v is None else f"{v[0]:.1f} ± {v[1]:.1f} (n={v[2]})"
     lines = ["| replayed fraction | sequential + rehearsal (%) | SRC + rehearsal (%) | sleep adds |", "|---|---|---|---|"]
     for fraction, got in rows:

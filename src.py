@@ -212,7 +212,7 @@ CONSTANTS = {   # what each sleep constant may be: (words for the error message,
     "dec": (">= 0", lambda a: a >= 0),
     "alpha": ("> 0", lambda a: a > 0),
     "alpha_scale": ("> 0", lambda a: a > 0),
-    "beta": ("> 0", lambda a: a > 0),
+    "beta": (">= 0", lambda a: a >= 0),   # 0: the layer fires whenever its membrane is >= 0 (run_sleep_with_replay.m at 10 %)
     "threshold": ("> 0", lambda a: a > 0),
     "decay": ("in [0, 1]", lambda a: (a >= 0) & (a <= 1)),
     "plasticity": (">= 0", lambda a: a >= 0),
@@ -467,10 +467,10 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr,
                 w = WT[b, w_off[l]:w_off[l + 1]].reshape((n_in + extra, n_out))
                 vl = v[b, n_off[l]:n_off[l] + n_out]
                 last = l == L - 1
-                if n_pre == 0 and extra == 0 and not (last and dc != 0):
+                if n_pre == 0 and extra == 0 and not (last and dc != 0) and thr[b, l] > zero:
                     for j in range(n_out):                 # no input: the membranes only decay, none can fire
-                        vl[j] = decay * vl[j]              # (all were below threshold after the last step)
-                    continue                               # and the layer above gets no input either
+                        vl[j] = decay * vl[j]              # (all were below a positive threshold after the
+                    continue                               # last step) and the layer above gets no input either
                 if extra:
                     impulse[:n_out] = w[n_in]              # the bias's input fired
                 else:

@@ -358,9 +358,13 @@ def test_bridge_table_marks_a_factor_that_moves_the_mean_by_more_than_two_standa
 
 
 def test_replay_sweep_table_reads_each_fractions_run_folder(tmp_path):
-    # Fake summaries for two fractions in a runs/ folder under tmp_path; the others are "not run".
-    for fraction, seq, src in (("0", (19.3, 0.0), (45.0, 6.1)), ("0.05", (68.8, 2.9), (78.5, 1.7))):
-        folder = tmp_path / "runs" / mnist_exp.run_name(mnist_exp.parse_config(["--replay", fraction]))
+    # Fake summaries for three fractions in a runs/ folder under tmp_path; the others are "not run". At 10 % the
+    # sweep reads the folder of the script's own constants (--preset replay-10).
+    import replay
+    assert replay.options("0.1") == ["--replay", "0.1", "--preset", "replay-10"]
+    for fraction, seq, src in (("0", (19.3, 0.0), (45.0, 6.1)), ("0.05", (68.8, 2.9), (78.5, 1.7)),
+                               ("0.1", (86.5, 0.4), (80.0, 2.0))):
+        folder = tmp_path / "runs" / mnist_exp.run_name(mnist_exp.parse_config(replay.options(fraction)))
         folder.mkdir(parents=True)
         (folder / "summary.csv").write_text("method,n,all_mean,all_std\n"
                                             f"sequential,5,{seq[0]},{seq[1]}\nsrc,5,{src[0]},{src[1]}\n")
@@ -369,7 +373,7 @@ def test_replay_sweep_table_reads_each_fractions_run_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr
     table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (tmp_path / "out" / "replay.md").read_text().splitlines()[2:]}
     assert table["5 %"][1:] == ["68.8 ± 2.9 (n=5)", "78.5 ± 1.7 (n=5)", "+9.7 |"]
-    assert table["0 %"][3] == "+25.7 |" and table["10 %"][1] == "not run"
+    assert table["0 %"][3] == "+25.7 |" and table["10 %"][3] == "-6.5 |" and table["25 %"][1] == "not run"
     assert (tmp_path / "out" / "replay.png").stat().st_size > 5000
     bad = subprocess.run([sys.executable, os.path.join(ROOT, "replay.py"), "--fractions", "2"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)

@@ -460,3 +460,15 @@ def test_a_sleep_that_ignores_biases_returns_them_unchanged():
         assert torch.equal(w[:, -1], w0[:, -1]) and torch.equal(w[:, :-1], r)
     with pytest.raises(ValueError, match="bias must be one of ignore, current, unit"):
         src.sleep(net, x, 10, torch.Generator(), bias="scaled", **kw)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_zero_threshold_fires_without_input(engine):
+    # beta 0 (the authors' output layer at 10 % rehearsal): a membrane at 0 is at threshold, so the output neuron
+    # fires at every step though nothing reaches it; its inputs never fire, so each step depresses both weights:
+    # g(0.5) ~ 1e-217 leaves 0.5, g(w < -0.5) = 2 takes 2 dec per step from -0.5.
+    W = [torch.tensor([[0.2, 0.1], [0.1, 0.2]], dtype=torch.float64), torch.tensor([[0.5, -0.5]], dtype=torch.float64)]
+    new, counts = src.sleep_on_spikes(W, torch.zeros(3, 2), [1.0, 1.0], [1.0, 0.0], inc=INC, dec=0.01, engine=engine)
+    assert counts[1].tolist() == [0, 0] and counts[2].tolist() == [3]
+    np.testing.assert_allclose(new[1].numpy(), [[0.5, -0.5 - 3 * 2 * 0.01]], rtol=1e-12)
+    assert torch.equal(new[0], W[0])
