@@ -304,7 +304,7 @@ def test_bad_input_is_refused_clearly():
         src.sleep_on_spikes([W[0], W[2]], spikes, a[:2], b[:2], inc=INC, dec=DEC)
     with pytest.raises(ValueError, match="inc must be >= 0"):
         src.sleep_on_spikes(W, spikes, a, b, inc=-0.1, dec=DEC)
-    with pytest.raises(ValueError, match="beta must be > 0"):
+    with pytest.raises(ValueError, match="beta must be >= 0"):
         src.sleep_on_spikes(W, spikes, a, [0.5, float("nan"), 0.5], inc=INC, dec=DEC)
     with pytest.raises(ValueError, match="alpha must be a scalar"):
         src.sleep_on_spikes(W, spikes, [1.0, 1.0], b, inc=INC, dec=DEC)
