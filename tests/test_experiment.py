@@ -139,7 +139,8 @@ def test_visualize_rebuilds_tables_and_figures_from_the_run_folder(quick_run, tm
     os.remove(os.path.join(run_dir, "summary.md"))
     proc = run("visualize.py", run_dir, "--png-dir", str(tmp_path / "png"))
     assert open(os.path.join(run_dir, "summary.md")).read() == summary
-    assert sorted(os.listdir(tmp_path / "png")) == sorted(["accuracy.png", "stable_rank.png"] + [f"activations_{m}.png" for m in STAGES])
+    assert sorted(os.listdir(tmp_path / "png")) == sorted(["accuracy.png", "stable_rank.png", "capacity.png"]
+                                                          + [f"activations_{m}.png" for m in STAGES])
     assert "accuracy.png" in proc.stdout
     bad = run("visualize.py", str(tmp_path / "nothing"), "--png-dir", str(tmp_path / "nothing" / "png"), check=False)
     assert bad.returncode != 0 and "no finished job" in bad.stderr and "Traceback" not in bad.stderr
