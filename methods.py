@@ -295,8 +295,9 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
             rec.setdefault("diverged", f"train_{k}")            # the broken network goes on and is scored as it is
             return net.clone()
         t = time.perf_counter()
-        constants = icarl_sleep_constants(cfg.memory) if spec.sleep_constants == "icarl" else {}
-        net, info = sleep_task(net, k, seed, cfg, ctx, progress=progress, softmax=bool(constants), **constants)
+        icarl_sleep = spec.sleep_constants == "icarl"   # the iCaRL script's constants, alpha on softmax outputs
+        constants = icarl_sleep_constants(cfg.memory) if icarl_sleep else {}
+        net, info = sleep_task(net, k, seed, cfg, ctx, progress=progress, softmax=icarl_sleep, **constants)
         steps = sleep_steps(cfg, k)
         rec["sleep"].append(dict(task=k, steps=steps, seconds=time.perf_counter() - t, alpha=info["alpha"],
                                  spikes_per_step=[sum(c) / steps for c in info["spikes"]]))
