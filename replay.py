@@ -73,6 +73,10 @@ if __name__ == "__main__":
         if points:
             ax.errorbar([x for x, _ in points], [v[0] for _, v in points], yerr=[v[1] for _, v in points],
                         fmt="o-", color=color, capsize=3, label=label)
+    for fraction, got in rows:   # where the sleep runs with the script's other constants
+        if f"{fraction:g}" in PRESETS and "src" in got:
+            ax.annotate(f"--preset {PRESETS[f'{fraction:g}']}", (100 * fraction, got["src"][0]), textcoords="offset points",
+                        xytext=(-40, 10), fontsize=8, color="tab:blue")
     ax.set_xscale("symlog", linthresh=1)
     ticks = [100 * fraction for fraction, _ in rows]
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
