@@ -13,7 +13,7 @@ capacity.csv      per method, seed and stage, for each layer: the principal comp
 summary.csv, .md  per method: n seeds, mean ± sample std (ddof 1) of the final accuracies, ACC, BWT, forgetting
 accuracy.png      per-task and overall test accuracy after every stage, one panel per method (mean ± std over seeds)
 stable_rank.png   stable rank of each layer's weights after every stage (mean ± std over seeds)
-capacity.png      capacity.csv's measures after every stage (mean ± std over seeds)
+capacity.png      capacity.csv's measures after every stage, for the methods of CAPACITY_FIGURE (mean ± std over seeds)
 activations_<method>.png   PCA activation maps of a class-ordered probe set (first seed of the run)
 """
 import argparse
@@ -203,10 +203,13 @@ def plot_stable_rank(table, cols, path):
     plt.close(fig)
 
 
+CAPACITY_FIGURE = ("sequential", "merging", "src", "icarl", "icarl-src")   # EWC and SI only in capacity.csv
+
+
 def plot_capacity(table, cols, path):
-    """One row per layer: for each method that learns task by task, the components each task needs (one line
-    per task); in the last column, the mean overlap of the tasks' subspaces for every method."""
-    methods = [m for m, stages in table.items() if len([s for s in stages if s != "init"]) > 1]
+    """One row per layer: for each method of CAPACITY_FIGURE in the run, the components each task needs (one line
+    per task); in the last column, the mean overlap of the tasks' subspaces for every one of them."""
+    methods = [m for m in CAPACITY_FIGURE if m in table]
     layers = list(dict.fromkeys(c.split("_task_")[0] for c in cols if "_task_" in c))
     order = max((list(table[m]) for m in methods), key=len)   # one x axis, as in plot_stable_rank
     order += [s for m in methods for s in table[m] if s not in order]
@@ -299,9 +302,10 @@ def figures(run_dir, png_dir):
     os.makedirs(png_dir, exist_ok=True)
     plot_accuracy(*read_table(os.path.join(run_dir, "results.csv")), paths[0])
     plot_stable_rank(*read_table(os.path.join(run_dir, "stable_rank.csv")), paths[1])
-    if os.path.exists(os.path.join(run_dir, "capacity.csv")):
+    capacity = read_table(os.path.join(run_dir, "capacity.csv")) if os.path.exists(os.path.join(run_dir, "capacity.csv")) else ({}, [])
+    if any(m in capacity[0] for m in CAPACITY_FIGURE):
         paths.append(os.path.join(png_dir, "capacity.png"))
-        plot_capacity(*read_table(os.path.join(run_dir, "capacity.csv")), paths[-1])
+        plot_capacity(*capacity, paths[-1])
     for method, path in first.items():
         paths.append(os.path.join(png_dir, f"activations_{method}.png"))
         plot_activations(path, method, paths[-1])
