@@ -62,7 +62,8 @@ ICARL_SLEEP = [
 
 
 def icarl_sleep_constants(memory):
-    """The iCaRL script's constants: one set up to memory 50, one for 100 to 500, one above."""
+    """The iCaRL script's constants for a memory size. The script picks by exact size (50; 100, 200 or 500; any
+    other); here by range (up to 50, up to 500, above), which agrees with it at every size it runs."""
     return next(constants for largest, constants in ICARL_SLEEP if memory <= largest)
 
 

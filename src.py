@@ -40,6 +40,7 @@ def g(w, factor="original"):
 
 
 FACTORS = ("original", "logistic")
+BIAS = ("ignore", "current", "unit")   # what a sleep does with a network's biases (see sleep)
 
 
 # ---------------------------------------------------------------- the sleep phase
@@ -107,9 +108,6 @@ def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale,
         infos.append(dict(alpha=alpha[b], spikes=[c[b].tolist() for c in counts],
                           stopped=max_spikes is not None and fired[b].item() > max_spikes))
     return (slept, infos) if isinstance(nets, (list, tuple)) else (slept[0], infos[0])
-
-
-BIAS = ("ignore", "current", "unit")
 
 
 def renormalise(w, w_before, gamma):
