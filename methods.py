@@ -207,7 +207,8 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, softmax=False, **constan
                      mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold, w_inh=cfg.w_inh, dc=cfg.dc,
                      refractory=cfg.refractory, plasticity=cfg.plasticity, norm_w=cfg.norm_w, gamma=cfg.gamma,
                      images=images, sample=sample, alpha=cfg.alpha or None, factor=cfg.plasticity_factor,
-                     bias=cfg.sleep_bias, softmax=softmax, engine=cfg.engine, progress=progress, **kw)
+                     bias=cfg.sleep_bias, bias_scale=cfg.bias_scale, softmax=softmax, engine=cfg.engine,
+                     progress=progress, **kw)
 
 
 def sleep_keeps(cfg, ctx):

@@ -145,6 +145,8 @@ class Config:
                                     "none; they come out unchanged), 'current' (alpha_l b_l added to the membranes every "
                                     "step, unchanged) or 'unit' (the weights of an input unit that fires every step, so "
                                     "the sleep's plasticity changes them too)")
+    bias_scale: float = arg(1.0, "with --sleep-bias current: the current is bias_scale alpha_l b_l (not in the issue's "
+                                 "three treatments: 1 scales the bias like a weight)")
     plasticity_factor: str = arg("original", "g(w) of the sleep's update: 'original' 2 sigmoid(-w / 0.001), or "
                                              "'logistic' sigmoid(w) (the earlier replica)")
     engine: str = arg("auto", "sleep engine: numba (CPU), torch (any device) or auto")
@@ -192,7 +194,7 @@ QUICK = dict(train_limit=3000, test_limit=1000, n_per_task=500, epochs=1, sleep_
 # Fields that say how to run, not what to compute: they stay out of the run folder's name and config.json.
 # Fields added after run folders were first named: left out of the name at these values, so older folders keep theirs.
 LATER = dict(validation=0, matmul="float32", sleep_data="seen", replay=0.0, bias=False, sleep_bias="ignore", memory=0,
-             exemplars="herding", distillation=False)
+             exemplars="herding", distillation=False, bias_scale=1.0)
 
 RUNTIME = {"methods", "seeds", "out", "data_dir", "device", "workers", "force", "quiet", "figures", "png_dir", "engine"}
 
@@ -320,6 +322,9 @@ def resolve(cfg, given=None):
         problems.append(f"--methods {icarl[0]} needs --memory, a whole number of exemplars from 10 to 20000; got {cfg.memory}")
     if icarl and cfg.output != "linear-ce":
         problems.append(f"--methods {icarl[0]} needs --output linear-ce (iCaRL, as the authors run it, trains a softmax output)")
+    if cfg.bias_scale != 1 and cfg.sleep_bias != "current" or not cfg.bias_scale > 0:
+        problems.append(f"--bias-scale must be > 0 and applies with --sleep-bias current only; got {cfg.bias_scale} "
+                        f"with --sleep-bias {cfg.sleep_bias}")
     if cfg.sleep_bias != "ignore" and not cfg.bias:
         problems.append(f"--sleep-bias {cfg.sleep_bias} needs networks with biases: add --bias")
     device = cfg.device.split(":")[0]

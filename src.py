@@ -47,8 +47,8 @@ BIAS = ("ignore", "current", "unit")   # what a sleep does with a network's bias
 
 def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale, dropout, dt, mask_size,
           decay=0.999, threshold=1.0, w_inh=0.0, dc=0.0, refractory=0, plasticity=1.0, norm_w=False, gamma=1.0,
-          images=None, sample=None, alpha=None, factor="original", bias="ignore", softmax=False, max_spikes=None,
-          engine="auto", chunk=5000, progress=False):
+          images=None, sample=None, alpha=None, factor="original", bias="ignore", bias_scale=1.0, softmax=False,
+          max_spikes=None, engine="auto", chunk=5000, progress=False):
     """One SRC sleep phase with sleep data `sleep_x`; returns (slept copy of the network, info).
 
     nets: one Net, or a list of B Nets slept at once by the batched engine (then returns two lists); for
@@ -65,6 +65,8 @@ def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale,
     spiking network has none, and they come out unchanged), "current" (alpha_l b_l is added to the
     membranes every step; unchanged by plasticity) or "unit" (the weights of an input unit that fires
     every step: the same current, and plasticity potentiates them whenever their neuron fires).
+    bias_scale: with "current", the current is bias_scale alpha_l b_l (the spiking network's inputs fire far
+    less often than every step, so a bias scaled like a weight is out of proportion to them)
     info: the scale factors alpha, the spike counts of every neuron and whether the network stopped at
     max_spikes (see sleep_on_spikes).
     The momentum buffers are carried over unchanged, as in the original.
@@ -89,7 +91,11 @@ def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale,
     if bias not in BIAS:
         raise ValueError(f"bias must be one of {', '.join(BIAS)}; got {bias!r}")
     biased = batch[0].bias
-    spiking = [net.weights_only() if biased and bias == "ignore" else net.W for net in batch]
+    if bias_scale != 1 and bias != "current":
+        raise ValueError(f"bias_scale scales the bias current of bias='current'; got bias_scale {bias_scale} with bias {bias!r}")
+    scaled = lambda w: torch.cat([w[:, :-1], bias_scale * w[:, -1:]], 1)
+    spiking = [net.weights_only() if biased and bias == "ignore" else
+               [scaled(w) for w in net.W] if biased and bias_scale != 1 else net.W for net in batch]
     W = [torch.stack(ws) for ws in zip(*spiking)]                                          # [B, out, in (+ 1)]
     chunks = (make(min(chunk, steps - s)) for s in range(0, steps, chunk))
     W, counts = sleep_on_spikes(W, chunks, alpha, beta, inc=inc, dec=dec, decay=decay, threshold=threshold,
@@ -102,8 +108,8 @@ def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale,
         Wb = [w[b].clone() for w in W]
         if norm_w:
             Wb = [renormalise(w, w0, gamma) for w, w0 in zip(Wb, spiking[b])]
-        if biased and bias == "ignore":   # the biases come back as they were
-            Wb = [torch.cat([w, w0[:, -1:]], 1) for w, w0 in zip(Wb, net.W)]
+        if biased and bias != "unit":   # the biases come back as they were
+            Wb = [torch.cat([w[:, :w0.shape[1] - 1], w0[:, -1:]], 1) for w, w0 in zip(Wb, net.W)]
         slept.append(net.with_weights(Wb, [v.clone() for v in net.vW]))
         infos.append(dict(alpha=alpha[b], spikes=[c[b].tolist() for c in counts],
                           stopped=max_spikes is not None and fired[b].item() > max_spikes))

@@ -198,6 +198,7 @@ def test_summary_reports_the_sample_std_and_the_stated_metrics(tmp_path):
     (["--preset", "nope"], "--preset must be one of original"),
     (["--config", "/no/such/config.json"], "--config /no/such/config.json: cannot read it"),
     (["--sleep-bias", "unit"], "--sleep-bias unit needs networks with biases: add --bias"),
+    (["--bias", "--bias-scale", "0.1"], "--bias-scale must be > 0 and applies with --sleep-bias current only"),
     (["--methods", "icarl"], "--methods icarl needs --memory, a whole number of exemplars from 10 to 20000; got 0"),
     (["--methods", "src,icarl-src", "--memory", "100"], "--methods icarl-src needs --output linear-ce"),
     (["--exemplars", "greedy"], "--exemplars must be one of herding, random; got 'greedy'"),

@@ -472,3 +472,21 @@ def test_a_zero_threshold_fires_without_input(engine):
     assert counts[1].tolist() == [0, 0] and counts[2].tolist() == [3]
     np.testing.assert_allclose(new[1].numpy(), [[0.5, -0.5 - 3 * 2 * 0.01]], rtol=1e-12)
     assert torch.equal(new[0], W[0])
+
+
+def test_a_scaled_bias_current_is_the_current_of_a_scaled_bias():
+    gen = torch.Generator().manual_seed(2)
+    W = [torch.rand(20, 785, generator=gen) - 0.3, torch.rand(10, 21, generator=gen) - 0.3]
+    half = [torch.cat([w[:, :-1], 0.5 * w[:, -1:]], 1) for w in W]
+    x = torch.rand(50, 784, generator=gen)
+    kw = dict(rate=239.5, inc=INC, dec=DEC, beta=[0.5, 0.5], alpha_scale=2.0, dropout=0.25, dt=0.001, mask_size=11,
+              alpha=[2.0, 3.0], bias="current")
+    net = Net(W, [torch.zeros_like(w) for w in W], bias=True)
+    slept, info = src.sleep(net, x, 300, torch.Generator().manual_seed(1), bias_scale=0.5, **kw)
+    ref, ref_info = src.sleep(Net(half, [torch.zeros_like(w) for w in W], bias=True), x, 300,
+                              torch.Generator().manual_seed(1), **kw)
+    assert info["spikes"] == ref_info["spikes"] and sum(info["spikes"][1]) > 0
+    for w, w0, r in zip(slept.W, W, ref.W):
+        assert torch.equal(w[:, :-1], r[:, :-1]) and torch.equal(w[:, -1], w0[:, -1])   # its own bias, unscaled
+    with pytest.raises(ValueError, match="bias_scale scales the bias current"):
+        src.sleep(net, x, 10, torch.Generator(), **dict(kw, bias="unit"), bias_scale=0.5)
