@@ -309,9 +309,11 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
     net, finished = init, []
     omega, anchor = None, None  # EWC / SI: importance of each weight and the weights it is pulled towards
     exemplars = {}              # iCaRL: {class: indices of its exemplars among the training images}
+    nme = lambda stage, net: rec["nme"].append(dict(stage=stage, **nme_accuracy(net, exemplars, generator(seed, "nme", k),
+                                                                                cfg, ctx)))
     for k in [0] if spec.joint else range(1, len(ctx.tasks) + 1):
         start = net
-        gen = generator(seed, "exemplars", k)
+        gen = generator(seed, "exemplars", k) if spec.exemplars else None
         memory = memory_set(exemplars, net, gen, cfg, ctx) if exemplars else None
         if spec.restart:
             start = init if k == 1 or cfg.merge_init == "shared" else initial_net(seed, cfg, ctx, copy=k)
@@ -324,7 +326,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
             t = time.perf_counter()
             update_exemplars(exemplars, net, k, gen, cfg, ctx)
             rec["time"]["train"] += time.perf_counter() - t
-            rec["nme"].append(dict(stage=f"train_{k}", **nme_accuracy(net, exemplars, generator(seed, "nme", k), cfg, ctx)))
+            nme(f"train_{k}", net)
         if spec.penalty == "ewc":   # online EWC: the Fisher information of every task so far, summed
             idx = data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task)
             new = models.fisher(net, ctx.train_x[idx], ctx.train_y[idx], cfg.dropout, ctx.n_classes)
@@ -340,7 +342,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
             synthetic = net.with_weights([w0 + (w - w1) for w0, w, w1 in zip(start.W, net.W, trained.W)], net.vW)
             rec["synthetic"].append(dict(stage=f"synthetic_{k}", **evaluate(synthetic, cfg, ctx, analyses=False)["accuracy"]))
             if spec.exemplars:
-                rec["nme"].append(dict(stage=f"sleep_{k}", **nme_accuracy(net, exemplars, generator(seed, "nme", k), cfg, ctx)))
+                nme(f"sleep_{k}", net)
         finished.append(net)
     if spec.merge:
         net = reach("merged", lambda: models.merge(finished), "train")

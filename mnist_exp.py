@@ -322,7 +322,7 @@ def resolve(cfg, given=None):
         problems.append(f"--methods {icarl[0]} needs --memory, a whole number of exemplars from 10 to 20000; got {cfg.memory}")
     if icarl and cfg.output != "linear-ce":
         problems.append(f"--methods {icarl[0]} needs --output linear-ce (iCaRL, as the authors run it, trains a softmax output)")
-    if cfg.bias_scale != 1 and cfg.sleep_bias != "current" or not cfg.bias_scale > 0:
+    if not cfg.bias_scale > 0 or (cfg.bias_scale != 1 and cfg.sleep_bias != "current"):
         problems.append(f"--bias-scale must be > 0 and applies with --sleep-bias current only; got {cfg.bias_scale} "
                         f"with --sleep-bias {cfg.sleep_bias}")
     if cfg.sleep_bias != "ignore" and not cfg.bias:

@@ -29,8 +29,12 @@ PRESETS = {"0.1": "replay-10"}   # the script's other constants at 10 %
 
 
 def options(fraction):
-    """mnist_exp.py's options for one fraction."""
-    return ["--replay", fraction] + (["--preset", PRESETS[fraction]] if fraction in PRESETS else [])
+    """mnist_exp.py's options for one fraction (as given: it names the run folder; 0.10 finds 0.1's preset)."""
+    try:
+        preset = PRESETS.get(f"{float(fraction):g}")
+    except ValueError:   # not a number: mnist_exp.py's one-line error says so
+        preset = None
+    return ["--replay", fraction] + (["--preset", preset] if preset else [])
 
 
 # %% Options, then the fractions that are not finished

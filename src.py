@@ -90,12 +90,15 @@ def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale,
         make = lambda n: sampled_input_spikes(pool, n, generator, rate=rate, dt=dt, n_images=n_images, keep=keep)
     if bias not in BIAS:
         raise ValueError(f"bias must be one of {', '.join(BIAS)}; got {bias!r}")
-    biased = batch[0].bias
     if bias_scale != 1 and bias != "current":
-        raise ValueError(f"bias_scale scales the bias current of bias='current'; got bias_scale {bias_scale} with bias {bias!r}")
-    scaled = lambda w: torch.cat([w[:, :-1], bias_scale * w[:, -1:]], 1)
-    spiking = [net.weights_only() if biased and bias == "ignore" else
-               [scaled(w) for w in net.W] if biased and bias_scale != 1 else net.W for net in batch]
+        raise ValueError(f"bias_scale scales the bias current of bias='current'; got {bias_scale} with {bias!r}")
+    biased = batch[0].bias
+    if not biased or bias == "unit":
+        spiking = [net.W for net in batch]
+    elif bias == "ignore":
+        spiking = [net.weights_only() for net in batch]
+    else:   # "current": the bias column, times bias_scale, is the current
+        spiking = [[torch.cat([w[:, :-1], bias_scale * w[:, -1:]], 1) for w in net.W] for net in batch]
     W = [torch.stack(ws) for ws in zip(*spiking)]                                          # [B, out, in (+ 1)]
     chunks = (make(min(chunk, steps - s)) for s in range(0, steps, chunk))
     W, counts = sleep_on_spikes(W, chunks, alpha, beta, inc=inc, dec=dec, decay=decay, threshold=threshold,
