@@ -25,6 +25,8 @@ p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDes
 p.add_argument("--literal-steps", type=int, default=1500, help="steps timed for the literal loop")
 p.add_argument("--steps", type=int, default=15000, help="steps timed for the fast engine (the first sleep)")
 p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64], help="numbers of networks simulated at once")
+p.add_argument("--busy", type=float, nargs="+", default=[0.2, 0.1],
+               help="also time B = 1 with every threshold multiplied by these factors (busier sleeps, as candidates can be)")
 p.add_argument("--device", default="cpu", help="also time the torch engine on this device (cuda)")
 p.add_argument("--out", default=os.path.join("runs", "bench_sleep.md"), help="where the table goes (default: runs/bench_sleep.md)")
 args, _ = p.parse_known_args()
@@ -41,9 +43,9 @@ rasters = torch.stack([src.input_spikes(sleep_x.mean(0), T, torch.Generator().ma
 kw = dict(inc=cfg.inc, dec=cfg.dec)
 
 
-def timed(engine, B, steps, device="cpu", repeats=2):
+def timed(engine, B, steps, device="cpu", repeats=2, beta=cfg.beta):
     """Network-steps per second of one call on B copies of the network, each with its own raster (best of
-    `repeats` calls: the machine's other load only ever slows a call down)."""
+    `repeats` calls: the machine's other load only ever slows a call down), its weights and spike counts."""
     W = [w.to(device) for w in net.W] if B == 1 else [w.expand(B, *w.shape).contiguous().to(device) for w in net.W]
     spikes = rasters[0, :steps] if B == 1 else rasters[:B, :steps]
     best = 0.0
@@ -51,7 +53,7 @@ def timed(engine, B, steps, device="cpu", repeats=2):
         if device != "cpu":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        out, counts = src.sleep_on_spikes(W, spikes, alpha, cfg.beta, engine=engine, **kw)
+        out, counts = src.sleep_on_spikes(W, spikes, alpha, beta, engine=engine, **kw)
         if device != "cpu":
             torch.cuda.synchronize()
         best = max(best, B * steps / (time.perf_counter() - t))
@@ -60,23 +62,29 @@ def timed(engine, B, steps, device="cpu", repeats=2):
 
 # %% Side by side on the same steps, then batched
 src.sleep_on_spikes([w[:2, :3] for w in net.W[:1]], rasters[0, :2, :3], alpha[:1], cfg.beta[:1], **kw)  # compile
-lit, w_lit, c_lit = timed("torch", 1, args.literal_steps, repeats=1)
+lit, w_lit, c_lit = timed("torch", 1, args.literal_steps)
 fast, w_fast, c_fast = timed("numba", 1, args.literal_steps)
 same = all(torch.equal(a, b) for a, b in zip(c_lit, c_fast))
 close = max((a - b).abs().max().item() for a, b in zip(w_lit, w_fast))
-rows = [("literal loop (torch), B = 1", args.literal_steps, lit),
-        ("event-driven (numba), B = 1, same steps", args.literal_steps, fast)]
+hidden = lambda counts, B, steps: sum(c.sum().item() for c in counts[1:-1]) / (B * steps)   # spikes per step
+rows = [("literal loop (torch), B = 1", args.literal_steps, lit, hidden(c_lit, 1, args.literal_steps)),
+        ("event-driven (numba), B = 1, same steps", args.literal_steps, fast, hidden(c_fast, 1, args.literal_steps))]
 for B in args.batches:
-    rows.append((f"event-driven (numba), B = {B}", args.steps, timed("numba", B, args.steps)[0]))
+    rate, _, counts = timed("numba", B, args.steps)
+    rows.append((f"event-driven (numba), B = {B}", args.steps, rate, hidden(counts, B, args.steps)))
+for f in args.busy:   # the literal loop's cost does not depend on activity (a dense product per layer and step)
+    rate, _, counts = timed("numba", 1, args.steps, beta=[b * f for b in cfg.beta])
+    rows.append((f"event-driven (numba), B = 1, thresholds x {f}", args.steps, rate, hidden(counts, 1, args.steps)))
 if args.device != "cpu":
     for B in args.batches:
-        rows.append((f"torch engine on {args.device}, B = {B}", args.literal_steps, timed("torch", B, args.literal_steps, args.device)[0]))
+        rate, _, counts = timed("torch", B, args.literal_steps, args.device)
+        rows.append((f"torch engine on {args.device}, B = {B}", args.literal_steps, rate, hidden(counts, B, args.literal_steps)))
 
 machine = (torch.cuda.get_device_name(0) + ", " if args.device != "cpu" else "") + \
     f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, numba {src.numba.__version__}"
 lines = [f"Sleep engines on the paper network after task 1 ({machine}); `python bench_sleep.py`.",
-         "", "| engine | steps timed | network-steps/s | vs literal |", "|---|---|---|---|"]
-lines += [f"| {name} | {steps} | {rate:,.0f} | {rate / lit:.0f}x |" for name, steps, rate in rows]
+         "", "| engine | steps timed | hidden spikes per step | network-steps/s | vs literal |", "|---|---|---|---|---|"]
+lines += [f"| {name} | {steps} | {spikes:.2f} | {rate:,.0f} | {rate / lit:.0f}x |" for name, steps, rate, spikes in rows]
 lines += ["", f"Same spikes in both engines over the {args.literal_steps} steps: {same}; "
               f"largest weight difference {close:.1e} (float32)."]
 os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)

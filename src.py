@@ -513,6 +513,7 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr,
                 fired[n_in] = True                         # read only as the bias's input (i < n_in + extra)
                 for k in range(n_post):
                     j = post[k]
+                    up, down, broken = inc[b, l], dec[b, l], False
                     for i in range(n_in + (extra if bias_plastic else 0)):
                         wi = w[i, j]
                         if logistic:                       # g(w) = 1 / (1 + exp(-w)), without overflow
@@ -521,17 +522,15 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr,
                             else:
                                 e = np.exp(wi)
                                 gw = e / (one + e)
-                        else:
-                            z = wi / width
-                            if z > zero:                   # g(w) = 2 / (1 + exp(w / width)), without overflow
-                                e = np.exp(-z)
-                                gw = two * e / (one + e)
-                            else:
-                                gw = two / (one + np.exp(z))
-                        wi = wi + inc[b, l] * gw if fired[i] else wi - dec[b, l] * gw
+                        else:                              # g(w) = 2 / (1 + exp(w / width)), without overflow:
+                            z = wi / width                 # 2 e / (1 + e) for w > 0, 2 / (1 + e) otherwise, with
+                            e = np.exp(-abs(z))            # e = exp(-|z|); written without a branch on the sign
+                            gw = (two * e if z > zero else two) / (one + e)   # (half the weights: unpredictable)
+                        wi = wi + up * gw if fired[i] else wi - down * gw
                         w[i, j] = wi
-                        if not np.isfinite(wi):
-                            failure[b, 0], failure[b, 1] = t0 + t, l
+                        broken = broken or not np.isfinite(wi)
+                    if broken:
+                        failure[b, 0], failure[b, 1] = t0 + t, l
                     vl[j] = zero
                     ref_end[b, n_off[l] + j] = t0 + t + refractory
                     counts[b, n_off[l] + j] += 1
