@@ -5,11 +5,17 @@ training or sleep of the study reads. The test set is never read here; it is for
 
     python tune.py                                   # SRC: CMA-ES, candidates slept together, study in tune.db
     python tune.py --trials 200 --batch 8            # a longer study; 8 candidates per batched sleep
+    python tune.py --trials 200 --prune 50           # stop candidates below the complete trials' median early
     python tune.py --method ewc                      # EWC's lambda on a grid; --method si for SI's c
     python tune.py --storage postgresql://u@host/db  # several machines share one study: run it on each
     python tune.py --quick --trials 8                # a smoke test
     python tune.py --trials 120 --save-preset tuned  # and save the best constants as presets/tuned.json
     python tune.py --init torch --sleep-data current --matmul bfloat16   # a variant, trained in bfloat16
+
+Candidates run seed by seed. With --prune P, one is stopped after a seed (not the last) when its mean
+final accuracy so far is below the P-th percentile of the complete trials' at the same seed; it is
+recorded as pruned, and the best trial is chosen among the complete ones only. Each seed's first
+training is done once per run of this script and shared by every batch.
 
 A study is stored as it goes (runs/tune-<study>/study.db): stop it at any time and run the same command
 to resume. The best constants are written to runs/tune-<study>/best.json; only --save-preset NAME writes
@@ -26,6 +32,7 @@ keeps alpha_scale and moves the three betas, over 6 effective constants instead 
 """
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -43,7 +50,7 @@ import mnist_exp
 # %% Config: the search; the protocol it evaluates is mnist_exp.py's
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
 p.add_argument("--method", default="src", choices=["src", "ewc", "si"], help="what to tune (default: src)")
-p.add_argument("--trials", type=int, default=120, help="trials the study should hold in all (default: 120)")
+p.add_argument("--trials", type=int, default=120, help="trials (candidates, complete or pruned) the study should hold in all (default: 120)")
 p.add_argument("--batch", type=int, default=4, help="SRC candidates evaluated together (default: 4)")
 p.add_argument("--tune-seeds", type=int, nargs="+", default=[100, 101, 102, 103],
                help="tuning seeds (default: 100 101 102 103)")
@@ -52,6 +59,10 @@ p.add_argument("--decades", type=float, default=2.0, help="search range either s
 p.add_argument("--max-spikes-per-step", type=float, default=10.0,
                help="spike budget of a candidate's sleep, hidden and output layers together, per step on average: "
                     "the protocol fires ~0.1; denser candidates are stopped, which bounds the search's cost (default: 10)")
+p.add_argument("--prune", type=float, default=0.0, metavar="P",
+               help="after each tuning seed but the last, stop a candidate whose mean final accuracy so far is below "
+                    "the P-th percentile of the complete trials' at the same seed, once 4 have one; 50 is median "
+                    "pruning (default: 0, none)")
 p.add_argument("--storage", default="", help="Optuna storage URL (default: sqlite:///runs/tune-<study>/study.db)")
 p.add_argument("--stale-after", type=float, default=7200,
                help="seconds after which a trial still marked running counts as abandoned (default: 7200)")
@@ -68,6 +79,8 @@ problems = [f"--{k} must be a whole number >= 1; got {getattr(args, k)}" for k i
 if args.start not in mnist_exp.SLEEP_PRESETS or cfg.dataset not in mnist_exp.SLEEP_PRESETS[args.start]:
     problems.append(f"--start must be a preset with constants for {cfg.dataset}: "
                     + ", ".join(k for k, v in mnist_exp.SLEEP_PRESETS.items() if cfg.dataset in v) + f"; got {args.start!r}")
+if not 0 <= args.prune < 100:
+    problems.append(f"--prune must be a percentile in [0, 100); got {args.prune}")
 if not args.decades > 0:
     problems.append(f"--decades must be > 0; got {args.decades}")
 if set(args.tune_seeds) & set(range(5)) or min(args.tune_seeds) < 0:
@@ -101,18 +114,24 @@ except mnist_exp.data.DataError as err:
 
 
 # %% Objectives: final accuracy on all classes, mean over the tuning seeds
+@functools.cache
+def first_network(seed):
+    """The network trained on task 1: the same for every candidate, so trained once per seed and study run."""
+    return methods.train_task(methods.initial_net(seed, cfg, ctx), 1, seed, cfg, ctx)
+
+
 def src_finals(candidates, seed):
     """Final accuracy of SRC for each candidate set of constants on one seed; the candidates share the
-    first training (it is the same network) and sleep together in the batched engine. A candidate stops
-    with the accuracy it has when it breaks its network (a layer without positive weight, where alpha is
-    undefined; training diverged after its sleep) or when its sleep fires more than the spike budget."""
-    first = methods.train_task(methods.initial_net(seed, cfg, ctx), 1, seed, cfg, ctx)
-    nets, finals = {b: first for b in range(len(candidates))}, {}
+    first training and sleep together in the batched engine. A candidate stops with the accuracy it has
+    when it breaks its network (a layer without positive weight, where alpha is undefined; training
+    diverged after its sleep) or when its sleep fires more than the spike budget."""
+    nets, finals = {b: first_network(seed) for b in range(len(candidates))}, {}
+    score = lambda net: methods.evaluate(net, cfg, ctx, analyses=False)["accuracy"]["all"]
     for k in range(1, len(ctx.tasks) + 1):
         if k > 1:
             nets = {b: methods.train_task(net, k, seed, cfg, ctx) for b, net in nets.items()}
         for b in [b for b, net in nets.items() if not all(torch.isfinite(w).all() and w.max() > 0 for w in net.W)]:
-            finals[b] = methods.evaluate(nets.pop(b), cfg, ctx, analyses=False)["accuracy"]["all"]
+            finals[b] = score(nets.pop(b))
         if not nets:
             break
         alive = [candidates[b] for b in nets]
@@ -123,9 +142,33 @@ def src_finals(candidates, seed):
         nets = dict(zip(nets, slept))
         for b, info in zip(list(nets), infos):
             if info["stopped"]:
-                finals[b] = methods.evaluate(nets.pop(b), cfg, ctx, analyses=False)["accuracy"]["all"]
-    finals.update({b: methods.evaluate(net, cfg, ctx, analyses=False)["accuracy"]["all"] for b, net in nets.items()})
+                finals[b] = score(nets.pop(b))
+    finals.update({b: score(net) for b, net in nets.items()})
     return [finals[b] for b in range(len(candidates))]
+
+
+def checkpoint(trial, step, value):
+    """Record a candidate's score after a seed; False when --prune stops it there: below the --prune-th
+    percentile of the complete trials' scores at the same step (when 4 or more have one)."""
+    trial.report(value, step)
+    if not args.prune:
+        return True
+    others = [t.intermediate_values[step] for t in study.get_trials(deepcopy=False, states=(COMPLETE,))
+              if step in t.intermediate_values]
+    return len(others) < 4 or value >= np.percentile(others, args.prune)
+
+
+def src_scores(trials, candidates):
+    """Mean final accuracy over the tuning seeds of each candidate, None for those pruned. A candidate's
+    checkpoint after its i-th seed (step i of its record) is its mean final accuracy so far."""
+    finals = {b: [] for b in range(len(trials))}
+    for i, seed in enumerate(args.tune_seeds, start=1):
+        live = [b for b, f in finals.items() if f is not None]
+        for b, final in zip(live, src_finals([candidates[b] for b in live], seed)):
+            finals[b].append(final)
+            if i < len(args.tune_seeds) and not checkpoint(trials[b], i, np.mean(finals[b])):
+                finals[b] = None
+    return [None if f is None else float(np.mean(f)) for f in finals.values()]
 
 
 def baseline_final(method, strength, seed):
@@ -141,13 +184,14 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 sampler = optuna.samplers.CmaEsSampler(seed=0, warn_independent_sampling=False) if args.method == "src" else None
 study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, direction="maximize",
                             load_if_exists=True)
-COMPLETE, RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
+COMPLETE, RUNNING, PRUNED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING,
+                             optuna.trial.TrialState.PRUNED)
 for t in study.get_trials(states=(RUNNING,)):   # left running by a process that was stopped
     if time.time() - t.datetime_start.timestamp() > args.stale_after:
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
 if args.method == "src" and not study.trials:
     study.enqueue_trial(CENTRE)   # the authors' constants are the first candidate
-done = lambda: len(study.get_trials(states=(COMPLETE,)))
+done = lambda: len(study.get_trials(states=(COMPLETE, PRUNED)))   # candidates, complete or pruned
 total = args.trials if args.method == "src" else len(GRIDS[args.method])
 bar = tqdm(total=total, initial=min(done(), total), desc=study_name, disable=cfg.quiet)
 while done() < total:
@@ -155,7 +199,7 @@ while done() < total:
     if args.method == "src":
         trials = [study.ask() for _ in range(args.batch)]
         candidates = [{k: t.suggest_float(k, *SPACE[k], log=True) for k in SPACE} for t in trials]
-        scores = np.mean([src_finals(candidates, s) for s in args.tune_seeds], axis=0)
+        scores = src_scores(trials, candidates)
     else:   # the next grid value that has no result yet
         tried = {t.params["strength"] for t in study.get_trials(states=(COMPLETE, RUNNING))}
         strength = next((s for s in GRIDS[args.method] if s not in tried), None)
@@ -167,16 +211,22 @@ while done() < total:
         scores = [np.mean([baseline_final(args.method, strength, s) for s in args.tune_seeds])]
     for t, score in zip(trials, scores):
         t.set_user_attr("seconds", (time.perf_counter() - t0) / len(trials))
-        study.tell(t, float(score))
+        if score is None:
+            study.tell(t, state=PRUNED)
+        else:
+            study.tell(t, float(score))
     bar.update(len(trials))
-    bar.set_postfix(best=f"{study.best_value:.1f}", last=f"{max(scores):.1f}")
+    bar.set_postfix(best=f"{study.best_value:.1f}", pruned=len(study.get_trials(states=(PRUNED,))))
 bar.close()
 
 # %% Result: the best trial, written to the study's folder (and saved as a preset with --save-preset)
 best = study.best_trial
-print(f"best of {done()} trials: {best.value:.2f} % (mean final accuracy on seeds {args.tune_seeds}), trial {best.number}")
+complete = len(study.get_trials(states=(COMPLETE,)))
+print(f"best of {complete} complete trials ({done() - complete} pruned): {best.value:.2f} % "
+      f"(mean final accuracy on seeds {args.tune_seeds}), trial {best.number}")
 print(json.dumps(best.params, indent=1))
-result = dict(tuning=dict(study=study_name, storage=storage, trials=done(), seeds=args.tune_seeds, mean_final=best.value,
+result = dict(tuning=dict(study=study_name, storage=storage, trials=complete, pruned=done() - complete, seeds=args.tune_seeds,
+                          mean_final=best.value,
                           scored_on=f"validation: the last {cfg.validation} training images of each class",
                           matmul=cfg.matmul, saved_by="python tune.py " + " ".join(sys.argv[1:])), params=best.params)
 if args.method == "src":

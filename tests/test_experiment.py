@@ -320,7 +320,7 @@ def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tm
     result = json.load(open(best))
     assert set(result["constants"]) == {"rate", "inc", "dec", "beta", "alpha_scale", "sleep_input"}
     assert result["tuning"]["trials"] == 2 and result["tuning"]["seeds"] == [100] and 0 < result["tuning"]["mean_final"] <= 100
-    assert "best of 2 trials" in run(*cmd).stdout   # the study is stored: nothing left to do
+    assert "best of 2 complete trials (0 pruned)" in run(*cmd).stdout   # the study is stored: nothing left to do
     assert file_hashes(os.path.join(ROOT, "presets")) == presets and "saved as preset" not in proc.stdout
     refused = run(*cmd, "--save-preset", "smoke", check=False)
     assert refused.returncode == 2 and "no --quick run saves one" in refused.stderr
@@ -334,6 +334,23 @@ def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tm
     assert len(preset["constants"]["beta"]) == 3 and preset["tuning"]["trials"] == 1
     # the preset carries the variant's fields that were given (epochs 1), not the budget (sizes, validation)
     assert preset["constants"]["epochs"] == 1 and not {"train_limit", "validation", "matmul"} & set(preset["constants"])
+
+
+def test_tune_prunes_exactly_the_candidates_below_the_percentile_of_the_complete_ones(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    run("tune.py", "--quick", "--trials", "12", "--batch", "4", "--tune-seeds", "100", "101", "102", "--prune", "50",
+        "--study", "p", "--out", str(tmp_path))
+    trials = optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path / 'tune-p' / 'study.db'}").trials
+    assert len(trials) == 12 and all(t.state.name == "COMPLETE" for t in trials[:4])   # too few to compare with
+    for t in trials:   # checkpoints: the mean final after seeds 1 and 2 (none after the last)
+        assert (t.state.name == "COMPLETE") == (sorted(t.intermediate_values) == [1, 2])
+    assert any(t.state.name == "PRUNED" for t in trials)
+    for batch in (trials[4:8], trials[8:]):   # scored against the trials complete before it
+        before = [t for t in trials[:batch[0].number] if t.state.name == "COMPLETE"]
+        for t in batch:
+            passed = [t.intermediate_values[s] >= np.percentile([f.intermediate_values[s] for f in before], 50)
+                      for s in sorted(t.intermediate_values)]
+            assert passed == ([True] * 2 if t.state.name == "COMPLETE" else [True] * (len(passed) - 1) + [False])
 
 
 def test_bridge_table_marks_a_factor_that_moves_the_mean_by_more_than_two_standard_errors(tmp_path):
