@@ -50,7 +50,8 @@ import mnist_exp
 # %% Config: the search; the protocol it evaluates is mnist_exp.py's
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
 p.add_argument("--method", default="src", choices=["src", "ewc", "si"], help="what to tune (default: src)")
-p.add_argument("--trials", type=int, default=120, help="trials (candidates, complete or pruned) the study should hold in all (default: 120)")
+p.add_argument("--trials", type=int, default=120,
+               help="trials (candidates, complete or pruned) the study should hold in all (default: 120)")
 p.add_argument("--batch", type=int, default=4, help="SRC candidates evaluated together (default: 4)")
 p.add_argument("--tune-seeds", type=int, nargs="+", default=[100, 101, 102, 103],
                help="tuning seeds (default: 100 101 102 103)")
