@@ -12,6 +12,7 @@ once. Writes runs/bench_sleep.md; `--out bench_sleep.md` refreshes the table the
 import argparse
 import os
 import platform
+import sys
 import time
 
 import torch
@@ -82,7 +83,7 @@ if args.device != "cpu":
 
 machine = (torch.cuda.get_device_name(0) + ", " if args.device != "cpu" else "") + \
     f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, numba {src.numba.__version__}"
-lines = [f"Sleep engines on the paper network after task 1 ({machine}); `python bench_sleep.py`.",
+lines = [f"Sleep engines on the paper network after task 1 ({machine}); `{' '.join(['python', 'bench_sleep.py'] + sys.argv[1:])}`.",
          "", "| engine | steps timed | hidden spikes per step | network-steps/s | vs literal |", "|---|---|---|---|---|"]
 lines += [f"| {name} | {steps} | {spikes:.2f} | {rate:,.0f} | {rate / lit:.0f}x |" for name, steps, rate, spikes in rows]
 lines += ["", f"Same spikes in both engines over the {args.literal_steps} steps: {same}; "
