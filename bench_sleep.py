@@ -15,14 +15,15 @@ import platform
 import sys
 import time
 
-import torch
-
+import config  # first: the pinned code paths and threads
 import data
 import methods
-import mnist_exp
 import src
+import torch
+from runner import writable, write_text
 
-p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p = config.Parser(prog="bench_sleep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                  allow_abbrev=False)
 p.add_argument("--literal-steps", type=int, default=1500, help="steps timed for the literal loop")
 p.add_argument("--steps", type=int, default=15000, help="steps timed for the fast engine (the first sleep)")
 p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64], help="numbers of networks simulated at once")
@@ -30,10 +31,16 @@ p.add_argument("--busy", type=float, nargs="+", default=[0.2, 0.1],
                help="also time B = 1 with every threshold multiplied by these factors (busier sleeps, as candidates can be)")
 p.add_argument("--device", default="cpu", help="also time the torch engine on this device (cuda)")
 p.add_argument("--out", default=os.path.join("runs", "bench_sleep.md"), help="where the table goes (default: runs/bench_sleep.md)")
-args, _ = p.parse_known_args()
+args = p.parse_args()
+bad = [f"--{k.replace('_', '-')} must be whole numbers >= 1; got {v}" for k, v in
+       dict(literal_steps=[args.literal_steps], steps=[args.steps], batches=args.batches).items() if min(v) < 1]
+bad += [f"--busy must be factors > 0; got {args.busy}"] * (min(args.busy, default=1) <= 0)
+if bad:
+    config.fail("; ".join(bad), "bench_sleep.py")
+writable(os.path.dirname(args.out) or ".", "--out")   # before minutes of timing
 
 # %% The paper network after task 1 (seed 0, the experiment's own setup), and its sleep input
-cfg = mnist_exp.parse_config(["--device", "cpu"])
+cfg = config.resolve(config.DEFAULTS, ["--device", "cpu"], "bench_sleep.py")
 ctx = methods.prepare(cfg)
 net = methods.train_task(methods.initial_net(0, cfg, ctx), 1, 0, cfg, ctx)
 sleep_x = ctx.train_x[data.task_indices(ctx.train_y, ctx.tasks[0])]
@@ -88,7 +95,5 @@ lines = [f"Sleep engines on the paper network after task 1 ({machine}); `{' '.jo
 lines += [f"| {name} | {steps} | {spikes:.2f} | {rate:,.0f} | {rate / lit:.0f}x |" for name, steps, rate, spikes in rows]
 lines += ["", f"Same spikes in both engines over the {args.literal_steps} steps: {same}; "
               f"largest weight difference {close:.1e} (float32)."]
-os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-with open(args.out, "w") as f:
-    f.write("\n".join(lines) + "\n")
+write_text(args.out, "\n".join(lines) + "\n")
 print("\n".join(lines))

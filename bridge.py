@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 
+import config  # first: the pinned code paths and threads
 import matplotlib
 
 matplotlib.use("Agg")
@@ -25,7 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import methods
-import mnist_exp
+import runner
 
 # %% The factors: name, what changes (original -> replica), options towards the replica, options back, whether
 # training changes. Two groups hold factors that only make sense together: the replica's inc/dec are sized
@@ -64,30 +65,32 @@ def rows():
 
 # %% Run the rows that are not finished
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = config.Parser(prog="bridge.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                      allow_abbrev=False)
     p.add_argument("--run", action="store_true", help="run the rows first (finished jobs are skipped)")
-    p.add_argument("--workers", default="2", help="processes per row (default: 2)")
+    p.add_argument("--workers", type=int, default=2, help="processes per row (default: 2)")
     p.add_argument("--out", default=os.path.join("runs", "bridge"), help="where the table and figure go")
     p.add_argument("--png-dir", default="", help="where the figure goes (default: --out)")
     args = p.parse_args()
     if args.run:
         for _, label, options, which in rows():
             print(f"== {label}", flush=True)
-            cmd = [sys.executable, os.path.join(mnist_exp.ROOT, "mnist_exp.py"), *options, "--methods", which,
-                   "--seeds", *SEEDS, "--workers", args.workers, "--quiet", "--no-figures"]
-            subprocess.run(cmd, check=True)
+            cmd = [sys.executable, os.path.join(config.ROOT, "mnist_exp.py"), *options, "--methods", which,
+                   "--seeds", *SEEDS, "--workers", str(args.workers), "--quiet", "--no-figures"]
+            if subprocess.run(cmd).returncode:
+                config.fail(f"the row '{label}' failed; see its message above", "bridge.py")
 
 # %% The table: SRC per row against its side's protocol, with sequential and parallel where training changes
 if __name__ == "__main__":
     table, base = [], {}
     for side, label, options, _ in rows():
-        got = mnist_exp.finished(options)
+        got = runner.finished(options)
         if label.endswith("protocol"):
             base[side] = got.get("src")
         table.append((side, label, options, got))
     fmt = lambda v: "not run" if v is None else (f"{v[0]:.1f} ± {v[1]:.1f} (n={v[2]}" if v[2] > 1 else f"{v[0]:.1f} (n=1") + \
         (f", {v[3]} diverged)" if v[3] else ")")
-    ctx = methods.prepare(mnist_exp.parse_config(["--device", "cpu"]))   # the dataset's counts, for what sleeps keep
+    ctx = methods.prepare(config.resolve(config.DEFAULTS, ["--device", "cpu"]))   # the dataset's counts, for what sleeps keep
     lines = ["| row | SRC final, all classes (%) | change vs its protocol | 2 SE | carries? | sequential | parallel | "
              "SRC's sleep reads; bytes kept between tasks | options |", "|---|---|---|---|---|---|---|---|---|"]
     for side, label, options, got in table:
@@ -98,7 +101,7 @@ if __name__ == "__main__":
             se = np.sqrt(src[1] ** 2 / src[2] + ref[1] ** 2 / ref[2])
             delta, se2, carries = f"{d:+.1f}", f"{2 * se:.1f}", "**yes**" if abs(d) > 2 * se else "no"
         other = [fmt(got.get(m)) if m in got else "" for m in ("sequential", "parallel")]
-        reads, kept = methods.sleep_keeps(mnist_exp.parse_config(options), ctx)
+        reads, kept = methods.sleep_keeps(config.resolve(config.DEFAULTS, options), ctx)
         lines.append(f"| {label} | {fmt(src)} | {delta} | {se2} | {carries} | {other[0]} | {other[1]} | "
                      f"{reads}; {kept:,} | `{' '.join(options) or '(defaults)'}` |")
     os.makedirs(args.out, exist_ok=True)

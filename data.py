@@ -15,6 +15,7 @@ import subprocess
 import tarfile
 import tempfile
 
+import codepath  # noqa: F401  (before torch and numba: the pinned code paths and threads)
 import numpy as np
 import torch
 

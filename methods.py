@@ -5,6 +5,7 @@ its stages are the same as other methods' (computed once per seed), and what it 
 tasks. `run_method` is the only loop; `train_task`, `sleep_task` and `evaluate` are its steps, and the
 experiment's interactive cells call them directly.
 """
+import dataclasses
 import time
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -27,7 +28,7 @@ class Method:
     sleep: bool = False        # SRC's sleep after each task
     penalty: str = ""          # "ewc" or "si": a quadratic pull towards the weights after the previous tasks
     exemplars: bool = False    # iCaRL: a memory of training images joins each task and classifies by nearest mean
-    sleep_constants: str = ""  # "icarl": the sleep constants of the iCaRL script for the memory size (ICARL_SLEEP)
+    sleep_constants: str = ""  # "icarl": its default preset is the iCaRL script's for the memory (config.default_preset)
     shared: tuple = ("init",)  # stages that are the same for every method declaring them: computed once per seed
     keeps: str = ""            # what the method reads and keeps between tasks, besides the weights
 
@@ -50,22 +51,6 @@ METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper b
                               "the tasks seen so far"),
     "parallel": Method(joint=True, keeps="trains once on every task's images together"),
 }
-
-# The iCaRL script's sleep constants (MNIST/run_icarl_mnist.m): (largest memory it uses them for, constants);
-# its scale factors see the softmax output's probabilities.
-ICARL_SLEEP = [
-    (50, dict(rate=95.654279, inc=0.058705, dec=0.009112, beta=(27.477005, 21.155469, 22.567029), alpha_scale=19.001764)),
-    (500, dict(rate=114.365720, inc=0.042289, dec=0.005498, beta=(38.451454, 22.198208, 6.893450), alpha_scale=4.253433)),
-    (float("inf"), dict(rate=27.393650, inc=0.019093, dec=0.060217, beta=(9.625520, 34.737610, 31.296881),
-                        alpha_scale=2.023822)),
-]
-
-
-def icarl_sleep_constants(memory):
-    """The iCaRL script's constants for a memory size. The script picks by exact size (50; 100, 200 or 500; any
-    other); here by range (up to 50, up to 500, above), which agrees with it at every size it runs."""
-    return next(constants for largest, constants in ICARL_SLEEP if memory <= largest)
-
 
 # ---------------------------------------------------------------- data and initial weights
 def prepare(cfg):
@@ -164,61 +149,52 @@ def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, memory=None, p
         y = torch.cat([one_hot(y), memory[1], one_hot(ctx.train_y[pad])])
     models.train(net, x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                  momentum=cfg.momentum, dropout=cfg.dropout, n_classes=ctx.n_classes,
-                 generator=generator(seed, "train", k, ctx.device), penalty=penalty, path=path, progress=progress, desc=desc,
-                 low=None if cfg.matmul == "float32" else getattr(torch, cfg.matmul))
+                 generator=generator(seed, "train", k, ctx.device), penalty=penalty, path=path, progress=progress, desc=desc)
     return net
 
 
-def sleep_steps(cfg, k):
-    """Length of the sleep after task k: T_k = sleep_steps + (k - 1) sleep_steps_increment."""
-    return cfg.sleep_steps + (k - 1) * cfg.sleep_steps_increment
-
-
-def sleep_task(nets, k, seed, cfg, ctx, progress=False, softmax=False, **constants):
-    """SRC's sleep after task k, for one network or a list of them (slept together by the batched engine;
-    `constants` may then give one value per network). What it reads (cfg.sleep_data):
+def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spikes=None):
+    """SRC's sleep after task k with cfg.sleep (or constants: one src.Sleep per network), for one network or
+    a list of them (slept together by the batched engine). What it reads (the constants' data):
     - 'seen' (the original): every training image of tasks 1..k (not only the n_per_task each task trained
       on), for the scale factors and for the input's mean image (or one mean image per class seen);
     - 'current': only the n_per_task images task k trained on, for both: nothing is kept between tasks;
     - 'current+means': those for the scale factors; for the input, the mean image of every class seen, each
       kept from the images its task trained on (a summary of classes x pixels numbers and one count per class).
-    The input 'replica' shows task k's own images whatever sleep_data says; fixed alpha reads no image for
-    the scale factors. softmax: the output layer's scale factor sees softmax probabilities (iCaRL's sleep)."""
+    The input 'replica' shows task k's own images whatever the data; fixed alpha reads no image for the
+    scale factors."""
+    c = cfg.sleep
     trained_on = lambda j: data.task_indices(ctx.train_y, ctx.tasks[j - 1], cfg.n_per_task)
-    if cfg.sleep_data == "seen":
+    if c.data == "seen":
         pool = data.task_indices(ctx.train_y, sum(ctx.tasks[:k], ()))
     else:
-        pool = torch.cat([trained_on(j) for j in (range(1, k + 1) if cfg.sleep_data == "current+means" else [k])])
+        pool = torch.cat([trained_on(j) for j in (range(1, k + 1) if c.data == "current+means" else [k])])
     # the images the scale factors (and the plain mean input) are computed on; not read when neither is used
-    needs_images = not cfg.alpha or (cfg.sleep_input == "mean" and cfg.sleep_data != "current+means")
-    sleep_x = None if not needs_images else ctx.train_x[pool if cfg.sleep_data != "current+means" else trained_on(k)]
+    needs_images = c.alpha is None or (c.input == "mean" and c.data != "current+means")
+    sleep_x = None if not needs_images else ctx.train_x[pool if c.data != "current+means" else trained_on(k)]
     images, sample = None, None
-    if cfg.sleep_input != "replica" and (cfg.sleep_input == "class-means" or cfg.sleep_data == "current+means"):
+    if c.input != "replica" and (c.input == "class-means" or c.data == "current+means"):
         labels = ctx.train_y[pool]
         classes = labels.unique().tolist()
-        images = torch.stack([ctx.train_x[pool[labels == c]].mean(0) for c in classes])
-        if cfg.sleep_input == "mean":   # the mean of the kept images: class means weighted by their counts
-            counts = torch.tensor([(labels == c).sum().item() for c in classes], dtype=images.dtype, device=images.device)
+        images = torch.stack([ctx.train_x[pool[labels == j]].mean(0) for j in classes])
+        if c.input == "mean":   # the mean of the kept images: class means weighted by their counts
+            counts = torch.tensor([(labels == j).sum().item() for j in classes], dtype=images.dtype, device=images.device)
             images = counts @ images / counts.sum()
-    elif cfg.sleep_input == "replica":
-        sample = (ctx.train_x[trained_on(k)], cfg.sleep_samples, cfg.sleep_mask_fraction)
-    kw = {**dict(rate=cfg.rate, inc=cfg.inc, dec=cfg.dec, beta=cfg.beta, alpha_scale=cfg.alpha_scale), **constants}
-    return src.sleep(nets, sleep_x, sleep_steps(cfg, k), generator(seed, "sleep", k), dropout=cfg.dropout, dt=cfg.dt,
-                     mask_size=cfg.mask_size, decay=cfg.decay, threshold=cfg.threshold, w_inh=cfg.w_inh, dc=cfg.dc,
-                     refractory=cfg.refractory, plasticity=cfg.plasticity, norm_w=cfg.norm_w, gamma=cfg.gamma,
-                     images=images, sample=sample, alpha=cfg.alpha or None, factor=cfg.plasticity_factor,
-                     bias=cfg.sleep_bias, bias_scale=cfg.bias_scale, softmax=softmax, engine=cfg.engine,
-                     progress=progress, **kw)
+    elif c.input == "replica":
+        sample = (ctx.train_x[trained_on(k)], c.samples, c.mask_fraction)
+    return src.sleep(nets, sleep_x, c.length(k), generator(seed, "sleep", k), c if constants is None else constants,
+                     dropout=cfg.dropout, images=images, sample=sample, max_spikes=max_spikes, engine=cfg.engine,
+                     progress=progress)
 
 
 def sleep_keeps(cfg, ctx):
     """What SRC's sleep reads, and how many bytes it must keep between tasks besides the weights, at the last
     sleep (float32 numbers at 4 bytes; raw images at one byte per pixel, as the datasets store them)."""
-    pixels, n_classes = ctx.train_x.shape[1], ctx.n_classes
-    if cfg.sleep_data == "seen" and (not cfg.alpha or cfg.sleep_input != "replica"):
+    pixels, n_classes, c = ctx.train_x.shape[1], ctx.n_classes, cfg.sleep
+    if c.data == "seen" and (c.alpha is None or c.input != "replica"):
         seen = len(data.task_indices(ctx.train_y, sum(ctx.tasks, ())))
         return "every training image of the tasks seen", seen * pixels
-    if cfg.sleep_data == "current+means" and cfg.sleep_input != "replica":
+    if c.data == "current+means" and c.input != "replica":
         return "task k's training images and a kept mean image per class", n_classes * (pixels + 1) * 4
     return "task k's training images", 0
 
@@ -270,6 +246,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
                time=dict(train=0.0, sleep=0.0, eval=0.0))
     if spec.sleep:
         rec["sleep_reads"], rec["sleep_keeps_bytes"] = sleep_keeps(cfg, ctx)
+        rec["sleep_constants"] = dataclasses.asdict(cfg.sleep)
     acts = {}
 
     def reach(stage, make, phase):
@@ -297,10 +274,8 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
             rec.setdefault("diverged", f"train_{k}")            # the broken network goes on and is scored as it is
             return net.clone()
         t = time.perf_counter()
-        icarl_sleep = spec.sleep_constants == "icarl"   # the iCaRL script's constants, alpha on softmax outputs
-        constants = icarl_sleep_constants(cfg.memory) if icarl_sleep else {}
-        net, info = sleep_task(net, k, seed, cfg, ctx, progress=progress, softmax=icarl_sleep, **constants)
-        steps = sleep_steps(cfg, k)
+        net, info = sleep_task(net, k, seed, cfg, ctx, progress=progress)
+        steps = cfg.sleep.length(k)
         rec["sleep"].append(dict(task=k, steps=steps, seconds=time.perf_counter() - t, alpha=info["alpha"],
                                  spikes_per_step=[sum(c) / steps for c in info["spikes"]]))
         return net

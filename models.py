@@ -19,15 +19,10 @@ Two details of the original matter for SRC and are reproduced by default:
 """
 import dataclasses
 import math
-import os
 from dataclasses import dataclass
 
-# MKL's strict reproducibility mode: the same matrix products whatever the number of threads. Without it
-# the output layer's gradient differs in its last bits between 1 and 2 threads, and the spiking sleep
-# amplifies that. MKL reads this at its first call, so it must be set before any matrix product.
-os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
-
-import torch  # noqa: E402
+import codepath  # noqa: F401  (before torch: the pinned code paths and threads)
+import torch
 from tqdm.auto import tqdm
 
 
@@ -79,25 +74,19 @@ def merge(nets):
                                 [torch.zeros_like(w) for w in nets[0].W])
 
 
-def mm(a, b, low=None):
-    """a @ b, or with low (torch.bfloat16) the product in that precision and the result in a's dtype."""
-    return a @ b if low is None else (a.to(low) @ b.to(low)).to(a.dtype)
-
-
-def forward(net, x, dropout, generator=None, low=None, weights=None):
+def forward(net, x, dropout, generator=None):
     """Post-activations [a_1, ..., a_L] of every layer (the last: ReLU outputs, or logits for output "linear").
 
     With a generator: training mode, hidden activations multiplied by a 0/1
     mask that keeps each unit with probability 1 - dropout (inverted: and
     divided by 1 - dropout). Without one: evaluation mode, hidden activations
     multiplied by 1 - dropout (inverted: left as they are).
-    low, weights: the products in a lower precision, with the weights already cast (see mm).
     """
     acts = []
     a = x
     last = len(net.W) - 1
-    for l, w in enumerate(net.W if weights is None else weights):
-        a = mm(net.inputs(a), w.T, low)
+    for l, w in enumerate(net.W):
+        a = net.inputs(a) @ w.T
         if l < last or net.output == "relu":
             a = a.clamp_min_(0)
         if l < last and dropout > 0:
@@ -121,31 +110,29 @@ def output_error(net, out, target):
     return log_p.exp() - target, -(target * log_p).sum(1)
 
 
-def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, path=None, low=None):
+def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, path=None):
     """One minibatch of the original's backprop and SGD; returns the loss 1/2 sum (out - target)^2 / m.
 
     penalty: (omega, anchor, strength) adds strength * omega * (W - anchor) to the gradient (EWC, SI).
     path: accumulators that receive g * v, with g the gradient of the loss alone and -v the weight change
     (SI's path integral of -g dW).
-    low: the matrix products in this precision (torch.bfloat16), the weights and updates in theirs.
     """
-    weights = None if low is None else [w.to(low) for w in net.W]   # cast once per step
-    acts = [x] + forward(net, x, dropout, generator, low, weights)
+    acts = [x] + forward(net, x, dropout, generator)
     d, loss = output_error(net, acts[-1], target)   # the original's ReLU output: no ReLU derivative here
     m = x.shape[0]
     loss = loss.sum() / m
     inverted_scale = 1 / (1 - dropout) if net.inverted and dropout > 0 else None
     for l in reversed(range(len(net.W))):
         # ReLU derivative and dropout mask at once: acts[l] is 0 wherever either is
-        w_in = (net.W[l] if low is None else weights[l])[:, :acts[l].shape[1]]   # without the bias column
-        d_below = mm(d, w_in, low).masked_fill_(acts[l] == 0, 0) if l > 0 else None
+        w_in = net.W[l][:, :acts[l].shape[1]]   # without the bias column
+        d_below = (d @ w_in).masked_fill_(acts[l] == 0, 0) if l > 0 else None
         if d_below is not None and inverted_scale:
             d_below.mul_(inverted_scale)
         v, a_in = net.vW[l], net.inputs(acts[l])
-        if path is None and low is None:   # v = momentum v + lr g with g = d^T a / m, in one BLAS call
+        if path is None:   # v = momentum v + lr g with g = d^T a / m, in one BLAS call
             torch.addmm(v, d.T, a_in, beta=momentum, alpha=lr / m, out=v)
         else:
-            g = mm(d.T, a_in, low) / m
+            g = d.T @ a_in / m
             v.mul_(momentum).add_(g, alpha=lr)
         if penalty is not None:
             omega, anchor, strength = penalty
@@ -158,10 +145,9 @@ def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, 
 
 
 def train(net, x, y, *, epochs, batch_size, lr, momentum, dropout, n_classes, generator, penalty=None, path=None,
-          progress=False, desc="train", low=None):
+          progress=False, desc="train"):
     """Train in place on (x, y) with the original's SGD; reshuffled each epoch. Returns the mean loss per epoch.
-    y: class labels, or target rows [n, n_classes] (for example distilled ones).
-    low: the matrix products in this precision (see sgd_step)."""
+    y: class labels, or target rows [n, n_classes] (for example distilled ones)."""
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"training needs as many labels as images, at least one; got {len(x)} images, {len(y)} labels")
     target = y.to(x.dtype) if y.is_floating_point() else torch.nn.functional.one_hot(y, n_classes).to(x.dtype)
@@ -172,7 +158,7 @@ def train(net, x, y, *, epochs, batch_size, lr, momentum, dropout, n_classes, ge
         total = 0.0
         for idx in perm.split(batch_size):
             total += sgd_step(net, x[idx], target[idx], lr=lr, momentum=momentum, dropout=dropout,
-                              generator=generator, penalty=penalty, path=path, low=low) * len(idx)
+                              generator=generator, penalty=penalty, path=path) * len(idx)
             bar.update()
         losses.append(total / len(x))
     bar.close()

@@ -16,12 +16,13 @@ import os
 import subprocess
 import sys
 
+import config  # first: the pinned code paths and threads
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-import mnist_exp
+import runner
 
 FRACTIONS = ["0", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1"]   # the authors' sweep
 SEEDS = ["0", "1", "2", "3", "4"]
@@ -39,25 +40,27 @@ def options(fraction):
 
 # %% Options, then the fractions that are not finished
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = config.Parser(prog="replay.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                      allow_abbrev=False)
     p.add_argument("--run", action="store_true", help="run the fractions first (finished jobs are skipped)")
     p.add_argument("--fractions", nargs="+", default=FRACTIONS, help=f"fractions (default: {' '.join(FRACTIONS)})")
-    p.add_argument("--workers", default="2", help="processes per fraction (default: 2)")
+    p.add_argument("--workers", type=int, default=2, help="processes per fraction (default: 2)")
     p.add_argument("--out", default=os.path.join("runs", "replay"), help="where the table and figure go")
     p.add_argument("--png-dir", default="", help="where the figure goes (default: --out)")
     args = p.parse_args()
     for fraction in args.fractions:
-        mnist_exp.parse_config(options(fraction))   # a bad fraction: the one-line error, before anything runs
+        config.resolve(config.DEFAULTS, options(fraction), "replay.py")   # a bad fraction: the one-line error, before anything runs
     if args.run:
         for fraction in args.fractions:
             print(f"== --replay {fraction}", flush=True)
-            subprocess.run([sys.executable, os.path.join(mnist_exp.ROOT, "mnist_exp.py"), *options(fraction),
-                            "--methods", "sequential,src", "--seeds", *SEEDS, "--workers", args.workers, "--quiet",
-                            "--no-figures"], check=True)
+            if subprocess.run([sys.executable, os.path.join(config.ROOT, "mnist_exp.py"), *options(fraction),
+                            "--methods", "sequential,src", "--seeds", *SEEDS, "--workers", str(args.workers), "--quiet",
+                            "--no-figures"]).returncode:
+                config.fail(f"--replay {fraction} failed; see its message above", "replay.py")
 
 # %% The table: final accuracy of sequential training and SRC per fraction
 if __name__ == "__main__":
-    rows = [(float(f), mnist_exp.finished(options(f))) for f in args.fractions]
+    rows = [(float(f), runner.finished(options(f))) for f in args.fractions]
     fmt = lambda v: "not run" if v is None else f"{v[0]:.1f} ± {v[1]:.1f} (n={v[2]})"
     lines = ["| replayed fraction | sequential + rehearsal (%) | SRC + rehearsal (%) | sleep adds |", "|---|---|---|---|"]
     for fraction, got in rows:

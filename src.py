@@ -8,17 +8,20 @@ the authors' MATLAB (sleep/sleepnn_old.m, utils/normalize_nn_data.m,
 utils/create_masked_input.m); PROTOCOL.md states the protocol step by step.
 
 Read top-down:
+- `Sleep`: every constant of a sleep schedule, checked once when made;
 - `sleep`: one sleep phase (scale factors, input, simulation);
 - `scale_factors`: the data-based factors alpha of each layer;
 - `input_spikes`: the masked Poisson input, from a torch.Generator;
-- `check_constants`: the one place that says which constants are allowed;
 - `sleep_on_spikes`: the deterministic core, a spike raster in, new weights out, run by one of two
   engines that compute the same thing: `TorchEngine`, the literal per-step loop (batched, any device:
   the GPU engine, and the reference the tests use), and `NumbaEngine`, an event-driven CPU kernel that
   touches only the weight columns of the inputs that spiked and the rows of the neurons that fired.
 """
+import dataclasses
 import math
+from dataclasses import dataclass
 
+import codepath  # noqa: F401  (before torch and numba: the pinned code paths and threads)
 import numba
 import numpy as np
 import torch
@@ -39,92 +42,140 @@ def g(w, factor="original"):
     return 2 * torch.sigmoid(-w / G_WIDTH) if factor == "original" else torch.sigmoid(w)
 
 
-FACTORS = ("original", "logistic")
-BIAS = ("ignore", "current", "unit")   # what a sleep does with a network's biases (see sleep)
+# ---------------------------------------------------------------- the sleep's constants
+
+CONSTANTS = {   # what each numeric constant may be: (words for the error message, test on a float64 array)
+    "rate": ("> 0", lambda a: a > 0),
+    "inc": (">= 0", lambda a: a >= 0),
+    "dec": (">= 0", lambda a: a >= 0),
+    "beta": (">= 0", lambda a: a >= 0),   # 0: the layer fires whenever its membrane is >= 0 (run_sleep_with_replay.m at 10 %)
+    "alpha_scale": ("> 0", lambda a: a > 0),
+    "alpha": ("> 0", lambda a: a > 0),
+    "dt": ("> 0", lambda a: a > 0),
+    "decay": ("in [0, 1]", lambda a: (a >= 0) & (a <= 1)),
+    "mask_size": ("a whole number >= 1", lambda a: (a >= 1) & (a == np.round(a))),
+    "steps": ("a whole number >= 1", lambda a: (a >= 1) & (a == np.round(a))),
+    "steps_increment": ("a whole number >= 0", lambda a: (a >= 0) & (a == np.round(a))),
+    "samples": ("a whole number >= 1", lambda a: (a >= 1) & (a == np.round(a))),
+    "mask_fraction": ("in (0, 1]", lambda a: (a > 0) & (a <= 1)),
+    "plasticity": (">= 0", lambda a: a >= 0),
+}
+CHOICES = dict(input=("mean", "class-means", "replica"), data=("seen", "current", "current+means"),
+               factor=("original", "logistic"), bias=("ignore", "current", "unit"))
+
+
+def check_constants(**values):
+    """Raise ValueError naming the first constant that is not allowed (CONSTANTS says what is)."""
+    for name, value in values.items():
+        words, ok = CONSTANTS[name]
+        a = np.asarray(value.cpu() if torch.is_tensor(value) else value, dtype=np.float64)
+        if a.size == 0 or not np.isfinite(a).all() or not ok(a).all():
+            raise ValueError(f"{name} must be {words}; got {np.array2string(a, separator=', ') if a.ndim else value}")
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Every constant of one sleep schedule, checked once when made (ValueError naming the field).
+    The defaults are the protocol's (PROTOCOL.md) except the five the authors searched, which have none."""
+    rate: float                      # a pixel of value p fires with probability 2 dt rate p per step
+    inc: float                       # potentiation: W += inc g(W) where pre and post fired
+    dec: float                       # depression: W -= dec g(W) where post fired and pre did not
+    beta: tuple                      # threshold multiplier of each layer
+    alpha_scale: float               # scale of the data-based factors alpha
+    alpha: tuple = None              # fixed scale factors, one per layer, instead of the data-based ones
+    alpha_softmax: bool = False      # the output layer's factor sees softmax probabilities (iCaRL's script)
+    steps: int = 15000               # length of the first sleep
+    steps_increment: int = 5000      # extra steps per later task: T_k = steps + (k - 1) steps_increment
+    dt: float = 0.001                # simulation time step (s)
+    decay: float = 0.999             # membrane decay per step
+    mask_size: int = 11              # side of the square window of the rate map shown each step
+    input: str = "mean"              # rate map: "mean" image, "class-means" (one class's per step) or "replica"
+    data: str = "seen"               # what it reads: "seen", "current" or "current+means" (methods.sleep_task)
+    samples: int = 10                # input "replica": images averaged per step
+    mask_fraction: float = 0.25      # input "replica": fraction of pixels each step's mask keeps
+    plasticity: tuple = (1.0, 1.0, 1.0)   # multiplier of inc and dec per layer (0 freezes a layer)
+    factor: str = "original"         # g(w): "original" 2 sigmoid(-w / 0.001) or "logistic" sigmoid(w)
+    bias: str = "ignore"             # networks with biases: "ignore", "current" or "unit" (see sleep)
+
+    def __post_init__(self):
+        for name in ("beta", "plasticity") + (("alpha",) if self.alpha is not None else ()):
+            object.__setattr__(self, name, tuple(float(v) for v in np.atleast_1d(getattr(self, name))))
+        check_constants(**{k: getattr(self, k) for k in CONSTANTS if getattr(self, k) is not None})
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        for name in ("plasticity",) + (("alpha",) if self.alpha is not None else ()):
+            if len(getattr(self, name)) != len(self.beta):
+                raise ValueError(f"{name} needs one value per layer, as beta ({len(self.beta)}); "
+                                 f"got {len(getattr(self, name))}")
+
+    def length(self, k):
+        """Steps of the sleep after task k."""
+        return self.steps + (k - 1) * self.steps_increment
+
+
+SEARCHED = ("rate", "inc", "dec", "beta", "alpha_scale")   # may differ between the networks of one batched sleep
 
 
 # ---------------------------------------------------------------- the sleep phase
 
-def sleep(nets, sleep_x, steps, generator, *, rate, inc, dec, beta, alpha_scale, dropout, dt, mask_size,
-          decay=0.999, threshold=1.0, w_inh=0.0, dc=0.0, refractory=0, plasticity=1.0, norm_w=False, gamma=1.0,
-          images=None, sample=None, alpha=None, factor="original", bias="ignore", bias_scale=1.0, softmax=False,
-          max_spikes=None, engine="auto", chunk=5000, progress=False):
-    """One SRC sleep phase with sleep data `sleep_x`; returns (slept copy of the network, info).
+def sleep(nets, sleep_x, steps, generator, constants, *, dropout, images=None, sample=None, max_spikes=None,
+          engine="auto", chunk=5000, progress=False):
+    """One SRC sleep phase of `steps` steps with sleep data `sleep_x`; returns (slept copy of the network, info).
 
-    nets: one Net, or a list of B Nets slept at once by the batched engine (then returns two lists); for
-    a list, rate, inc, dec and alpha_scale may be one value per network and beta one row per network.
+    constants: a Sleep. nets: one Net, or a list of B Nets slept at once by the batched engine (then
+    returns two lists), with one Sleep or a list of B of them that differ only in SEARCHED.
     All networks see the same window positions and draws (one generator).
     sleep_x: the images the scale factors are computed on (the protocol: every training image seen).
     images: the rate maps shown through the window (see input_spikes); default the mean image of sleep_x.
     sample: (pool, n, keep) replaces the window input by the earlier Python replica's: each step, the mean
     of n images drawn from pool, times a mask keeping each pixel with probability keep (sampled_input_spikes).
-    alpha: fixed scale factors, one per layer, instead of the data-based ones (then sleep_x is not read).
-    softmax: the data-based factor of a logit output layer sees its softmax probabilities (see scale_factors).
-    factor: the plasticity rule's weight factor, "original" or "logistic" (see g).
-    bias: for networks with biases (not in the original), what the sleep does with them: "ignore" (the
-    spiking network has none, and they come out unchanged), "current" (alpha_l b_l is added to the
-    membranes every step; unchanged by plasticity) or "unit" (the weights of an input unit that fires
-    every step: the same current, and plasticity potentiates them whenever their neuron fires).
-    bias_scale: with "current", the current is bias_scale alpha_l b_l (the spiking network's inputs fire far
-    less often than every step, so a bias scaled like a weight is out of proportion to them)
+    With fixed constants.alpha, sleep_x is not read.
+    constants.bias, for networks with biases (not in the original): "ignore" (the spiking network has none,
+    and they come out unchanged), "current" (alpha_l b_l is added to the membranes every step; unchanged
+    by plasticity) or "unit" (the weights of an input unit that fires every step: the same current, and
+    plasticity potentiates them whenever their neuron fires).
     info: the scale factors alpha, the spike counts of every neuron and whether the network stopped at
     max_spikes (see sleep_on_spikes).
     The momentum buffers are carried over unchanged, as in the original.
     """
     batch = list(nets) if isinstance(nets, (list, tuple)) else [nets]
-    B = len(batch)
-    per_net = lambda v: np.array(np.broadcast_to(np.asarray(v, dtype=np.float64), (B,)))
-    rate, inc, dec, alpha_scale = per_net(rate), per_net(inc), per_net(dec), per_net(alpha_scale)
-    check_constants(steps=steps, rate=rate, dt=dt, alpha_scale=alpha_scale, gamma=gamma)
-    if alpha is None:
+    each = list(constants) if isinstance(constants, (list, tuple)) else [constants] * len(batch)
+    c = each[0]
+    if len(each) != len(batch) or any(dataclasses.replace(e, **{k: getattr(c, k) for k in SEARCHED}) != c for e in each):
+        raise ValueError(f"a batched sleep needs one Sleep per network ({len(batch)}) that differ only in {', '.join(SEARCHED)}")
+    check_constants(steps=steps)
+    rate = np.array([e.rate for e in each])
+    if c.alpha is None:
         if sleep_x is None or len(sleep_x) == 0:
             raise ValueError("sleep needs sleep data (the training images of the tasks seen so far); got none")
-        alpha = [scale_factors(net, sleep_x, dropout, a, softmax) for net, a in zip(batch, alpha_scale)]
+        alpha = [scale_factors(net, sleep_x, dropout, e.alpha_scale, c.alpha_softmax) for net, e in zip(batch, each)]
     else:
-        alpha = [[float(a) for a in alpha]] * B
+        alpha = [list(c.alpha)] * len(batch)
     if sample is None:
         images = sleep_x.mean(0) if images is None else images
-        make = lambda n: input_spikes(images, n, generator, rate=rate, dt=dt, mask_size=mask_size)
+        make = lambda n: input_spikes(images, n, generator, rate=rate, dt=c.dt, mask_size=c.mask_size)
     else:
         pool, n_images, keep = sample
-        make = lambda n: sampled_input_spikes(pool, n, generator, rate=rate, dt=dt, n_images=n_images, keep=keep)
-    if bias not in BIAS:
-        raise ValueError(f"bias must be one of {', '.join(BIAS)}; got {bias!r}")
-    if bias_scale != 1 and bias != "current":
-        raise ValueError(f"bias_scale scales the bias current of bias='current'; got {bias_scale} with {bias!r}")
+        make = lambda n: sampled_input_spikes(pool, n, generator, rate=rate, dt=c.dt, n_images=n_images, keep=keep)
     biased = batch[0].bias
-    if not biased or bias == "unit":
-        spiking = [net.W for net in batch]
-    elif bias == "ignore":
-        spiking = [net.weights_only() for net in batch]
-    else:   # "current": the bias column, times bias_scale, is the current
-        spiking = [[torch.cat([w[:, :-1], bias_scale * w[:, -1:]], 1) for w in net.W] for net in batch]
+    spiking = [net.weights_only() if biased and c.bias == "ignore" else net.W for net in batch]
     W = [torch.stack(ws) for ws in zip(*spiking)]                                          # [B, out, in (+ 1)]
     chunks = (make(min(chunk, steps - s)) for s in range(0, steps, chunk))
-    W, counts = sleep_on_spikes(W, chunks, alpha, beta, inc=inc, dec=dec, decay=decay, threshold=threshold,
-                                w_inh=w_inh, dc=dc, refractory=refractory, plasticity=plasticity, factor=factor,
-                                bias=bias if biased and bias != "ignore" else None, max_spikes=max_spikes,
+    W, counts = sleep_on_spikes(W, chunks, alpha, [e.beta for e in each], inc=[e.inc for e in each],
+                                dec=[e.dec for e in each], decay=c.decay, plasticity=c.plasticity, factor=c.factor,
+                                bias=c.bias if biased and c.bias != "ignore" else None, max_spikes=max_spikes,
                                 engine=engine, progress=progress, total_steps=steps)
-    fired = sum(c.sum(1) for c in counts[1:])
+    fired = sum(n.sum(1) for n in counts[1:])
     slept, infos = [], []
     for b, net in enumerate(batch):
         Wb = [w[b].clone() for w in W]
-        if norm_w:
-            Wb = [renormalise(w, w0, gamma) for w, w0 in zip(Wb, spiking[b])]
-        if biased and bias != "unit":   # the biases come back as they were
+        if biased and c.bias != "unit":   # the biases come back as they were
             Wb = [torch.cat([w[:, :w0.shape[1] - 1], w0[:, -1:]], 1) for w, w0 in zip(Wb, net.W)]
         slept.append(net.with_weights(Wb, [v.clone() for v in net.vW]))
-        infos.append(dict(alpha=alpha[b], spikes=[c[b].tolist() for c in counts],
+        infos.append(dict(alpha=alpha[b], spikes=[n[b].tolist() for n in counts],
                           stopped=max_spikes is not None and fired[b].item() > max_spikes))
     return (slept, infos) if isinstance(nets, (list, tuple)) else (slept[0], infos[0])
-
-
-def renormalise(w, w_before, gamma):
-    """Optional post-sleep rescaling (normW in sleepnn_old.m): each input's column of weights gets back the
-    range (max - min) it had before sleep, times gamma. The MATLAB line divides by a row vector with '/',
-    which MATLAB reads as a least-squares solve; this is the element-wise rescaling it evidently meant."""
-    span = lambda m: m.amax(0) - m.amin(0)
-    return gamma * w / span(w).clamp_min(torch.finfo(w.dtype).tiny) * span(w_before)
 
 
 # ---------------------------------------------------------------- scale factors
@@ -208,37 +259,6 @@ def sampled_input_spikes(pool, steps, generator, *, rate, dt, n_images, keep):
     return out[0] if torch.as_tensor(rate).ndim == 0 else out
 
 
-# ---------------------------------------------------------------- the constants
-
-CONSTANTS = {   # what each sleep constant may be: (words for the error message, test on a float64 array)
-    "rate": ("> 0", lambda a: a > 0),
-    "dt": ("> 0", lambda a: a > 0),
-    "steps": ("a whole number >= 1", lambda a: (a >= 1) & (a == np.round(a))),
-    "mask_size": ("a whole number >= 1", lambda a: (a >= 1) & (a == np.round(a))),
-    "inc": (">= 0", lambda a: a >= 0),
-    "dec": (">= 0", lambda a: a >= 0),
-    "alpha": ("> 0", lambda a: a > 0),
-    "alpha_scale": ("> 0", lambda a: a > 0),
-    "beta": (">= 0", lambda a: a >= 0),   # 0: the layer fires whenever its membrane is >= 0 (run_sleep_with_replay.m at 10 %)
-    "threshold": ("> 0", lambda a: a > 0),
-    "decay": ("in [0, 1]", lambda a: (a >= 0) & (a <= 1)),
-    "plasticity": (">= 0", lambda a: a >= 0),
-    "w_inh": ("finite", lambda a: a == a),
-    "dc": ("finite", lambda a: a == a),
-    "refractory": ("a whole number of steps >= 0", lambda a: (a >= 0) & (a == np.round(a))),
-    "gamma": ("> 0", lambda a: a > 0),
-}
-
-
-def check_constants(**values):
-    """Raise ValueError naming the first constant that is not allowed (CONSTANTS says what is)."""
-    for name, value in values.items():
-        words, ok = CONSTANTS[name]
-        a = np.asarray(value.cpu() if torch.is_tensor(value) else value, dtype=np.float64)
-        if a.size == 0 or not np.isfinite(a).all() or not ok(a).all():
-            raise ValueError(f"{name} must be {words}; got {np.array2string(a, separator=', ') if a.ndim else value}")
-
-
 # ---------------------------------------------------------------- the core
 
 def _as_batch(value, B, L, name, dtype):
@@ -268,9 +288,8 @@ def _check_weights(weights, extra):
             raise ValueError(f"layer {l + 1}'s weights must be finite floating-point numbers")
 
 
-def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999, threshold=1.0,
-                    w_inh=0.0, dc=0.0, refractory=0, plasticity=1.0, factor="original", bias=None, max_spikes=None,
-                    engine="auto", progress=False, total_steps=None):
+def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999, plasticity=1.0, factor="original",
+                    bias=None, max_spikes=None, engine="auto", progress=False, total_steps=None):
     """Run the spiking sleep on a given input raster; the deterministic core of SRC.
 
     weights: list of [out, in] float tensors (or [B, out, in] for B independent networks).
@@ -278,12 +297,10 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     (total_steps: their number of steps, for the progress bar).
     alpha, beta: per-layer scale factors and threshold multipliers (or [B, L]); inc, dec: scalars (or [B]).
     Each step, for each layer l in order (layer l sees the spikes layer l-1 fired in this step):
-        v_l = decay v_l + alpha_l W_l s_{l-1}   (minus w_inh times its mean; + dc on the output layer)
-        s_l = v_l >= threshold beta_l
+        v_l = decay v_l + alpha_l W_l s_{l-1}
+        s_l = v_l >= beta_l
         for each neuron that fired: W += inc g(W) where the input fired, W -= dec g(W) where it did not
         v_l = 0 where s_l
-    refractory: steps during which a neuron that fired ignores its input (the original records this but
-    never applies it; 0 is the protocol).
     plasticity: multiplier of inc and dec in each layer (scalar or one per layer; 0 freezes a layer's
     weights, for ablations; 1 is the protocol).
     factor: g's form, "original" (the protocol) or "logistic" (see g).
@@ -305,19 +322,17 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     alpha, beta = _as_batch(alpha, B, L, "alpha", np.float64), _as_batch(beta, B, L, "beta", np.float64)
     inc, dec = _as_batch(inc, B, None, "inc", np.float64), _as_batch(dec, B, None, "dec", np.float64)
     plasticity = _as_batch(plasticity, 1, L, "plasticity", np.float64)[0]
-    check_constants(alpha=alpha, beta=beta, inc=inc, dec=dec, plasticity=plasticity, decay=decay, threshold=threshold,
-                    w_inh=w_inh, dc=dc, refractory=refractory)
-    if factor not in FACTORS:
-        raise ValueError(f"factor must be one of {', '.join(FACTORS)}; got {factor!r}")
+    check_constants(alpha=alpha, beta=beta, inc=inc, dec=dec, plasticity=plasticity, decay=decay)
+    if factor not in CHOICES["factor"]:
+        raise ValueError(f"factor must be one of {', '.join(CHOICES['factor'])}; got {factor!r}")
     if engine == "auto":
         engine = "numba" if device.type == "cpu" else "torch"
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {sorted(ENGINES)} or 'auto'; got {engine!r}")
     if engine == "numba" and device.type != "cpu":
         raise ValueError("the numba engine runs on the CPU; use engine='torch' for weights on a GPU")
-    run = ENGINES[engine](W, alpha, beta * threshold, inc[:, None] * plasticity, dec[:, None] * plasticity, decay=decay,
-                          w_inh=w_inh, dc=dc, refractory=int(refractory), factor=factor, bias=bias,
-                          budget=-1 if max_spikes is None else int(max_spikes))
+    run = ENGINES[engine](W, alpha, beta, inc[:, None] * plasticity, dec[:, None] * plasticity, decay=decay,
+                          factor=factor, bias=bias, budget=-1 if max_spikes is None else int(max_spikes))
     sizes = [W[0].shape[2] - extra] + [w.shape[1] for w in W]
     counts = [torch.zeros(B, n, dtype=torch.int64) for n in sizes]
     chunks = [input_spikes] if torch.is_tensor(input_spikes) else input_spikes
@@ -353,17 +368,15 @@ class TorchEngine:
     """The literal loop: every step, a dense matrix-vector product per layer; batched, on any device.
     steps() returns the spike counts of the chunk and, on a non-finite weight, (network, step, layer)."""
 
-    def __init__(self, W, alpha, thr, inc, dec, *, decay, w_inh, dc, refractory, factor, bias, budget):
+    def __init__(self, W, alpha, thr, inc, dec, *, decay, factor, bias, budget):
         as_t = lambda a: torch.as_tensor(a, dtype=W[0].dtype, device=W[0].device)
         self.W, self.alpha, self.thr, self.inc, self.dec = W, as_t(alpha), as_t(thr), as_t(inc), as_t(dec)
-        self.decay, self.w_inh, self.dc, self.refractory, self.budget = decay, w_inh, dc, refractory, budget
-        self.factor, self.bias = factor, bias
+        self.decay, self.budget, self.factor, self.bias = decay, budget, factor, bias
         self.v = [w.new_zeros(w.shape[:2]) for w in W]
-        self.ref_end = [torch.full(w.shape[:2], -1, dtype=torch.int64, device=w.device) for w in W]
         self.spent = torch.zeros(W[0].shape[0], dtype=torch.int64, device=W[0].device)
 
     def steps(self, spikes, t0):
-        W, v, ref_end = self.W, self.v, self.ref_end
+        W, v = self.W, self.v
         spikes = spikes.to(W[0].device)
         counts = [spikes.sum(1)] + [torch.zeros(w.shape[:2], dtype=torch.int64, device=w.device) for w in W]
         for t in range(spikes.shape[1]):
@@ -372,14 +385,7 @@ class TorchEngine:
             for l, w in enumerate(W):
                 if self.bias:   # the bias's input fires every step
                     pre = torch.cat([pre, pre.new_ones(len(pre), 1)], 1)
-                impulse = self.alpha[:, l, None] * torch.bmm(w, pre[:, :, None])[:, :, 0]
-                if self.w_inh:
-                    impulse = impulse - impulse.mean(1, keepdim=True) * self.w_inh
-                if self.refractory:
-                    impulse = impulse.masked_fill(ref_end[l] >= t0 + t, 0)
-                v[l] = self.decay * v[l] + impulse
-                if l == len(W) - 1 and self.dc:
-                    v[l] = v[l] + self.dc
+                v[l] = self.decay * v[l] + self.alpha[:, l, None] * torch.bmm(w, pre[:, :, None])[:, :, 0]
                 post = (v[l] >= self.thr[:, l, None]) & active                  # [B, n_out]
                 b, j = post.nonzero(as_tuple=True)
                 rows = w[b, j]                                                  # weights into the neurons that fired
@@ -391,7 +397,6 @@ class TorchEngine:
                 if not torch.isfinite(rows).all():
                     return None, (b[0].item(), t0 + t, l)
                 v[l] = v[l].masked_fill(post, 0)
-                ref_end[l] = torch.where(post, t0 + t + self.refractory, ref_end[l])
                 counts[l + 1] += post
                 self.spent += post.sum(1)
                 pre = post.to(W[0].dtype)
@@ -407,7 +412,7 @@ class NumbaEngine:
     are held transposed ([in, out], every layer flattened into one row per network) so that the impulse
     of one input spike is a contiguous row."""
 
-    def __init__(self, W, alpha, thr, inc, dec, *, decay, w_inh, dc, refractory, factor, bias, budget):
+    def __init__(self, W, alpha, thr, inc, dec, *, decay, factor, bias, budget):
         dtype = np.float32 if W[0].dtype == torch.float32 else np.float64
         self.torch_dtype, B = W[0].dtype, W[0].shape[0]
         self.extra = int(bias is not None)   # the bias row of each layer's WT: an input that fires every step
@@ -416,11 +421,9 @@ class NumbaEngine:
         self.n_off = np.concatenate([[0], np.cumsum(self.sizes[1:])]).astype(np.int64)
         self.WT = torch.cat([w.transpose(1, 2).reshape(B, -1) for w in W], dim=1).numpy()
         self.v = np.zeros((B, self.n_off[-1]), dtype)
-        self.ref_end = np.full((B, self.n_off[-1]), -1, np.int64)
         self.spent = np.zeros(B, np.int64)
         self.args = (alpha.astype(dtype), thr.astype(dtype), inc.astype(dtype), dec.astype(dtype),
-                     np.array([decay, G_WIDTH, 1, 2, 0], dtype), dtype(w_inh), dtype(dc), refractory,
-                     factor == "logistic", self.extra, bias == "unit", budget)
+                     np.array([decay, G_WIDTH, 1, 2, 0], dtype), factor == "logistic", self.extra, bias == "unit", budget)
 
     def steps(self, spikes, t0):
         B, T, n_in = spikes.shape
@@ -428,9 +431,9 @@ class NumbaEngine:
         # the inputs that fire at step t of network b are i[ptr[b T + t]:ptr[b T + t + 1]]
         ptr = np.concatenate([[0], np.cumsum(np.bincount(b * T + t, minlength=B * T))])
         input_counts = torch.from_numpy(np.bincount(b * n_in + i, minlength=B * n_in).reshape(B, n_in))
-        counts = np.zeros_like(self.ref_end)
+        counts = np.zeros_like(self.v, dtype=np.int64)
         failure = np.full((B, 2), -1, np.int64)
-        _numba_kernel(self.WT, self.sizes, self.w_off, self.n_off, self.v, self.ref_end, ptr, i, t0, *self.args,
+        _numba_kernel(self.WT, self.sizes, self.w_off, self.n_off, self.v, ptr, i, t0, *self.args,
                       self.spent, counts, failure)
         bad = np.nonzero(failure[:, 0] >= 0)[0]
         if len(bad):
@@ -450,11 +453,11 @@ ENGINES = {"torch": TorchEngine, "numba": NumbaEngine}
 # ---------------------------------------------------------------- the fast kernel
 
 @numba.njit(cache=True, parallel=True)
-def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr, inc, dec, consts,
-                  w_inh, dc, refractory, logistic, extra, bias_plastic, budget, spent, counts, failure):
+def _numba_kernel(WT, sizes, w_off, n_off, v, ptr, idx, t0, alpha, thr, inc, dec, consts,
+                  logistic, extra, bias_plastic, budget, spent, counts, failure):
     """NumbaEngine's steps: WT[b] holds every layer's weights transposed ([in (+ extra), out], flattened from
     w_off[l]; with extra = 1 the last row is the bias, an input that fires every step, plastic if
-    bias_plastic); v, ref_end, counts are flattened per neuron from n_off[l]."""
+    bias_plastic); v and counts are flattened per neuron from n_off[l]."""
     decay, width, one, two, zero = consts[0], consts[1], consts[2], consts[3], consts[4]
     B, L, T = WT.shape[0], sizes.shape[0] - 1, (ptr.shape[0] - 1) // WT.shape[0]
     widest = sizes.max()
@@ -473,8 +476,7 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr,
                 n_in, n_out = sizes[l], sizes[l + 1]
                 w = WT[b, w_off[l]:w_off[l + 1]].reshape((n_in + extra, n_out))
                 vl = v[b, n_off[l]:n_off[l] + n_out]
-                last = l == L - 1
-                if n_pre == 0 and extra == 0 and not (last and dc != 0) and thr[b, l] > zero:
+                if n_pre == 0 and extra == 0 and thr[b, l] > zero:
                     for j in range(n_out):                 # no input: the membranes only decay, none can fire
                         vl[j] = decay * vl[j]              # (all were below a positive threshold after the
                     continue                               # last step) and the layer above gets no input either
@@ -486,23 +488,9 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr,
                     row = w[pre[k]]
                     for j in range(n_out):
                         impulse[j] += row[j]
-                mean = zero
-                if w_inh != 0:
-                    for j in range(n_out):
-                        mean += alpha[b, l] * impulse[j]
-                    mean /= n_out
                 a = alpha[b, l]
-                if w_inh == 0 and refractory == 0 and not (last and dc != 0):
-                    for j in range(n_out):                 # the protocol's case, kept branch-free (SIMD)
-                        vl[j] = decay * vl[j] + a * impulse[j]
-                else:
-                    for j in range(n_out):
-                        x = a * impulse[j] - mean * w_inh
-                        if refractory > 0 and ref_end[b, n_off[l] + j] >= t0 + t:
-                            x = zero
-                        vl[j] = decay * vl[j] + x
-                        if last:
-                            vl[j] += dc
+                for j in range(n_out):                     # branch-free (SIMD)
+                    vl[j] = decay * vl[j] + a * impulse[j]
                 n_post = 0
                 for j in range(n_out):
                     if vl[j] >= thr[b, l]:
@@ -532,7 +520,6 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ref_end, ptr, idx, t0, alpha, thr,
                     if broken:
                         failure[b, 0], failure[b, 1] = t0 + t, l
                     vl[j] = zero
-                    ref_end[b, n_off[l] + j] = t0 + t + refractory
                     counts[b, n_off[l] + j] += 1
                     spent[b] += 1
                 for k in range(n_pre):

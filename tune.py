@@ -10,7 +10,7 @@ training or sleep of the study reads. The test set is never read here; it is for
     python tune.py --storage postgresql://u@host/db  # several machines share one study: run it on each
     python tune.py --quick --trials 8                # a smoke test
     python tune.py --trials 120 --save-preset tuned  # and save the best constants as presets/tuned.json
-    python tune.py --init torch --sleep-data current --matmul bfloat16   # a variant, trained in bfloat16
+    python tune.py --init torch --sleep-data current   # a variant
 
 Candidates run seed by seed. With --prune P, one is stopped after a seed (not the last) when its mean
 final accuracy so far is below the P-th percentile of the complete trials' at the same seed; it is
@@ -21,7 +21,7 @@ A study is stored as it goes (runs/tune-<study>/study.db): stop it at any time a
 to resume. The best constants are written to runs/tune-<study>/best.json; only --save-preset NAME writes
 presets/NAME.json, which `python mnist_exp.py --preset NAME` uses (a committed preset is replaced only
 when named so): the tuned constants and every protocol option of the study that differs from mnist_exp.py's
-defaults (--init torch, --sleep-data current, ...), except --validation, --matmul, the data limits and
+defaults (--init torch, --sleep-data current, ...), except --validation, the data limits and
 the sizes --quick sets unless given (--epochs, --n-per-task, ...): they say how the study measured, not
 what it found. Protocol options (--dataset, --quick, --epochs, ...) are those of mnist_exp.py; tuning
 seeds must differ from the report seeds 0-4.
@@ -39,16 +39,17 @@ import os
 import sys
 import time
 
+import config  # first: the pinned code paths and threads
+import methods
 import numpy as np
 import optuna
+import runner
 import torch
 from tqdm.auto import tqdm
 
-import methods
-import mnist_exp
-
-# %% Config: the search; the protocol it evaluates is mnist_exp.py's
-p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+# %% Config: the search; the protocol it evaluates is mnist_exp.py's (config.py)
+p = config.Parser(prog="tune.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                  allow_abbrev=False)
 p.add_argument("--method", default="src", choices=["src", "ewc", "si"], help="what to tune (default: src)")
 p.add_argument("--trials", type=int, default=120,
                help="trials (candidates, complete or pruned) the study should hold in all (default: 120)")
@@ -70,16 +71,19 @@ p.add_argument("--stale-after", type=float, default=7200,
 p.add_argument("--study", default="", help="study name (default: method, dataset and a hash of the protocol)")
 p.add_argument("--save-preset", default="", metavar="NAME",
                help="save the best constants as the preset NAME (replacing presets/NAME.json's entry for this dataset)")
-p.add_argument("--preset-dir", default=os.path.join(mnist_exp.ROOT, "presets"),
+p.add_argument("--preset-dir", default=os.path.join(config.ROOT, "presets"),
                help="where --save-preset writes (default: presets/, which mnist_exp.py reads)")
 args, protocol_args = p.parse_known_args()
+named = {a[2:].split("=")[0].replace("-", "_") for a in protocol_args if a.startswith("--")}   # given, not added below
 if not any(a == "--validation" or a.startswith("--validation=") for a in protocol_args):   # held out by default
     protocol_args += ["--validation", "30" if "--quick" in protocol_args else "1000"]
-cfg = mnist_exp.parse_config(protocol_args)
+if "--quick" in protocol_args and not any(a.startswith("--n-per-task") for a in protocol_args):
+    protocol_args += ["--n-per-task", "450"]   # what --quick's 3000 images leave each task after that hold-out
+cfg = config.resolve(config.DEFAULTS, protocol_args, "tune.py")
 problems = [f"--{k} must be a whole number >= 1; got {getattr(args, k)}" for k in ("trials", "batch") if getattr(args, k) < 1]
-if args.start not in mnist_exp.SLEEP_PRESETS or cfg.dataset not in mnist_exp.SLEEP_PRESETS[args.start]:
+if args.start not in config.PRESETS or cfg.dataset not in config.PRESETS[args.start][1]:
     problems.append(f"--start must be a preset with constants for {cfg.dataset}: "
-                    + ", ".join(k for k, v in mnist_exp.SLEEP_PRESETS.items() if cfg.dataset in v) + f"; got {args.start!r}")
+                    + ", ".join(k for k, v in config.PRESETS.items() if cfg.dataset in v[1]) + f"; got {args.start!r}")
 if not 0 <= args.prune < 100:
     problems.append(f"--prune must be a percentile in [0, 100); got {args.prune}")
 if not args.decades > 0:
@@ -93,25 +97,27 @@ if cfg.validation < 1:
     problems.append(f"--validation must be >= 1: a study scores on held-out training images, never on the test set; "
                     f"got {cfg.validation}")
 if problems:
-    p.error("; ".join(problems))
+    config.fail("; ".join(problems), "tune.py")
 
 # Log-uniform, --decades either side of the constants of the --start preset (the authors' by default):
 # CMA-ES starts at the centre of the space, so its first distribution is centred on them.
-start = mnist_exp.SLEEP_PRESETS[args.start][cfg.dataset]
+start = config.PRESETS[args.start][1][cfg.dataset]
 CENTRE = dict(rate=start["rate"], inc=start["inc"], dec=start["dec"], **{f"beta_{l + 1}": b for l, b in enumerate(start["beta"])})
 SPACE = {k: (c / 10 ** args.decades, c * 10 ** args.decades) for k, c in CENTRE.items()}
 GRIDS = dict(ewc=[1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7], si=[0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 1e4])
 
-protocol = {k: v for k, v in vars(cfg).items() if k not in mnist_exp.RUNTIME | {"rate", "inc", "dec", "beta", "preset"}}
+protocol = {k: v for k, v in config.science(cfg).items() if k not in {"rate", "inc", "dec", "beta", "preset"}}
 search = dict(protocol, start=args.start, decades=args.decades) if args.method == "src" else protocol
 study_name = args.study or f"{args.method}-{cfg.dataset}-{hashlib.sha1(json.dumps(search, sort_keys=True).encode()).hexdigest()[:8]}"
 tune_dir = os.path.join(cfg.out, f"tune-{study_name}")   # everything this study writes, unless --save-preset
-os.makedirs(tune_dir, exist_ok=True)
+runner.writable(tune_dir, "--out")
 storage = args.storage or "sqlite:///" + os.path.join(tune_dir, "study.db")
 try:
-    ctx = methods.prepare(cfg)
-except mnist_exp.data.DataError as err:
-    p.error(str(err))
+    config.data.ensure_files(cfg.dataset, cfg.data_dir)
+except config.data.DataError as err:
+    config.fail(str(err), "tune.py")
+ctx = methods.prepare(cfg)
+config.check_data(cfg, ctx)
 
 
 # %% Objectives: final accuracy on all classes, mean over the tuning seeds
@@ -135,11 +141,11 @@ def src_finals(candidates, seed):
             finals[b] = score(nets.pop(b))
         if not nets:
             break
-        alive = [candidates[b] for b in nets]
-        slept, infos = methods.sleep_task(list(nets.values()), k, seed, cfg, ctx, rate=[c["rate"] for c in alive],
-                                            inc=[c["inc"] for c in alive], dec=[c["dec"] for c in alive],
-                                            beta=[[c[f"beta_{l + 1}"] for l in range(len(cfg.beta))] for c in alive],
-                                            max_spikes=args.max_spikes_per_step * methods.sleep_steps(cfg, k))
+        alive = [dataclasses.replace(cfg.sleep, rate=c["rate"], inc=c["inc"], dec=c["dec"],
+                                     beta=tuple(c[f"beta_{l + 1}"] for l in range(len(cfg.beta))))
+                 for c in (candidates[b] for b in nets)]
+        slept, infos = methods.sleep_task(list(nets.values()), k, seed, cfg, ctx, constants=alive,
+                                          max_spikes=args.max_spikes_per_step * cfg.sleep.length(k))
         nets = dict(zip(nets, slept))
         for b, info in zip(list(nets), infos):
             if info["stopped"]:
@@ -183,8 +189,11 @@ def baseline_final(method, strength, seed):
 # %% The study: resumable, shareable through its storage
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 sampler = optuna.samplers.CmaEsSampler(seed=0, warn_independent_sampling=False) if args.method == "src" else None
-study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, direction="maximize",
-                            load_if_exists=True)
+try:
+    study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, direction="maximize",
+                                load_if_exists=True)
+except Exception as err:   # a storage URL optuna or its database driver cannot open
+    config.fail(f"--storage {storage}: cannot open it ({type(err).__name__}: {str(err).splitlines()[0]})", "tune.py")
 COMPLETE, RUNNING, PRUNED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING,
                              optuna.trial.TrialState.PRUNED)
 for t in study.get_trials(states=(RUNNING,)):   # left running by a process that was stopped
@@ -229,25 +238,22 @@ print(json.dumps(best.params, indent=1))
 result = dict(tuning=dict(study=study_name, storage=storage, trials=complete, pruned=done() - complete, seeds=args.tune_seeds,
                           mean_final=best.value,
                           scored_on=f"validation: the last {cfg.validation} training images of each class",
-                          matmul=cfg.matmul, saved_by="python tune.py " + " ".join(sys.argv[1:])), params=best.params)
+                          code_path=config.codepath.CODE_PATH, saved_by="python tune.py " + " ".join(sys.argv[1:])),
+              params=best.params)
 if args.method == "src":
     # the variant: the protocol options of the study that differ from the defaults, then the tuned constants
-    defaults = mnist_exp.Config()
-    named = {a[2:].split("=")[0].replace("-", "_") for a in protocol_args if a.startswith("--")}
-    how = {"validation", "matmul", "quick", "protocol", "train_limit", "test_limit", "probe_per_class"}   # how it measured
-    how |= set(mnist_exp.QUICK) - named   # --quick's sizes, unless given
-    variant = {k: v for k, v in protocol.items() if k not in how and v != getattr(defaults, k)}
+    how = {"validation", "quick", "protocol", "train_limit", "test_limit", "probe_per_class"}   # how it measured
+    how |= set(config.QUICK) - named   # --quick's sizes, unless given
+    variant = {k: v for k, v in protocol.items() if k not in how and v != getattr(config.DEFAULTS, k)}
     result["constants"] = dict(variant, rate=best.params["rate"], inc=best.params["inc"], dec=best.params["dec"],
                                beta=[best.params[f"beta_{l + 1}"] for l in range(len(cfg.beta))], alpha_scale=start["alpha_scale"],
                                sleep_input=cfg.sleep_input)
-with open(os.path.join(tune_dir, "best.json"), "w") as f:
-    json.dump(result, f, indent=1)
+runner.write_text(os.path.join(tune_dir, "best.json"), json.dumps(result, indent=1))
 print(f"best constants in {os.path.join(tune_dir, 'best.json')}")
 if args.save_preset and args.method == "src":
     path = os.path.join(args.preset_dir, f"{args.save_preset}.json")
     presets = json.load(open(path)) if os.path.exists(path) else {}
-    presets[cfg.dataset] = dict(constants=result["constants"], tuning=result["tuning"])
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(presets, f, indent=1)
+    presets[cfg.dataset] = dict(protocol=cfg.protocol, constants=result["constants"], tuning=result["tuning"])
+    runner.writable(args.preset_dir, "--preset-dir")
+    runner.write_text(path, json.dumps(presets, indent=1), "--preset-dir")
     print(f"saved as preset {args.save_preset!r} in {path}: python mnist_exp.py --preset {args.save_preset}")

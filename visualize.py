@@ -19,6 +19,7 @@ activations_<method>.png   PCA activation maps of a class-ordered probe set (fir
 import argparse
 import csv
 import glob
+import io
 import json
 import os
 from collections import defaultdict
@@ -30,19 +31,26 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import analysis
+from config import Parser, fail
+from runner import write_atomic, write_text
 
 
 # %% Tables
 def read_jobs(run_dir):
     """The finished jobs of a run folder, in the order of the methods' table, then by seed."""
-    from methods import METHODS   # only the order of the methods; imported here because it loads torch
+    from methods import METHODS
     recs, jobs_dir = [], os.path.join(run_dir, "jobs")
     for name in sorted(os.listdir(jobs_dir) if os.path.isdir(jobs_dir) else []):
-        if name.endswith(".json") and not name.endswith(".tmp.json"):
-            with open(os.path.join(jobs_dir, name)) as f:
-                recs.append(json.load(f))
+        if name.endswith(".json") and not name.startswith("."):
+            try:
+                with open(os.path.join(jobs_dir, name)) as f:
+                    recs.append(json.load(f))
+                assert isinstance(recs[-1], dict) and recs[-1].get("rows")
+            except (OSError, ValueError, AssertionError) as err:
+                fail(f"{os.path.join(jobs_dir, name)} is damaged ({type(err).__name__}): delete it and run the "
+                     "experiment's command again (or add --force)", "visualize.py")
     if not recs:
-        raise SystemExit(f"visualize.py: error: {run_dir} holds no finished job (jobs/*.json): is it a run folder of mnist_exp.py?")
+        fail(f"{run_dir} holds no finished job (jobs/*.json): is it a run folder of mnist_exp.py?", "visualize.py")
     order = {m: i for i, m in enumerate(METHODS)}
     return sorted(recs, key=lambda r: (order.get(r["method"], len(order)), r["method"], r["seed"]))
 
@@ -50,11 +58,10 @@ def read_jobs(run_dir):
 def write_long_csv(path, recs, rows_of, digits):
     """One row per method, seed and stage, of the rows rows_of(record) gives."""
     cols = [c for c in rows_of(recs[0])[0] if c != "stage"]
-    with open(path, "w") as f:
-        f.write(",".join(["method", "seed", "stage", *cols]) + "\n")
-        for r in recs:
-            for row in rows_of(r):
-                f.write(",".join([r["method"], str(r["seed"]), row["stage"]] + [f"{row[c]:.{digits}f}" for c in cols]) + "\n")
+    lines = [",".join(["method", "seed", "stage", *cols])]
+    lines += [",".join([r["method"], str(r["seed"]), row["stage"]] + [f"{row[c]:.{digits}f}" for c in cols])
+              for r in recs for row in rows_of(r)]
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def tables(run_dir):
@@ -83,12 +90,12 @@ def tables(run_dir):
                             diverged=sum("diverged" in r for r in group),
                             **{k: analysis.mean_std(v) for k, v in values.items()}))
     fmt = lambda v: "n/a" if np.isnan(v[0]) else f"{v[0]:.1f}" + ("" if np.isnan(v[1]) else f" ± {v[1]:.1f}")
-    with open(os.path.join(run_dir, "summary.csv"), "w") as f:
-        f.write("method,n,seeds,diverged," + ",".join(f"{k}_mean,{k}_std" for k in keys) + "\n")
-        for row in summary:
-            f.write(f"{row['method']},{len(row['seeds'])},{' '.join(map(str, row['seeds']))},{row['diverged']},"
-                    + ",".join(f"{row[k][0]:.3f},{row[k][1]:.3f}" for k in keys) + "\n")
-    with open(os.path.join(run_dir, "summary.md"), "w") as f:
+    text = "method,n,seeds,diverged," + ",".join(f"{k}_mean,{k}_std" for k in keys) + "\n"
+    for row in summary:
+        text += (f"{row['method']},{len(row['seeds'])},{' '.join(map(str, row['seeds']))},{row['diverged']},"
+                 + ",".join(f"{row[k][0]:.3f},{row[k][1]:.3f}" for k in keys) + "\n")
+    write_text(os.path.join(run_dir, "summary.csv"), text)
+    with io.StringIO() as f:
         f.write("Mean ± sample standard deviation (ddof 1) over the n seeds; ACC, BWT and forgetting as in "
                 "analysis.cl_metrics.\n\n")
         f.write("| method | n | final, all classes (%) | " + " | ".join(f"T{k + 1}" for k in range(len(cols)))
@@ -107,6 +114,7 @@ def tables(run_dir):
             r = next(r for r in recs if r["method"] == method)
             f.write(f"\n{method}: its memory ends with {sum(r['exemplars'].values())} exemplar images "
                     f"({r['exemplar_bytes']:,} bytes); NME: the nearest-mean-of-exemplars classifier.\n")
+        write_text(os.path.join(run_dir, "summary.md"), f.getvalue())
     return summary
 
 
@@ -132,13 +140,19 @@ def read_table(path):
     with open(path) as f:
         rows = list(csv.DictReader(f))
     if not rows:
-        raise SystemExit(f"{path} is empty")
+        fail(f"{path} is empty: run python visualize.py RUN_DIR to rebuild the tables", "visualize.py")
     cols = [c for c in rows[0] if c not in ("method", "seed", "stage")]
     table = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if r["stage"] != "final":  # a copy of the method's last stage
             table[r["method"]][r["stage"]].append([float(r[c]) for c in cols])
     return table, cols
+
+
+def save(fig, path, dpi):
+    """The figure as a PNG, written whole or not at all."""
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"), "--png-dir")
+    plt.close(fig)
 
 
 def band(ax, x, runs, **kw):
@@ -181,8 +195,7 @@ def plot_accuracy(table, cols, path):
         legend.update({label: h for h, label in zip(*ax.get_legend_handles_labels())})
     axes[0][-1].legend(legend.values(), legend.keys(), fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, 110)
 
 
 def plot_stable_rank(table, cols, path):
@@ -196,11 +209,11 @@ def plot_stable_rank(table, cols, path):
                  label=method)
         ax.set_xticks(range(len(order)), [s.replace("_", " ") for s in order], rotation=60, fontsize=8)
         ax.set_title(f"stable rank, {col.replace('_', ' ')}")
+        ax.set_ylabel("stable rank ||W||_F^2 / ||W||_2^2")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, 110)
 
 
 CAPACITY_FIGURE = ("sequential", "merging", "src", "icarl", "icarl-src")   # EWC and SI only in capacity.csv
@@ -231,27 +244,33 @@ def plot_capacity(table, cols, path):
             ax.set_xticks(range(len(order)), [s.replace("_", " ") for s in order], rotation=60, fontsize=7)
             what = "mean overlap of task subspaces" if method == "overlap" else f"{method}: components for 90 % variance"
             ax.set_title(f"{layer.replace('_', ' ')}, {what}", fontsize=9)
+            ax.set_ylabel("mean squared cosine" if method == "overlap" else "principal components", fontsize=8)
             ax.grid(alpha=0.3)
             if r == 0:
                 ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, 100)
 
 
 def heat(ax, m, labels, title, limits=None):
-    """A heat map of one layer's map, class boundaries as white lines; limits shared by maps compared
-    side by side; a difference (limits None) in a diverging colour map centred on 0."""
+    """A heat map of one layer's map with its colour bar, class boundaries as white lines and the classes
+    on the y axis; limits shared by maps compared side by side; a difference (limits None) in a diverging
+    colour map centred on 0."""
     if limits is None:
         lim = np.abs(m).max() or 1.0
-        ax.imshow(m, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-lim, vmax=lim)
+        image = ax.imshow(m, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-lim, vmax=lim)
     else:
-        ax.imshow(m, aspect="auto", interpolation="nearest", cmap="viridis", vmin=limits[0], vmax=limits[1])
+        image = ax.imshow(m, aspect="auto", interpolation="nearest", cmap="viridis", vmin=limits[0], vmax=limits[1])
     bounds = np.flatnonzero(np.diff(labels)) + 0.5
     ax.hlines(bounds, -0.5, m.shape[1] - 0.5, color="white", linewidth=0.4)
     ax.set_title(title, fontsize=7)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set_xticks(range(0, m.shape[1], max(1, m.shape[1] // 5)))
+    ax.tick_params(labelsize=5, length=2, pad=1)
+    centres = (np.concatenate([[-0.5], bounds]) + np.concatenate([bounds, [len(labels) - 0.5]])) / 2
+    ax.set_yticks(centres, [str(int(c)) for c in labels[np.round(centres + 0.5).astype(int).clip(0, len(labels) - 1)]])
+    ax.set_xlabel("component", fontsize=5, labelpad=1)
+    ax.set_ylabel("class", fontsize=5, labelpad=1)
+    ax.figure.colorbar(image, ax=ax, fraction=0.08, pad=0.02).ax.tick_params(labelsize=5, length=2)
 
 
 def plot_activations(npz_path, method, path):
@@ -272,7 +291,7 @@ def plot_activations(npz_path, method, path):
         kinds = ["before", "after", "after - before"]
     else:
         rows, kinds = [(s, None) for s in maps], [""]
-    fig, axes = plt.subplots(len(rows), len(layers) * len(kinds), figsize=(1.5 * len(layers) * len(kinds), 1.6 * len(rows)),
+    fig, axes = plt.subplots(len(rows), len(layers) * len(kinds), figsize=(2.1 * len(layers) * len(kinds), 2.0 * len(rows)),
                              squeeze=False)
     for r, (before, after) in enumerate(rows):
         for l, layer in enumerate(layers):
@@ -287,9 +306,8 @@ def plot_activations(npz_path, method, path):
     n_components = next(iter(maps.values()))[layers[0]].shape[1]
     fig.suptitle(f"{method}: activations of {len(labels)} test images ordered by class (rows), "
                  f"{n_components} PCA components (columns; the output layer raw)", fontsize=9)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.75 / fig.get_figheight(), wspace=0.08, hspace=0.45)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.subplots_adjust(left=0.03, right=0.99, bottom=0.04, top=1 - 0.75 / fig.get_figheight(), wspace=0.45, hspace=0.75)
+    save(fig, path, 100)
 
 
 def figures(run_dir, png_dir):
@@ -320,10 +338,14 @@ def main(run_dir, png_dir=None):
 
 # %%
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="visualize.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="a run folder written by mnist_exp.py")
     parser.add_argument("--png-dir", default=None, help="where the figures go (default: RUN_DIR/png)")
     args = parser.parse_args()
+    if not os.path.isdir(os.path.join(args.run_dir, "jobs")):
+        fail(f"{args.run_dir} is not a run folder (it has no jobs/): give a folder that mnist_exp.py wrote", "visualize.py")
+    from runner import writable
+    writable(args.png_dir or os.path.join(args.run_dir, "png"), "--png-dir")
     written = main(args.run_dir, args.png_dir)
     print(f"tables in {args.run_dir}: results.csv, stable_rank.csv, capacity.csv, summary.csv, summary.md")
     print("figures: " + ", ".join(written))

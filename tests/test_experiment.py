@@ -3,18 +3,22 @@ import csv
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 import pytest
 import torch
 
+import config
 import data
-import mnist_exp
 import visualize
+
+pytestmark = pytest.mark.slow   # runs the scripts: minutes (python -m pytest -m "not slow" leaves them out)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = {
@@ -49,7 +53,7 @@ def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     before = git_status()
     proc = run("mnist_exp.py", "--quick", "--seeds", "3", "--methods", ",".join(STAGES), "--out", str(out))
-    (run_dir,) = glob.glob(str(out / "mnist-original-quick-*"))
+    (run_dir,) = glob.glob(str(out / "mnist-original-original-quick-*"))
     return out, run_dir, proc.stdout, (before, git_status())
 
 
@@ -75,13 +79,15 @@ def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_ru
         config = json.load(f)
     assert config["lr"] == 0.1 and config["quick"] is True and config["n_per_task"] == 500
     assert config["inc"] == 0.032064 and config["beta"] == [14.548273, 44.560317, 38.046326]
-    assert "seeds" not in config and {"torch", "numpy", "commit", "device"} <= set(config["versions"])
-    for method in STAGES:
-        with open(os.path.join(run_dir, "jobs", f"{method}-seed3.json")) as f:
-            job = json.load(f)
-        assert job["time"]["total"] > 0 and job["versions"]["torch"]
+    assert "seeds" not in config and {"torch", "numpy", "commit", "device", "MKL_CBWR"} <= set(config["versions"])
+    jobs = {m: json.load(open(os.path.join(run_dir, "jobs", f"{m}-seed3.json"))) for m in STAGES}
+    assert all(job["time"]["total"] > 0 and job["versions"]["torch"] for job in jobs.values())
+    # only SRC sleeps: five sleeps, its constants recorded whole
+    assert [len(job["sleep"]) for job in jobs.values()] == [5 if m == "src" else 0 for m in jobs]
+    assert jobs["src"]["sleep_constants"]["inc"] == 0.032064 and jobs["src"]["sleep_constants"]["steps"] == 1000
+    assert "sleep_constants" not in jobs["sequential"]
     summary = open(os.path.join(run_dir, "summary.md")).read()
-    assert len(job["sleep"]) == 0 and "| src | 1 |" in summary
+    assert "| src | 1 |" in summary
     # the original sleep reads every image seen: at the last sleep, all 3000 of --quick's, a byte per pixel
     assert "src: each sleep reads every training image of the tasks seen; between tasks it keeps " \
            f"{3000 * 784:,} bytes" in summary
@@ -126,7 +132,7 @@ def test_same_seed_same_numbers_and_quiet_still_reports(quick_run, tmp_path):
     _, run_dir, _, _ = quick_run
     proc = run("mnist_exp.py", "--quick", "--seeds", "3", "--methods", "src,sequential", "--out", str(tmp_path),
                "--no-figures", "--quiet")
-    (again,) = glob.glob(str(tmp_path / "mnist-original-quick-*"))
+    (again,) = glob.glob(str(tmp_path / "mnist-original-original-quick-*"))
     assert os.path.basename(again) == os.path.basename(run_dir)
     mine = [r for r in read_csv(os.path.join(run_dir, "results.csv")) if r["method"] in ("src", "sequential")]
     assert read_csv(os.path.join(again, "results.csv")) == mine
@@ -143,7 +149,10 @@ def test_visualize_rebuilds_tables_and_figures_from_the_run_folder(quick_run, tm
                                                           + [f"activations_{m}.png" for m in STAGES])
     assert "accuracy.png" in proc.stdout
     bad = run("visualize.py", str(tmp_path / "nothing"), "--png-dir", str(tmp_path / "nothing" / "png"), check=False)
-    assert bad.returncode != 0 and "no finished job" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "is not a run folder" in bad.stderr and bad.stderr.count("\n") == 1
+    os.makedirs(tmp_path / "empty" / "jobs")
+    bad = run("visualize.py", str(tmp_path / "empty"), "--png-dir", str(tmp_path / "empty" / "png"), check=False)
+    assert bad.returncode == 2 and "holds no finished job" in bad.stderr and bad.stderr.count("\n") == 1
     assert not (tmp_path / "nothing").exists()
 
 
@@ -180,7 +189,7 @@ def test_summary_reports_the_sample_std_and_the_stated_metrics(tmp_path):
     (["--hidden", "0"], "--hidden needs one or more widths, each a whole number >= 1; got 0"),
     (["--hidden", "0", "0"], "--hidden needs one or more widths"),
     (["--dataset", "cifar"], "--dataset must be one of mnist, fashion-mnist; got 'cifar'"),
-    (["--classes-per-task", "0"], "--classes-per-task must divide the 10 classes of mnist; got 0"),
+    (["--classes-per-task", "0"], "--classes-per-task must be a whole number >= 1; got 0"),
     (["--classes-per-task", "3"], "--classes-per-task must divide"),
     (["--mask-size", "100"], "--mask-size must be a whole number from 1 to the image side, 28; got 100"),
     (["--workers", "0"], "--workers must be a whole number >= 1; got 0"),
@@ -190,23 +199,23 @@ def test_summary_reports_the_sample_std_and_the_stated_metrics(tmp_path):
     (["--decay", "2"], "--decay must be in [0, 1]"),
     (["--methods", "src,ewc9"], "--methods: unknown method 'ewc9'"),
     (["--beta", "1", "2"], "--beta needs one value per layer (3); got 2"),
-    (["--plasticity", "1,0"], "--plasticity needs one value per layer (3)"),
+    (["--plasticity", "1,0"], "--plasticity needs one value per layer, as beta (3); got 2"),
     (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
     (["--sleep-input", "noise"], "--sleep-input must be one of mean, class-means"),
     (["--engine", "gpu"], "--engine must be one of auto, numba, torch"),
     (["--device", "tpu"], "--device must be cpu, cuda, cuda:N or auto"),
     (["--preset", "nope"], "--preset must be one of original"),
     (["--config", "/no/such/config.json"], "--config /no/such/config.json: cannot read it"),
-    (["--sleep-bias", "unit"], "--sleep-bias unit needs networks with biases: add --bias"),
-    (["--bias", "--bias-scale", "0.1"], "--bias-scale must be > 0 and applies with --sleep-bias current only"),
+    (["--sleep-bias", "unit"], "--sleep-bias applies only with --bias"),
     (["--methods", "icarl"], "--methods icarl needs --memory, a whole number of exemplars from 10 to 20000; got 0"),
-    (["--methods", "src,icarl-src", "--memory", "100"], "--methods icarl-src needs --output linear-ce"),
+    (["--methods", "icarl-src", "--memory", "100"], "--methods icarl-src needs --output linear-ce"),
+    (["--methods", "src,icarl-src", "--memory", "100", "--output", "linear-ce"], "sleep with different presets"),
     (["--exemplars", "greedy"], "--exemplars must be one of herding, random; got 'greedy'"),
     (["--bias", "--sleep-bias", "scaled"], "--sleep-bias must be one of ignore, current, unit; got 'scaled'"),
 ])
 def test_bad_configuration_is_a_one_line_error(args, message, capsys):
     with pytest.raises(SystemExit) as stop:
-        mnist_exp.parse_config(args)
+        config.resolve(config.DEFAULTS, args)
     err = capsys.readouterr().err
     assert stop.value.code == 2 and message in err, err
     assert err.count("\n") == 1 and err.startswith("mnist_exp.py: error: ")
@@ -215,21 +224,21 @@ def test_bad_configuration_is_a_one_line_error(args, message, capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
 def test_cuda_without_a_gpu_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
-        mnist_exp.parse_config(["--device", "cuda"])
+        config.resolve(config.DEFAULTS, ["--device", "cuda"])
     assert "--device cuda: this machine has no CUDA device" in capsys.readouterr().err
 
 
 def test_duplicates_are_merged_and_help_shows_real_defaults(capsys):
-    cfg = mnist_exp.parse_config(["--seeds", "7", "7", "3", "--methods", "src,src,sequential"])
+    cfg = config.resolve(config.DEFAULTS, ["--seeds", "7", "7", "3", "--methods", "src,src,sequential"])
     assert cfg.seeds == (7, 3) and cfg.methods == ("src", "sequential")
     with pytest.raises(SystemExit):
-        mnist_exp.parse_config(["--help"])
+        config.resolve(config.DEFAULTS, ["--help"])
     out = capsys.readouterr().out
-    assert "(default: None)" not in out and "(default: )" not in out and "(default: from --preset)" in out
+    assert "(default: None)" not in out and "(default: )" not in out and "(default: from the preset)" in out
 
 
 def test_quick_in_the_config_applies_the_quick_sizes_it_does_not_override():
-    cfg = mnist_exp.resolve(mnist_exp.Config(quick=True, epochs=3))
+    cfg = config.resolve(config.Config(quick=True, epochs=3))
     assert (cfg.n_per_task, cfg.sleep_steps, cfg.epochs) == (500, 1000, 3)
 
 
@@ -289,22 +298,29 @@ def test_stopping_a_run_stops_its_workers(tmp_path, how):
 
 
 def test_the_script_runs_cell_by_cell_in_a_kernel(tmp_path):
-    # Executed as a notebook, as Jupyter or VS Code's interactive window runs it, with the config cell edited
-    # as a user would: quick on, results under tmp_path. Every cell must run, the explore cells too.
-    jupytext = pytest.importorskip("jupytext")
-    nbclient = pytest.importorskip("nbclient")
+    # Executed as a notebook, as Jupyter or VS Code's interactive window runs it, with the Config cell edited as
+    # a user would, on the lines that define the values: quick on, a sleep constant, a training field, the
+    # methods and the run folder. Every cell must run, the explore cells too, and the jobs record the edits.
+    import jupytext
+    import nbclient
     nb = jupytext.read(os.path.join(ROOT, "mnist_exp.py"))
-    (cell,) = [c for c in nb.cells if "class Config" in c.source]
-    edited = cell.source.replace('quick: bool = arg(False', 'quick: bool = arg(True').replace(
-        'out: str = arg("runs"', f'out: str = arg({str(tmp_path)!r}').replace(
-        'methods: tuple = arg(("sequential", "src", "merging", "parallel")', 'methods: tuple = arg(("sequential", "src")')
-    assert edited.count(str(tmp_path)) == 1 and "arg(True" in edited and 'arg(("sequential", "src")' in edited
-    cell.source = edited
+    (cell,) = [c for c in nb.cells if "cfg = config.Config(" in c.source]
+    edits = {"    quick=False,": "    quick=True,", "    inc=None,": "    inc=0.05,", "    epochs=2,": "    epochs=3,",
+             '    methods=("sequential", "src", "merging", "parallel"),': '    methods=("sequential", "src"),',
+             '    out="runs",': f"    out={str(tmp_path)!r},"}
+    for old, new in edits.items():
+        assert cell.source.count(old) == 1, old
+        cell.source = cell.source.replace(old, new)
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": ROOT}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "after task 1:" in text and "after sleep 1:" in text and "final:" in text
-    (run_dir,) = glob.glob(str(tmp_path / "mnist-original-quick-*"))
+    assert "yours: quick=True, epochs=3, inc=0.05" in text
+    (run_dir,) = glob.glob(str(tmp_path / "mnist-original-original-quick-*"))
     assert [r["method"] for r in read_csv(os.path.join(run_dir, "summary.csv"))] == ["sequential", "src"]
+    recorded = json.load(open(os.path.join(run_dir, "config.json")))
+    assert (recorded["inc"], recorded["epochs"], recorded["quick"], recorded["n_per_task"]) == (0.05, 3, True, 500)
+    job = json.load(open(os.path.join(run_dir, "jobs", "src-seed0.json")))
+    assert job["sleep_constants"]["inc"] == 0.05 and job["sleep_constants"]["rate"] == 239.515363
     assert os.path.exists(os.path.join(run_dir, "png", "accuracy.png"))
 
 
@@ -326,7 +342,7 @@ def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tm
     assert refused.returncode == 2 and "no --quick run saves one" in refused.stderr
     assert run("tune.py", "--tune-seeds", "3", check=False).returncode == 2
     # the same small budget without --quick may save, into the folder it is given
-    small = ["--train-limit", "3000", "--test-limit", "1000", "--n-per-task", "500", "--epochs", "1", "--sleep-steps", "500",
+    small = ["--train-limit", "3000", "--n-per-task", "450", "--epochs", "1", "--sleep-steps", "500",
              "--sleep-steps-increment", "100", "--probe-per-class", "20", "--validation", "30"]
     run("tune.py", "--trials", "1", "--batch", "1", "--tune-seeds", "100", "--out", str(tmp_path), *small,
         "--save-preset", "smoke", "--preset-dir", str(tmp_path / "presets"))
@@ -337,13 +353,13 @@ def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tm
 
 
 def test_tune_prunes_exactly_the_candidates_below_the_percentile_of_the_complete_ones(tmp_path):
-    optuna = pytest.importorskip("optuna")
+    import optuna   # a requirement (requirements.txt): its absence is a failure, not a skip
     run("tune.py", "--quick", "--trials", "12", "--batch", "4", "--tune-seeds", "100", "101", "102", "--prune", "50",
         "--study", "p", "--out", str(tmp_path))
     trials = optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path / 'tune-p' / 'study.db'}").trials
     assert len(trials) == 12 and all(t.state.name == "COMPLETE" for t in trials[:4])   # too few to compare with
     for t in trials:   # checkpoints: the mean final after seeds 1 and 2 (none after the last)
-        assert (t.state.name == "COMPLETE") == (sorted(t.intermediate_values) == [1, 2])
+        assert sorted(t.intermediate_values) in ([[1, 2]] if t.state.name == "COMPLETE" else [[1], [1, 2]])
     assert any(t.state.name == "PRUNED" for t in trials)
     for batch in (trials[4:8], trials[8:]):   # scored against the trials complete before it
         before = [t for t in trials[:batch[0].number] if t.state.name == "COMPLETE"]
@@ -356,7 +372,7 @@ def test_tune_prunes_exactly_the_candidates_below_the_percentile_of_the_complete
 def test_bridge_table_marks_a_factor_that_moves_the_mean_by_more_than_two_standard_errors(tmp_path):
     # Fake summaries for the original protocol and two of its rows, in a runs/ folder under tmp_path.
     def fake(options, mean, std, n=5):
-        folder = tmp_path / "runs" / mnist_exp.run_name(mnist_exp.parse_config(options))
+        folder = tmp_path / "runs" / config.run_name(config.resolve(config.DEFAULTS, options))
         folder.mkdir(parents=True)
         (folder / "summary.csv").write_text(f"method,n,all_mean,all_std\nsrc,{n},{mean},{std}\n")
     fake([], 45.0, 6.1)
@@ -383,7 +399,7 @@ def test_replay_sweep_table_reads_each_fractions_run_folder(tmp_path):
     assert replay.options("0.1") == ["--replay", "0.1", "--preset", "replay-10"]
     for fraction, seq, src in (("0", (19.3, 0.0), (45.0, 6.1)), ("0.05", (68.8, 2.9), (78.5, 1.7)),
                                ("0.1", (86.5, 0.4), (80.0, 2.0))):
-        folder = tmp_path / "runs" / mnist_exp.run_name(mnist_exp.parse_config(replay.options(fraction)))
+        folder = tmp_path / "runs" / config.run_name(config.resolve(config.DEFAULTS, replay.options(fraction)))
         folder.mkdir(parents=True)
         (folder / "summary.csv").write_text("method,n,all_mean,all_std\n"
                                             f"sequential,5,{seq[0]},{seq[1]}\nsrc,5,{src[0]},{src[1]}\n")
@@ -397,3 +413,70 @@ def test_replay_sweep_table_reads_each_fractions_run_folder(tmp_path):
     bad = subprocess.run([sys.executable, os.path.join(ROOT, "replay.py"), "--fractions", "2"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--replay must be a fraction" in bad.stderr
+
+
+def test_two_identical_commands_share_the_jobs_and_compute_each_once(tmp_path):
+    # Started together into a new folder: both exit 0, each job is computed by one of them (run.log has one
+    # line per job), and both print the whole table.
+    cmd = [sys.executable, "mnist_exp.py", "--quick", "--seeds", "4", "5", "--methods", "sequential,src", "--out",
+           str(tmp_path), "--no-figures", "--quiet"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    (run_dir,) = glob.glob(str(tmp_path / "mnist-original-original-quick-*"))
+    log = open(os.path.join(run_dir, "run.log")).read()
+    for job in ("sequential seed 4", "sequential seed 5", "src seed 4", "src seed 5"):
+        assert log.count(job + ": final") == 1, log
+    assert all("| src | 2 |" in out for out, _ in outs)
+    # a damaged job file is computed again, with a one-line notice; the others are kept
+    open(os.path.join(run_dir, "jobs", "src-seed5.json"), "w").write('{"method": "src", "ro')
+    proc = run(*cmd[1:])
+    assert "src-seed5.json or .npz is damaged (JSONDecodeError); computing it again" in proc.stdout
+    assert open(os.path.join(run_dir, "run.log")).read().count("src seed 5: final") == 2
+    assert "1 of 4 jobs to run" in proc.stdout or "0 of 4 jobs to run" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--validation", "99999"], "--validation 99999 must leave training images of every class"),
+    (["--train-limit", "10"], "--n-per-task 500: task 1 has only"),
+    (["--n-per-task", "100000"], "--n-per-task 100000: task 1 has only"),
+    (["--test-limit", "5"], "--probe-per-class 20: class 0 has only"),
+])
+def test_sizes_the_data_cannot_give_are_one_line_errors(tmp_path, args, message):
+    proc = run("mnist_exp.py", "--quick", "--methods", "sequential", "--out", str(tmp_path), *args, check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="needs to run as a user other than root")
+def test_folders_that_cannot_be_written_are_one_line_errors():
+    base = tempfile.mkdtemp()   # root's pytest folders are closed to other users
+    try:
+        os.chmod(base, 0o777)
+        locked = os.path.join(base, "locked")
+        os.mkdir(locked, 0o555)
+        os.chmod(locked, 0o555)
+        open(os.path.join(base, "a-file"), "w").close()
+        as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        env = dict(os.environ, HOME=base, MPLCONFIGDIR=os.path.join(base, "mpl"))
+        for option, folder, out in (("--out", locked, locked), ("--out", os.path.join(base, "a-file"), None),
+                                    ("--png-dir", locked, os.path.join(base, "runs"))):
+            cmd = ["mnist_exp.py", "--quick", "--methods", "sequential", "--out", out or folder] + \
+                ([option, folder] if option != "--out" else [])
+            proc = subprocess.run([*as_user, sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+            assert proc.returncode == 2 and f"{option} {folder}: cannot write there" in proc.stderr, proc.stderr
+            assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    finally:
+        shutil.rmtree(base)
+
+
+@pytest.mark.parametrize("args", [
+    ["visualize.py", "/no/such/run"], ["bench_sleep.py", "--steps", "0"], ["bench_sleep.py", "--junk"],
+    ["bridge.py", "--workers", "abc", "--run"], ["replay.py", "--workers", "abc", "--run"],
+    ["tune.py", "--quick", "--storage", "junk://x", "--trials", "1"], ["tune.py", "--trials", "0"],
+])
+def test_the_study_scripts_refuse_bad_input_in_one_line(args):
+    proc = run(*args, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"{args[0]}: error: "), line

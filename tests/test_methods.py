@@ -6,13 +6,13 @@ import torch
 
 import data
 import methods
+import config
 import models
-import mnist_exp
 
 
 @pytest.fixture(scope="module")
 def small():
-    cfg = mnist_exp.parse_config(["--quick", "--device", "cpu", "--sleep-steps", "300", "--sleep-steps-increment", "100"])
+    cfg = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--sleep-steps", "300", "--sleep-steps-increment", "100"])
     return cfg, methods.prepare(cfg)
 
 
@@ -40,13 +40,13 @@ def test_sleep_reads_every_seen_training_image(small, monkeypatch):
     # Not only the n_per_task images each task trained on: all training images of the tasks seen so far.
     cfg, ctx = small
     got = {}
-    monkeypatch.setattr(methods.src, "sleep", lambda nets, sleep_x, steps, generator, **kw: got.update(x=sleep_x, steps=steps))
+    monkeypatch.setattr(methods.src, "sleep", lambda nets, sleep_x, steps, generator, c, **kw: got.update(x=sleep_x, steps=steps))
     net = methods.initial_net(0, cfg, ctx)
     methods.sleep_task(net, 2, 0, cfg, ctx)
     seen = torch.isin(ctx.train_y, torch.tensor([0, 1, 2, 3]))
     assert len(got["x"]) == seen.sum().item() > 2 * cfg.n_per_task
     assert torch.equal(got["x"], ctx.train_x[seen])
-    assert got["steps"] == cfg.sleep_steps + cfg.sleep_steps_increment
+    assert got["steps"] == 300 + 100 == cfg.sleep.length(2)
 
 
 def test_shared_stages_are_declared_and_identical(small):
@@ -95,18 +95,6 @@ def test_replica_factors_in_the_loop(small):
     assert not all(torch.equal(u, v) for u, v in zip(again.W, methods.train_task(trained, 2, 1, cfg, ctx).W))
 
 
-def test_the_replica_protocol_sets_every_factor_and_single_options_win():
-    cfg = mnist_exp.parse_config(["--protocol", "replica"])
-    assert (cfg.hidden, cfg.init, cfg.output, cfg.lr, cfg.inverted_dropout, cfg.keep_momentum) == \
-        ((4000, 4000), "torch", "linear-ce", 0.01, True, False)
-    assert (cfg.plasticity_factor, cfg.inc, cfg.dec, cfg.sleep_steps, cfg.sleep_steps_increment, cfg.sleep_input) == \
-        ("logistic", 0.001, 0.0001, 400, 133, "replica")
-    assert cfg.alpha == (14.983829, 253.17746, 7.770772) and cfg.merge_init == "own" and cfg.rate == 239.515363
-    back = mnist_exp.parse_config(["--protocol", "replica", "--hidden", "1200", "1200", "--keep-momentum", "--alpha"])
-    assert back.hidden == (1200, 1200) and back.keep_momentum and back.alpha == () and back.init == "torch"
-    assert "-replica-" in mnist_exp.run_name(cfg) and "replica" not in mnist_exp.run_name(mnist_exp.parse_config([]))
-
-
 def test_a_diverged_training_is_recorded_and_scored_not_a_crash(small, monkeypatch):
     cfg, ctx = small
     train = models.train
@@ -129,25 +117,26 @@ def test_storage_free_sleeps_read_only_the_current_task(small, monkeypatch):
     # count-weighted mean is the mean of all images the tasks trained on.
     cfg, ctx = small
     got = {}
-    monkeypatch.setattr(methods.src, "sleep", lambda nets, sleep_x, steps, generator, **kw: got.update(x=sleep_x, **kw))
+    monkeypatch.setattr(methods.src, "sleep", lambda nets, sleep_x, steps, generator, c, **kw: got.update(x=sleep_x, **kw))
+    variant = lambda **kw: config.resolve(dataclasses.replace(cfg, **kw))
     net = methods.initial_net(0, cfg, ctx)
     own = [data.task_indices(ctx.train_y, ctx.tasks[j], cfg.n_per_task) for j in range(3)]
-    methods.sleep_task(net, 3, 0, dataclasses.replace(cfg, sleep_data="current"), ctx)
+    methods.sleep_task(net, 3, 0, variant(sleep_data="current"), ctx)
     assert torch.equal(got["x"], ctx.train_x[own[2]]) and got["images"] is None and len(got["x"]) == cfg.n_per_task
-    methods.sleep_task(net, 3, 0, dataclasses.replace(cfg, sleep_data="current+means"), ctx)
+    methods.sleep_task(net, 3, 0, variant(sleep_data="current+means"), ctx)
     assert torch.equal(got["x"], ctx.train_x[own[2]])
     assert torch.allclose(got["images"], ctx.train_x[torch.cat(own)].mean(0), atol=1e-6)
-    methods.sleep_task(net, 3, 0, dataclasses.replace(cfg, sleep_data="current+means", sleep_input="class-means"), ctx)
+    methods.sleep_task(net, 3, 0, variant(sleep_data="current+means", sleep_input="class-means"), ctx)
     assert got["images"].shape == (6, ctx.train_x.shape[1])
     x1 = ctx.train_x[own[0]][ctx.train_y[own[0]] == 1]
     assert torch.allclose(got["images"][1], x1.mean(0), atol=1e-6)
-    keeps = lambda **kw: methods.sleep_keeps(dataclasses.replace(cfg, **kw), ctx)[1]
+    keeps = lambda **kw: methods.sleep_keeps(variant(**kw), ctx)[1]
     assert keeps(sleep_data="current") == 0 and keeps(sleep_data="current+means") == 10 * (784 + 1) * 4
     assert keeps(sleep_data="seen") == len(ctx.train_y) * 784
 
 
 def test_the_validation_split_is_held_out_of_training_and_replaces_the_test_set():
-    base = mnist_exp.parse_config(["--quick", "--device", "cpu"])
+    base = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu"])
     ctx0, ctx = methods.prepare(base), methods.prepare(dataclasses.replace(base, validation=20))
     counts = torch.bincount(ctx0.train_y)
     assert len(ctx.eval_y) == 200 and torch.equal(torch.bincount(ctx.eval_y), torch.full((10,), 20))
@@ -161,26 +150,6 @@ def test_the_validation_split_is_held_out_of_training_and_replaces_the_test_set(
     for t in ctx.tasks:
         a = ctx0.train_x[data.task_indices(ctx0.train_y, t, 100)]
         assert torch.equal(a, ctx.train_x[data.task_indices(ctx.train_y, t, 100)])
-
-
-def test_a_preset_may_set_any_field_and_given_options_win(monkeypatch):
-    variant = dict(mnist_exp.SLEEP_PRESETS["original"]["mnist"], init="torch", sleep_data="current", hidden=[50, 40])
-    monkeypatch.setitem(mnist_exp.SLEEP_PRESETS, "variant", {"mnist": variant})
-    cfg = mnist_exp.parse_config(["--preset", "variant"])
-    assert (cfg.init, cfg.sleep_data, cfg.hidden, cfg.rate) == ("torch", "current", (50, 40), 239.515363)
-    cfg = mnist_exp.parse_config(["--preset", "variant", "--init", "uniform", "--rate", "3"])
-    assert (cfg.init, cfg.rate) == ("uniform", 3.0)
-    monkeypatch.setitem(mnist_exp.SLEEP_PRESETS, "broken", {"mnist": dict(variant, widht=3)})
-    with pytest.raises(SystemExit):
-        mnist_exp.parse_config(["--preset", "broken"])
-
-
-def test_fields_added_later_keep_older_run_folders_names():
-    # at their defaults, validation, matmul and sleep_data stay out of the name's hash
-    name = mnist_exp.run_name(mnist_exp.parse_config([]))
-    assert name == mnist_exp.run_name(mnist_exp.parse_config(["--sleep-data", "seen", "--validation", "0"]))
-    assert name != mnist_exp.run_name(mnist_exp.parse_config(["--sleep-data", "current"]))
-    assert name != mnist_exp.run_name(mnist_exp.parse_config(["--validation", "100"]))
 
 
 def test_rehearsal_adds_a_random_fraction_of_the_earlier_tasks_rounded_to_hundreds(small):
@@ -231,11 +200,15 @@ def test_icarl_trains_on_the_task_plus_its_exemplars_padded_to_whole_minibatches
 
 
 def test_icarl_sleep_uses_the_scripts_constants_for_the_memory_and_softmax_scale_factors(small, monkeypatch):
-    cfg, ctx = small
+    _, ctx = small
     calls, sleep = [], methods.src.sleep
-    monkeypatch.setattr(methods.src, "sleep", lambda *a, **kw: (calls.append(kw), sleep(*a, **kw))[1])
-    methods.run_method("icarl-src", 0, dataclasses.replace(cfg, output="linear-ce", memory=100), ctx, shared={})
-    assert len(calls) == 5 and all(c["inc"] == 0.042289 and c["beta"] == (38.451454, 22.198208, 6.893450)
-                                   and c["softmax"] for c in calls)
-    assert methods.icarl_sleep_constants(50)["rate"] == 95.654279
-    assert methods.icarl_sleep_constants(2000)["alpha_scale"] == 2.023822
+    monkeypatch.setattr(methods.src, "sleep", lambda *a, **kw: (calls.append(a[4]), sleep(*a, **kw))[1])
+    icarl = lambda *more: config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--sleep-steps", "300",
+                                                           "--methods", "icarl-src", "--output", "linear-ce", *more])
+    cfg = icarl("--memory", "100")
+    methods.run_method("icarl-src", 0, cfg, ctx, shared={})
+    assert cfg.preset == "icarl-medium" and len(calls) == 5
+    assert all(c.inc == 0.042289 and c.beta == (38.451454, 22.198208, 6.893450) and c.alpha_softmax for c in calls)
+    assert icarl("--memory", "50").sleep.rate == 95.654279 and icarl("--memory", "2000").sleep.alpha_scale == 2.023822
+    # a constant the user sets wins over the iCaRL preset; src cannot share the run
+    assert icarl("--memory", "100", "--inc", "0.5").sleep.inc == 0.5

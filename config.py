@@ -1,0 +1,451 @@
+"""The experiment's configuration: its fields, the protocols and presets, the one precedence rule, every
+check, and the run folder's name. mnist_exp.py's Config cell and the study scripts build on it.
+
+One precedence, in a notebook and on the command line:
+
+    DEFAULTS < --protocol < --preset < --quick's sizes < yours
+
+where yours are the fields a Config cell sets to something other than their default, then the options
+given on the command line (and the fields of a --config FILE). `resolve` applies it, checks every field
+once (one-line errors that name the option) and builds the sleep's constants (src.Sleep) once.
+"""
+import argparse
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+import codepath  # noqa: F401  (before torch: the pinned code paths and threads)
+import data
+import src
+from methods import METHODS
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+INTERACTIVE = "ipykernel" in sys.modules      # a Jupyter kernel or VS Code's interactive window
+
+
+class ConfigError(ValueError):
+    """A bad setting, in a notebook (on the command line: one line on stderr and exit code 2)."""
+
+
+PROG = ["mnist_exp.py"]   # the script whose errors these are (resolve sets it)
+
+
+def fail(message, prog=None):
+    """A bad input: one line on stderr and exit code 2, no traceback (in a notebook: a ConfigError)."""
+    if INTERACTIVE:
+        raise ConfigError(message)
+    print(f"{prog or PROG[0]}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def arg(default, help, runtime=False, kind=None):
+    """A field: its default and help; runtime: it says how to run, not what is computed (it stays out of
+    the run folder's name); kind: the option's type where the default (None) does not say."""
+    return field(default=default, metadata=dict(help=help, runtime=runtime, kind=kind))
+
+
+@dataclass
+class Config:
+    # how to run
+    methods: tuple = arg(("sequential", "src", "merging", "parallel"), f"methods to compare: {', '.join(METHODS)}", True)
+    seeds: tuple = arg((0,), "one run per seed; the seed sets the initial weights and all later randomness", True)
+    out: str = arg("runs", "folder for run folders; a run folder is named by its config", True)
+    data_dir: str = arg(data.DEFAULT_DATA_DIR, "where the datasets live (or set SRC_DATA_DIR)", True)
+    device: str = arg("auto", "cpu, cuda (or cuda:N) or auto (cuda where there is one)", True)
+    engine: str = arg("auto", "sleep engine: numba (CPU), torch (any device) or auto", True)
+    workers: int = arg(1, "processes sharing the jobs of this command (each claims jobs the others have not)", True)
+    force: bool = arg(False, "recompute jobs that already exist in the run folder", True)
+    quiet: bool = arg(False, "no progress bars or per-job lines", True)
+    figures: bool = arg(True, "draw the figures at the end (visualize.py)", True)
+    png_dir: str = arg("", "where the figures go (default: RUN_DIR/png)", True)
+    # what is computed: the protocol and preset
+    dataset: str = arg("mnist", "mnist or fashion-mnist")
+    protocol: str = arg("original", "'original' (the authors' MATLAB, PROTOCOL.md) or 'replica' (the earlier Python replica)")
+    preset: str = arg(None, "named sleep constants, and for a variant its training (presets/NAME.json); "
+                            "default: the protocol's own (iCaRL + sleep: the iCaRL script's for the memory)", kind=str)
+    quick: bool = arg(False, "a smoke test: few images, one epoch, short sleeps (QUICK)")
+    # data and tasks
+    classes_per_task: int = arg(2, "classes per task: (0, 1), (2, 3), ...")
+    n_per_task: int = arg(5000, "training images per task: the first n of its classes, in dataset order")
+    train_limit: int = arg(0, "use only the first n training images (0: all)")
+    test_limit: int = arg(0, "use only the first n test images (0: all)")
+    validation: int = arg(0, "hold out the last n training images of each class and score on them instead of the "
+                             "test set, which is then not read (tuning; 0: test set)")
+    replay: float = arg(0.0, "rehearsal: task k >= 2 also trains on this fraction of the earlier tasks' images")
+    memory: int = arg(0, "iCaRL: training images kept as exemplars, shared by the classes seen")
+    exemplars: str = arg("herding", "iCaRL: how exemplars are chosen, herding or random")
+    distillation: bool = arg(False, "iCaRL: exemplars' targets are the previous network's softmax outputs")
+    # network and training
+    hidden: tuple = arg((1200, 1200), "hidden layer widths")
+    init: str = arg("uniform", "'uniform' in [-init_scale, init_scale], or 'torch' (PyTorch's Linear default)")
+    init_scale: float = arg(0.01, "bound of the uniform initialisation")
+    bias: bool = arg(False, "networks with biases (the original has none)")
+    output: str = arg("relu-mse", "'relu-mse' (the original) or 'linear-ce' (logits, softmax cross-entropy)")
+    dropout: float = arg(0.25, "fraction of hidden units dropped in training; evaluation scales by 1 - dropout")
+    inverted_dropout: bool = arg(False, "torch's inverted dropout instead of the original's")
+    lr: float = arg(0.1, "learning rate, per minibatch-mean gradient")
+    momentum: float = arg(0.5, "v = momentum v + lr g; W -= v")
+    keep_momentum: bool = arg(True, "momentum buffers carry over from task to task (the original)")
+    batch_size: int = arg(100, "images per minibatch")
+    epochs: int = arg(2, "passes over each task's training set")
+    dtype: str = arg("float32", "float32 (as the original) or float64")
+    # sleep (src.Sleep); rate, inc, dec, beta and alpha_scale come from the preset unless set
+    rate: float = arg(None, "input rate: a pixel of value p fires with probability 2 dt rate p", kind=float)
+    inc: float = arg(None, "potentiation: W += inc g(W) where pre and post fired", kind=float)
+    dec: float = arg(None, "depression: W -= dec g(W) where post fired and pre did not", kind=float)
+    beta: tuple = arg(None, "threshold multipliers, one per layer", kind=float)
+    alpha_scale: float = arg(None, "scale of the data-based factors alpha", kind=float)
+    alpha: tuple = arg((), "fixed scale factors, one per layer, instead of the data-based ones")
+    alpha_softmax: bool = arg(False, "the output layer's factor sees softmax probabilities (iCaRL's script)")
+    sleep_steps: int = arg(15000, "time steps of the first sleep")
+    sleep_steps_increment: int = arg(5000, "extra steps per later task: T_k = sleep_steps + (k-1) increment")
+    dt: float = arg(0.001, "simulation time step (s)")
+    decay: float = arg(0.999, "membrane decay per step")
+    mask_size: int = arg(11, "side of the square window of the rate map shown each step")
+    sleep_input: str = arg("mean", "'mean' (the mean image seen, through the window), 'class-means' (one class's "
+                                   "mean per step) or 'replica' (masked means of current-task images)")
+    sleep_data: str = arg("seen", "what each sleep reads: 'seen' (every training image so far), 'current' (task "
+                                  "k's images: nothing kept) or 'current+means' (and a kept mean image per class)")
+    sleep_samples: int = arg(10, "sleep input replica: images averaged per step")
+    sleep_mask_fraction: float = arg(0.25, "sleep input replica: fraction of pixels each step's mask keeps")
+    plasticity: tuple = arg((1.0, 1.0, 1.0), "multiplier of inc and dec per layer (0 freezes a layer: an ablation)")
+    plasticity_factor: str = arg("original", "g(w): 'original' 2 sigmoid(-w / 0.001) or 'logistic' sigmoid(w)")
+    sleep_bias: str = arg("ignore", "with --bias: 'ignore', 'current' or 'unit' (src.sleep)")
+    # the other methods
+    ewc_lambda: float = arg(10.0, "EWC: strength lambda of the penalty lambda/2 sum F (W - W*)^2")
+    si_c: float = arg(0.01, "SI: strength c of the penalty c sum Omega (W - W*)^2")
+    si_xi: float = arg(0.1, "SI: damping xi in Omega += path / (change^2 + xi)")
+    merge_init: str = arg("shared", "merging: 'shared' initial weights for every copy, or 'own'")
+    # analyses
+    probe_per_class: int = arg(100, "test images per class in the activation maps and capacity")
+    pca_components: int = arg(10, "PCA components of the activation maps")
+    # derived by resolve
+    sleep: src.Sleep = field(default=None, init=False, repr=False, metadata=dict(derived=True))
+    origin: dict = field(default=None, init=False, repr=False, metadata=dict(derived=True))
+
+
+DEFAULTS = Config()
+FIELDS = {f.name: f for f in dataclasses.fields(Config) if not f.metadata.get("derived")}
+SCIENCE = [k for k, f in FIELDS.items() if not f.metadata["runtime"]]   # what names the run folder
+LISTS = dict(methods=str, seeds=int, hidden=int, beta=float, plasticity=float, alpha=float)   # options of several values
+# src.Sleep's fields and the config fields they come from
+SLEEP_FIELDS = dict(rate="rate", inc="inc", dec="dec", beta="beta", alpha_scale="alpha_scale", alpha="alpha",
+                    alpha_softmax="alpha_softmax", steps="sleep_steps", steps_increment="sleep_steps_increment",
+                    dt="dt", decay="decay", mask_size="mask_size", input="sleep_input", data="sleep_data",
+                    samples="sleep_samples", mask_fraction="sleep_mask_fraction", plasticity="plasticity",
+                    factor="plasticity_factor", bias="sleep_bias")
+option = lambda name: "--" + name.replace("_", "-")
+
+# --protocol: the training every field of which differs from the original's; its sleep is its preset.
+# 'replica': the earlier Python replica (agbld/sleep-replay-consolidation-python) at commit 4d1755d.
+PROTOCOLS = {
+    "original": {},
+    "replica": dict(hidden=(4000, 4000), init="torch", output="linear-ce", inverted_dropout=True, lr=0.01,
+                    keep_momentum=False, merge_init="own"),
+}
+
+# --preset: {name: (protocol it belongs to, {dataset: fields})}. The seven constants the authors found by
+# genetic search (MNIST/ and FashionMNIST/run_class_task_summary.m); the replica's sleep; the iCaRL
+# script's constants by memory size (MNIST/run_icarl_mnist.m: 50; 100, 200 or 500; any other, here by
+# range), with scale factors on softmax probabilities. More presets (tune.py writes them) in presets/.
+ORIGINAL = {
+    "mnist": dict(rate=239.515363, inc=0.032064, dec=0.003344, beta=(14.548273, 44.560317, 38.046326),
+                  alpha_scale=55.882454),
+    "fashion-mnist": dict(rate=181.047258, inc=0.041001, dec=0.003344, beta=(40.446884, 27.596929, 33.109393),
+                          alpha_scale=31.592987),
+}
+REPLICA_SLEEP = dict(plasticity_factor="logistic", inc=0.001, dec=0.0001, sleep_steps=400, sleep_steps_increment=133,
+                     sleep_input="replica", alpha=(14.983829, 253.17746, 7.770772))
+ICARL = dict(
+    small=dict(rate=95.654279, inc=0.058705, dec=0.009112, beta=(27.477005, 21.155469, 22.567029), alpha_scale=19.001764),
+    medium=dict(rate=114.365720, inc=0.042289, dec=0.005498, beta=(38.451454, 22.198208, 6.893450), alpha_scale=4.253433),
+    large=dict(rate=27.393650, inc=0.019093, dec=0.060217, beta=(9.625520, 34.737610, 31.296881), alpha_scale=2.023822),
+)
+ICARL_SIZES = [(50, "icarl-small"), (500, "icarl-medium"), (float("inf"), "icarl-large")]   # largest memory of each
+PRESETS = {
+    "original": ("original", ORIGINAL),
+    "replica": ("replica", {d: dict(c, **REPLICA_SLEEP) for d, c in ORIGINAL.items()}),
+    **{f"icarl-{size}": ("original", {"mnist": dict(c, alpha_softmax=True)}) for size, c in ICARL.items()},
+}
+
+
+def read_presets(folder):
+    """presets/NAME.json: {dataset: {"constants": {field: value}, ...}}, made on --protocol original
+    unless an entry says "protocol"."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+        try:
+            with open(path) as f:
+                entries = json.load(f)
+            protocols = {e.get("protocol", "original") for e in entries.values()}
+            found[os.path.basename(path)[:-5]] = (protocols.pop(), {d: e["constants"] for d, e in entries.items()})
+            assert not protocols
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, AssertionError) as err:
+            fail(f"{path} is not a preset file ({type(err).__name__}: {err}); restore it with git checkout")
+    return found
+
+
+PRESETS.update(read_presets(os.path.join(ROOT, "presets")))
+
+# --quick: a smoke test's sizes
+QUICK = dict(train_limit=3000, test_limit=1000, n_per_task=500, epochs=1, sleep_steps=1000,
+             sleep_steps_increment=500, probe_per_class=20)
+
+SLEEPING = [m for m, spec in METHODS.items() if spec.sleep]
+ICARL_METHODS = [m for m, spec in METHODS.items() if spec.exemplars]
+# fields that act only with a method, a setting or another field: (field, applies?, what it needs)
+APPLIES = [(k, lambda c: any(m in ICARL_METHODS for m in c.methods), "an iCaRL method (--methods icarl or icarl-src)")
+           for k in ("memory", "exemplars", "distillation")] + [
+    (k, lambda c: c.sleep_input == "replica", "--sleep-input replica") for k in ("sleep_samples", "sleep_mask_fraction")] + [
+    ("merge_init", lambda c: "merging" in c.methods, "--methods merging"),
+    ("ewc_lambda", lambda c: "ewc" in c.methods, "--methods ewc"),
+    ("si_c", lambda c: "si" in c.methods, "--methods si"),
+    ("si_xi", lambda c: "si" in c.methods, "--methods si"),
+    ("alpha_scale", lambda c: not c.alpha, "data-based scale factors (no --alpha)"),
+    ("sleep_bias", lambda c: c.bias, "--bias"),
+    ("test_limit", lambda c: not c.validation, "the test set (it is not read with --validation)"),
+    ("png_dir", lambda c: c.figures, "figures (not --no-figures)"),
+] + [(k, lambda c: any(m in SLEEPING for m in c.methods), "a method that sleeps (" + ", ".join(SLEEPING) + ")")
+     for k in SLEEP_FIELDS.values()]
+
+
+# ---------------------------------------------------------------- the command line
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block), exit code 2."""
+
+    def error(self, message):
+        fail(f"{message} (see --help)", self.prog)
+
+
+def parse_args(argv, prog="mnist_exp.py", parser=None):
+    """The Config fields an option gives (and a --config FILE's), from argv. Inside a notebook kernel,
+    unknown arguments (the kernel's own) are ignored. parser: one with a study script's own options,
+    which come back too."""
+    p = parser or Parser(prog=prog, description=__doc__, allow_abbrev=False,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="start from this config.json (for example a run folder's), then apply the options")
+    for name, f in FIELDS.items():
+        shown = "from the preset" if f.default is None else " ".join(map(str, f.default)) if isinstance(f.default, tuple) \
+            else f.default
+        kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {shown or 'none'})")
+        if isinstance(f.default, bool):
+            kw["action"] = argparse.BooleanOptionalAction
+        elif name in LISTS:
+            kw.update(nargs="*" if name == "alpha" else "+", type=str)
+        else:
+            kw["type"] = f.metadata["kind"] or type(f.default)
+        p.add_argument(option(name), **kw)
+    args, unknown = p.parse_known_args(argv)
+    if unknown and not INTERACTIVE:
+        p.error(f"unrecognized arguments: {' '.join(unknown)}")
+    given = vars(args)
+    path = given.pop("config", None)
+    base = read_config(path) if path else {}
+    for name, kind in LISTS.items():
+        if name in given:   # "a,b" as well as "a b"
+            try:
+                given[name] = tuple(kind(s) for v in given[name] for s in v.split(",") if s)
+            except ValueError:
+                fail(f"{option(name)} takes {'whole numbers' if kind is int else 'numbers'}; got {' '.join(given[name])}", prog)
+    return {**base, **given}
+
+
+def read_config(path, what="--config", text=False):
+    """The Config fields of a config.json (a run folder's, or one written by hand; text: its contents)."""
+    try:
+        if text:
+            fields = json.loads(path)
+        else:
+            with open(path) as f:
+                fields = json.load(f)
+        if not isinstance(fields, dict):
+            raise ValueError(f"a JSON {type(fields).__name__}, not an object of fields")
+    except (OSError, ValueError) as err:
+        fail(f"{what} {path}: cannot read it as a config.json ({err}); fix or delete it")
+    unknown = sorted(set(fields) - set(FIELDS) - {"versions"})
+    if unknown:
+        fail(f"{what} {path}: unknown fields {', '.join(unknown)}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items() if k in FIELDS}
+
+
+# ---------------------------------------------------------------- the one precedence
+def yours(cfg):
+    """The fields a Config sets to something other than their default."""
+    norm = lambda v: tuple(v) if isinstance(v, list) else v
+    return {k: norm(getattr(cfg, k)) for k in FIELDS if norm(getattr(cfg, k)) != getattr(DEFAULTS, k)}
+
+
+def resolve(cfg=DEFAULTS, argv=(), prog="mnist_exp.py"):
+    """The config that runs: DEFAULTS < protocol < preset < quick < yours (cfg's own settings, then argv's
+    options), checked; with cfg.sleep (src.Sleep) and cfg.origin (where each field not at its default
+    came from)."""
+    PROG[0] = prog
+    mine = {**yours(cfg), **parse_args(list(argv), prog)}
+    bad = lambda name, v, choices: fail(f"{option(name)} must be one of {', '.join(choices)}; got {v!r}", prog)
+    protocol, dataset = mine.get("protocol", "original"), mine.get("dataset", "mnist")
+    if protocol not in PROTOCOLS:
+        bad("protocol", protocol, PROTOCOLS)
+    if dataset not in data.DATASETS:
+        bad("dataset", dataset, data.DATASETS)
+    preset = mine.get("preset") or default_preset(protocol, mine.get("methods", DEFAULTS.methods), mine.get("memory", 0))
+    if preset not in PRESETS:
+        bad("preset", preset, PRESETS)
+    belongs, constants = PRESETS[preset]
+    if belongs != protocol:
+        fail(f"--preset {preset} belongs to --protocol {belongs}, not {protocol}: a mix of two protocols; "
+             f"set the constants one by one instead", prog)
+    if dataset not in constants:
+        fail(f"--preset {preset} has no constants for {dataset} (it has: {', '.join(constants)})", prog)
+    unknown = sorted(set(constants[dataset]) - set(FIELDS))
+    if unknown:
+        fail(f"--preset {preset} sets unknown fields: {', '.join(unknown)}", prog)
+    layers = [("protocol", PROTOCOLS[protocol]), ("preset", dict(constants[dataset], preset=preset)),
+              ("quick", QUICK if mine.get("quick") else {}), ("yours", mine)]
+    values, origin = {}, {}
+    for layer, settings in layers:
+        for k, v in settings.items():
+            values[k], origin[k] = tuple(v) if isinstance(v, list) else v, layer
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        fail(f"unknown settings: {', '.join(unknown)} (python mnist_exp.py --help lists them)", prog)
+    problems = [typed(k, v) for k, v in values.items() if typed(k, v)]
+    if problems:
+        fail("; ".join(problems), prog)
+    out = Config(**values)
+    out.origin = {k: origin[k] for k in values if values[k] != getattr(DEFAULTS, k)}
+    check(out, mine, prog)
+    return out
+
+
+def typed(name, value):
+    """'' when the value has its field's type (a number where a number goes, ...), else what is wrong."""
+    f = FIELDS[name]
+    kind = LISTS.get(name) or f.metadata["kind"] or type(f.default)
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or isinstance(v, int))
+    if name in LISTS or name == "beta":
+        ok = value is None and f.default is None or isinstance(value, tuple) and all(
+            isinstance(v, str) if kind is str else number(v) for v in value)
+        words = f"a list of {'names' if kind is str else 'whole numbers' if kind is int else 'numbers'}"
+    elif kind is bool:
+        ok, words = isinstance(value, bool), "true or false"
+    elif kind in (int, float):
+        ok = number(value) or (value is None and f.default is None)
+        words = "a whole number" if kind is int else "a number"
+    else:
+        ok, words = isinstance(value, str) or (value is None and f.default is None), "a string"
+    return "" if ok else f"{option(name)} must be {words}; got {value!r}"
+
+
+def default_preset(protocol, methods, memory):
+    """The protocol's own preset; iCaRL + sleep: the iCaRL script's for the memory size."""
+    if any(METHODS[m].sleep_constants == "icarl" for m in methods if m in METHODS):
+        return next(name for largest, name in ICARL_SIZES if memory <= largest)
+    return "replica" if protocol == "replica" else "original"
+
+
+def check(cfg, mine, prog):
+    """Every check of a resolved config; fails with all problems on one line."""
+    spec = data.DATASETS[cfg.dataset]
+    n_layers = len(cfg.hidden) + 1 if isinstance(cfg.hidden, tuple) else 0
+    problems = [f"--methods: unknown method {m!r} (choose from {', '.join(METHODS)})" for m in cfg.methods if m not in METHODS]
+    if not cfg.methods:
+        problems.append(f"--methods needs at least one method ({', '.join(METHODS)})")
+    whole = lambda v, low: isinstance(v, int) and not isinstance(v, bool) and v >= low
+    ints = dict(workers=1, batch_size=1, epochs=1, n_per_task=1, train_limit=0, test_limit=0, validation=0, memory=0,
+                probe_per_class=1, pca_components=1, classes_per_task=1)
+    problems += [f"{option(k)} must be a whole number >= {low}; got {getattr(cfg, k)}" for k, low in ints.items()
+                 if not whole(getattr(cfg, k), low)]
+    if not cfg.seeds or not all(whole(s, 0) and s < 2 ** 32 for s in cfg.seeds):
+        problems.append(f"--seeds must be whole numbers from 0 to {2 ** 32 - 1}; got {' '.join(map(str, cfg.seeds))}")
+    if not cfg.hidden or not all(whole(h, 1) for h in cfg.hidden):
+        problems.append(f"--hidden needs one or more widths, each a whole number >= 1; got {' '.join(map(str, cfg.hidden))}")
+    elif len(cfg.beta) != n_layers:
+        problems.append(f"--beta needs one value per layer ({n_layers}); got {len(cfg.beta)}")
+    if whole(cfg.classes_per_task, 1) and spec["classes"] % cfg.classes_per_task:
+        problems.append(f"--classes-per-task must divide the {spec['classes']} classes of {cfg.dataset}; got {cfg.classes_per_task}")
+    if not (isinstance(cfg.mask_size, int) and cfg.mask_size <= spec["side"]):
+        problems.append(f"--mask-size must be a whole number from 1 to the image side, {spec['side']}; got {cfg.mask_size}")
+    problems += [f"{option(k)} must be > 0; got {getattr(cfg, k)}" for k in ("lr", "init_scale", "si_xi")
+                 if not getattr(cfg, k) > 0]
+    problems += [f"{option(k)} must be >= 0; got {getattr(cfg, k)}" for k in ("momentum", "ewc_lambda", "si_c")
+                 if not getattr(cfg, k) >= 0]
+    if not 0 <= cfg.dropout < 1:
+        problems.append(f"--dropout must be in [0, 1); got {cfg.dropout}")
+    if not 0 <= cfg.replay <= 1:
+        problems.append(f"--replay must be a fraction in [0, 1] (0.05: 5 % of the earlier tasks' images); got {cfg.replay}")
+    choices = dict(dtype=("float32", "float64"), engine=("auto", "numba", "torch"), init=("uniform", "torch"),
+                   output=("relu-mse", "linear-ce"), merge_init=("shared", "own"), exemplars=("herding", "random"))
+    problems += [f"{option(k)} must be one of {', '.join(v)}; got {getattr(cfg, k)!r}"
+                 for k, v in choices.items() if getattr(cfg, k) not in v]
+    try:   # the sleep's constants: src.Sleep says what each may be
+        cfg.sleep = src.Sleep(**{s: getattr(cfg, c) for s, c in SLEEP_FIELDS.items() if s != "alpha"},
+                              alpha=cfg.alpha or None)
+    except (ValueError, TypeError) as err:
+        name, _, rest = str(err).partition(" ")
+        problems.append(f"{option(SLEEP_FIELDS.get(name, name))} {rest}")
+    icarl = [m for m in cfg.methods if m in ICARL_METHODS]
+    if icarl and not (whole(cfg.memory, 10) and cfg.memory <= 20000):
+        problems.append(f"--methods {icarl[0]} needs --memory, a whole number of exemplars from 10 to 20000; got {cfg.memory}")
+    if icarl and cfg.output != "linear-ce":
+        problems.append(f"--methods {icarl[0]} needs --output linear-ce (iCaRL, as the authors run it, trains a softmax output)")
+    sleepers = {m: METHODS[m].sleep_constants for m in cfg.methods if m in SLEEPING}
+    if len(set(sleepers.values())) > 1:
+        problems.append(f"--methods {', '.join(sleepers)} sleep with different presets (the protocol's and the iCaRL "
+                        "script's): run them as separate commands")
+    for name, applies, needs in APPLIES:
+        if name in mine and mine[name] != getattr(DEFAULTS, name) and not applies(cfg):
+            problems.append(f"{option(name)} applies only with {needs}")
+    device = cfg.device.split(":")[0]
+    if device not in ("auto", "cpu", "cuda"):
+        problems.append(f"--device must be cpu, cuda, cuda:N or auto; got {cfg.device!r}")
+    elif device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            problems.append("--device cuda: this machine has no CUDA device that torch can use; use cpu or auto")
+        elif cfg.engine == "numba":
+            problems.append("--engine numba runs on the CPU; with --device cuda use --engine torch or auto")
+    if problems:
+        fail("; ".join(dict.fromkeys(problems)), prog)
+    cfg.methods, cfg.seeds = tuple(dict.fromkeys(cfg.methods)), tuple(dict.fromkeys(cfg.seeds))
+
+
+def check_data(cfg, ctx):
+    """The checks that need the data's counts (ctx from methods.prepare)."""
+    problems = []
+    for k, classes in enumerate(ctx.tasks, start=1):
+        have = int(sum((ctx.train_y == c).sum().item() for c in classes))
+        if have < cfg.n_per_task:
+            problems.append(f"--n-per-task {cfg.n_per_task}: task {k} has only {have} training images here "
+                            "(after --train-limit and --validation); use at most that")
+            break
+    shown = ctx.eval_y[:len(ctx.eval_chunks[0])]
+    for c in range(ctx.n_classes):
+        if (shown == c).sum().item() < cfg.probe_per_class:
+            problems.append(f"--probe-per-class {cfg.probe_per_class}: class {c} has only {(shown == c).sum().item()} "
+                            f"evaluation images (raise --test-limit or lower --probe-per-class)")
+            break
+    if problems:
+        fail("; ".join(problems))
+
+
+# ---------------------------------------------------------------- the run folder's name and record
+def science(cfg):
+    """The fields that say what is computed (everything but how to run)."""
+    return {k: getattr(cfg, k) for k in SCIENCE}
+
+
+def run_name(cfg):
+    """dataset, protocol, preset, and a hash of every field that differs from its default."""
+    changed = {k: v for k, v in science(cfg).items() if v != getattr(DEFAULTS, k)}
+    digest = hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{cfg.dataset}-{cfg.protocol}-{cfg.preset}{'-quick' if cfg.quick else ''}-{digest}"
+
+
+def describe(cfg):
+    """One line: the protocol, the preset and your settings (the rest of the config is in config.json)."""
+    mine = [f"{k}={getattr(cfg, k)}" for k in SCIENCE if cfg.origin.get(k) == "yours"]
+    return f"protocol {cfg.protocol}, preset {cfg.preset}" + (f"; yours: {', '.join(mine)}" if mine else "")

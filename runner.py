@@ -1,0 +1,276 @@
+"""Run folders and the processes that fill them.
+
+A run folder (runs/<name>/, named by config.run_name) holds config.json, one job file per (method, seed)
+(jobs/METHOD-seedS.json and .npz), run.log, and the tables and figures rebuilt from the job files. Every
+process started with the same command claims the jobs it computes: a job is computed by the process that
+holds the lock on jobs/METHOD-seedS.lock (released by the system when that process ends, however it ends),
+and never when its job file exists. So a run can be split across processes, or across machines that share
+the folder (a cluster's array job), by starting the same command on each; --workers N starts N here.
+
+    python runner.py RUN_DIR --methods src --seeds 0 1    # a worker: claims and runs jobs of a run folder
+
+Every file is written to a temporary name and renamed: a failed write leaves no partial file.
+"""
+import fcntl
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import torch
+
+import codepath
+import config
+import data
+from methods import prepare, run_method
+
+
+# ---------------------------------------------------------------- files
+def write_atomic(path, write, what="--out"):
+    """write(tmp) writes the file under a temporary name in the same folder, then it is renamed to path.
+    A failure removes the temporary file and ends with one line naming the file."""
+    folder, base = os.path.split(path)
+    stem, ext = os.path.splitext(base)
+    tmp = os.path.join(folder, f".{stem}.{os.getpid()}.tmp{ext}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        config.fail(f"cannot write {path} ({err.strerror or err}): free some space or choose another {what}")
+
+
+def write_text(path, text, what="--out"):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    write_atomic(path, write, what)
+
+
+def writable(folder, what):
+    """Make the folder (if need be) and check that files can be written in it; else one line, exit 2."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".write-test-{os.getpid()}")
+        open(probe, "w").close()
+        os.remove(probe)
+    except OSError as err:
+        config.fail(f"{what} {folder}: cannot write there ({err.strerror or err}); choose another folder")
+
+
+def log(run_dir, message, echo=True):
+    """A line in the run folder's run.log (always) and on stdout (when echo)."""
+    try:
+        with open(os.path.join(run_dir, "run.log"), "a") as f:
+            f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + message + "\n")
+    except OSError as err:
+        config.fail(f"cannot write {os.path.join(run_dir, 'run.log')} ({err.strerror}); free some space")
+    if echo:
+        print(message, flush=True)
+
+
+def versions(device):
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=config.ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=config.ROOT,
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit, dirty = "", ""
+    import numba
+    return dict(python=platform.python_version(), torch=torch.__version__, numpy=np.__version__, numba=numba.__version__,
+                commit=commit + ("-dirty" if dirty else ""), threads=torch.get_num_threads(), **codepath.describe(),
+                device=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine())
+
+
+# ---------------------------------------------------------------- jobs
+def job_path(run_dir, method, seed):
+    return os.path.join(run_dir, "jobs", f"{method}-seed{seed}")
+
+
+def job_done(run_dir, method, seed):
+    """Whether the job's files are there and whole; a damaged one is removed, with a one-line notice."""
+    path = job_path(run_dir, method, seed)
+    if not os.path.exists(path + ".json"):
+        return False
+    try:
+        with open(path + ".json") as f:
+            rec = json.load(f)
+        assert isinstance(rec, dict) and rec.get("rows")
+        with np.load(path + ".npz") as z:
+            z["labels"]
+        return True
+    except Exception as err:   # a truncated or empty file: JSONDecodeError, BadZipFile, KeyError, EOFError, ...
+        print(f"{path}.json or .npz is damaged ({type(err).__name__}); computing it again", flush=True)
+        for ext in (".json", ".npz"):
+            if os.path.exists(path + ext):
+                os.remove(path + ext)
+        return False
+
+
+def claim(run_dir, method, seed, wait=False):
+    """The lock of a job (an open file), or None when another process holds it. wait: until it is free."""
+    path = job_path(run_dir, method, seed) + ".lock"
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        return fd
+    except BlockingIOError:
+        os.close(fd)
+        return None
+
+
+def save_job(run_dir, rec, maps, labels):
+    """The .npz, then the .json: a present .json is a finished job."""
+    path = job_path(run_dir, rec["method"], rec["seed"])
+    arrays = {f"{stage}/layer_{l + 1}": m.astype(np.float16) for stage, ms in maps.items() for l, m in enumerate(ms)}
+    write_atomic(path + ".npz", lambda tmp: np.savez_compressed(tmp, labels=labels, **arrays))
+    write_text(path + ".json", json.dumps(rec, indent=1))
+
+
+def work(jobs, cfg, run_dir):
+    """Run the jobs this process can claim, then wait for those others hold and run any whose holder
+    stopped without finishing it. Methods of one seed share the stages they have in common. --force:
+    each job is computed again once, by whichever process claims it first."""
+    ctx, shared = None, {}
+    for wait in (False, True):
+        later = []
+        for method, seed in jobs:
+            if (wait or not cfg.force) and job_done(run_dir, method, seed):
+                continue
+            lock = claim(run_dir, method, seed, wait)
+            if lock is None:
+                later.append((method, seed))
+                continue
+            try:
+                if (cfg.force and not wait) or not job_done(run_dir, method, seed):
+                    if ctx is None:
+                        try:
+                            ctx = prepare(cfg)
+                        except data.DataError as err:
+                            config.fail(str(err))
+                        config.check_data(cfg, ctx)
+                    t = time.perf_counter()
+                    rec, maps = run_method(method, seed, cfg, ctx, shared.setdefault(seed, {}), progress=not cfg.quiet)
+                    rec["time"]["total"] = time.perf_counter() - t
+                    rec["versions"] = versions(ctx.device)
+                    save_job(run_dir, rec, maps, ctx.eval_y[:len(ctx.eval_chunks[0])].cpu().numpy())
+                    log(run_dir, f"{method:>10} seed {seed}: final {rec['rows'][-1]['all']:.2f} %  "
+                        + "  ".join(f"{k} {v:.1f}s" for k, v in rec["time"].items()), echo=not cfg.quiet)
+            finally:
+                os.close(lock)
+        jobs = later
+
+
+def _die_with_parent():
+    """In a worker, before it starts (Linux): be sent SIGTERM when the parent dies, however it dies."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def spawn(jobs, cfg, run_dir):
+    """--workers N: N processes here, each claiming jobs of the run folder, sharing the cores."""
+    threads = str(max(1, codepath.CORES // cfg.workers))
+    env = dict(os.environ, OMP_NUM_THREADS=threads, NUMBA_NUM_THREADS=threads)
+    cmd = [sys.executable, os.path.join(config.ROOT, "runner.py"), run_dir,
+           "--methods", ",".join(dict.fromkeys(m for m, _ in jobs)), "--seeds", *map(str, dict.fromkeys(s for _, s in jobs)),
+           "--device", cfg.device, "--engine", cfg.engine, "--data-dir", cfg.data_dir, "--quiet"] + ["--force"] * cfg.force
+    procs = [subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+             for _ in range(cfg.workers)]
+    try:
+        for p in procs:
+            p.wait()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+    if any(p.returncode for p in procs):
+        config.fail(f"a worker failed (exit code {max(p.returncode for p in procs)}); see its message above and "
+                    f"{os.path.join(run_dir, 'run.log')}")
+
+
+def open_folder(cfg):
+    """The run folder of a config, made and checked, with its config.json (written once: it names the folder)."""
+    writable(cfg.out, "--out")
+    if cfg.figures and cfg.png_dir:
+        writable(cfg.png_dir, "--png-dir")
+    try:   # fetched and checked once, before any job starts
+        data.ensure_files(cfg.dataset, cfg.data_dir)
+    except data.DataError as err:
+        config.fail(str(err))
+    except OSError as err:
+        config.fail(f"--data-dir {cfg.data_dir}: {err.strerror or err}; point it at a folder you can write")
+    run_dir = os.path.join(cfg.out, config.run_name(cfg))
+    writable(os.path.join(run_dir, "jobs"), "--out")
+    path = os.path.join(run_dir, "config.json")
+    record = json.dumps(dict(config.science(cfg), versions=versions(torch.device("cpu"))), indent=1)
+    if not os.path.exists(path):
+        write_text(path, record)
+    elif config.read_config(path, "run folder's config") != config.read_config(record, text=True):
+        config.fail(f"{path} does not match its folder's name: delete the folder or choose another --out")
+    return run_dir
+
+
+def run(cfg):
+    """Every (method, seed) job of the config that the run folder does not hold yet; returns the run folder."""
+    run_dir = open_folder(cfg)
+    jobs = [(m, s) for s in cfg.seeds for m in cfg.methods]
+    todo = [j for j in jobs if cfg.force or not job_done(run_dir, *j)]
+    log(run_dir, f"run folder {run_dir}: {len(todo)} of {len(jobs)} jobs to run ({config.describe(cfg)})")
+    handle = threading.current_thread() is threading.main_thread() and not config.INTERACTIVE
+    previous = signal.signal(signal.SIGTERM, _stop) if handle else None
+    t = time.perf_counter()
+    try:
+        if todo:
+            (work if cfg.workers == 1 else spawn)(todo, cfg, run_dir)
+    except KeyboardInterrupt:
+        if config.INTERACTIVE:
+            raise
+        log(run_dir, "stopped; the finished jobs are kept: run the same command again to resume")
+        raise SystemExit(130)
+    finally:
+        if handle:
+            signal.signal(signal.SIGTERM, previous)
+    if todo:
+        log(run_dir, f"{len(todo)} jobs in {time.perf_counter() - t:.1f} s")
+    return run_dir
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def finished(argv):
+    """{method: (mean, std, n, diverged)} of the final accuracy in the run folder these options name (empty
+    if none has finished): what the sweep scripts read."""
+    import csv
+    cfg = config.resolve(config.DEFAULTS, argv)
+    path = os.path.join(cfg.out, config.run_name(cfg), "summary.csv")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return {r["method"]: (float(r["all_mean"]), float(r["all_std"]), int(r["n"]), int(r.get("diverged") or 0))
+                for r in csv.DictReader(f)}
+
+
+# ---------------------------------------------------------------- a worker
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+        config.fail("usage: python runner.py RUN_DIR [options of mnist_exp.py that say how to run]", "runner.py")
+    run_dir = sys.argv[1].rstrip("/")
+    cfg = config.resolve(config.DEFAULTS, ["--config", os.path.join(run_dir, "config.json"), *sys.argv[2:]], "runner.py")
+    if config.run_name(cfg) != os.path.basename(run_dir):
+        config.fail(f"{run_dir}/config.json does not match the folder's name: delete the folder", "runner.py")
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        work([(m, s) for s in cfg.seeds for m in cfg.methods], cfg, run_dir)
+    except KeyboardInterrupt:
+        raise SystemExit(130)

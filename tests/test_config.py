@@ -1,0 +1,122 @@
+"""The configuration: one precedence, every option acts or is refused, the run folder's name, bad files."""
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+
+import config
+from config import DEFAULTS, ConfigError, resolve
+
+
+@pytest.fixture(autouse=True)
+def in_a_notebook(monkeypatch):
+    """Errors as exceptions (as in a notebook) instead of exit code 2, so that their messages can be read."""
+    monkeypatch.setattr(config, "INTERACTIVE", True)
+
+
+def error(*argv, cfg=DEFAULTS):
+    with pytest.raises(ConfigError) as info:
+        resolve(cfg, list(argv))
+    return str(info.value)
+
+
+def test_one_precedence_defaults_protocol_preset_quick_yours(monkeypatch):
+    monkeypatch.setitem(config.PRESETS, "variant", ("original", {"mnist": dict(config.ORIGINAL["mnist"], epochs=3,
+                                                                              sleep_steps=7000, inc=0.5)}))
+    cfg = resolve(DEFAULTS, ["--preset", "variant"])
+    assert (cfg.epochs, cfg.sleep_steps, cfg.sleep.inc, cfg.rate) == (3, 7000, 0.5, 239.515363)
+    assert cfg.origin["epochs"] == "preset" and cfg.origin["preset"] == "yours"
+    # quick's sizes beat the preset's; what you set beats both
+    assert resolve(DEFAULTS, ["--preset", "variant", "--quick"]).sleep_steps == 1000
+    cfg = resolve(DEFAULTS, ["--preset", "variant", "--quick", "--sleep-steps", "20", "--inc", "0.1", "--epochs", "5"])
+    assert (cfg.sleep_steps, cfg.sleep.steps, cfg.inc, cfg.sleep.inc, cfg.epochs) == (20, 20, 0.1, 0.1, 5)
+    # a Config cell's edit counts as yours, and the command line wins over it
+    cell = dataclasses.replace(DEFAULTS, inc=0.07, epochs=4, preset="variant")
+    cfg = resolve(cell, [])
+    assert (cfg.sleep.inc, cfg.epochs, cfg.sleep_steps) == (0.07, 4, 7000)
+    assert resolve(cell, ["--inc", "0.09"]).sleep.inc == 0.09
+    # the protocol's training is below the preset and yours
+    cfg = resolve(DEFAULTS, ["--protocol", "replica", "--lr", "0.2", "--hidden", "30", "20"])
+    assert (cfg.lr, cfg.hidden, cfg.init, cfg.preset) == (0.2, (30, 20), "torch", "replica")
+
+
+def test_the_replica_protocol_and_its_preset():
+    cfg = resolve(DEFAULTS, ["--protocol", "replica"])
+    assert (cfg.hidden, cfg.init, cfg.output, cfg.lr, cfg.inverted_dropout, cfg.keep_momentum, cfg.merge_init) == \
+        ((4000, 4000), "torch", "linear-ce", 0.01, True, False, "own")
+    s = cfg.sleep
+    assert (s.factor, s.inc, s.dec, s.steps, s.steps_increment, s.input) == ("logistic", 0.001, 0.0001, 400, 133, "replica")
+    assert s.alpha == (14.983829, 253.17746, 7.770772) and s.rate == 239.515363
+    back = resolve(DEFAULTS, ["--protocol", "replica", "--hidden", "1200", "1200", "--keep-momentum", "--alpha"])
+    assert back.hidden == (1200, 1200) and back.keep_momentum and back.sleep.alpha is None and back.init == "torch"
+    assert "-replica-" in config.run_name(cfg) and "replica" not in config.run_name(resolve())
+    assert "--preset beyond belongs to --protocol original, not replica" in error("--protocol", "replica", "--preset", "beyond")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "sequential,src", "--memory", "100"], "--memory applies only with an iCaRL method"),
+    (["--methods", "src", "--distillation"], "--distillation applies only with an iCaRL method"),
+    (["--exemplars", "random"], "--exemplars applies only with an iCaRL method"),
+    (["--sleep-samples", "3"], "--sleep-samples applies only with --sleep-input replica"),
+    (["--methods", "src", "--merge-init", "own"], "--merge-init applies only with --methods merging"),
+    (["--ewc-lambda", "5"], "--ewc-lambda applies only with --methods ewc"),
+    (["--si-c", "1"], "--si-c applies only with --methods si"),
+    (["--alpha", "1", "2", "3", "--alpha-scale", "4"], "--alpha-scale applies only with data-based scale factors"),
+    (["--methods", "sequential,parallel", "--inc", "0.1"], "--inc applies only with a method that sleeps"),
+    (["--sleep-bias", "unit"], "--sleep-bias applies only with --bias"),
+    (["--validation", "100", "--test-limit", "50"], "--test-limit applies only with the test set"),
+    (["--no-figures", "--png-dir", "x"], "--png-dir applies only with figures"),
+    (["--methods", "src,icarl-src", "--memory", "100", "--output", "linear-ce"], "sleep with different presets"),
+    (["--methods", ","], "--methods needs at least one method"),
+    (["--methods", "srcc"], "unknown method 'srcc'"),
+    (["--inc", "-1"], "--inc must be >= 0; got -1.0"),
+    (["--beta", "1", "2"], "--beta needs one value per layer (3); got 2"),
+    (["--plasticity", "1", "1"], "--plasticity needs one value per layer"),
+    (["--sleep-input", "noise"], "--sleep-input must be one of mean, class-means, replica"),
+    (["--sleep-steps", "0"], "--sleep-steps must be a whole number >= 1"),
+    (["--epochs", "0"], "--epochs must be a whole number >= 1"),
+    (["--seeds", "x"], "--seeds takes whole numbers"),
+    (["--preset", "nope"], "--preset must be one of original"),
+])
+def test_an_option_that_cannot_act_is_refused_in_one_line(argv, message):
+    got = error(*argv)
+    assert message in got and "\n" not in got
+
+
+def test_settings_at_their_default_do_not_count_or_rename():
+    name = config.run_name(resolve())
+    assert name == config.run_name(resolve(DEFAULTS, ["--sleep-data", "seen", "--validation", "0", "--memory", "0"]))
+    assert name != config.run_name(resolve(DEFAULTS, ["--sleep-data", "current"]))
+    assert name != config.run_name(resolve(DEFAULTS, ["--validation", "100"]))
+    # how to run does not name the folder; a new field at its default never would
+    assert name == config.run_name(resolve(DEFAULTS, ["--workers", "2", "--quiet", "--seeds", "3", "--out", "x"]))
+    assert name.startswith("mnist-original-original-")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2]", "a JSON list, not an object"), ('{"hidden": 5}', "--hidden must be a list of whole numbers; got 5"),
+    ('{"beta": "abc"}', "--beta must be a list of numbers"), ('{"epochs": 2.5}', "--epochs must be a whole number"),
+    ('{"widht": 3}', "unknown fields widht"), ("{", "cannot read it as a config.json"),
+])
+def test_a_damaged_config_file_is_one_line(tmp_path, content, message):
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    assert message in error("--config", str(path))
+
+
+def test_a_run_folders_config_resolves_to_the_same_folder(tmp_path):
+    cfg = resolve(DEFAULTS, ["--preset", "beyond", "--quick", "--epochs", "3"])
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.science(cfg)))
+    again = resolve(DEFAULTS, ["--config", str(path)])
+    assert config.run_name(again) == config.run_name(cfg) and again.sleep == cfg.sleep
+
+
+def test_command_line_errors_are_one_line_with_exit_code_2():
+    for argv in (["--methods", "src", "--distillation"], ["--junk"], ["--epochs", "x"]):
+        proc = subprocess.run([sys.executable, "mnist_exp.py", *argv], capture_output=True, text=True,
+                              cwd=config.ROOT, timeout=120)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert proc.stderr.startswith("mnist_exp.py: error: ") and not proc.stdout
