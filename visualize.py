@@ -253,12 +253,11 @@ def plot_capacity(table, cols, path):
 
 
 def heat(ax, m, labels, title, limits=None):
-    """A heat map of one layer's map with its colour bar, class boundaries as white lines and the classes
-    on the y axis; limits shared by maps compared side by side; a difference (limits None) in a diverging
-    colour map centred on 0."""
-    if limits is None:
-        lim = np.abs(m).max() or 1.0
-        image = ax.imshow(m, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-lim, vmax=lim)
+    """A heat map of one layer's map, class boundaries as white lines and the classes on the y axis; limits
+    (low, high) shared by the maps of one colour bar; a difference (limits a number) in a diverging colour map
+    centred on 0. Returns the image, for the colour bar."""
+    if np.isscalar(limits):
+        image = ax.imshow(m, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-limits, vmax=limits)
     else:
         image = ax.imshow(m, aspect="auto", interpolation="nearest", cmap="viridis", vmin=limits[0], vmax=limits[1])
     bounds = np.flatnonzero(np.diff(labels)) + 0.5
@@ -270,7 +269,7 @@ def heat(ax, m, labels, title, limits=None):
     ax.set_yticks(centres, [str(int(c)) for c in labels[np.round(centres + 0.5).astype(int).clip(0, len(labels) - 1)]])
     ax.set_xlabel("component", fontsize=5, labelpad=1)
     ax.set_ylabel("class", fontsize=5, labelpad=1)
-    ax.figure.colorbar(image, ax=ax, fraction=0.08, pad=0.02).ax.tick_params(labelsize=5, length=2)
+    return image
 
 
 def plot_activations(npz_path, method, path):
@@ -293,20 +292,31 @@ def plot_activations(npz_path, method, path):
         rows, kinds = [(s, None) for s in maps], [""]
     fig, axes = plt.subplots(len(rows), len(layers) * len(kinds), figsize=(2.1 * len(layers) * len(kinds), 2.0 * len(rows)),
                              squeeze=False)
-    for r, (before, after) in enumerate(rows):
-        for l, layer in enumerate(layers):
-            panels = [maps[before][layer]] if after is None else \
-                [maps[before][layer], maps[after][layer], maps[after][layer] - maps[before][layer]]
-            shown = panels[:2]   # before and after share one colour scale
-            limits = (min(p.min() for p in shown), max(p.max() for p in shown))
-            for k, (m, kind) in enumerate(zip(panels, kinds)):
-                name = before.replace("train_", "task ") if after else before.replace("_", " ")
-                heat(axes[r][l * len(kinds) + k], m, labels, f"{name}, {layer.replace('_', ' ')}\n{kind}".strip(),
-                     None if kind == "after - before" else limits)
+    panels = {(r, l): [maps[before][layer]] if after is None else
+              [maps[before][layer], maps[after][layer], maps[after][layer] - maps[before][layer]]
+              for r, (before, after) in enumerate(rows) for l, layer in enumerate(layers)}
+    # one colour bar per column: a layer's maps share one scale (before and after alike), its differences another
+    shown = lambda l, k: [p[k] for (_, pl), p in panels.items() if pl == l]
+    scale = {(l, k): (np.abs(shown(l, k)).max() or 1.0) if kind == "after - before" else
+             (min(p.min() for j in range(min(2, len(kinds))) for p in shown(l, j)),
+              max(p.max() for j in range(min(2, len(kinds))) for p in shown(l, j)))
+             for l in range(len(layers)) for k, kind in enumerate(kinds)}
+    images = {}
+    for (r, l), ms in panels.items():
+        before, after = rows[r]
+        for k, (m, kind) in enumerate(zip(ms, kinds)):
+            name = before.replace("train_", "task ") if after else before.replace("_", " ")
+            images[l * len(kinds) + k] = heat(axes[r][l * len(kinds) + k], m, labels,
+                                              f"{name}, {layers[l].replace('_', ' ')}\n{kind}".strip(), scale[l, k])
     n_components = next(iter(maps.values()))[layers[0]].shape[1]
     fig.suptitle(f"{method}: activations of {len(labels)} test images ordered by class (rows), "
                  f"{n_components} PCA components (columns; the output layer raw)", fontsize=9)
-    fig.subplots_adjust(left=0.03, right=0.99, bottom=0.04, top=1 - 0.75 / fig.get_figheight(), wspace=0.45, hspace=0.75)
+    fig.subplots_adjust(left=0.03, right=0.99, bottom=0.04 + 0.5 / fig.get_figheight(), top=1 - 0.75 / fig.get_figheight(),
+                        wspace=0.35, hspace=0.75)
+    for c, image in images.items():
+        bar = fig.colorbar(image, ax=list(axes[:, c]), location="bottom", fraction=0.25 / len(rows), pad=0.35 / len(rows) + 0.02,
+                           aspect=15)
+        bar.ax.tick_params(labelsize=5, length=2)
     save(fig, path, 100)
 
 

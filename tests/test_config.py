@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import config
 from config import DEFAULTS, ConfigError, resolve
@@ -79,6 +80,31 @@ def test_the_replica_protocol_and_its_preset():
     (["--epochs", "0"], "--epochs must be a whole number >= 1"),
     (["--seeds", "x"], "--seeds takes whole numbers"),
     (["--preset", "nope"], "--preset must be one of original"),
+    (["--seeds", "-1"], "--seeds must be whole numbers from 0 to 4294967295; got -1"),
+    (["--seeds", "abc"], "--seeds takes whole numbers; got abc"),
+    (["--seeds", "99999999999999999999"], "--seeds must be whole numbers from 0"),
+    (["--hidden", "0"], "--hidden needs one or more widths, each a whole number >= 1; got 0"),
+    (["--hidden", "0", "0"], "--hidden needs one or more widths"),
+    (["--dataset", "cifar"], "--dataset must be one of mnist, fashion-mnist; got 'cifar'"),
+    (["--classes-per-task", "0"], "--classes-per-task must be a whole number >= 1; got 0"),
+    (["--classes-per-task", "3"], "--classes-per-task must divide"),
+    (["--mask-size", "100"], "--mask-size must be a whole number from 1 to the image side, 28; got 100"),
+    (["--workers", "0"], "--workers must be a whole number >= 1; got 0"),
+    (["--workers", "-1"], "--workers must be a whole number >= 1; got -1"),
+    (["--lr", "-1"], "--lr must be > 0"),
+    (["--inc", "-1"], "--inc must be >= 0; got -1"),
+    (["--decay", "2"], "--decay must be in [0, 1]"),
+    (["--methods", "src,ewc9"], "--methods: unknown method 'ewc9'"),
+    (["--plasticity", "1,0"], "--plasticity needs one value per layer, as beta (3); got 2"),
+    (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
+    (["--sleep-input", "noise"], "--sleep-input must be one of mean, class-means"),
+    (["--engine", "gpu"], "--engine must be one of auto, numba, torch"),
+    (["--device", "tpu"], "--device must be cpu, cuda, cuda:N or auto"),
+    (["--config", "/no/such/config.json"], "--config /no/such/config.json: cannot read it"),
+    (["--methods", "icarl"], "--methods icarl needs --memory, a whole number of exemplars from 10 to 20000; got 0"),
+    (["--methods", "icarl-src", "--memory", "100"], "--methods icarl-src needs --output linear-ce"),
+    (["--exemplars", "greedy"], "--exemplars must be one of herding, random; got 'greedy'"),
+    (["--bias", "--sleep-bias", "scaled"], "--sleep-bias must be one of ignore, current, unit; got 'scaled'"),
 ])
 def test_an_option_that_cannot_act_is_refused_in_one_line(argv, message):
     got = error(*argv)
@@ -120,3 +146,22 @@ def test_command_line_errors_are_one_line_with_exit_code_2():
                               cwd=config.ROOT, timeout=120)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert proc.stderr.startswith("mnist_exp.py: error: ") and not proc.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    assert "--device cuda: this machine has no CUDA device" in error("--device", "cuda")
+
+
+def test_duplicates_are_merged_and_help_shows_real_defaults(capsys):
+    cfg = config.resolve(config.DEFAULTS, ["--seeds", "7", "7", "3", "--methods", "src,src,sequential"])
+    assert cfg.seeds == (7, 3) and cfg.methods == ("src", "sequential")
+    with pytest.raises(SystemExit):
+        config.resolve(config.DEFAULTS, ["--help"])
+    out = capsys.readouterr().out
+    assert "(default: None)" not in out and "(default: )" not in out and "(default: from the preset)" in out
+
+
+def test_quick_in_the_config_applies_the_quick_sizes_it_does_not_override():
+    cfg = config.resolve(config.Config(quick=True, epochs=3))
+    assert (cfg.n_per_task, cfg.sleep_steps, cfg.epochs) == (500, 1000, 3)

@@ -182,66 +182,6 @@ def test_summary_reports_the_sample_std_and_the_stated_metrics(tmp_path):
     assert "| src | 3 | **" + f"{np.mean(overall):.1f} ± {np.std(overall, ddof=1):.1f}**" in open(tmp_path / "summary.md").read()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--seeds", "-1"], "--seeds must be whole numbers from 0 to 4294967295; got -1"),
-    (["--seeds", "abc"], "--seeds takes whole numbers; got abc"),
-    (["--seeds", "99999999999999999999"], "--seeds must be whole numbers from 0"),
-    (["--hidden", "0"], "--hidden needs one or more widths, each a whole number >= 1; got 0"),
-    (["--hidden", "0", "0"], "--hidden needs one or more widths"),
-    (["--dataset", "cifar"], "--dataset must be one of mnist, fashion-mnist; got 'cifar'"),
-    (["--classes-per-task", "0"], "--classes-per-task must be a whole number >= 1; got 0"),
-    (["--classes-per-task", "3"], "--classes-per-task must divide"),
-    (["--mask-size", "100"], "--mask-size must be a whole number from 1 to the image side, 28; got 100"),
-    (["--workers", "0"], "--workers must be a whole number >= 1; got 0"),
-    (["--workers", "-1"], "--workers must be a whole number >= 1; got -1"),
-    (["--lr", "-1"], "--lr must be > 0"),
-    (["--inc", "-1"], "--inc must be >= 0; got -1"),
-    (["--decay", "2"], "--decay must be in [0, 1]"),
-    (["--methods", "src,ewc9"], "--methods: unknown method 'ewc9'"),
-    (["--beta", "1", "2"], "--beta needs one value per layer (3); got 2"),
-    (["--plasticity", "1,0"], "--plasticity needs one value per layer, as beta (3); got 2"),
-    (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
-    (["--sleep-input", "noise"], "--sleep-input must be one of mean, class-means"),
-    (["--engine", "gpu"], "--engine must be one of auto, numba, torch"),
-    (["--device", "tpu"], "--device must be cpu, cuda, cuda:N or auto"),
-    (["--preset", "nope"], "--preset must be one of original"),
-    (["--config", "/no/such/config.json"], "--config /no/such/config.json: cannot read it"),
-    (["--sleep-bias", "unit"], "--sleep-bias applies only with --bias"),
-    (["--methods", "icarl"], "--methods icarl needs --memory, a whole number of exemplars from 10 to 20000; got 0"),
-    (["--methods", "icarl-src", "--memory", "100"], "--methods icarl-src needs --output linear-ce"),
-    (["--methods", "src,icarl-src", "--memory", "100", "--output", "linear-ce"], "sleep with different presets"),
-    (["--exemplars", "greedy"], "--exemplars must be one of herding, random; got 'greedy'"),
-    (["--bias", "--sleep-bias", "scaled"], "--sleep-bias must be one of ignore, current, unit; got 'scaled'"),
-])
-def test_bad_configuration_is_a_one_line_error(args, message, capsys):
-    with pytest.raises(SystemExit) as stop:
-        config.resolve(config.DEFAULTS, args)
-    err = capsys.readouterr().err
-    assert stop.value.code == 2 and message in err, err
-    assert err.count("\n") == 1 and err.startswith("mnist_exp.py: error: ")
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
-def test_cuda_without_a_gpu_is_a_clear_error(capsys):
-    with pytest.raises(SystemExit):
-        config.resolve(config.DEFAULTS, ["--device", "cuda"])
-    assert "--device cuda: this machine has no CUDA device" in capsys.readouterr().err
-
-
-def test_duplicates_are_merged_and_help_shows_real_defaults(capsys):
-    cfg = config.resolve(config.DEFAULTS, ["--seeds", "7", "7", "3", "--methods", "src,src,sequential"])
-    assert cfg.seeds == (7, 3) and cfg.methods == ("src", "sequential")
-    with pytest.raises(SystemExit):
-        config.resolve(config.DEFAULTS, ["--help"])
-    out = capsys.readouterr().out
-    assert "(default: None)" not in out and "(default: )" not in out and "(default: from the preset)" in out
-
-
-def test_quick_in_the_config_applies_the_quick_sizes_it_does_not_override():
-    cfg = config.resolve(config.Config(quick=True, epochs=3))
-    assert (cfg.n_per_task, cfg.sleep_steps, cfg.epochs) == (500, 1000, 3)
-
-
 @pytest.mark.parametrize("name, given, message", [
     ("train-images-idx3-ubyte", "MNIST/raw", "is inside the dataset's folder; give the folder that holds MNIST/raw/"),
     ("t10k-labels-idx1-ubyte", "", "t10k-labels-idx1-ubyte in"),
