@@ -315,10 +315,20 @@ def resolve(cfg=DEFAULTS, argv=(), prog="mnist_exp.py"):
     problems = [typed(k, v) for k, v in values.items() if typed(k, v)]
     if problems:
         fail("; ".join(problems), prog)
+    values = {k: as_float(k, v) for k, v in values.items()}   # 1 and 1.0 are one setting (and one folder name)
     out = Config(**values)
     out.origin = {k: origin[k] for k in values if values[k] != getattr(DEFAULTS, k)}
-    check(out, mine, prog)
+    lower = {k: v for _, settings in layers[:-1] for k, v in settings.items()}   # what yours would replace
+    check(out, {k: v for k, v in mine.items() if as_float(k, v) != as_float(k, lower.get(k, getattr(DEFAULTS, k)))}, prog)
     return out
+
+
+def as_float(name, value):
+    """A number of a float field as a float (a list of them too)."""
+    f = FIELDS[name]
+    if (LISTS.get(name) or f.metadata["kind"] or type(f.default)) is not float or value is None:
+        return value
+    return tuple(float(v) for v in value) if isinstance(value, (tuple, list)) else float(value)
 
 
 def typed(name, value):
@@ -341,8 +351,8 @@ def typed(name, value):
 
 
 def default_preset(protocol, methods, memory):
-    """The protocol's own preset; iCaRL + sleep: the iCaRL script's for the memory size."""
-    if any(METHODS[m].sleep_constants == "icarl" for m in methods if m in METHODS):
+    """The protocol's own preset; iCaRL + sleep on the original protocol: the iCaRL script's for the memory size."""
+    if protocol == "original" and any(METHODS[m].sleep_constants == "icarl" for m in methods if m in METHODS):
         return next(name for largest, name in ICARL_SIZES if memory <= largest)
     return "replica" if protocol == "replica" else "original"
 
@@ -363,7 +373,7 @@ def check(cfg, mine, prog):
         problems.append(f"--seeds must be whole numbers from 0 to {2 ** 32 - 1}; got {' '.join(map(str, cfg.seeds))}")
     if not cfg.hidden or not all(whole(h, 1) for h in cfg.hidden):
         problems.append(f"--hidden needs one or more widths, each a whole number >= 1; got {' '.join(map(str, cfg.hidden))}")
-    elif len(cfg.beta) != n_layers:
+    elif any(m in SLEEPING for m in cfg.methods) and len(cfg.beta) != n_layers:
         problems.append(f"--beta needs one value per layer ({n_layers}); got {len(cfg.beta)}")
     if whole(cfg.classes_per_task, 1) and spec["classes"] % cfg.classes_per_task:
         problems.append(f"--classes-per-task must divide the {spec['classes']} classes of {cfg.dataset}; got {cfg.classes_per_task}")
@@ -381,9 +391,10 @@ def check(cfg, mine, prog):
                    output=("relu-mse", "linear-ce"), merge_init=("shared", "own"), exemplars=("herding", "random"))
     problems += [f"{option(k)} must be one of {', '.join(v)}; got {getattr(cfg, k)!r}"
                  for k, v in choices.items() if getattr(cfg, k) not in v]
-    try:   # the sleep's constants: src.Sleep says what each may be
-        cfg.sleep = src.Sleep(**{s: getattr(cfg, c) for s, c in SLEEP_FIELDS.items() if s != "alpha"},
-                              alpha=cfg.alpha or None)
+    try:   # the sleep's constants, for the methods that sleep: src.Sleep says what each may be
+        if any(m in SLEEPING for m in cfg.methods):
+            cfg.sleep = src.Sleep(**{s: getattr(cfg, c) for s, c in SLEEP_FIELDS.items() if s != "alpha"},
+                                  alpha=cfg.alpha or None)
     except (ValueError, TypeError) as err:
         name, _, rest = str(err).partition(" ")
         problems.append(f"{option(SLEEP_FIELDS.get(name, name))} {rest}")
@@ -396,8 +407,8 @@ def check(cfg, mine, prog):
     if len(set(sleepers.values())) > 1:
         problems.append(f"--methods {', '.join(sleepers)} sleep with different presets (the protocol's and the iCaRL "
                         "script's): run them as separate commands")
-    for name, applies, needs in APPLIES:
-        if name in mine and mine[name] != getattr(DEFAULTS, name) and not applies(cfg):
+    for name, applies, needs in APPLIES:   # mine: what you set to something other than the layers below give
+        if name in mine and not applies(cfg):
             problems.append(f"{option(name)} applies only with {needs}")
     device = cfg.device.split(":")[0]
     if device not in ("auto", "cpu", "cuda"):

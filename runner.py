@@ -11,6 +11,8 @@ the folder (a cluster's array job), by starting the same command on each; --work
 
 Every file is written to a temporary name and renamed: a failed write leaves no partial file.
 """
+import codepath  # noqa: F401  (first: the pinned code paths and threads, before numpy and torch load)
+import contextlib
 import fcntl
 import json
 import os
@@ -24,7 +26,6 @@ import time
 import numpy as np
 import torch
 
-import codepath
 import config
 import data
 from methods import prepare, run_method
@@ -40,9 +41,11 @@ def write_atomic(path, write, what="--out"):
     try:
         write(tmp)
         os.replace(tmp, path)
-    except OSError as err:
+    except BaseException as err:   # a full disk, or a stop (Ctrl-C, SIGTERM) in the middle of the write
         if os.path.exists(tmp):
             os.remove(tmp)
+        if not isinstance(err, OSError):
+            raise
         config.fail(f"cannot write {path} ({err.strerror or err}): free some space or choose another {what}")
 
 
@@ -93,8 +96,9 @@ def job_path(run_dir, method, seed):
     return os.path.join(run_dir, "jobs", f"{method}-seed{seed}")
 
 
-def job_done(run_dir, method, seed):
-    """Whether the job's files are there and whole; a damaged one is removed, with a one-line notice."""
+def job_done(run_dir, method, seed, notice=True):
+    """Whether the job's files are there and whole (a damaged one, with a one-line notice, is not: computing
+    it again replaces its files)."""
     path = job_path(run_dir, method, seed)
     if not os.path.exists(path + ".json"):
         return False
@@ -106,10 +110,8 @@ def job_done(run_dir, method, seed):
             z["labels"]
         return True
     except Exception as err:   # a truncated or empty file: JSONDecodeError, BadZipFile, KeyError, EOFError, ...
-        print(f"{path}.json or .npz is damaged ({type(err).__name__}); computing it again", flush=True)
-        for ext in (".json", ".npz"):
-            if os.path.exists(path + ext):
-                os.remove(path + ext)
+        if notice:
+            print(f"{path}.json or .npz is damaged ({type(err).__name__}); computing it again", flush=True)
         return False
 
 
@@ -135,20 +137,19 @@ def save_job(run_dir, rec, maps, labels):
 
 def work(jobs, cfg, run_dir):
     """Run the jobs this process can claim, then wait for those others hold and run any whose holder
-    stopped without finishing it. Methods of one seed share the stages they have in common. --force:
-    each job is computed again once, by whichever process claims it first."""
+    stopped without finishing it. Methods of one seed share the stages they have in common."""
     ctx, shared = None, {}
     for wait in (False, True):
         later = []
         for method, seed in jobs:
-            if (wait or not cfg.force) and job_done(run_dir, method, seed):
+            if job_done(run_dir, method, seed, notice=False):
                 continue
             lock = claim(run_dir, method, seed, wait)
             if lock is None:
                 later.append((method, seed))
                 continue
             try:
-                if (cfg.force and not wait) or not job_done(run_dir, method, seed):
+                if not job_done(run_dir, method, seed, notice=False):   # not finished by another meanwhile
                     if ctx is None:
                         try:
                             ctx = prepare(cfg)
@@ -182,7 +183,7 @@ def spawn(jobs, cfg, run_dir):
     env = dict(os.environ, OMP_NUM_THREADS=threads, NUMBA_NUM_THREADS=threads)
     cmd = [sys.executable, os.path.join(config.ROOT, "runner.py"), run_dir,
            "--methods", ",".join(dict.fromkeys(m for m, _ in jobs)), "--seeds", *map(str, dict.fromkeys(s for _, s in jobs)),
-           "--device", cfg.device, "--engine", cfg.engine, "--data-dir", cfg.data_dir, "--quiet"] + ["--force"] * cfg.force
+           "--device", cfg.device, "--engine", cfg.engine, "--data-dir", cfg.data_dir, "--quiet"]
     procs = [subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
              for _ in range(cfg.workers)]
     try:
@@ -224,6 +225,14 @@ def run(cfg):
     run_dir = open_folder(cfg)
     jobs = [(m, s) for s in cfg.seeds for m in cfg.methods]
     todo = [j for j in jobs if cfg.force or not job_done(run_dir, *j)]
+    if cfg.force:   # computed again: their files go first, each under its claim (a job another process is
+        for job in todo:   # computing is left to it)
+            lock = claim(run_dir, *job)
+            if lock is not None:
+                for ext in (".json", ".npz"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(job_path(run_dir, *job) + ext)
+                os.close(lock)
     log(run_dir, f"run folder {run_dir}: {len(todo)} of {len(jobs)} jobs to run ({config.describe(cfg)})")
     handle = threading.current_thread() is threading.main_thread() and not config.INTERACTIVE
     previous = signal.signal(signal.SIGTERM, _stop) if handle else None

@@ -27,7 +27,7 @@ what it found. Protocol options (--dataset, --quick, --epochs, ...) are those of
 seeds must differ from the report seeds 0-4.
 
 Thresholds and alpha_scale are redundant: the membrane potential is linear in alpha and reset to 0, so
-scaling alpha_scale and every beta by one factor leaves every spike unchanged (with dc = 0). The search
+scaling alpha_scale and every beta by one factor leaves every spike unchanged. The search
 keeps alpha_scale and moves the three betas, over 6 effective constants instead of 7.
 """
 import argparse
@@ -90,9 +90,15 @@ if not args.decades > 0:
     problems.append(f"--decades must be > 0; got {args.decades}")
 if set(args.tune_seeds) & set(range(5)) or min(args.tune_seeds) < 0:
     problems.append(f"--tune-seeds must be whole numbers apart from the report seeds 0-4; got {args.tune_seeds}")
-if args.save_preset and (cfg.quick or args.save_preset == "original" or not args.save_preset.replace("-", "").isalnum()):
-    problems.append("--save-preset takes a name of letters, digits and '-' other than 'original', and no --quick run "
-                    f"saves one; got {args.save_preset!r}" + (" with --quick" if cfg.quick else ""))
+BUILT_IN = ("original", "replica", *(f"icarl-{size}" for size in config.ICARL))
+if args.save_preset and (cfg.quick or args.save_preset in BUILT_IN or not args.save_preset.replace("-", "").isalnum()):
+    problems.append(f"--save-preset takes a name of letters, digits and '-' other than {', '.join(BUILT_IN)}, and no "
+                    f"--quick run saves one; got {args.save_preset!r}" + (" with --quick" if cfg.quick else ""))
+elif args.save_preset and os.path.exists(os.path.join(args.preset_dir, f"{args.save_preset}.json")):
+    held = config.read_presets(args.preset_dir).get(args.save_preset, (cfg.protocol, {}))[0]
+    if held != cfg.protocol:   # one preset file belongs to one protocol
+        problems.append(f"--save-preset {args.save_preset}: that preset belongs to --protocol {held}; a study of "
+                        f"--protocol {cfg.protocol} needs another name")
 if cfg.validation < 1:
     problems.append(f"--validation must be >= 1: a study scores on held-out training images, never on the test set; "
                     f"got {cfg.validation}")

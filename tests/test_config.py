@@ -165,3 +165,27 @@ def test_duplicates_are_merged_and_help_shows_real_defaults(capsys):
 def test_quick_in_the_config_applies_the_quick_sizes_it_does_not_override():
     cfg = config.resolve(config.Config(quick=True, epochs=3))
     assert (cfg.n_per_task, cfg.sleep_steps, cfg.epochs) == (500, 1000, 3)
+
+
+@pytest.mark.parametrize("argv", [["--protocol", "replica", "--methods", "sequential,src"], ["--quick", "--validation", "30"],
+                                  ["--methods", "sequential"], ["--preset", "beyond"], ["--alpha", "1", "2", "3"]])
+def test_resolving_again_changes_nothing(argv, tmp_path):
+    # a resolved config (the explore cell's replace + resolve, a worker's --config of the run folder's config.json)
+    # holds every field the protocol, preset or quick set: none of them counts as yours a second time
+    cfg = resolve(DEFAULTS, argv)
+    again = resolve(cfg)
+    assert config.science(again) == config.science(cfg) and again.sleep == cfg.sleep
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.science(cfg)))
+    assert config.run_name(resolve(DEFAULTS, ["--config", str(path)])) == config.run_name(cfg)
+
+
+def test_a_number_names_one_folder_however_it_is_written():
+    assert config.run_name(resolve(config.Config(lr=1))) == config.run_name(resolve(DEFAULTS, ["--lr", "1"]))
+    assert resolve(config.Config(beta=(1, 2, 3))).sleep.beta == (1.0, 2.0, 3.0)
+
+
+def test_a_run_without_sleep_needs_no_sleep_constants():
+    cfg = resolve(DEFAULTS, ["--hidden", "100", "--methods", "sequential,parallel"])
+    assert cfg.hidden == (100,) and cfg.sleep is None
+    assert resolve(DEFAULTS, ["--protocol", "replica", "--methods", "icarl-src", "--memory", "100"]).preset == "replica"

@@ -38,9 +38,19 @@ def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
     assert path.read_text() == "whole\n" and os.listdir(tmp_path) == ["summary.csv"]
 
 
-def test_a_damaged_job_is_noticed_and_removed(tmp_path, capsys):
+def test_a_damaged_job_is_noticed_and_not_taken_for_done(tmp_path, capsys):
     os.makedirs(tmp_path / "jobs")
     (tmp_path / "jobs" / "src-seed0.json").write_text("")
     assert not runner.job_done(str(tmp_path), "src", 0)
-    assert "src-seed0.json or .npz is damaged" in capsys.readouterr().out
-    assert not (tmp_path / "jobs" / "src-seed0.json").exists()
+    assert "src-seed0.json or .npz is damaged (JSONDecodeError)" in capsys.readouterr().out
+    assert not runner.job_done(str(tmp_path), "src", 0, notice=False) and capsys.readouterr().out == ""
+
+
+def test_a_stopped_write_leaves_no_partial_file(tmp_path):
+    def stopped(tmp):
+        with open(tmp, "w") as f:
+            f.write("half")
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        runner.write_atomic(str(tmp_path / "x.json"), stopped)
+    assert os.listdir(tmp_path) == []
