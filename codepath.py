@@ -16,7 +16,8 @@ A value the environment already sets is kept.
 Threads: as many as the cores this process may use (its affinity, which a cluster's scheduler sets), and
 OpenMP threads that spin only briefly before they sleep (GOMP_SPINCOUNT=30000): on a shared machine
 threads spinning the default 300 000 rounds steal each other's cores, and not spinning at all costs ~10 %
-when the machine is idle (docs/speed.md).
+when the machine is idle (docs/speed.md). numpy's OpenBLAS, which serves only the small analyses (PCA,
+capacity; torch's products run in MKL), gets one thread: its idle threads spin and slowed training ~10 %.
 """
 import os
 
@@ -30,7 +31,7 @@ if CODE_PATH not in PATHS:
     raise SystemExit(f"SRC_CODE_PATH must be one of {', '.join(PATHS)}; got {CODE_PATH!r}")
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 for _name, _value in dict(PATHS[CODE_PATH], OMP_NUM_THREADS=str(CORES), GOMP_SPINCOUNT="30000",
-                          NUMBA_NUM_THREADS=str(CORES)).items():
+                          NUMBA_NUM_THREADS=str(CORES), OPENBLAS_NUM_THREADS="1").items():
     os.environ.setdefault(_name, _value)
 
 if not os.access(os.path.dirname(os.path.abspath(__file__)), os.W_OK):   # a read-only checkout: numba's cache elsewhere
@@ -41,4 +42,5 @@ if not os.access(os.path.dirname(os.path.abspath(__file__)), os.W_OK):   # a rea
 def describe():
     """The code path and threads in force, for the records of a run."""
     return dict(code_path=CODE_PATH, **{k: os.environ.get(k, "") for k in
-                                        ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "NUMBA_CPU_NAME", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")})
+                                        ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "NUMBA_CPU_NAME", "OMP_NUM_THREADS", "GOMP_SPINCOUNT",
+                                        "OPENBLAS_NUM_THREADS")})

@@ -308,6 +308,11 @@ def plot_activations(npz_path, method, path):
             name = before.replace("train_", "task ") if after else before.replace("_", " ")
             images[l * len(kinds) + k] = heat(axes[r][l * len(kinds) + k], m, labels,
                                               f"{name}, {layers[l].replace('_', ' ')}\n{kind}".strip(), scale[l, k])
+    for (r, c), ax in np.ndenumerate(axes):   # classes on the first column, components on the last row
+        if c % len(kinds):
+            ax.set_yticklabels([]), ax.set_ylabel("")
+        if r < len(rows) - 1:
+            ax.set_xticklabels([]), ax.set_xlabel("")
     n_components = next(iter(maps.values()))[layers[0]].shape[1]
     fig.suptitle(f"{method}: activations of {len(labels)} test images ordered by class (rows), "
                  f"{n_components} PCA components (columns; the output layer raw)", fontsize=9)
