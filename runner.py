@@ -181,8 +181,9 @@ def spawn(jobs, cfg, run_dir):
     """--workers N: N processes here, each claiming jobs of the run folder, sharing the cores."""
     threads = str(max(1, codepath.CORES // cfg.workers))
     env = dict(os.environ, OMP_NUM_THREADS=threads, NUMBA_NUM_THREADS=threads)
-    cmd = [sys.executable, os.path.join(config.ROOT, "runner.py"), run_dir,
-           "--methods", ",".join(dict.fromkeys(m for m, _ in jobs)), "--seeds", *map(str, dict.fromkeys(s for _, s in jobs)),
+    # the command's methods and seeds, not only those left to do: a worker's config must check as the command's did
+    cmd = [sys.executable, os.path.join(config.ROOT, "runner.py"), run_dir, "--methods", ",".join(cfg.methods),
+           "--seeds", *map(str, cfg.seeds),
            "--device", cfg.device, "--engine", cfg.engine, "--data-dir", cfg.data_dir, "--quiet"]
     procs = [subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
              for _ in range(cfg.workers)]

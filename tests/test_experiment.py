@@ -420,3 +420,11 @@ def test_the_study_scripts_refuse_bad_input_in_one_line(args):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"{args[0]}: error: "), line
+
+
+def test_workers_finish_a_run_whose_sleeping_jobs_are_done(tmp_path):
+    # Only sequential's job is left; the workers must accept the command's own --inc (it acts on src's jobs).
+    common = ["mnist_exp.py", "--quick", "--inc", "0.05", "--seeds", "7", "--out", str(tmp_path), "--no-figures", "--quiet"]
+    run(*common, "--methods", "src")
+    proc = run(*common, "--methods", "sequential,src", "--workers", "2")
+    assert "1 of 2 jobs to run" in proc.stdout and "| sequential | 1 |" in proc.stdout and "| src | 1 |" in proc.stdout
