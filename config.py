@@ -120,6 +120,7 @@ class Config:
     si_c: float = arg(0.01, "SI: strength c of the penalty c sum Omega (W - W*)^2")
     si_xi: float = arg(0.1, "SI: damping xi in Omega += path / (change^2 + xi)")
     merge_init: str = arg("shared", "merging: 'shared' initial weights for every copy, or 'own'")
+    slda_shrinkage: float = arg(0.1, "SLDA: the shared covariance shrunk towards I, (1 - s) S + s I")
     # analyses
     probe_per_class: int = arg(100, "test images per class in the activation maps and capacity")
     pca_components: int = arg(10, "PCA components of the activation maps")
@@ -202,6 +203,7 @@ APPLIES = [(k, lambda c: any(m in ICARL_METHODS for m in c.methods), "an iCaRL m
            for k in ("memory", "exemplars", "distillation")] + [
     (k, lambda c: c.sleep_input == "replica", "--sleep-input replica") for k in ("sleep_samples", "sleep_mask_fraction")] + [
     ("merge_init", lambda c: "merging" in c.methods, "--methods merging"),
+    ("slda_shrinkage", lambda c: "slda" in c.methods, "--methods slda"),
     ("ewc_lambda", lambda c: "ewc" in c.methods, "--methods ewc"),
     ("si_c", lambda c: "si" in c.methods, "--methods si"),
     ("si_xi", lambda c: "si" in c.methods, "--methods si"),
@@ -383,6 +385,8 @@ def check(cfg, mine, prog):
                  if not getattr(cfg, k) > 0]
     problems += [f"{option(k)} must be >= 0; got {getattr(cfg, k)}" for k in ("momentum", "ewc_lambda", "si_c")
                  if not getattr(cfg, k) >= 0]
+    if not 0 <= cfg.slda_shrinkage <= 1:
+        problems.append(f"--slda-shrinkage must be in [0, 1]; got {cfg.slda_shrinkage}")
     if not 0 <= cfg.dropout < 1:
         problems.append(f"--dropout must be in [0, 1); got {cfg.dropout}")
     if not 0 <= cfg.replay <= 1:

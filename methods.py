@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 import analysis
+import baselines
 import data
 import icarl
 import models
@@ -29,6 +30,7 @@ class Method:
     penalty: str = ""          # "ewc" or "si": a quadratic pull towards the weights after the previous tasks
     exemplars: bool = False    # iCaRL: a memory of training images joins each task and classifies by nearest mean
     sleep_constants: str = ""  # "icarl": its default preset is the iCaRL script's for the memory (config.default_preset)
+    statistics: str = ""       # "ncm" or "slda": no network; class statistics of each task's images (baselines.py)
     shared: tuple = ("init",)  # stages that are the same for every method declaring them: computed once per seed
     keeps: str = ""            # what the method reads and keeps between tasks, besides the weights
 
@@ -49,6 +51,9 @@ METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper b
     "icarl-src": Method(exemplars=True, sleep=True, sleep_constants="icarl", shared=("init", "train_1"),
                         keeps="--memory training images (the exemplars); each sleep reads every training image of "
                               "the tasks seen so far"),
+    "ncm": Method(statistics="ncm", shared=(), keeps="a mean image and a count per class seen (no network)"),
+    "slda": Method(statistics="slda", shared=(), keeps="a mean image and a count per class seen and one shared "
+                                                      "pixel covariance (no network)"),
     "parallel": Method(joint=True, keeps="trains once on every task's images together"),
 }
 
@@ -244,6 +249,8 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
     spec = METHODS[method]
     rec = dict(method=method, seed=seed, rows=[], stable_rank=[], capacity=[], sleep=[], synthetic=[], nme=[],
                time=dict(train=0.0, sleep=0.0, eval=0.0))
+    if spec.statistics:
+        return run_statistics(spec, rec, seed, cfg, ctx), {}
     if spec.sleep:
         rec["sleep_reads"], rec["sleep_keeps_bytes"] = sleep_keeps(cfg, ctx)
         rec["sleep_constants"] = dataclasses.asdict(cfg.sleep)
@@ -334,3 +341,24 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
     for group in groups:
         maps.update(analysis.pca_maps({s: acts[s] for s in group}, cfg.pca_components))
     return rec, maps
+
+
+def run_statistics(spec, rec, seed, cfg, ctx):
+    """A baseline without a network (NCM, SLDA): after each task, fold its training images into the class
+    statistics and score the classifier they make; the same record as run_method's, without the analyses."""
+    stats = baselines.ClassStatistics(ctx.train_x.shape[1], ctx.n_classes, covariance=spec.statistics == "slda")
+    x_eval = torch.cat(ctx.eval_chunks)
+    for k in range(1, len(ctx.tasks) + 1):
+        t = time.perf_counter()
+        idx = training_set(k, seed, cfg, ctx)
+        stats.add(ctx.train_x[idx], ctx.train_y[idx])
+        rec["time"]["train"] += time.perf_counter() - t
+        t = time.perf_counter()
+        pred = baselines.ncm_predict(stats, x_eval) if spec.statistics == "ncm" else \
+            baselines.slda_predict(stats, x_eval, cfg.slda_shrinkage)
+        per_task, overall = models.accuracy(pred, ctx.eval_y.cpu(), ctx.tasks)
+        rec["time"]["eval"] += time.perf_counter() - t
+        rec["rows"].append(dict(stage=f"train_{k}", **{f"task_{j + 1}": a for j, a in enumerate(per_task)}, all=overall))
+    rec["rows"].append(dict(rec["rows"][-1], stage="final"))
+    rec["kept_bytes"] = stats.kept_bytes()
+    return rec

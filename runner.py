@@ -216,7 +216,8 @@ def open_folder(cfg):
     record = json.dumps(dict(config.science(cfg), versions=versions(torch.device("cpu"))), indent=1)
     if not os.path.exists(path):
         write_text(path, record)
-    elif config.read_config(path, "run folder's config") != config.read_config(record, text=True):
+    elif {**config.science(config.DEFAULTS), **config.read_config(path, "run folder's config")} != config.science(cfg):
+        # (a field added since the folder was made is at its default there, as in the folder's name)
         config.fail(f"{path} does not match its folder's name: delete the folder or choose another --out")
     return run_dir
 

@@ -73,9 +73,11 @@ def tables(run_dir):
     scored = sorted(recs + nme, key=lambda r: (order.index(r["method"]), r["seed"]))
     # results.csv: the method's stages, then SRC's synthetic diagnostic (not a stage: no metric reads it)
     write_long_csv(os.path.join(run_dir, "results.csv"), scored, lambda r: r["rows"] + r.get("synthetic", []), 2)
-    write_long_csv(os.path.join(run_dir, "stable_rank.csv"), recs, lambda r: r["stable_rank"], 4)
-    if all(r.get("capacity") for r in recs):   # job files written before capacity was measured have none
-        write_long_csv(os.path.join(run_dir, "capacity.csv"), recs, capacity_rows, 4)
+    nets = [r for r in recs if r["stable_rank"]]   # the methods with a network (not NCM, SLDA)
+    if nets:
+        write_long_csv(os.path.join(run_dir, "stable_rank.csv"), nets, lambda r: r["stable_rank"], 4)
+    if nets and all(r.get("capacity") for r in nets):
+        write_long_csv(os.path.join(run_dir, "capacity.csv"), nets, capacity_rows, 4)
     cols = [k for k in recs[0]["rows"][0] if k.startswith("task_")]
     keys = cols + ["all", "acc", "bwt", "forgetting", "seconds"]
     summary = []
@@ -110,6 +112,10 @@ def tables(run_dir):
             r = next(r for r in recs if r["method"] == method)
             f.write(f"\n{method}: each sleep reads {r['sleep_reads']}; between tasks it keeps "
                     f"{r['sleep_keeps_bytes']:,} bytes besides the weights.\n")
+        for method in dict.fromkeys(r["method"] for r in recs if "kept_bytes" in r):
+            r = next(r for r in recs if r["method"] == method)
+            f.write(f"\n{method}: no network; it reads each task's training images once and keeps class statistics, "
+                    f"{r['kept_bytes']:,} bytes between tasks.\n")
         for method in dict.fromkeys(r["method"] for r in recs if "exemplars" in r):
             r = next(r for r in recs if r["method"] == method)
             f.write(f"\n{method}: its memory ends with {sum(r['exemplars'].values())} exemplar images "
@@ -282,7 +288,7 @@ def plot_activations(npz_path, method, path):
             stage, layer = key.split("/")
             maps[stage][layer] = z[key].astype(np.float32)
     if not maps:
-        return
+        return False
     layers = sorted(next(iter(maps.values())))
     befores = [s for s in maps if s.startswith("train_")]
     if any(s.startswith("sleep_") for s in maps):
@@ -323,6 +329,7 @@ def plot_activations(npz_path, method, path):
                            aspect=15)
         bar.ax.tick_params(labelsize=5, length=2)
     save(fig, path, 100)
+    return True
 
 
 def figures(run_dir, png_dir):
@@ -334,14 +341,17 @@ def figures(run_dir, png_dir):
         first.setdefault(os.path.basename(path).rsplit("-seed", 1)[0], path)
     os.makedirs(png_dir, exist_ok=True)
     plot_accuracy(*read_table(os.path.join(run_dir, "results.csv")), paths[0])
-    plot_stable_rank(*read_table(os.path.join(run_dir, "stable_rank.csv")), paths[1])
+    if os.path.exists(os.path.join(run_dir, "stable_rank.csv")):
+        plot_stable_rank(*read_table(os.path.join(run_dir, "stable_rank.csv")), paths[1])
+    else:
+        paths.pop()
     capacity = read_table(os.path.join(run_dir, "capacity.csv")) if os.path.exists(os.path.join(run_dir, "capacity.csv")) else ({}, [])
     if any(m in capacity[0] for m in CAPACITY_FIGURE):
         paths.append(os.path.join(png_dir, "capacity.png"))
         plot_capacity(*capacity, paths[-1])
     for method, path in first.items():
-        paths.append(os.path.join(png_dir, f"activations_{method}.png"))
-        plot_activations(path, method, paths[-1])
+        if plot_activations(path, method, os.path.join(png_dir, f"activations_{method}.png")):
+            paths.append(os.path.join(png_dir, f"activations_{method}.png"))
     return paths
 
 
