@@ -121,6 +121,7 @@ class Config:
     si_xi: float = arg(0.1, "SI: damping xi in Omega += path / (change^2 + xi)")
     merge_init: str = arg("shared", "merging: 'shared' initial weights for every copy, or 'own'")
     slda_shrinkage: float = arg(0.1, "SLDA: the shared covariance shrunk towards I, (1 - s) S + s I")
+    analytic_ridge: float = arg(0.001, "analytic head: the ridge r of W = (G + r I)^-1 C (chosen on validation)")
     # analyses
     probe_per_class: int = arg(100, "test images per class in the activation maps and capacity")
     pca_components: int = arg(10, "PCA components of the activation maps")
@@ -204,6 +205,7 @@ APPLIES = [(k, lambda c: any(m in ICARL_METHODS for m in c.methods), "an iCaRL m
     (k, lambda c: c.sleep_input == "replica", "--sleep-input replica") for k in ("sleep_samples", "sleep_mask_fraction")] + [
     ("merge_init", lambda c: "merging" in c.methods, "--methods merging"),
     ("slda_shrinkage", lambda c: "slda" in c.methods, "--methods slda"),
+    ("analytic_ridge", lambda c: "analytic" in c.methods, "--methods analytic"),
     ("ewc_lambda", lambda c: "ewc" in c.methods, "--methods ewc"),
     ("si_c", lambda c: "si" in c.methods, "--methods si"),
     ("si_xi", lambda c: "si" in c.methods, "--methods si"),
@@ -381,7 +383,7 @@ def check(cfg, mine, prog):
         problems.append(f"--classes-per-task must divide the {spec['classes']} classes of {cfg.dataset}; got {cfg.classes_per_task}")
     if not (isinstance(cfg.mask_size, int) and cfg.mask_size <= spec["side"]):
         problems.append(f"--mask-size must be a whole number from 1 to the image side, {spec['side']}; got {cfg.mask_size}")
-    problems += [f"{option(k)} must be > 0; got {getattr(cfg, k)}" for k in ("lr", "init_scale", "si_xi")
+    problems += [f"{option(k)} must be > 0; got {getattr(cfg, k)}" for k in ("lr", "init_scale", "si_xi", "analytic_ridge")
                  if not getattr(cfg, k) > 0]
     problems += [f"{option(k)} must be >= 0; got {getattr(cfg, k)}" for k in ("momentum", "ewc_lambda", "si_c")
                  if not getattr(cfg, k) >= 0]

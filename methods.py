@@ -30,7 +30,8 @@ class Method:
     penalty: str = ""          # "ewc" or "si": a quadratic pull towards the weights after the previous tasks
     exemplars: bool = False    # iCaRL: a memory of training images joins each task and classifies by nearest mean
     sleep_constants: str = ""  # "icarl": its default preset is the iCaRL script's for the memory (config.default_preset)
-    statistics: str = ""       # "ncm" or "slda": no network; class statistics of each task's images (baselines.py)
+    statistics: str = ""       # "ncm", "slda" (no network) or "analytic" (a ridge head on frozen features): statistics
+                               # of each task's images, read once (baselines.py)
     shared: tuple = ("init",)  # stages that are the same for every method declaring them: computed once per seed
     keeps: str = ""            # what the method reads and keeps between tasks, besides the weights
 
@@ -54,6 +55,9 @@ METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper b
     "ncm": Method(statistics="ncm", shared=(), keeps="a mean image and a count per class seen (no network)"),
     "slda": Method(statistics="slda", shared=(), keeps="a mean image and a count per class seen and one shared "
                                                       "pixel covariance (no network)"),
+    "analytic": Method(statistics="analytic", shared=("init", "train_1"),
+                       keeps="the network trained on task 1, frozen, and the features' Gram matrix and cross-correlation "
+                             "with the labels (1200 x 1200 + 1200 x 10 numbers)"),
     "parallel": Method(joint=True, keeps="trains once on every task's images together"),
 }
 
@@ -250,7 +254,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
     rec = dict(method=method, seed=seed, rows=[], stable_rank=[], capacity=[], sleep=[], synthetic=[], nme=[],
                time=dict(train=0.0, sleep=0.0, eval=0.0))
     if spec.statistics:
-        return run_statistics(spec, rec, seed, cfg, ctx), {}
+        return run_statistics(spec, rec, seed, cfg, ctx, shared), {}
     if spec.sleep:
         rec["sleep_reads"], rec["sleep_keeps_bytes"] = sleep_keeps(cfg, ctx)
         rec["sleep_constants"] = dataclasses.asdict(cfg.sleep)
@@ -343,22 +347,40 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
     return rec, maps
 
 
-def run_statistics(spec, rec, seed, cfg, ctx):
-    """A baseline without a network (NCM, SLDA): after each task, fold its training images into the class
+def run_statistics(spec, rec, seed, cfg, ctx, shared):
+    """A baseline that learns statistics instead of weights (NCM, SLDA; the analytic head on the features
+    of the network trained on task 1, then frozen): after each task, fold its training images into the
     statistics and score the classifier they make; the same record as run_method's, without the analyses."""
-    stats = baselines.ClassStatistics(ctx.train_x.shape[1], ctx.n_classes, covariance=spec.statistics == "slda")
     x_eval = torch.cat(ctx.eval_chunks)
+    if spec.statistics == "analytic":   # task 1's network, as sequential training makes it (shared with it)
+        if "train_1" not in shared:
+            init = initial_net(seed, cfg, ctx)
+            trained = train_task(init, 1, seed, cfg, ctx)
+            shared.setdefault("init", (init, evaluate(init, cfg, ctx)))
+            shared["train_1"] = (trained, evaluate(trained, cfg, ctx))
+        net = shared["train_1"][0]
+        # the last hidden layer's evaluation-mode activations
+        features = lambda x: torch.cat([models.forward(net, xb, cfg.dropout)[-2] for xb in x.split(2000)])
+        stats, x_eval = baselines.RidgeHead(ctx.sizes[-2], ctx.n_classes), features(x_eval)
+    else:
+        features = lambda x: x
+        stats = baselines.ClassStatistics(ctx.train_x.shape[1], ctx.n_classes, covariance=spec.statistics == "slda")
     for k in range(1, len(ctx.tasks) + 1):
         t = time.perf_counter()
         idx = training_set(k, seed, cfg, ctx)
-        stats.add(ctx.train_x[idx], ctx.train_y[idx])
+        with torch.no_grad():
+            stats.add(features(ctx.train_x[idx]), ctx.train_y[idx])
         rec["time"]["train"] += time.perf_counter() - t
         t = time.perf_counter()
-        pred = baselines.ncm_predict(stats, x_eval) if spec.statistics == "ncm" else \
-            baselines.slda_predict(stats, x_eval, cfg.slda_shrinkage)
+        predict = dict(ncm=lambda: baselines.ncm_predict(stats, x_eval),
+                       slda=lambda: baselines.slda_predict(stats, x_eval, cfg.slda_shrinkage),
+                       analytic=lambda: baselines.ridge_predict(stats, x_eval, cfg.analytic_ridge))
+        pred = predict[spec.statistics]()
         per_task, overall = models.accuracy(pred, ctx.eval_y.cpu(), ctx.tasks)
         rec["time"]["eval"] += time.perf_counter() - t
         rec["rows"].append(dict(stage=f"train_{k}", **{f"task_{j + 1}": a for j, a in enumerate(per_task)}, all=overall))
     rec["rows"].append(dict(rec["rows"][-1], stage="final"))
     rec["kept_bytes"] = stats.kept_bytes()
+    rec["kept_what"] = "the frozen network of task 1 and its features' statistics (the bytes: the statistics)" \
+        if spec.statistics == "analytic" else "class statistics, no network"
     return rec

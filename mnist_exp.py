@@ -30,7 +30,7 @@ from methods import evaluate, initial_net, prepare, run_method, sleep_task, trai
 # %% Config: edit a value and run the cells. None: from the protocol's preset. Each line is also an option
 # (--sleep-steps 20000); their meaning: python mnist_exp.py --help (config.py).
 cfg = config.Config(
-    methods=("sequential", "src", "merging", "parallel"),   # also ewc, si, icarl, icarl-src, ncm, slda
+    methods=("sequential", "src", "merging", "parallel"),   # also ewc, si, icarl, icarl-src, ncm, slda, analytic
     seeds=(0,),
     dataset="mnist",           # or fashion-mnist
     protocol="original",       # the authors' MATLAB; or replica (the earlier Python replica)
@@ -64,6 +64,7 @@ cfg = config.Config(
     plasticity=(1.0, 1.0, 1.0), plasticity_factor="original", sleep_bias="ignore",
     # the other methods
     ewc_lambda=10.0, si_c=0.01, si_xi=0.1, merge_init="shared", slda_shrinkage=0.1,
+    analytic_ridge=0.001,
     # analyses
     probe_per_class=100, pca_components=10,
     # how to run

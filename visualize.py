@@ -114,7 +114,7 @@ def tables(run_dir):
                     f"{r['sleep_keeps_bytes']:,} bytes besides the weights.\n")
         for method in dict.fromkeys(r["method"] for r in recs if "kept_bytes" in r):
             r = next(r for r in recs if r["method"] == method)
-            f.write(f"\n{method}: no network; it reads each task's training images once and keeps class statistics, "
+            f.write(f"\n{method}: it reads each task's training images once and keeps {r['kept_what']}, "
                     f"{r['kept_bytes']:,} bytes between tasks.\n")
         for method in dict.fromkeys(r["method"] for r in recs if "exemplars" in r):
             r = next(r for r in recs if r["method"] == method)

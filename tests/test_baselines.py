@@ -42,3 +42,22 @@ def test_slda_is_the_nearest_mean_in_the_shrunk_covariance_metric():
         assert baselines.slda_predict(stats, queries, s).tolist() == expected.tolist()
     # the metric matters: somewhere the two classifiers disagree
     assert (baselines.slda_predict(stats, queries, 0.0) != baselines.ncm_predict(stats, queries)).any()
+
+
+def test_the_ridge_head_accumulated_by_task_is_one_joint_least_squares_solve():
+    gen = torch.Generator().manual_seed(1)
+    phi, y = torch.rand(60, 5, generator=gen, dtype=torch.float64), torch.randint(0, 4, (60,), generator=gen)
+    head = baselines.RidgeHead(5, 4)
+    head.add(phi[:25], y[:25])
+    head.add(phi[25:], y[25:])
+    onehot = np.eye(4)[y.numpy()]
+    # ridge as an augmented least-squares problem: [phi; sqrt(r) I] W = [Y; 0]
+    r = 0.3
+    A = np.vstack([phi.numpy(), np.sqrt(r) * np.eye(5)])
+    B = np.vstack([onehot, np.zeros((5, 4))])
+    np.testing.assert_allclose(head.weights(r).numpy(), np.linalg.lstsq(A, B, rcond=None)[0], rtol=1e-10, atol=1e-12)
+    assert head.kept_bytes() == 4 * (25 + 20)
+    # classes never seen get no vote, even where their (zero) score would be the largest
+    only = baselines.RidgeHead(5, 4)
+    only.add(phi[y < 2], y[y < 2])
+    assert set(baselines.ridge_predict(only, -phi, r).tolist()) <= {0, 1}

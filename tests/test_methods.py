@@ -216,7 +216,7 @@ def test_icarl_sleep_uses_the_scripts_constants_for_the_memory_and_softmax_scale
 
 def test_the_statistics_baselines_run_in_the_loop_and_count_what_they_keep(small):
     cfg, ctx = small
-    for method, kept in (("ncm", 10 * 785 * 4), ("slda", (10 * 785 + 784 * 784) * 4)):
+    for method, kept in (("ncm", 10 * 785 * 4), ("slda", (10 * 785 + 784 * 784) * 4), ("analytic", (1200 + 10) * 1200 * 4)):
         rec, maps = methods.run_method(method, 0, dataclasses.replace(cfg, methods=(method,)), ctx, shared={})
         assert [r["stage"] for r in rec["rows"]] == [f"train_{k}" for k in range(1, 6)] + ["final"] and maps == {}
         assert rec["kept_bytes"] == kept and rec["rows"][0]["task_1"] > 95 and rec["stable_rank"] == []
