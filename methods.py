@@ -173,6 +173,8 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spik
     The input 'replica' shows task k's own images whatever the data; fixed alpha reads no image for the
     scale factors."""
     c = cfg.sleep
+    if c is None:   # dataclasses.replace(cfg, ...) drops it: the config must go through config.resolve again
+        raise ValueError("cfg.sleep is not set: pass the config through config.resolve (with a method that sleeps)")
     trained_on = lambda j: data.task_indices(ctx.train_y, ctx.tasks[j - 1], cfg.n_per_task)
     if c.data == "seen":
         pool = data.task_indices(ctx.train_y, sum(ctx.tasks[:k], ()))
@@ -352,13 +354,8 @@ def run_statistics(spec, rec, seed, cfg, ctx, shared):
     of the network trained on task 1, then frozen): after each task, fold its training images into the
     statistics and score the classifier they make; the same record as run_method's, without the analyses."""
     x_eval = torch.cat(ctx.eval_chunks)
-    if spec.statistics == "analytic":   # task 1's network, as sequential training makes it (shared with it)
-        if "train_1" not in shared:
-            init = initial_net(seed, cfg, ctx)
-            trained = train_task(init, 1, seed, cfg, ctx)
-            shared.setdefault("init", (init, evaluate(init, cfg, ctx)))
-            shared["train_1"] = (trained, evaluate(trained, cfg, ctx))
-        net = shared["train_1"][0]
+    if spec.statistics == "analytic":   # task 1's network, as sequential training makes it (the same stage)
+        net = shared["train_1"][0] if "train_1" in shared else train_task(initial_net(seed, cfg, ctx), 1, seed, cfg, ctx)
         # the last hidden layer's evaluation-mode activations
         features = lambda x: torch.cat([models.forward(net, xb, cfg.dropout)[-2] for xb in x.split(2000)])
         stats, x_eval = baselines.RidgeHead(ctx.sizes[-2], ctx.n_classes), features(x_eval)

@@ -177,7 +177,7 @@ def _die_with_parent():
         pass
 
 
-def spawn(jobs, cfg, run_dir):
+def spawn(cfg, run_dir):
     """--workers N: N processes here, each claiming jobs of the run folder, sharing the cores."""
     threads = str(max(1, codepath.CORES // cfg.workers))
     env = dict(os.environ, OMP_NUM_THREADS=threads, NUMBA_NUM_THREADS=threads)
@@ -241,7 +241,7 @@ def run(cfg):
     t = time.perf_counter()
     try:
         if todo:
-            (work if cfg.workers == 1 else spawn)(todo, cfg, run_dir)
+            work(todo, cfg, run_dir) if cfg.workers == 1 else spawn(cfg, run_dir)
     except KeyboardInterrupt:
         if config.INTERACTIVE:
             raise

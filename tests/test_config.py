@@ -189,3 +189,15 @@ def test_a_run_without_sleep_needs_no_sleep_constants():
     cfg = resolve(DEFAULTS, ["--hidden", "100", "--methods", "sequential,parallel"])
     assert cfg.hidden == (100,) and cfg.sleep is None
     assert resolve(DEFAULTS, ["--protocol", "replica", "--methods", "icarl-src", "--memory", "100"]).preset == "replica"
+
+
+def test_the_config_cell_lists_every_field_at_its_default():
+    # The experiment's Config cell shows each field with its default: unedited, it sets nothing of its own
+    # (a default changed in config.py but not there would otherwise become a silent setting of every run).
+    source = open(f"{config.ROOT}/mnist_exp.py").read()
+    call = source[source.index("cfg = config.Config(") + len("cfg = "):source.index("\n)\n") + 2]
+    cell = eval(call, {"config": config})
+    assert config.yours(cell) == {}
+    listed = {line.split("=")[0].strip() for part in call.splitlines()[1:] for line in part.split("#")[0].split(", ")
+              if "=" in line}
+    assert listed == set(config.FIELDS)
