@@ -119,6 +119,8 @@ class Config:
     ewc_lambda: float = arg(10.0, "EWC: strength lambda of the penalty lambda/2 sum F (W - W*)^2")
     si_c: float = arg(0.01, "SI: strength c of the penalty c sum Omega (W - W*)^2")
     si_xi: float = arg(0.1, "SI: damping xi in Omega += path / (change^2 + xi)")
+    lwf_lambda: float = arg(4.0, "LwF: strength of the distillation from the previous network's outputs (chosen on validation)")
+    lwf_temperature: float = arg(2.0, "LwF: temperature T of the distillation (logits; the ReLU output has none)")
     merge_init: str = arg("shared", "merging: 'shared' initial weights for every copy, or 'own'")
     slda_shrinkage: float = arg(0.1, "SLDA: the shared covariance shrunk towards I, (1 - s) S + s I")
     analytic_ridge: float = arg(0.001, "analytic head: the ridge r of W = (G + r I)^-1 C (chosen on validation)")
@@ -209,6 +211,8 @@ APPLIES = [(k, lambda c: any(m in ICARL_METHODS for m in c.methods), "an iCaRL m
     ("ewc_lambda", lambda c: "ewc" in c.methods, "--methods ewc"),
     ("si_c", lambda c: "si" in c.methods, "--methods si"),
     ("si_xi", lambda c: "si" in c.methods, "--methods si"),
+    ("lwf_lambda", lambda c: "lwf" in c.methods, "--methods lwf"),
+    ("lwf_temperature", lambda c: "lwf" in c.methods and c.output == "linear-ce", "--methods lwf and --output linear-ce"),
     ("alpha_scale", lambda c: not c.alpha, "data-based scale factors (no --alpha)"),
     ("sleep_bias", lambda c: c.bias, "--bias"),
     ("test_limit", lambda c: not c.validation, "the test set (it is not read with --validation)"),
@@ -383,9 +387,9 @@ def check(cfg, mine, prog):
         problems.append(f"--classes-per-task must divide the {spec['classes']} classes of {cfg.dataset}; got {cfg.classes_per_task}")
     if not (isinstance(cfg.mask_size, int) and cfg.mask_size <= spec["side"]):
         problems.append(f"--mask-size must be a whole number from 1 to the image side, {spec['side']}; got {cfg.mask_size}")
-    problems += [f"{option(k)} must be > 0; got {getattr(cfg, k)}" for k in ("lr", "init_scale", "si_xi", "analytic_ridge")
+    problems += [f"{option(k)} must be > 0; got {getattr(cfg, k)}" for k in ("lr", "init_scale", "si_xi", "analytic_ridge", "lwf_temperature")
                  if not getattr(cfg, k) > 0]
-    problems += [f"{option(k)} must be >= 0; got {getattr(cfg, k)}" for k in ("momentum", "ewc_lambda", "si_c")
+    problems += [f"{option(k)} must be >= 0; got {getattr(cfg, k)}" for k in ("momentum", "ewc_lambda", "si_c", "lwf_lambda")
                  if not getattr(cfg, k) >= 0]
     if not 0 <= cfg.slda_shrinkage <= 1:
         problems.append(f"--slda-shrinkage must be in [0, 1]; got {cfg.slda_shrinkage}")

@@ -28,6 +28,7 @@ class Method:
     joint: bool = False        # one training on all tasks at once
     sleep: bool = False        # SRC's sleep after each task
     penalty: str = ""          # "ewc" or "si": a quadratic pull towards the weights after the previous tasks
+    distill: bool = False      # LwF: the network before each task teaches its outputs for the earlier classes
     exemplars: bool = False    # iCaRL: a memory of training images joins each task and classifies by nearest mean
     sleep_constants: str = ""  # "icarl": its default preset is the iCaRL script's for the memory (config.default_preset)
     statistics: str = ""       # "ncm", "slda" (no network) or "analytic" (a ridge head on frozen features): statistics
@@ -42,6 +43,9 @@ METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper b
                   keeps="the weights after the last task and the summed Fisher information (2 x the weights)"),
     # SI integrates its path already while training task 1, so that stage is its own
     "si": Method(penalty="si", keeps="the weights after the last task and each weight's importance (2 x the weights)"),
+    "lwf": Method(distill=True, shared=("init", "train_1"),
+                  keeps="nothing stored; while training task k it holds the network of task k - 1, whose outputs on "
+                        "task k's images are the soft targets for the earlier classes"),
     "merging": Method(restart=True, merge=True, shared=("init", "train_1"),
                       keeps="one trained copy of the network per task"),
     "src": Method(sleep=True, shared=("init", "train_1"),
@@ -139,12 +143,15 @@ def training_set(k, seed, cfg, ctx):
     return torch.cat([idx, old[order[:n]]])
 
 
-def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, memory=None, progress=False, desc="train"):
+def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, memory=None, progress=False, desc="train",
+               distill=False):
     """A copy of `start` trained on task k (k = 0: all tasks at once), with the seed's stream for task k.
     The copy starts from `start`'s momentum buffers: they carry over from task to task, as in the original
     (keep_momentum False: zero, as a fresh torch optimiser per task).
     memory: iCaRL's exemplars (images, target rows) join the task's images; as the MATLAB, the set is then
-    padded to a whole number of minibatches with the task's next images, from its n_per_task-th on."""
+    padded to a whole number of minibatches with the task's next images, from its n_per_task-th on.
+    distill (LwF, k >= 2): `start`'s evaluation-mode outputs on the training images, for the classes of tasks
+    1..k-1, are soft targets (strength cfg.lwf_lambda, temperature cfg.lwf_temperature)."""
     net = start.clone()
     if not cfg.keep_momentum:
         net.vW = [torch.zeros_like(v) for v in net.vW]
@@ -156,9 +163,17 @@ def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, memory=None, p
         one_hot = lambda labels: torch.nn.functional.one_hot(labels, ctx.n_classes).to(x.dtype)
         x = torch.cat([x, memory[0], ctx.train_x[pad]])
         y = torch.cat([one_hot(y), memory[1], one_hot(ctx.train_y[pad])])
+    soft = None
+    if distill and k >= 2:
+        earlier = torch.isin(torch.arange(ctx.n_classes, device=x.device),
+                             torch.tensor(sum(ctx.tasks[:k - 1], ()), device=x.device))
+        with torch.no_grad():
+            old = torch.cat([models.forward(start, xb, cfg.dropout)[-1] for xb in x.split(2000)])
+        soft = (old, earlier, cfg.lwf_lambda, cfg.lwf_temperature)
     models.train(net, x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                  momentum=cfg.momentum, dropout=cfg.dropout, n_classes=ctx.n_classes,
-                 generator=generator(seed, "train", k, ctx.device), penalty=penalty, path=path, progress=progress, desc=desc)
+                 generator=generator(seed, "train", k, ctx.device), penalty=penalty, path=path, distill=soft,
+                 progress=progress, desc=desc)
     return net
 
 
@@ -309,7 +324,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
         penalty = None if omega is None else (omega, anchor, cfg.ewc_lambda if spec.penalty == "ewc" else 2 * cfg.si_c)
         path = [torch.zeros_like(w) for w in start.W] if spec.penalty == "si" else None
         net = reach(f"train_{k or 'all'}", lambda: train_task(start, k, seed, cfg, ctx, penalty, path, memory, progress,
-                                                                f"{method} s{seed} task {k}"), "train")
+                                                                f"{method} s{seed} task {k}", spec.distill), "train")
         if spec.exemplars:
             t = time.perf_counter()
             update_exemplars(exemplars, net, k, gen, cfg, ctx)

@@ -63,7 +63,7 @@ cfg = config.Config(
     sleep_samples=10, sleep_mask_fraction=0.25,
     plasticity=(1.0, 1.0, 1.0), plasticity_factor="original", sleep_bias="ignore",
     # the other methods
-    ewc_lambda=10.0, si_c=0.01, si_xi=0.1, merge_init="shared", slda_shrinkage=0.1,
+    ewc_lambda=10.0, si_c=0.01, si_xi=0.1, lwf_lambda=4.0, lwf_temperature=2.0, merge_init="shared", slda_shrinkage=0.1,
     analytic_ridge=0.001,
     # analyses
     probe_per_class=100, pca_components=10,

@@ -110,15 +110,37 @@ def output_error(net, out, target):
     return log_p.exp() - target, -(target * log_p).sum(1)
 
 
-def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, path=None):
+def distillation_error(net, out, old, classes, strength, temperature):
+    """Learning without Forgetting's term, its error signal at the output and its loss: the outputs `old` of
+    the network before this task, on the same images, as soft targets for the earlier tasks' `classes` (a
+    boolean mask over the outputs). Logits: strength T^2 KL(softmax(old/T) || softmax(out/T)) over those
+    classes, whose gradient is strength T (softmax(out/T) - softmax(old/T)); the original's ReLU output:
+    strength 1/2 sum (out - old)^2 over them (error signal strength (out - old), no ReLU derivative, as its
+    own loss)."""
+    d = torch.zeros_like(out)
+    if net.output == "relu":
+        diff = out[:, classes] - old[:, classes]
+        d[:, classes] = strength * diff
+        return d, 0.5 * strength * diff.square().sum(1)
+    log_q = torch.log_softmax(out[:, classes] / temperature, 1)
+    log_p = torch.log_softmax(old[:, classes] / temperature, 1)
+    d[:, classes] = strength * temperature * (log_q.exp() - log_p.exp())
+    return d, strength * temperature ** 2 * (log_p.exp() * (log_p - log_q)).sum(1)
+
+
+def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, path=None, distill=None):
     """One minibatch of the original's backprop and SGD; returns the loss 1/2 sum (out - target)^2 / m.
 
     penalty: (omega, anchor, strength) adds strength * omega * (W - anchor) to the gradient (EWC, SI).
     path: accumulators that receive g * v, with g the gradient of the loss alone and -v the weight change
     (SI's path integral of -g dW).
+    distill: (old outputs of these images, mask of the earlier classes, strength, temperature): LwF's term.
     """
     acts = [x] + forward(net, x, dropout, generator)
     d, loss = output_error(net, acts[-1], target)   # the original's ReLU output: no ReLU derivative here
+    if distill is not None:
+        d_old, loss_old = distillation_error(net, acts[-1], *distill)
+        d, loss = d + d_old, loss + loss_old
     m = x.shape[0]
     loss = loss.sum() / m
     inverted_scale = 1 / (1 - dropout) if net.inverted and dropout > 0 else None
@@ -145,9 +167,10 @@ def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, 
 
 
 def train(net, x, y, *, epochs, batch_size, lr, momentum, dropout, n_classes, generator, penalty=None, path=None,
-          progress=False, desc="train"):
+          distill=None, progress=False, desc="train"):
     """Train in place on (x, y) with the original's SGD; reshuffled each epoch. Returns the mean loss per epoch.
-    y: class labels, or target rows [n, n_classes] (for example distilled ones)."""
+    y: class labels, or target rows [n, n_classes] (for example distilled ones).
+    distill: (old outputs [n, n_classes] of the images x, mask of the earlier classes, strength, temperature)."""
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"training needs as many labels as images, at least one; got {len(x)} images, {len(y)} labels")
     target = y.to(x.dtype) if y.is_floating_point() else torch.nn.functional.one_hot(y, n_classes).to(x.dtype)
@@ -158,7 +181,8 @@ def train(net, x, y, *, epochs, batch_size, lr, momentum, dropout, n_classes, ge
         total = 0.0
         for idx in perm.split(batch_size):
             total += sgd_step(net, x[idx], target[idx], lr=lr, momentum=momentum, dropout=dropout,
-                              generator=generator, penalty=penalty, path=path) * len(idx)
+                              generator=generator, penalty=penalty, path=path,
+                              distill=None if distill is None else (distill[0][idx], *distill[1:])) * len(idx)
             bar.update()
         losses.append(total / len(x))
     bar.close()

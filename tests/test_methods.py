@@ -222,3 +222,23 @@ def test_the_statistics_baselines_run_in_the_loop_and_count_what_they_keep(small
         assert rec["kept_bytes"] == kept and rec["rows"][0]["task_1"] > 95 and rec["stable_rank"] == []
         # no forgetting of what the statistics hold: a task's accuracy drops only as classes join
         assert rec["rows"][-1]["all"] > 60
+
+
+def test_lwf_distils_the_previous_networks_outputs_for_the_earlier_classes(small, monkeypatch):
+    # Task 1 trains as sequential (no earlier classes); task k >= 2 gets the evaluation-mode outputs of the
+    # network it starts from, on its own training images, as soft targets for the classes of tasks 1..k-1.
+    cfg, ctx = small
+    got, train = [], models.train
+    monkeypatch.setattr(models, "train", lambda net, x, y, **kw: got.append((net.clone(), x, kw["distill"])) or
+                        train(net, x, y, **kw))
+    start = methods.initial_net(0, cfg, ctx)
+    one = methods.train_task(start, 1, 0, cfg, ctx, distill=True)
+    assert got[-1][2] is None
+    assert all(torch.equal(a, b) for a, b in zip(one.W, methods.train_task(start, 1, 0, cfg, ctx).W))
+    methods.train_task(one, 3, 0, cfg, ctx, distill=True)
+    _, x, (old, earlier, strength, T) = got[-1]
+    assert earlier.tolist() == [True] * 4 + [False] * 6
+    assert (strength, T) == (cfg.lwf_lambda, cfg.lwf_temperature)
+    torch.testing.assert_close(old, models.forward(one, x, cfg.dropout)[-1])
+    rec, _ = methods.run_method("lwf", 0, cfg, ctx, shared={})
+    assert [r["stage"] for r in rec["rows"]][:3] == ["init", "train_1", "train_2"]

@@ -247,3 +247,35 @@ def test_bias_is_the_weight_of_an_always_one_input_trained_like_a_weight():
     F = models.fisher(net, x, torch.tensor([0]), 0.0, 1)
     d = models.forward(net, x, 0.0)[-1].item() - 1.0
     assert F[0][0, -1].item() == pytest.approx(d * d)
+
+
+@pytest.mark.parametrize("output", ["linear", "relu"])
+def test_lwf_distillation_equals_autograd(output):
+    # LwF: the new labels' loss plus strength x the distillation towards the old outputs on the earlier classes
+    # (logits: T^2 KL(softmax(old/T) || softmax(out/T)); ReLU output: 1/2 squared error, straight through)
+    net = models.init_net((30, 40, 10), 0.3, gen(), dtype=torch.float64, output=output)
+    x, y = torch.rand(16, 30, generator=gen(1), dtype=torch.float64), torch.randint(4, 6, (16,), generator=gen(2))
+    old = torch.randn(16, 10, generator=gen(4), dtype=torch.float64)
+    earlier = torch.arange(10) < 4
+    strength, T = 1.7, 2.5
+    Ws = [w.clone().requires_grad_() for w in net.W]
+    z = (x @ Ws[0].T).clamp_min(0) @ Ws[1].T
+    target = torch.nn.functional.one_hot(y, 10).double()
+    if output == "linear":
+        p = torch.softmax(old[:, earlier] / T, 1)
+        kl = (p * (p.log() - torch.log_softmax(z[:, earlier] / T, 1))).sum(1)
+        loss = torch.nn.functional.cross_entropy(z, y, reduction="none") + strength * T ** 2 * kl
+    else:
+        out = z + (z.clamp_min(0) - z).detach()
+        loss = 0.5 * (out - target).square().sum(1) + 0.5 * strength * (out - old)[:, earlier].square().sum(1)
+    loss.mean().backward()
+    reported = models.sgd_step(net, x, target, lr=1.0, momentum=0.0, dropout=0.0, generator=gen(3),
+                               distill=(old, earlier, strength, T))
+    assert reported == pytest.approx(loss.mean().item(), rel=1e-12)
+    for w, w0 in zip(net.W, Ws):
+        torch.testing.assert_close(w, w0.detach() - w0.grad)
+    # the term pulls only the earlier classes' outputs: the new classes' rows of W2 move as without it
+    plain = models.init_net((30, 40, 10), 0.3, gen(), dtype=torch.float64, output=output)
+    models.sgd_step(plain, x, target, lr=1.0, momentum=0.0, dropout=0.0, generator=gen(3))
+    torch.testing.assert_close(net.W[1][~earlier], plain.W[1][~earlier])
+    assert not torch.allclose(net.W[1][earlier], plain.W[1][earlier])
