@@ -225,6 +225,25 @@ def sleep_keeps(cfg, ctx):
     return "task k's training images", 0
 
 
+def kept_between_tasks(spec, rec, net, cfg, ctx):
+    """Bytes a network method carries from one task to the next besides the network itself, at the last task,
+    and what they are (raw images at a byte per pixel, numbers at their own size)."""
+    weights = sum(w.numel() * w.element_size() for w in net.W)
+    pixels = ctx.train_x.shape[1]
+    if spec.joint:
+        return len(training_set(0, 0, cfg, ctx)) * pixels, "every training image (it trains on all tasks at once)"
+    if spec.penalty:
+        return 2 * weights, "the weights after the last task and one importance per weight"
+    if spec.merge:
+        return (len(ctx.tasks) - 1) * weights, "a trained copy of the network for each earlier task"
+    kept, what = 0, []
+    if spec.exemplars:
+        kept, what = kept + rec["exemplar_bytes"], what + ["the exemplar images"]
+    if spec.sleep and rec["sleep_keeps_bytes"]:
+        kept, what = kept + rec["sleep_keeps_bytes"], what + ["what the sleep reads: " + rec["sleep_reads"]]
+    return kept, " and ".join(what) or "nothing"
+
+
 # ---------------------------------------------------------------- iCaRL's memory
 def memory_set(exemplars, net, gen, cfg, ctx):
     """The kept exemplars as a training set before the next task: their images and target rows, one-hot,
@@ -352,6 +371,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
     if spec.exemplars:   # what the memory holds at the end: exemplars per class, and their bytes (a byte per pixel)
         rec["exemplars"] = {c: len(i) for c, i in exemplars.items()}
         rec["exemplar_bytes"] = sum(rec["exemplars"].values()) * ctx.train_x.shape[1]
+    rec["kept_bytes"], rec["kept_what"] = kept_between_tasks(spec, rec, net, cfg, ctx)
     for rows in (rec["rows"], rec["nme"]):
         if rows:
             rows.append(dict(rows[-1], stage="final"))
@@ -393,6 +413,6 @@ def run_statistics(spec, rec, seed, cfg, ctx, shared):
         rec["rows"].append(dict(stage=f"train_{k}", **{f"task_{j + 1}": a for j, a in enumerate(per_task)}, all=overall))
     rec["rows"].append(dict(rec["rows"][-1], stage="final"))
     rec["kept_bytes"] = stats.kept_bytes()
-    rec["kept_what"] = "the frozen network of task 1 and its features' statistics (the bytes: the statistics)" \
-        if spec.statistics == "analytic" else "class statistics, no network"
+    rec["kept_what"] = "its features' statistics (the network: task 1's, frozen)" \
+        if spec.statistics == "analytic" else "class statistics (there is no network)"
     return rec

@@ -114,8 +114,8 @@ def tables(run_dir):
                     f"{r['sleep_keeps_bytes']:,} bytes besides the weights.\n")
         for method in dict.fromkeys(r["method"] for r in recs if "kept_bytes" in r):
             r = next(r for r in recs if r["method"] == method)
-            f.write(f"\n{method}: it reads each task's training images once and keeps {r['kept_what']}, "
-                    f"{r['kept_bytes']:,} bytes between tasks.\n")
+            f.write(f"\n{method}: between tasks it keeps, besides the network, {r['kept_what']}: "
+                    f"{r['kept_bytes']:,} bytes.\n")
         for method in dict.fromkeys(r["method"] for r in recs if "exemplars" in r):
             r = next(r for r in recs if r["method"] == method)
             f.write(f"\n{method}: its memory ends with {sum(r['exemplars'].values())} exemplar images "

@@ -242,3 +242,17 @@ def test_lwf_distils_the_previous_networks_outputs_for_the_earlier_classes(small
     torch.testing.assert_close(old, models.forward(one, x, cfg.dropout)[-1])
     rec, _ = methods.run_method("lwf", 0, cfg, ctx, shared={})
     assert [r["stage"] for r in rec["rows"]][:3] == ["init", "train_1", "train_2"]
+
+
+def test_every_job_records_the_bytes_it_keeps_between_tasks(small):
+    cfg, ctx = small
+    weights = 4 * sum(a * b for a, b in zip(ctx.sizes[:-1], ctx.sizes[1:]))
+    got = {m: methods.run_method(m, 0, cfg, ctx, shared={})[0] for m in ("sequential", "lwf", "ewc", "merging", "src")}
+    assert got["sequential"]["kept_bytes"] == got["lwf"]["kept_bytes"] == 0
+    assert got["ewc"]["kept_bytes"] == 2 * weights and got["merging"]["kept_bytes"] == 4 * weights
+    # the original's sleep reads every training image of the tasks seen, at a byte per pixel
+    assert got["src"]["kept_bytes"] == got["src"]["sleep_keeps_bytes"] == (ctx.train_y < 10).sum().item() * 784
+    weights_only = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--preset", "weights-only",
+                                                    "--sleep-steps", "300", "--sleep-steps-increment", "100"])
+    rec = methods.run_method("src", 0, weights_only, methods.prepare(weights_only), shared={})[0]
+    assert rec["kept_bytes"] == 0 and rec["kept_what"] == "nothing"
