@@ -115,6 +115,8 @@ class Config:
     plasticity: tuple = arg((1.0, 1.0, 1.0), "multiplier of inc and dec per layer (0 freezes a layer: an ablation)")
     plasticity_factor: str = arg("original", "g(w): 'original' 2 sigmoid(-w / 0.001) or 'logistic' sigmoid(w)")
     sleep_bias: str = arg("ignore", "with --bias: 'ignore', 'current' or 'unit' (src.sleep)")
+    sleep_exp: str = arg("exact", "the numba engine's exp: 'exact' or 'fast' (SIMD, differs in float rounding; "
+                                  "for searches and variants, not the protocol)")
     # the other methods
     ewc_lambda: float = arg(10.0, "EWC: strength lambda of the penalty lambda/2 sum F (W - W*)^2")
     si_c: float = arg(0.01, "SI: strength c of the penalty c sum Omega (W - W*)^2")
@@ -141,7 +143,7 @@ SLEEP_FIELDS = dict(rate="rate", inc="inc", dec="dec", beta="beta", alpha_scale=
                     alpha_softmax="alpha_softmax", steps="sleep_steps", steps_increment="sleep_steps_increment",
                     dt="dt", decay="decay", mask_size="mask_size", input="sleep_input", data="sleep_data",
                     samples="sleep_samples", mask_fraction="sleep_mask_fraction", plasticity="plasticity",
-                    factor="plasticity_factor", bias="sleep_bias")
+                    factor="plasticity_factor", bias="sleep_bias", exp="sleep_exp")
 option = lambda name: "--" + name.replace("_", "-")
 
 # --protocol: the training every field of which differs from the original's; its sleep is its preset.
@@ -429,6 +431,8 @@ def check(cfg, mine, prog):
             problems.append("--device cuda: this machine has no CUDA device that torch can use; use cpu or auto")
         elif cfg.engine == "numba":
             problems.append("--engine numba runs on the CPU; with --device cuda use --engine torch or auto")
+    if cfg.sleep_exp == "fast" and (cfg.engine == "torch" or device == "cuda"):
+        problems.append("--sleep-exp fast is the numba engine's: it needs --engine numba (or auto) and the CPU")
     if problems:
         fail("; ".join(dict.fromkeys(problems)), prog)
     cfg.methods, cfg.seeds = tuple(dict.fromkeys(cfg.methods)), tuple(dict.fromkeys(cfg.seeds))

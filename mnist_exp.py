@@ -61,7 +61,7 @@ cfg = config.Config(
     sleep_input="mean",        # or class-means, replica
     sleep_data="seen",         # or current, current+means
     sleep_samples=10, sleep_mask_fraction=0.25,
-    plasticity=(1.0, 1.0, 1.0), plasticity_factor="original", sleep_bias="ignore",
+    plasticity=(1.0, 1.0, 1.0), plasticity_factor="original", sleep_bias="ignore", sleep_exp="exact",
     # the other methods
     ewc_lambda=10.0, si_c=0.01, si_xi=0.1, lwf_lambda=4.0, lwf_temperature=2.0, merge_init="shared", slda_shrinkage=0.1,
     analytic_ridge=0.001,

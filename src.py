@@ -61,7 +61,7 @@ CONSTANTS = {   # what each numeric constant may be: (words for the error messag
     "plasticity": (">= 0", lambda a: a >= 0),
 }
 CHOICES = dict(input=("mean", "class-means", "replica"), data=("seen", "current", "current+means"),
-               factor=("original", "logistic"), bias=("ignore", "current", "unit"))
+               factor=("original", "logistic"), bias=("ignore", "current", "unit"), exp=("exact", "fast"))
 
 
 def check_constants(**values):
@@ -96,6 +96,7 @@ class Sleep:
     plasticity: tuple = (1.0, 1.0, 1.0)   # multiplier of inc and dec per layer (0 freezes a layer)
     factor: str = "original"         # g(w): "original" 2 sigmoid(-w / 0.001) or "logistic" sigmoid(w)
     bias: str = "ignore"             # networks with biases: "ignore", "current" or "unit" (see sleep)
+    exp: str = "exact"               # the numba engine's exp: "exact" or "fast" (see sleep_on_spikes)
 
     def __post_init__(self):
         for name in ("beta", "plasticity") + (("alpha",) if self.alpha is not None else ()):
@@ -164,7 +165,7 @@ def sleep(nets, sleep_x, steps, generator, constants, *, dropout, images=None, s
     chunks = (make(min(chunk, steps - s)) for s in range(0, steps, chunk))
     W, counts = sleep_on_spikes(W, chunks, alpha, [e.beta for e in each], inc=[e.inc for e in each],
                                 dec=[e.dec for e in each], decay=c.decay, plasticity=c.plasticity, factor=c.factor,
-                                bias=c.bias if biased and c.bias != "ignore" else None, max_spikes=max_spikes,
+                                bias=c.bias if biased and c.bias != "ignore" else None, max_spikes=max_spikes, exp=c.exp,
                                 engine=engine, progress=progress, total_steps=steps)
     fired = sum(n.sum(1) for n in counts[1:])
     slept, infos = [], []
@@ -289,7 +290,7 @@ def _check_weights(weights, extra):
 
 
 def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999, plasticity=1.0, factor="original",
-                    bias=None, max_spikes=None, engine="auto", progress=False, total_steps=None):
+                    bias=None, max_spikes=None, engine="auto", progress=False, total_steps=None, exp="exact"):
     """Run the spiking sleep on a given input raster; the deterministic core of SRC.
 
     weights: list of [out, in] float tensors (or [B, out, in] for B independent networks).
@@ -307,6 +308,9 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     bias: None (the protocol), or the last column of each weight matrix is a bias b_l, the weight of an extra
     input that fires every step: alpha_l b_l joins every step's impulse; with "unit" plasticity treats it as
     any input that fired (b += inc g(b) when the neuron fires), with "current" it stays as it is.
+    exp: "exact" (the reference: the math library's exp, weight by weight) or "fast" (numba engine only: a
+    polynomial exp over each neuron's incoming weights at once, in SIMD; it differs from "exact" in float
+    rounding, so a long sleep's spikes may come to differ: for searches and variants, not the protocol).
     max_spikes: a network whose neurons (all layers but the input) have fired more than this many spikes
     stops at the next step, its weights as they are (a cost bound for searches; None: no bound).
     Returns (new weights, spike counts): the inputs are left untouched; counts[l] holds the spikes of each
@@ -323,8 +327,9 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     inc, dec = _as_batch(inc, B, None, "inc", np.float64), _as_batch(dec, B, None, "dec", np.float64)
     plasticity = _as_batch(plasticity, 1, L, "plasticity", np.float64)[0]
     check_constants(alpha=alpha, beta=beta, inc=inc, dec=dec, plasticity=plasticity, decay=decay)
-    if factor not in CHOICES["factor"]:
-        raise ValueError(f"factor must be one of {', '.join(CHOICES['factor'])}; got {factor!r}")
+    for name, value in dict(factor=factor, exp=exp).items():
+        if value not in CHOICES[name]:
+            raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}; got {value!r}")
     if engine == "auto":
         engine = "numba" if device.type == "cpu" else "torch"
     if engine not in ENGINES:
@@ -332,7 +337,7 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     if engine == "numba" and device.type != "cpu":
         raise ValueError("the numba engine runs on the CPU; use engine='torch' for weights on a GPU")
     run = ENGINES[engine](W, alpha, beta, inc[:, None] * plasticity, dec[:, None] * plasticity, decay=decay,
-                          factor=factor, bias=bias, budget=-1 if max_spikes is None else int(max_spikes))
+                          factor=factor, bias=bias, budget=-1 if max_spikes is None else int(max_spikes), exp=exp)
     sizes = [W[0].shape[2] - extra] + [w.shape[1] for w in W]
     counts = [torch.zeros(B, n, dtype=torch.int64) for n in sizes]
     chunks = [input_spikes] if torch.is_tensor(input_spikes) else input_spikes
@@ -368,7 +373,9 @@ class TorchEngine:
     """The literal loop: every step, a dense matrix-vector product per layer; batched, on any device.
     steps() returns the spike counts of the chunk and, on a non-finite weight, (network, step, layer)."""
 
-    def __init__(self, W, alpha, thr, inc, dec, *, decay, factor, bias, budget):
+    def __init__(self, W, alpha, thr, inc, dec, *, decay, factor, bias, budget, exp):
+        if exp != "exact":
+            raise ValueError("the fast exp is the numba engine's (torch's own exp is vectorised); use engine='numba'")
         as_t = lambda a: torch.as_tensor(a, dtype=W[0].dtype, device=W[0].device)
         self.W, self.alpha, self.thr, self.inc, self.dec = W, as_t(alpha), as_t(thr), as_t(inc), as_t(dec)
         self.decay, self.budget, self.factor, self.bias = decay, budget, factor, bias
@@ -412,7 +419,7 @@ class NumbaEngine:
     are held transposed ([in, out], every layer flattened into one row per network) so that the impulse
     of one input spike is a contiguous row."""
 
-    def __init__(self, W, alpha, thr, inc, dec, *, decay, factor, bias, budget):
+    def __init__(self, W, alpha, thr, inc, dec, *, decay, factor, bias, budget, exp):
         dtype = np.float32 if W[0].dtype == torch.float32 else np.float64
         self.torch_dtype, B = W[0].dtype, W[0].shape[0]
         self.extra = int(bias is not None)   # the bias row of each layer's WT: an input that fires every step
@@ -423,7 +430,7 @@ class NumbaEngine:
         self.v = np.zeros((B, self.n_off[-1]), dtype)
         self.spent = np.zeros(B, np.int64)
         self.args = (alpha.astype(dtype), thr.astype(dtype), inc.astype(dtype), dec.astype(dtype),
-                     np.array([decay, G_WIDTH, 1, 2, 0], dtype), factor == "logistic", self.extra, bias == "unit", budget)
+                     np.array([decay, G_WIDTH, 1, 2, 0], dtype), factor == "logistic", self.extra, bias == "unit", budget, exp == "fast")
 
     def steps(self, spikes, t0):
         B, T, n_in = spikes.shape
@@ -454,7 +461,7 @@ ENGINES = {"torch": TorchEngine, "numba": NumbaEngine}
 
 @numba.njit(cache=True, parallel=True)
 def _numba_kernel(WT, sizes, w_off, n_off, v, ptr, idx, t0, alpha, thr, inc, dec, consts,
-                  logistic, extra, bias_plastic, budget, spent, counts, failure):
+                  logistic, extra, bias_plastic, budget, fast_exp, spent, counts, failure):
     """NumbaEngine's steps: WT[b] holds every layer's weights transposed ([in (+ extra), out], flattened from
     w_off[l]; with extra = 1 the last row is the bias, an input that fires every step, plastic if
     bias_plastic); v and counts are flattened per neuron from n_off[l]."""
@@ -466,6 +473,12 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ptr, idx, t0, alpha, thr, inc, dec
         post = np.empty(widest, dtype=np.int64)
         fired = np.zeros(widest + 1, dtype=np.bool_)   # the same, as a mask over the layer below (and its bias)
         impulse = np.empty(widest, dtype=WT.dtype)
+        column = np.empty(widest + 1, dtype=WT.dtype)   # one neuron's incoming weights, while plasticity runs
+        step = np.empty(widest + 1, dtype=WT.dtype)     # each input's +inc or -dec at this step
+        poly = np.empty(widest + 1, dtype=np.float64)   # fast_exp: p(r) and the bits of 2^n of each weight
+        two_n = np.empty(widest + 1, dtype=np.int64)
+        two_n_float = two_n.view(np.float64)
+        rounded = np.empty(widest + 1, dtype=WT.dtype)
         for t in range(T):
             if failure[b, 0] >= 0 or (budget >= 0 and spent[b] > budget):
                 break
@@ -499,24 +512,45 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ptr, idx, t0, alpha, thr, inc, dec
                 for k in range(n_pre):
                     fired[pre[k]] = True
                 fired[n_in] = True                         # read only as the bias's input (i < n_in + extra)
+                n_plastic = n_in + (extra if bias_plastic else 0)
+                if n_post:                                 # each input's step: +inc if it fired, -dec if not
+                    for i in range(n_plastic):             # (w - dec g equals w + (-dec) g exactly)
+                        step[i] = inc[b, l] if fired[i] else -dec[b, l]
                 for k in range(n_post):
                     j = post[k]
-                    up, down, broken = inc[b, l], dec[b, l], False
-                    for i in range(n_in + (extra if bias_plastic else 0)):
-                        wi = w[i, j]
-                        if logistic:                       # g(w) = 1 / (1 + exp(-w)), without overflow
-                            if wi >= zero:
-                                gw = one / (one + np.exp(-wi))
-                            else:
-                                e = np.exp(wi)
-                                gw = e / (one + e)
-                        else:                              # g(w) = 2 / (1 + exp(w / width)), without overflow:
-                            z = wi / width                 # 2 e / (1 + e) for w > 0, 2 / (1 + e) otherwise, with
-                            e = np.exp(-abs(z))            # e = exp(-|z|); written without a branch on the sign
-                            gw = (two * e if z > zero else two) / (one + e)   # (half the weights: unpredictable)
-                        wi = wi + up * gw if fired[i] else wi - down * gw
-                        w[i, j] = wi
-                        broken = broken or not np.isfinite(wi)
+                    broken = False
+                    for i in range(n_plastic):             # the column: strided reads, gathered once
+                        column[i] = w[i, j]
+                    if fast_exp and not logistic:          # e = exp(-|w| / width) for the whole column at
+                        for i in range(n_plastic):         # once (SIMD): exp(x) = 2^n p(r), x = n ln 2 + r,
+                            x = max(-abs(np.float64(column[i]) / np.float64(width)), -700.0)   # |r| <= ln 2 / 2
+                            n = np.floor(x * 1.4426950408889634 + 0.5)
+                            r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10
+                            poly[i] = 1 + r * (1 + r * (0.5 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
+                                1 / 720 + r * (1 / 5040 + r / 40320)))))))
+                            two_n[i] = (np.int64(n) + 1023) << 52   # the bits of the float64 2^n
+                        for i in range(n_plastic):
+                            rounded[i] = poly[i] * two_n_float[i]   # to the weights' precision, as np.exp's
+                            e = rounded[i]
+                            gw = (two * e if column[i] > zero else two) / (one + e)
+                            column[i] = column[i] + step[i] * gw
+                    else:
+                        for i in range(n_plastic):         # branch-free on a contiguous buffer
+                            wi = column[i]
+                            if logistic:                       # g(w) = 1 / (1 + exp(-w)), without overflow
+                                if wi >= zero:
+                                    gw = one / (one + np.exp(-wi))
+                                else:
+                                    e = np.exp(wi)
+                                    gw = e / (one + e)
+                            else:                          # g(w) = 2 / (1 + exp(w / width)), without overflow:
+                                z = wi / width             # 2 e / (1 + e) for w > 0, 2 / (1 + e) otherwise, with
+                                e = np.exp(-abs(z))        # e = exp(-|z|); written without a branch on the sign
+                                gw = (two * e if z > zero else two) / (one + e)   # (half the weights: unpredictable)
+                            column[i] = wi + step[i] * gw
+                    for i in range(n_plastic):
+                        w[i, j] = column[i]
+                        broken = broken or not np.isfinite(column[i])
                     if broken:
                         failure[b, 0], failure[b, 1] = t0 + t, l
                     vl[j] = zero

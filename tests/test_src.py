@@ -434,3 +434,32 @@ def test_sleep_constants_are_checked_once_when_made():
     with pytest.raises(ValueError, match="differ only in rate, inc, dec, beta, alpha_scale"):
         net = Net([torch.ones(2, 4), torch.ones(2, 2), torch.ones(1, 2)], [torch.zeros(2, 4), torch.zeros(2, 2), torch.zeros(1, 2)])
         src.sleep([net, net], torch.ones(3, 4), 10, torch.Generator(), [c, dataclasses.replace(c, decay=0.5)], dropout=0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_exp_differs_from_the_reference_only_in_rounding(dtype, seed):
+    # The numba engine's polynomial exp (exp="fast") against the literal loop, in the engine's precision:
+    # the same spikes, and weights within a few units in the last place (float64: of the polynomial, 1e-8).
+    W, spikes = random_case(seed)
+    alpha, beta = [1.3, 1.7, 2.1], [0.5, 0.6, 0.4]
+    np_dtype = np.float64 if dtype == torch.float64 else np.float32
+    ref_W, ref_counts = literal_sleep([w.to(dtype).numpy() for w in W], spikes.numpy(), alpha, beta, INC, DEC, dtype=np_dtype)
+    new, counts = src.sleep_on_spikes([w.to(dtype) for w in W], spikes, alpha, beta, inc=INC, dec=DEC, engine="numba",
+                                      exp="fast")
+    assert [c.tolist() for c in counts[1:]] == [c.tolist() for c in ref_counts]
+    tol = 1e-10 if dtype == torch.float64 else 2e-6
+    for w, rw in zip(new, ref_W):
+        np.testing.assert_allclose(w.double().numpy(), rw, rtol=0, atol=tol)
+    # g over the whole range, underflow included: weights from -1 to 1 (|w| / 0.001 up to 1000)
+    w = torch.linspace(-1, 1, 2001, dtype=dtype)[None]
+    w[0, 0] = 5.0                                                      # the neuron fires: a strong input that fired
+    every_other = (torch.arange(2001) % 2 == 0)[None]
+    (exact,), c_exact = src.sleep_on_spikes([w], every_other, [1.0], [0.0], inc=INC, dec=DEC, engine="numba")
+    (fast,), c_fast = src.sleep_on_spikes([w], every_other, [1.0], [0.0], inc=INC, dec=DEC, engine="numba", exp="fast")
+    assert c_exact[1].item() == c_fast[1].item() == 1 and (exact != w).sum() > 1000
+    np.testing.assert_allclose(fast.double().numpy(), exact.double().numpy(), rtol=0, atol=tol)
+    with pytest.raises(ValueError, match="numba engine"):
+        src.sleep_on_spikes(W, spikes, alpha, beta, inc=INC, dec=DEC, engine="torch", exp="fast")
+    with pytest.raises(ValueError, match="exp must be"):
+        src.sleep_on_spikes(W, spikes, alpha, beta, inc=INC, dec=DEC, engine="numba", exp="quick")
