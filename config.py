@@ -115,7 +115,7 @@ class Config:
     plasticity: tuple = arg((1.0, 1.0, 1.0), "multiplier of inc and dec per layer (0 freezes a layer: an ablation)")
     plasticity_factor: str = arg("original", "g(w): 'original' 2 sigmoid(-w / 0.001) or 'logistic' sigmoid(w)")
     sleep_bias: str = arg("ignore", "with --bias: 'ignore', 'current' or 'unit' (src.sleep)")
-    sleep_exp: str = arg("exact", "the numba engine's exp: 'exact' or 'fast' (SIMD, differs in float rounding; "
+    sleep_exp: str = arg("exact", "the numba engine's exp: 'exact' or 'fast' (SIMD, float32-accurate; "
                                   "for searches and variants, not the protocol)")
     # the other methods
     ewc_lambda: float = arg(10.0, "EWC: strength lambda of the penalty lambda/2 sum F (W - W*)^2")
@@ -216,6 +216,7 @@ APPLIES = [(k, lambda c: any(m in ICARL_METHODS for m in c.methods), "an iCaRL m
     ("lwf_lambda", lambda c: "lwf" in c.methods, "--methods lwf"),
     ("lwf_temperature", lambda c: "lwf" in c.methods and c.output == "linear-ce", "--methods lwf and --output linear-ce"),
     ("alpha_scale", lambda c: not c.alpha, "data-based scale factors (no --alpha)"),
+    ("sleep_exp", lambda c: c.plasticity_factor == "original", "--plasticity-factor original (the logistic g keeps its exp)"),
     ("sleep_bias", lambda c: c.bias, "--bias"),
     ("test_limit", lambda c: not c.validation, "the test set (it is not read with --validation)"),
     ("png_dir", lambda c: c.figures, "figures (not --no-figures)"),
@@ -431,7 +432,8 @@ def check(cfg, mine, prog):
             problems.append("--device cuda: this machine has no CUDA device that torch can use; use cpu or auto")
         elif cfg.engine == "numba":
             problems.append("--engine numba runs on the CPU; with --device cuda use --engine torch or auto")
-    if cfg.sleep_exp == "fast" and (cfg.engine == "torch" or device == "cuda"):
+    on_gpu = device == "cuda" or (device == "auto" and cfg.engine != "numba" and src.torch.cuda.is_available())
+    if cfg.sleep_exp == "fast" and (cfg.engine == "torch" or on_gpu):
         problems.append("--sleep-exp fast is the numba engine's: it needs --engine numba (or auto) and the CPU")
     if problems:
         fail("; ".join(dict.fromkeys(problems)), prog)

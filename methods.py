@@ -236,12 +236,19 @@ def kept_between_tasks(spec, rec, net, cfg, ctx):
         return 2 * weights, "the weights after the last task and one importance per weight"
     if spec.merge:
         return (len(ctx.tasks) - 1) * weights, "a trained copy of the network for each earlier task"
-    kept, what = 0, []
+    images = {}   # raw images, in nested sets (exemplars, earlier tasks', every one seen): the largest is kept
     if spec.exemplars:
-        kept, what = kept + rec["exemplar_bytes"], what + ["the exemplar images"]
+        images["the exemplar images"] = rec["exemplar_bytes"]
+    if cfg.replay:
+        earlier = len(data.task_indices(ctx.train_y, sum(ctx.tasks[:-1], ())))
+        images["every earlier task's training images (rehearsal draws from them)"] = earlier * pixels
+    statistics = {}
     if spec.sleep and rec["sleep_keeps_bytes"]:
-        kept, what = kept + rec["sleep_keeps_bytes"], what + ["what the sleep reads: " + rec["sleep_reads"]]
-    return kept, " and ".join(what) or "nothing"
+        (statistics if cfg.sleep.data == "current+means" else images)[
+            "what the sleep reads: " + rec["sleep_reads"]] = rec["sleep_keeps_bytes"]
+    largest = dict([max(images.items(), key=lambda kv: kv[1])]) if images else {}
+    kept = {**largest, **statistics}
+    return sum(kept.values()), " and ".join(kept) or "nothing"
 
 
 # ---------------------------------------------------------------- iCaRL's memory

@@ -129,7 +129,8 @@ def distillation_error(net, out, old, classes, strength, temperature):
 
 
 def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, path=None, distill=None):
-    """One minibatch of the original's backprop and SGD; returns the loss 1/2 sum (out - target)^2 / m.
+    """One minibatch of the original's backprop and SGD; returns the minibatch's mean loss (output_error's,
+    plus the distillation's with distill).
 
     penalty: (omega, anchor, strength) adds strength * omega * (W - anchor) to the gradient (EWC, SI).
     path: accumulators that receive g * v, with g the gradient of the loss alone and -v the weight change

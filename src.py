@@ -309,8 +309,9 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     input that fires every step: alpha_l b_l joins every step's impulse; with "unit" plasticity treats it as
     any input that fired (b += inc g(b) when the neuron fires), with "current" it stays as it is.
     exp: "exact" (the reference: the math library's exp, weight by weight) or "fast" (numba engine only: a
-    polynomial exp over each neuron's incoming weights at once, in SIMD; it differs from "exact" in float
-    rounding, so a long sleep's spikes may come to differ: for searches and variants, not the protocol).
+    polynomial exp over each neuron's incoming weights at once, in SIMD, accurate to about 3e-10 relative:
+    about float32's last unit, coarser than float64's; a long sleep's spikes may come to differ, so it is
+    for searches and variants, not the protocol).
     max_spikes: a network whose neurons (all layers but the input) have fired more than this many spikes
     stops at the next step, its weights as they are (a cost bound for searches; None: no bound).
     Returns (new weights, spike counts): the inputs are left untouched; counts[l] holds the spikes of each

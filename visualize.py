@@ -110,12 +110,10 @@ def tables(run_dir):
                     + ", ".join(f"{v:.1f}" for v in row["finals"]) + " |\n")
         for method in dict.fromkeys(r["method"] for r in recs if "sleep_reads" in r):
             r = next(r for r in recs if r["method"] == method)
-            f.write(f"\n{method}: each sleep reads {r['sleep_reads']}; between tasks it keeps "
-                    f"{r['sleep_keeps_bytes']:,} bytes besides the weights.\n")
+            f.write(f"\n{method}: each sleep reads {r['sleep_reads']}.\n")
         for method in dict.fromkeys(r["method"] for r in recs if "kept_bytes" in r):
             r = next(r for r in recs if r["method"] == method)
-            f.write(f"\n{method}: between tasks it keeps, besides the network, {r['kept_what']}: "
-                    f"{r['kept_bytes']:,} bytes.\n")
+            f.write(f"\n{method}: kept between tasks besides the weights: {r['kept_what']}, {r['kept_bytes']:,} bytes.\n")
         for method in dict.fromkeys(r["method"] for r in recs if "exemplars" in r):
             r = next(r for r in recs if r["method"] == method)
             f.write(f"\n{method}: its memory ends with {sum(r['exemplars'].values())} exemplar images "

@@ -7,10 +7,11 @@ the held-out training images of the tuning seeds (the test set is not read):
 - none: the preset as it is (the reference; the same numbers as mnist_exp.py with --validation);
 - align: weight aligning after each sleep: the output weights of the newest classes rescaled to the mean
   norm of the earlier classes' (a correction of the bias towards the newest classes from the weights alone);
-- dreams: the sleep shows, besides the mean image of each of task k's classes, one "dream" per earlier
-  class, made at the start of task k by inverting the network kept from task k - 1 (an image in [0, 1]
-  that its outputs classify as that class among the earlier ones), brightness matched to the task's means;
-- lwf: training with LwF's distillation from the network kept from task k - 1 (strength --lwf-lambda);
+- dreams: the sleep shows one "dream" per earlier class, made at the start of task k by inverting the
+  network kept from task k - 1 (an image in [0, 1] that its outputs classify as that class among the
+  earlier ones), brightness matched to the task's images, and the mean image of each of task k's classes
+  (two changes: those class means replace the one mean image of task k);
+- lwf: training with LwF's distillation from the network kept from task k - 1 (the preset's strength);
 - interpolate: the weights after the sleep mixed with those before it, gamma slept + (1 - gamma) trained;
 - interleave: each epoch of training followed by a sleep of T_k / epochs steps.
 
@@ -49,11 +50,12 @@ def align(net, k, ctx):
 def dreams(net, classes, dropout, generator, steps=300):
     """One image per class in `classes` that `net` (evaluation mode) classifies as that class among them:
     Adam on the logits of a sigmoid image, from a dark image with a little noise."""
-    u = (torch.randn(len(classes), net.W[0].shape[1] - net.bias, generator=generator) * 0.1 - 3).requires_grad_()
+    u = (torch.randn(len(classes), net.W[0].shape[1] - net.bias, generator=generator) * 0.1 - 3)
+    u = u.to(net.W[0].device).requires_grad_()
     optimiser = torch.optim.Adam([u], lr=0.1)
     for _ in range(steps):
         logits = models.forward(net, torch.sigmoid(u), dropout)[-1][:, list(classes)]
-        loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(classes)))
+        loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(classes), device=logits.device))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -70,12 +72,15 @@ def run_lead(lead, seed, cfg, args):
         idx = methods.training_set(k, seed, cfg, ctx)
         x, y = ctx.train_x[idx], ctx.train_y[idx]
         if lead == "interleave":   # each epoch, then a sleep of its share of T_k (its own stream per epoch)
-            net, gen = net.clone(), methods.generator(seed, "train", k)
+            net, gen = net.clone(), methods.generator(seed, "train", k, ctx.device)
+            if not cfg.keep_momentum:
+                net.vW = [torch.zeros_like(v) for v in net.vW]
             for e in range(cfg.epochs):
                 models.train(net, x, y, epochs=1, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum,
                              dropout=cfg.dropout, n_classes=ctx.n_classes, generator=gen)
                 net, _ = src.sleep(net, x, max(1, c.length(k) // cfg.epochs),
-                                   methods.generator(seed, "sleep", 100 * k + e), c, dropout=cfg.dropout)
+                                   methods.generator(seed, "sleep", 100 * k + e), c, dropout=cfg.dropout,
+                                   engine=cfg.engine)
             continue
         images = None
         if lead == "dreams":
@@ -88,7 +93,7 @@ def run_lead(lead, seed, cfg, args):
                 images = torch.cat([dream, means])
         trained = methods.train_task(net, k, seed, cfg, ctx, distill=lead == "lwf")
         net, _ = src.sleep(trained, x, c.length(k), methods.generator(seed, "sleep", k), c, dropout=cfg.dropout,
-                           images=images)
+                           images=images, engine=cfg.engine)
         if lead == "align":
             net = align(net, k, ctx)
         if lead == "interpolate":
@@ -101,7 +106,6 @@ def main(argv):
     p.add_argument("--leads", default=",".join(LEADS), help=f"comma-separated, from {', '.join(LEADS)}")
     p.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102, 103], help="tuning seeds")
     p.add_argument("--workers", type=int, default=1, help="processes")
-    p.add_argument("--lwf-lambda", type=float, default=1.0, help="lwf: the distillation's strength")
     p.add_argument("--gamma", type=float, default=0.75, help="interpolate: the slept weights' share")
     p.add_argument("--out", default="runs", help="folder for weights-only-leads/")
     args = p.parse_args(argv)
@@ -110,8 +114,8 @@ def main(argv):
     if bad or args.workers < 1 or any(s < 0 for s in args.seeds):
         config.fail(f"--leads takes {', '.join(LEADS)}, --workers >= 1 and --seeds >= 0; got "
                     f"{args.leads}, {args.workers}, {' '.join(map(str, args.seeds))}", "weights_only.py")
-    cfg = config.resolve(config.DEFAULTS, ["--preset", "weights-only", "--methods", "src,lwf", "--validation", "1000",
-                                           "--lwf-lambda", str(args.lwf_lambda)], "weights_only.py")
+    cfg = config.resolve(config.DEFAULTS, ["--preset", "weights-only", "--methods", "src", "--validation", "1000"],
+                         "weights_only.py")
     run_dir = os.path.join(args.out, "weights-only-leads")
     runner.writable(run_dir, "--out")
     jobs = [(lead, seed) for lead in leads for seed in args.seeds]
@@ -119,7 +123,7 @@ def main(argv):
         finals = list(pool.map(run_lead, *zip(*jobs), [cfg] * len(jobs), [args] * len(jobs)))
     results = {lead: [f for (l, _), f in zip(jobs, finals) if l == lead] for lead in leads}
     runner.write_text(os.path.join(run_dir, "results.json"), json.dumps(dict(
-        config=config.science(cfg), seeds=args.seeds, lwf_lambda=args.lwf_lambda, gamma=args.gamma,
+        config=config.science(cfg), seeds=args.seeds, gamma=args.gamma,
         split="validation: the last 1000 training images of each class", finals=results), indent=1))
     print("| lead | final on validation (%) | per seed |\n|---|---|---|")
     for lead, f in results.items():

@@ -256,3 +256,8 @@ def test_every_job_records_the_bytes_it_keeps_between_tasks(small):
                                                     "--sleep-steps", "300", "--sleep-steps-increment", "100"])
     rec = methods.run_method("src", 0, weights_only, methods.prepare(weights_only), shared={})[0]
     assert rec["kept_bytes"] == 0 and rec["kept_what"] == "nothing"
+    # rehearsal draws from every earlier task's training images: it keeps them all
+    replay = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--replay", "0.1", "--methods", "sequential"])
+    ctx = methods.prepare(replay)
+    rec = methods.run_method("sequential", 0, replay, ctx, shared={})[0]
+    assert rec["kept_bytes"] == (ctx.train_y < 8).sum().item() * 784 > 0
