@@ -89,8 +89,10 @@ def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_ru
     summary = open(os.path.join(run_dir, "summary.md")).read()
     assert "| src | 1 |" in summary
     # the original sleep reads every image seen: at the last sleep, all 3000 of --quick's, a byte per pixel
-    assert "src: each sleep reads every training image of the tasks seen; between tasks it keeps " \
-           f"{3000 * 784:,} bytes" in summary
+    assert "src: each sleep reads every training image of the tasks seen.\n" in summary
+    assert "src: kept between tasks besides the weights: what the sleep reads: every training image of the " \
+           f"tasks seen, {3000 * 784:,} bytes." in summary
+    assert "sequential: kept between tasks besides the weights: nothing, 0 bytes." in summary
     # capacity: one row per stage, a task's components never more than its probe images (20 per class here)
     capacity = read_csv(os.path.join(run_dir, "capacity.csv"))
     assert len(capacity) == len(ranks) and all(1 <= float(r[f"layer_{l}_task_{t}"]) <= 40 for r in capacity

@@ -247,11 +247,16 @@ def test_lwf_distils_the_previous_networks_outputs_for_the_earlier_classes(small
 def test_every_job_records_the_bytes_it_keeps_between_tasks(small):
     cfg, ctx = small
     weights = 4 * sum(a * b for a, b in zip(ctx.sizes[:-1], ctx.sizes[1:]))
-    got = {m: methods.run_method(m, 0, cfg, ctx, shared={})[0] for m in ("sequential", "lwf", "ewc", "merging", "src")}
+    shared = {}   # (the original's sleep, every image seen: test_experiment's quick run)
+    got = {m: methods.run_method(m, 0, cfg, ctx, shared=shared)[0] for m in ("sequential", "lwf", "ewc")}
     assert got["sequential"]["kept_bytes"] == got["lwf"]["kept_bytes"] == 0
-    assert got["ewc"]["kept_bytes"] == 2 * weights and got["merging"]["kept_bytes"] == 4 * weights
-    # the original's sleep reads every training image of the tasks seen, at a byte per pixel
-    assert got["src"]["kept_bytes"] == got["src"]["sleep_keeps_bytes"] == (ctx.train_y < 10).sum().item() * 784
+    assert got["ewc"]["kept_bytes"] == 2 * weights
+    net = methods.initial_net(0, cfg, ctx)
+    assert methods.kept_between_tasks(methods.METHODS["merging"], {}, net, cfg, ctx)[0] == 4 * weights
+    # iCaRL + the original's sleep: the exemplars are among the images seen, so only those count
+    seen = (ctx.train_y < 10).sum().item() * 784
+    rec = dict(exemplar_bytes=100 * 784, sleep_keeps_bytes=seen, sleep_reads="every training image of the tasks seen")
+    assert methods.kept_between_tasks(methods.METHODS["icarl-src"], rec, net, cfg, ctx)[0] == seen
     weights_only = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--preset", "weights-only",
                                                     "--sleep-steps", "300", "--sleep-steps-increment", "100"])
     rec = methods.run_method("src", 0, weights_only, methods.prepare(weights_only), shared={})[0]
