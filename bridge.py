@@ -1,4 +1,3 @@
-# %%
 """The bridge from the original protocol to the earlier Python replica's, one factor (or group) at a time.
 
 Each row switches one factor of the original protocol to the replica's value, or one factor of the
@@ -13,22 +12,16 @@ switching it alone moves the five-seed mean by more than twice the standard erro
 
 Rows are ordinary run folders of mnist_exp.py: a row's command is printed with it.
 """
-import argparse
-import os
-import subprocess
 import sys
 
-import config  # first: the pinned code paths and threads
-import matplotlib
-
-matplotlib.use("Agg")
+import sweep  # first: the pinned code paths, and matplotlib's file backend
 import matplotlib.pyplot as plt
 import numpy as np
 
+import config
 import methods
-import runner
 
-# %% The factors: name, what changes (original -> replica), options towards the replica, options back, whether
+# The factors: name, what changes (original -> replica), options towards the replica, options back, whether
 # training changes. Two groups hold factors that only make sense together: the replica's inc/dec are sized
 # for its logistic factor (about 0.5 everywhere, where g is about 2 or 0), and inverted dropout and a fresh
 # optimiser per task are what one torch training loop per task does.
@@ -49,69 +42,49 @@ FACTORS = [
      ["--sleep-input", "mean"], False),
     ("scale factors", "data-based -> fixed", ["--alpha", "14.983829", "253.17746", "7.770772"], ["--alpha"], False),
 ]
-SEEDS = ["0", "1", "2", "3", "4"]
 
 
-def rows():
-    """(side, label, options, methods) of every row: the two protocols, then each factor from each side."""
-    out = [("original", "original protocol", [], "sequential,src,parallel"),
-           ("replica", "replica protocol", ["--protocol", "replica"], "sequential,src,parallel")]
+def rows(args=None):
+    """Every row: the two protocols, then each factor from each side (Row.group: the side)."""
+    both = "sequential,src,parallel"
+    out = [sweep.Row("original protocol", [], both, "original"),
+           sweep.Row("replica protocol", ["--protocol", "replica"], both, "replica")]
     for name, change, there, back, training in FACTORS:
-        which = "sequential,src,parallel" if training else "src"
-        out.append(("original", f"original with the replica's {name} ({change})", there, which))
-        out.append(("replica", f"replica with the original's {name}", ["--protocol", "replica", *back], which))
+        which = both if training else "src"
+        out.append(sweep.Row(f"original with the replica's {name} ({change})", there, which, "original"))
+        out.append(sweep.Row(f"replica with the original's {name}", ["--protocol", "replica", *back], which, "replica"))
     return out
 
 
-# %% Run the rows that are not finished
-if __name__ == "__main__":
-    p = config.Parser(prog="bridge.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                      allow_abbrev=False)
-    p.add_argument("--run", action="store_true", help="run the rows first (finished jobs are skipped)")
-    p.add_argument("--workers", type=int, default=2, help="processes per row (default: 2)")
-    p.add_argument("--out", default=os.path.join("runs", "bridge"), help="where the table and figure go")
-    p.add_argument("--png-dir", default="", help="where the figure goes (default: --out)")
-    args = p.parse_args()
-    if args.run:
-        for _, label, options, which in rows():
-            print(f"== {label}", flush=True)
-            cmd = [sys.executable, os.path.join(config.ROOT, "mnist_exp.py"), *options, "--methods", which,
-                   "--seeds", *SEEDS, "--workers", str(args.workers), "--quiet", "--no-figures"]
-            if subprocess.run(cmd).returncode:
-                config.fail(f"the row '{label}' failed; see its message above", "bridge.py")
+def protocols(results):
+    """{side: SRC's (mean, std, n, diverged) of that side's protocol row}."""
+    return {row.group: got.get("src") for row, got in results if row.label.endswith("protocol")}
 
-# %% The table: SRC per row against its side's protocol, with sequential and parallel where training changes
-if __name__ == "__main__":
-    table, base = [], {}
-    for side, label, options, _ in rows():
-        got = runner.finished(options)
-        if label.endswith("protocol"):
-            base[side] = got.get("src")
-        table.append((side, label, options, got))
-    fmt = lambda v: "not run" if v is None else (f"{v[0]:.1f} ± {v[1]:.1f} (n={v[2]}" if v[2] > 1 else f"{v[0]:.1f} (n=1") + \
-        (f", {v[3]} diverged)" if v[3] else ")")
+
+def table(results):
+    """SRC per row against its side's protocol, with sequential and parallel where training changes."""
+    base = protocols(results)
     ctx = methods.prepare(config.resolve(config.DEFAULTS, ["--device", "cpu"]))   # the dataset's counts, for what sleeps keep
     lines = ["| row | SRC final, all classes (%) | change vs its protocol | 2 SE | carries? | sequential | parallel | "
              "SRC's sleep reads; bytes kept between tasks | options |", "|---|---|---|---|---|---|---|---|---|"]
-    for side, label, options, got in table:
-        src, ref = got.get("src"), base.get(side)
+    for row, got in results:
+        src, ref = got.get("src"), base.get(row.group)
         delta = se2 = carries = ""
-        if src and ref and not label.endswith("protocol") and src[2] > 1 and ref[2] > 1:
+        if src and ref and not row.label.endswith("protocol") and src[2] > 1 and ref[2] > 1:
             d = src[0] - ref[0]
             se = np.sqrt(src[1] ** 2 / src[2] + ref[1] ** 2 / ref[2])
             delta, se2, carries = f"{d:+.1f}", f"{2 * se:.1f}", "**yes**" if abs(d) > 2 * se else "no"
-        other = [fmt(got.get(m)) if m in got else "" for m in ("sequential", "parallel")]
-        reads, kept = methods.sleep_keeps(config.resolve(config.DEFAULTS, options), ctx)
-        lines.append(f"| {label} | {fmt(src)} | {delta} | {se2} | {carries} | {other[0]} | {other[1]} | "
-                     f"{reads}; {kept:,} | `{' '.join(options) or '(defaults)'}` |")
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "bridge.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        other = [sweep.fmt(got.get(m)) if m in got else "" for m in ("sequential", "parallel")]
+        reads, kept = methods.sleep_keeps(config.resolve(config.DEFAULTS, row.options), ctx)
+        lines.append(f"| {row.label} | {sweep.fmt(src)} | {delta} | {se2} | {carries} | {other[0]} | {other[1]} | "
+                     f"{reads}; {kept:,} | `{' '.join(row.options) or '(defaults)'}` |")
+    return lines
 
-# %% The figure: SRC final accuracy per row, mean ± sample std, each side against its protocol
-if __name__ == "__main__":
-    shown = [(side, label, got["src"]) for side, label, _, got in table if "src" in got]
+
+def figure(results):
+    """SRC final accuracy per row, mean ± sample std, each side against its protocol."""
+    base = protocols(results)
+    shown = [(row.group, row.label, got["src"]) for row, got in results if "src" in got]
     fig, ax = plt.subplots(figsize=(13, 0.32 * len(shown) + 1.4))
     for i, (side, label, (mean, std, n, _)) in enumerate(shown):
         ax.errorbar(mean, i, xerr=std if n > 1 else None, fmt="o", color="tab:blue" if side == "original" else "tab:orange",
@@ -125,7 +98,10 @@ if __name__ == "__main__":
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    png_dir = args.png_dir or args.out
-    os.makedirs(png_dir, exist_ok=True)
-    fig.savefig(os.path.join(png_dir, "bridge.png"), dpi=110)
-    print(f"table in {os.path.join(args.out, 'bridge.md')}, figure in {os.path.join(png_dir, 'bridge.png')}")
+    return fig
+
+
+SWEEP = sweep.Sweep(name="bridge", doc=__doc__, rows=rows, table=table, figure=figure)
+
+if __name__ == "__main__":
+    sweep.main(SWEEP, sys.argv[1:])

@@ -1,0 +1,84 @@
+"""The one runner of the studies whose rows are ordinary run folders of mnist_exp.py (bridge.py, replay.py).
+
+A sweep is a declaration (`Sweep`): its rows (a label, mnist_exp.py's options and the methods to run), the
+table made from the finished rows and a figure. `main` gives every sweep the same command line: it checks
+every row's options before anything runs (a bad one is mnist_exp.py's one-line error), with --run runs
+the rows that are not finished (finished jobs are skipped, so a stopped sweep resumes), and rebuilds the
+table and the figure from the run folders alone.
+"""
+import argparse
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+import config  # first: the pinned code paths and threads
+import matplotlib
+
+matplotlib.use("Agg")
+
+import runner
+
+SEEDS = ("0", "1", "2", "3", "4")   # the report seeds
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    options: list              # mnist_exp.py's options: they name the row's run folder
+    methods: str = "sequential,src"
+    group: str = ""            # a sweep's own grouping (the bridge: which protocol the row starts from)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str                  # the table NAME.md and the figure NAME.png, in runs/NAME unless --out
+    doc: str                   # the script's docstring, its --help
+    rows: Callable             # rows(args) -> [Row]
+    table: Callable            # table(results) -> markdown lines; results: [(Row, runner.finished(row.options))]
+    figure: Callable           # figure(results) -> a matplotlib figure
+    arguments: Callable = field(default=lambda parser: None)   # the sweep's own options
+    seeds: tuple = SEEDS
+
+
+def fmt(value):
+    """A row's mean ± sample std (n), 'not run' when its folder has no summary."""
+    if value is None:
+        return "not run"
+    mean, std, n, diverged = value
+    return (f"{mean:.1f} ± {std:.1f} (n={n}" if n > 1 else f"{mean:.1f} (n=1") + (f", {diverged} diverged)" if diverged else ")")
+
+
+def main(sweep, argv):
+    prog = f"{sweep.name}.py"
+    p = config.Parser(prog=prog, description=sweep.doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+                      allow_abbrev=False)
+    p.add_argument("--run", action="store_true", help="run the rows first (finished jobs are skipped)")
+    p.add_argument("--workers", type=int, default=2, help="processes per row (default: 2)")
+    p.add_argument("--out", default=os.path.join("runs", sweep.name), help="where the table and figure go")
+    p.add_argument("--png-dir", default="", help="where the figure goes (default: --out)")
+    sweep.arguments(p)
+    args = p.parse_args(argv)
+    rows = sweep.rows(args)
+    for row in rows:   # every row's options are checked before any row runs
+        config.resolve(config.DEFAULTS, [*row.options, "--methods", row.methods, "--workers", str(args.workers)], prog)
+    if args.run:
+        for row in rows:
+            print(f"== {row.label}", flush=True)
+            cmd = [sys.executable, os.path.join(config.ROOT, "mnist_exp.py"), *row.options, "--methods", row.methods,
+                   "--seeds", *sweep.seeds, "--workers", str(args.workers), "--quiet", "--no-figures"]
+            if subprocess.run(cmd).returncode:
+                config.fail(f"the row '{row.label}' failed; see its message above", prog)
+    results = [(row, runner.finished(row.options)) for row in rows]
+    lines = sweep.table(results)
+    runner.writable(args.out, "--out")
+    table = os.path.join(args.out, f"{sweep.name}.md")
+    runner.write_text(table, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    png_dir = args.png_dir or args.out
+    runner.writable(png_dir, "--png-dir")
+    figure = os.path.join(png_dir, f"{sweep.name}.png")
+    fig = sweep.figure(results)
+    runner.write_atomic(figure, lambda tmp: fig.savefig(tmp, dpi=110), "--png-dir")
+    print(f"table in {table}, figure in {figure}")
