@@ -73,6 +73,8 @@ class Config:
     n_per_task: int = arg(5000, "training images per task: the first n of its classes, in dataset order")
     train_limit: int = arg(0, "use only the first n training images (0: all)")
     test_limit: int = arg(0, "use only the first n test images (0: all)")
+    score_on: str = arg("test", "'test' (the test set) or 'train': every accuracy is measured on all training images "
+                                "instead (what the authors' reduced-data script reports)")
     validation: int = arg(0, "hold out the last n training images of each class and score on them instead of the "
                              "test set, which is then not read (tuning; 0: test set)")
     replay: float = arg(0.0, "rehearsal: task k >= 2 also trains on this fraction of the earlier tasks' images")
@@ -218,7 +220,9 @@ APPLIES = [(k, lambda c: any(m in ICARL_METHODS for m in c.methods), "an iCaRL m
     ("alpha_scale", lambda c: not c.alpha, "data-based scale factors (no --alpha)"),
     ("sleep_exp", lambda c: c.plasticity_factor == "original", "--plasticity-factor original (the logistic g keeps its exp)"),
     ("sleep_bias", lambda c: c.bias, "--bias"),
-    ("test_limit", lambda c: not c.validation, "the test set (it is not read with --validation)"),
+    ("test_limit", lambda c: not c.validation and c.score_on == "test",
+     "the test set (it is not read with --validation or --score-on train)"),
+    ("score_on", lambda c: not c.validation, "the test set or the training images (--validation scores on its own split)"),
     ("png_dir", lambda c: c.figures, "figures (not --no-figures)"),
 ] + [(k, lambda c: any(m in SLEEPING for m in c.methods), "a method that sleeps (" + ", ".join(SLEEPING) + ")")
      for k in SLEEP_FIELDS.values()]
@@ -400,7 +404,7 @@ def check(cfg, mine, prog):
         problems.append(f"--dropout must be in [0, 1); got {cfg.dropout}")
     if not 0 <= cfg.replay <= 1:
         problems.append(f"--replay must be a fraction in [0, 1] (0.05: 5 % of the earlier tasks' images); got {cfg.replay}")
-    choices = dict(dtype=("float32", "float64"), engine=("auto", "numba", "torch"), init=("uniform", "torch"),
+    choices = dict(score_on=("test", "train"), dtype=("float32", "float64"), engine=("auto", "numba", "torch"), init=("uniform", "torch"),
                    output=("relu-mse", "linear-ce"), merge_init=("shared", "own"), exemplars=("herding", "random"))
     problems += [f"{option(k)} must be one of {', '.join(v)}; got {getattr(cfg, k)!r}"
                  for k, v in choices.items() if getattr(cfg, k) not in v]

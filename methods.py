@@ -78,6 +78,8 @@ def prepare(cfg):
                           sizes=(train_x.shape[1], *cfg.hidden, n_classes))
     train_x, train_y = train_x[:cfg.train_limit or None], train_y[:cfg.train_limit or None]
     test_x, test_y = test_x[:cfg.test_limit or None], test_y[:cfg.test_limit or None]
+    if cfg.score_on == "train":   # the accuracy on the training images (all of them, not only those trained on)
+        test_x, test_y = train_x, train_y
     if cfg.validation:   # tuning: the held-out training images replace the test set, which is not read at all
         held = data.holdout_mask(train_y, cfg.validation)
         test_x, test_y = train_x[held], train_y[held]

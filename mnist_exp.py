@@ -37,7 +37,7 @@ cfg = config.Config(
     preset=None,               # None: the protocol's own; or tuned, tuned-class-means, beyond, replay-10, ...
     quick=False,               # a smoke test: few images, one epoch, short sleeps
     # data and tasks
-    classes_per_task=2, n_per_task=5000, train_limit=0, test_limit=0, validation=0,
+    classes_per_task=2, n_per_task=5000, train_limit=0, test_limit=0, validation=0, score_on="test",
     replay=0.0,                # rehearsal: fraction of the earlier tasks' images
     memory=0, exemplars="herding", distillation=False,   # iCaRL
     # network and training

@@ -64,6 +64,7 @@ def test_the_replica_protocol_and_its_preset():
     (["--methods", "src", "--merge-init", "own"], "--merge-init applies only with --methods merging"),
     (["--ewc-lambda", "5"], "--ewc-lambda applies only with --methods ewc"),
     (["--lwf-lambda", "2"], "--lwf-lambda applies only with --methods lwf"),
+    (["--score-on", "train", "--validation", "100"], "--score-on applies only with the test set or the training images"),
     (["--methods", "lwf", "--lwf-temperature", "3"], "--lwf-temperature applies only with --methods lwf and --output linear-ce"),
     (["--sleep-exp", "fast", "--engine", "torch"], "--sleep-exp fast is the numba engine's"),
     (["--si-c", "1"], "--si-c applies only with --methods si"),

@@ -430,3 +430,22 @@ def test_workers_finish_a_run_whose_sleeping_jobs_are_done(tmp_path):
     run(*common, "--methods", "src")
     proc = run(*common, "--methods", "sequential,src", "--workers", "2")
     assert "1 of 2 jobs to run" in proc.stdout and "| sequential | 1 |" in proc.stdout and "| src | 1 |" in proc.stdout
+
+
+def test_reduced_data_sweep_reads_its_rows_run_folders(tmp_path):
+    # One task of all ten digits, each epoch count with its script's constants; the training-set rows are
+    # separate run folders (--score-on train).
+    import reduced
+    opts = reduced.options(20, "train")
+    cfg = config.resolve(config.DEFAULTS, opts)
+    assert (cfg.classes_per_task, cfg.lr, cfg.epochs, cfg.sleep_steps, cfg.inc, cfg.score_on) == (10, 0.01, 20, 20000, 0.089164, "train")
+    folder = tmp_path / "runs" / config.run_name(cfg)
+    folder.mkdir(parents=True)
+    (folder / "summary.csv").write_text("method,n,all_mean,all_std\nsequential,5,60.0,1.0\nsrc,5,70.5,2.0\n")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "reduced.py"), "--out", str(tmp_path / "out")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (tmp_path / "out" / "reduced.md").read_text().splitlines()[2:]}
+    assert table["20 epochs, train accuracy"][1:4] == ["60.0 ± 1.0 (n=5)", "70.5 ± 2.0 (n=5)", "+10.5"]
+    assert table["10 epochs, test accuracy"][1] == "not run" and len(table) == 9
+    assert (tmp_path / "out" / "reduced.png").stat().st_size > 5000

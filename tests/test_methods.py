@@ -266,3 +266,10 @@ def test_every_job_records_the_bytes_it_keeps_between_tasks(small):
     ctx = methods.prepare(replay)
     rec = methods.run_method("sequential", 0, replay, ctx, shared={})[0]
     assert rec["kept_bytes"] == (ctx.train_y < 8).sum().item() * 784 > 0
+
+
+def test_score_on_train_measures_every_accuracy_on_all_training_images():
+    cfg = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--score-on", "train", "--classes-per-task", "10"])
+    ctx = methods.prepare(cfg)
+    assert list(ctx.tasks) == [tuple(range(10))] and len(ctx.eval_y) == len(ctx.train_y) == cfg.train_limit
+    assert torch.equal(torch.sort(torch.cat(ctx.eval_chunks).sum(1)).values, torch.sort(ctx.train_x.sum(1)).values)

@@ -1,0 +1,74 @@
+"""Reduced training data: one task of all ten classes on few images, with and without one sleep.
+
+The authors' MNIST/run_reduced_training{10,20,40}.m train the network on the first 5 000 training images
+(one task of all ten digits: --classes-per-task 10) with lr 0.01 for 10, 20 or 40 epochs, each with its own
+sleep constants, then sleep once for 20 000 steps with the input and the scale factors taken from all
+60 000 training images (the sleep reads every training image of the task, --sleep-data seen). The script
+reports the accuracy on the 60 000 training images (--score-on train); the test accuracy is the other row.
+An addition: the same sleep reading only the 5 000 images trained on (--sleep-data current). Each row is an
+ordinary run folder of mnist_exp.py (sequential training and SRC, seeds 0-4: the same network before the
+sleep, so each seed's pair differs only by the sleep).
+
+    python reduced.py --run              # run the rows that are not finished (about 10 minutes on 2 cores)
+    python reduced.py --png-dir png      # the table (runs/reduced/reduced.md) and the figure
+"""
+import sys
+
+import sweep  # first: the pinned code paths, and matplotlib's file backend
+import matplotlib.pyplot as plt
+
+# [rate, inc, dec, beta per layer, alpha_scale] of each script
+CONSTANTS = {10: (42.162268, 0.022175, 0.076886, (37.312702, 7.101362, 32.780841), 14.308178),
+             20: (56.274254, 0.089164, 0.094930, (39.355043, 18.459940, 35.408674), 2.683161),
+             40: (29.393650, 0.031111, 0.000001, (8.102056, 26.252258, 33.832234), 2.023822)}
+
+
+def options(epochs, scored="test", data="seen"):
+    rate, inc, dec, beta, alpha_scale = CONSTANTS[epochs]
+    return ["--classes-per-task", "10", "--n-per-task", "5000", "--lr", "0.01", "--epochs", str(epochs),
+            "--sleep-steps", "20000", "--rate", str(rate), "--inc", str(inc), "--dec", str(dec),
+            "--beta", *map(str, beta), "--alpha-scale", str(alpha_scale), "--sleep-data", data,
+            "--score-on", scored]
+
+
+def rows(args=None):
+    return [sweep.Row(f"{e} epochs, {scored} accuracy" + (", sleep on the 5 000 trained on" if data == "current" else ""),
+                      options(e, scored, data), group=f"{scored}-{data}")
+            for e in CONSTANTS for scored, data in (("test", "seen"), ("train", "seen"), ("test", "current"))]
+
+
+def table(results):
+    lines = ["| row | without sleep (%) | with sleep (%) | sleep adds | options |", "|---|---|---|---|---|"]
+    for row, got in results:
+        seq, src = got.get("sequential"), got.get("src")
+        adds = f"{src[0] - seq[0]:+.1f}" if seq and src else ""
+        lines.append(f"| {row.label} | {sweep.fmt(seq)} | {sweep.fmt(src)} | {adds} | `{' '.join(row.options)}` |")
+    return lines
+
+
+def figure(results):
+    """Accuracy against epochs, with and without sleep, on the test and the training images."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    styles = {"test-seen": ("test images", "-"), "train-seen": ("training images", "--"),
+              "test-current": ("test images, sleep on the 5 000", ":")}
+    for group, (where, line) in styles.items():
+        for method, label, color in (("sequential", "without sleep", "tab:gray"), ("src", "with sleep", "tab:blue")):
+            points = [(int(row.options[row.options.index("--epochs") + 1]), got[method]) for row, got in results
+                      if row.group == group and method in got]
+            if points and not (group == "test-current" and method == "sequential"):   # the same as test-seen's
+                ax.errorbar([x for x, _ in points], [v[0] for _, v in points], yerr=[v[1] for _, v in points],
+                            fmt="o" + line, color=color, capsize=3, label=f"{label}, {where}")
+    ax.set_xticks(list(CONSTANTS))
+    ax.set_xlabel("epochs on the first 5 000 training images (lr 0.01)")
+    ax.set_ylabel("accuracy, all 10 classes (%)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+SWEEP = sweep.Sweep(name="reduced", doc=__doc__, rows=rows, table=table, figure=figure)
+
+if __name__ == "__main__":
+    sweep.main(SWEEP, sys.argv[1:])
