@@ -37,15 +37,6 @@ def rows(args=None):
             for e in CONSTANTS for scored, data in (("test", "seen"), ("train", "seen"), ("test", "current"))]
 
 
-def table(results):
-    lines = ["| row | without sleep (%) | with sleep (%) | sleep adds | options |", "|---|---|---|---|---|"]
-    for row, got in results:
-        seq, src = got.get("sequential"), got.get("src")
-        adds = f"{src[0] - seq[0]:+.1f}" if seq and src else ""
-        lines.append(f"| {row.label} | {sweep.fmt(seq)} | {sweep.fmt(src)} | {adds} | `{' '.join(row.options)}` |")
-    return lines
-
-
 def figure(results):
     """Accuracy against epochs, with and without sleep, on the test and the training images."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -68,7 +59,8 @@ def figure(results):
     return fig
 
 
-SWEEP = sweep.Sweep(name="reduced", doc=__doc__, rows=rows, table=table, figure=figure)
+SWEEP = sweep.Sweep(name="reduced", doc=__doc__, rows=rows, figure=figure,
+                    table=lambda results: sweep.sleep_table(results, "row", options=True))
 
 if __name__ == "__main__":
     sweep.main(SWEEP, sys.argv[1:])

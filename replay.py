@@ -28,16 +28,6 @@ def options(fraction):
     return ["--replay", fraction] + (["--preset", preset] if preset else [])
 
 
-def table(results):
-    """Final accuracy of sequential training and SRC per fraction, and what the sleep adds."""
-    lines = ["| replayed fraction | sequential + rehearsal (%) | SRC + rehearsal (%) | sleep adds |", "|---|---|---|---|"]
-    for row, got in results:
-        seq, src = got.get("sequential"), got.get("src")
-        adds = f"{src[0] - seq[0]:+.1f}" if seq and src else ""
-        lines.append(f"| {row.label} | {sweep.fmt(seq)} | {sweep.fmt(src)} | {adds} |")
-    return lines
-
-
 def figure(results):
     """Mean ± sample std over seeds against the replayed fraction."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -75,7 +65,9 @@ SWEEP = sweep.Sweep(
     arguments=lambda p: p.add_argument("--fractions", nargs="+", default=FRACTIONS,
                                        help=f"fractions (default: {' '.join(FRACTIONS)})"),
     rows=lambda args: [sweep.Row(label(f), options(f)) for f in args.fractions],
-    table=table, figure=figure)
+    table=lambda results: sweep.sleep_table(results, "replayed fraction", "sequential + rehearsal (%)",
+                                            "SRC + rehearsal (%)"),
+    figure=figure)
 
 
 if __name__ == "__main__":

@@ -331,6 +331,8 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     for name, value in dict(factor=factor, exp=exp).items():
         if value not in CHOICES[name]:
             raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}; got {value!r}")
+    if exp == "fast" and factor == "logistic":
+        raise ValueError("exp 'fast' is the original g's (2 / (1 + exp(w / width))); the logistic g keeps its exact exp")
     if engine == "auto":
         engine = "numba" if device.type == "cpu" else "torch"
     if engine not in ENGINES:
@@ -522,7 +524,7 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ptr, idx, t0, alpha, thr, inc, dec
                     broken = False
                     for i in range(n_plastic):             # the column: strided reads, gathered once
                         column[i] = w[i, j]
-                    if fast_exp and not logistic:          # e = exp(-|w| / width) for the whole column at
+                    if fast_exp:                           # e = exp(-|w| / width) for the whole column at
                         for i in range(n_plastic):         # once (SIMD): exp(x) = 2^n p(r), x = n ln 2 + r,
                             x = max(-abs(np.float64(column[i]) / np.float64(width)), -700.0)   # |r| <= ln 2 / 2
                             n = np.floor(x * 1.4426950408889634 + 0.5)

@@ -50,6 +50,18 @@ def fmt(value):
     return (f"{mean:.1f} ± {std:.1f} (n={n}" if n > 1 else f"{mean:.1f} (n=1") + (f", {diverged} diverged)" if diverged else ")")
 
 
+def sleep_table(results, first, without="without sleep (%)", with_="with sleep (%)", options=False):
+    """A table of sequential training and SRC per row, and what the sleep adds (the difference of the means);
+    options: a last column with the row's options."""
+    lines = [f"| {first} | {without} | {with_} | sleep adds |" + (" options |" if options else ""),
+             "|---|---|---|---|" + ("---|" if options else "")]
+    for row, got in results:
+        seq, src = got.get("sequential"), got.get("src")
+        adds = f"{src[0] - seq[0]:+.1f}" if seq and src else ""
+        lines.append(f"| {row.label} | {fmt(seq)} | {fmt(src)} | {adds} |" + (f" `{' '.join(row.options)}` |" if options else ""))
+    return lines
+
+
 def main(sweep, argv):
     prog = f"{sweep.name}.py"
     p = config.Parser(prog=prog, description=sweep.doc, formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -461,5 +461,7 @@ def test_fast_exp_differs_from_the_reference_only_in_rounding(dtype, seed):
     np.testing.assert_allclose(fast.double().numpy(), exact.double().numpy(), rtol=0, atol=tol)
     with pytest.raises(ValueError, match="numba engine"):
         src.sleep_on_spikes(W, spikes, alpha, beta, inc=INC, dec=DEC, engine="torch", exp="fast")
+    with pytest.raises(ValueError, match="logistic g keeps its exact exp"):
+        src.sleep_on_spikes(W, spikes, alpha, beta, inc=INC, dec=DEC, engine="numba", exp="fast", factor="logistic")
     with pytest.raises(ValueError, match="exp must be"):
         src.sleep_on_spikes(W, spikes, alpha, beta, inc=INC, dec=DEC, engine="numba", exp="quick")
