@@ -70,6 +70,9 @@ class Config:
     quick: bool = arg(False, "a smoke test: few images, one epoch, short sleeps (QUICK)")
     # data and tasks
     classes_per_task: int = arg(2, "classes per task: (0, 1), (2, 3), ...")
+    task_order: str = arg("fixed", "'fixed' (the tasks in the order of their digits) or 'random' (a permutation drawn "
+                                   "from the seed: the same for every method and setting of that seed)")
+    n_tasks: int = arg(0, "learn only the first n tasks of the order (0: all; 2: the task-2 length study's two tasks)")
     n_per_task: int = arg(5000, "training images per task: the first n of its classes, in dataset order")
     train_limit: int = arg(0, "use only the first n training images (0: all)")
     test_limit: int = arg(0, "use only the first n test images (0: all)")
@@ -94,6 +97,8 @@ class Config:
     keep_momentum: bool = arg(True, "momentum buffers carry over from task to task (the original)")
     batch_size: int = arg(100, "images per minibatch")
     epochs: int = arg(2, "passes over each task's training set")
+    task_epochs: tuple = arg((), "passes over each task's training set, one number per task in the order learnt, "
+                                 "instead of --epochs (the task-2 length study: 2 20)")
     dtype: str = arg("float32", "float32 (as the original) or float64")
     # sleep (src.Sleep); rate, inc, dec, beta and alpha_scale come from the preset unless set
     rate: float = arg(None, "input rate: a pixel of value p fires with probability 2 dt rate p", kind=float)
@@ -139,7 +144,7 @@ class Config:
 DEFAULTS = Config()
 FIELDS = {f.name: f for f in dataclasses.fields(Config) if not f.metadata.get("derived")}
 SCIENCE = [k for k, f in FIELDS.items() if not f.metadata["runtime"]]   # what names the run folder
-LISTS = dict(methods=str, seeds=int, hidden=int, beta=float, plasticity=float, alpha=float)   # options of several values
+LISTS = dict(methods=str, seeds=int, hidden=int, task_epochs=int, beta=float, plasticity=float, alpha=float)   # options of several values
 # src.Sleep's fields and the config fields they come from
 SLEEP_FIELDS = dict(rate="rate", inc="inc", dec="dec", beta="beta", alpha_scale="alpha_scale", alpha="alpha",
                     alpha_softmax="alpha_softmax", steps="sleep_steps", steps_increment="sleep_steps_increment",
@@ -381,7 +386,7 @@ def check(cfg, mine, prog):
         problems.append(f"--methods needs at least one method ({', '.join(METHODS)})")
     whole = lambda v, low: isinstance(v, int) and not isinstance(v, bool) and v >= low
     ints = dict(workers=1, batch_size=1, epochs=1, n_per_task=1, train_limit=0, test_limit=0, validation=0, memory=0,
-                probe_per_class=1, pca_components=1, classes_per_task=1)
+                probe_per_class=1, pca_components=1, classes_per_task=1, n_tasks=0)
     problems += [f"{option(k)} must be a whole number >= {low}; got {getattr(cfg, k)}" for k, low in ints.items()
                  if not whole(getattr(cfg, k), low)]
     if not cfg.seeds or not all(whole(s, 0) and s < 2 ** 32 for s in cfg.seeds):
@@ -392,6 +397,20 @@ def check(cfg, mine, prog):
         problems.append(f"--beta needs one value per layer ({n_layers}); got {len(cfg.beta)}")
     if whole(cfg.classes_per_task, 1) and spec["classes"] % cfg.classes_per_task:
         problems.append(f"--classes-per-task must divide the {spec['classes']} classes of {cfg.dataset}; got {cfg.classes_per_task}")
+    elif whole(cfg.classes_per_task, 1) and whole(cfg.n_tasks, 0):
+        n = spec["classes"] // cfg.classes_per_task
+        if cfg.n_tasks > n:
+            problems.append(f"--n-tasks must be at most the {n} tasks of {cfg.classes_per_task} classes; got {cfg.n_tasks}")
+        elif cfg.task_epochs and len(cfg.task_epochs) != (cfg.n_tasks or n):
+            problems.append(f"--task-epochs needs one number per task learnt ({cfg.n_tasks or n}); got "
+                            f"{' '.join(map(str, cfg.task_epochs))}")
+    if not all(whole(e, 1) for e in cfg.task_epochs):
+        problems.append(f"--task-epochs must be whole numbers >= 1; got {' '.join(map(str, cfg.task_epochs))}")
+    if cfg.task_epochs and "epochs" in mine:
+        problems.append("--epochs and --task-epochs both set the epochs: give one")
+    if cfg.task_epochs and "parallel" in cfg.methods:
+        problems.append("--task-epochs applies to methods that learn task by task; parallel trains once on all tasks "
+                        "together (run it with --epochs, as a separate command)")
     if not (isinstance(cfg.mask_size, int) and cfg.mask_size <= spec["side"]):
         problems.append(f"--mask-size must be a whole number from 1 to the image side, {spec['side']}; got {cfg.mask_size}")
     problems += [f"{option(k)} must be > 0; got {getattr(cfg, k)}" for k in ("lr", "init_scale", "si_xi", "analytic_ridge", "lwf_temperature")
@@ -404,7 +423,7 @@ def check(cfg, mine, prog):
         problems.append(f"--dropout must be in [0, 1); got {cfg.dropout}")
     if not 0 <= cfg.replay <= 1:
         problems.append(f"--replay must be a fraction in [0, 1] (0.05: 5 % of the earlier tasks' images); got {cfg.replay}")
-    choices = dict(score_on=("test", "train"), dtype=("float32", "float64"), engine=("auto", "numba", "torch"), init=("uniform", "torch"),
+    choices = dict(task_order=("fixed", "random"), score_on=("test", "train"), dtype=("float32", "float64"), engine=("auto", "numba", "torch"), init=("uniform", "torch"),
                    output=("relu-mse", "linear-ce"), merge_init=("shared", "own"), exemplars=("herding", "random"))
     problems += [f"{option(k)} must be one of {', '.join(v)}; got {getattr(cfg, k)!r}"
                  for k, v in choices.items() if getattr(cfg, k) not in v]

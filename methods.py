@@ -74,7 +74,7 @@ def prepare(cfg):
     train_x, train_y, test_x, test_y = data.load(cfg.dataset, cfg.data_dir)
     n_classes = data.DATASETS[cfg.dataset]["classes"]
     ctx = SimpleNamespace(device=device, dtype=getattr(torch, cfg.dtype), n_classes=n_classes,
-                          tasks=data.class_tasks(n_classes, cfg.classes_per_task),
+                          tasks=data.class_tasks(n_classes, cfg.classes_per_task)[:cfg.n_tasks or None],
                           sizes=(train_x.shape[1], *cfg.hidden, n_classes))
     train_x, train_y = train_x[:cfg.train_limit or None], train_y[:cfg.train_limit or None]
     test_x, test_y = test_x[:cfg.test_limit or None], test_y[:cfg.test_limit or None]
@@ -93,6 +93,28 @@ def prepare(cfg):
     return ctx
 
 
+def task_order(seed, cfg, n):
+    """The order in which the n tasks are learnt: as numbered, or with cfg.task_order 'random' a permutation
+    drawn from the seed alone (the iCaRL script's randperm per trial), so every method and every setting of a
+    seed learns the same order."""
+    if cfg.task_order == "fixed":
+        return list(range(n))
+    return torch.randperm(n, generator=generator(seed, "order", 0)).tolist()
+
+
+def seeded(ctx, seed, cfg):
+    """The data of one seed: ctx with its tasks in the seed's order (task_order), the first cfg.n_tasks of
+    them. Each task keeps its digits, so records and tables name a task by them (rec["tasks"])."""
+    numbered = data.class_tasks(ctx.n_classes, cfg.classes_per_task)
+    order = [numbered[i] for i in task_order(seed, cfg, len(numbered))]
+    return SimpleNamespace(**dict(vars(ctx), tasks=tuple(order[:cfg.n_tasks or None])))
+
+
+def epochs_of(k, cfg):
+    """Passes over task k's training set (k = 0, joint training: cfg.epochs)."""
+    return cfg.task_epochs[k - 1] if cfg.task_epochs and k else cfg.epochs
+
+
 def initial_net(seed, cfg, ctx, copy=1):
     """The seed's initial weights (cfg.init), the same for every method. copy k > 1: the initial weights of
     merging's k-th copy when each copy has its own (merge_init "own"), from the seed's stream for copy k."""
@@ -107,7 +129,7 @@ def generator(seed, phase, k, device="cpu"):
     (k = 0: joint training).
     Every method draws the same numbers in the same phase (common random numbers), so methods differ
     only in what they do: sequential and SRC train task 1 identically, and their difference is the sleep."""
-    phases = ("train", "sleep", "replay", "exemplars", "nme")
+    phases = ("train", "sleep", "replay", "exemplars", "nme", "order")
     state = np.random.SeedSequence([seed, phases.index(phase), k]).generate_state(1)[0]
     return torch.Generator(device=device).manual_seed(int(state))
 
@@ -172,7 +194,7 @@ def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, memory=None, p
         with torch.no_grad():
             old = torch.cat([models.forward(start, xb, cfg.dropout)[-1] for xb in x.split(2000)])
         soft = (old, earlier, cfg.lwf_lambda, cfg.lwf_temperature)
-    models.train(net, x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+    models.train(net, x, y, epochs=epochs_of(k, cfg), batch_size=cfg.batch_size, lr=cfg.lr,
                  momentum=cfg.momentum, dropout=cfg.dropout, n_classes=ctx.n_classes,
                  generator=generator(seed, "train", k, ctx.device), penalty=penalty, path=path, distill=soft,
                  progress=progress, desc=desc)
@@ -295,8 +317,8 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
     (Method.shared) is taken from there when another method has computed it, and put there otherwise;
     the random streams make a recomputation identical.
     """
-    spec = METHODS[method]
-    rec = dict(method=method, seed=seed, rows=[], stable_rank=[], capacity=[], sleep=[], synthetic=[], nme=[],
+    spec, ctx = METHODS[method], seeded(ctx, seed, cfg)
+    rec = dict(method=method, seed=seed, tasks=[list(t) for t in ctx.tasks], rows=[], stable_rank=[], capacity=[], sleep=[], synthetic=[], nme=[],
                time=dict(train=0.0, sleep=0.0, eval=0.0))
     if spec.statistics:
         return run_statistics(spec, rec, seed, cfg, ctx, shared), {}

@@ -37,7 +37,7 @@ cfg = config.Config(
     preset=None,               # None: the protocol's own; or tuned, tuned-class-means, beyond, replay-10, ...
     quick=False,               # a smoke test: few images, one epoch, short sleeps
     # data and tasks
-    classes_per_task=2, n_per_task=5000, train_limit=0, test_limit=0, validation=0, score_on="test",
+    classes_per_task=2, task_order="fixed", n_tasks=0, n_per_task=5000, train_limit=0, test_limit=0, validation=0, score_on="test",
     replay=0.0,                # rehearsal: fraction of the earlier tasks' images
     memory=0, exemplars="herding", distillation=False,   # iCaRL
     # network and training
@@ -47,7 +47,7 @@ cfg = config.Config(
     dropout=0.25, inverted_dropout=False,
     lr=0.1, momentum=0.5, keep_momentum=True,
     batch_size=100,
-    epochs=2,
+    epochs=2, task_epochs=(),  # or one number per task: (2, 20)
     dtype="float32",
     # sleep
     rate=None,                 # input rate
@@ -89,7 +89,8 @@ if cfg.figures:
 
 # %% Explore (interactive only): train task 1 of the first seed once, and keep it
 if config.INTERACTIVE:
-    ctx, seed = prepare(cfg), cfg.seeds[0]
+    seed = cfg.seeds[0]
+    ctx = methods.seeded(prepare(cfg), seed, cfg)   # the tasks in the seed's order
     init = initial_net(seed, cfg, ctx)
     trained = train_task(init, 1, seed, cfg, ctx)
     shared = {"init": (init, evaluate(init, cfg, ctx)), "train_1": (trained, evaluate(trained, cfg, ctx))}

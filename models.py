@@ -213,7 +213,9 @@ def predict(net, x, dropout, chunk=2000):
 
 
 def accuracy(pred, y, tasks):
-    """Accuracy in percent of predictions over all classes, on each task's images and on all of them."""
+    """Accuracy in percent of predictions over all classes, on each task's images and on the images of all the
+    tasks (those of classes no task has, with --n-tasks, are not scored)."""
     correct = pred == y
     per_task = [100 * correct[torch.isin(y, torch.tensor(t, device=y.device))].float().mean().item() for t in tasks]
-    return per_task, 100 * correct.float().mean().item()
+    learnt = torch.isin(y, torch.tensor(sum(map(tuple, tasks), ()), device=y.device))
+    return per_task, 100 * correct[learnt].float().mean().item()

@@ -15,6 +15,7 @@ from typing import Callable
 
 import config  # first: the pinned code paths and threads
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
@@ -48,6 +49,25 @@ def fmt(value):
         return "not run"
     mean, std, n, diverged = value
     return (f"{mean:.1f} ± {std:.1f} (n={n}" if n > 1 else f"{mean:.1f} (n=1") + (f", {diverged} diverged)" if diverged else ")")
+
+
+def paired(row, first, second, nme=False):
+    """second's final accuracy minus first's, seed by seed, in a row's run folder (a seed gives both the same
+    initial weights, task order and random streams): (mean, sample std, n), or None without two such seeds.
+    nme: iCaRL's nearest-mean-of-exemplars accuracy instead of the network's."""
+    import json
+    cfg = config.resolve(config.DEFAULTS, row.options)
+    jobs = os.path.join(cfg.out, config.run_name(cfg), "jobs")
+    final = lambda method, seed: json.load(open(os.path.join(jobs, f"{method}-seed{seed}.json")))["nme" if nme else "rows"][-1]["all"]
+    diffs = [final(second, s) - final(first, s) for s in sweep_seeds(jobs, first, second)]
+    return (float(np.mean(diffs)), float(np.std(diffs, ddof=1)), len(diffs)) if len(diffs) > 1 else None
+
+
+def sweep_seeds(jobs, *methods):
+    """The seeds every one of the methods has finished in a jobs folder."""
+    have = lambda m: {int(f[len(m) + 5:-5]) for f in os.listdir(jobs) if f.startswith(f"{m}-seed") and f.endswith(".json")} \
+        if os.path.isdir(jobs) else set()
+    return sorted(set.intersection(*(have(m) for m in methods)))
 
 
 def sleep_table(results, first, without="without sleep (%)", with_="with sleep (%)", options=False):

@@ -130,7 +130,7 @@ config.check_data(cfg, ctx)
 @functools.cache
 def first_network(seed):
     """The network trained on task 1: the same for every candidate, so trained once per seed and study run."""
-    return methods.train_task(methods.initial_net(seed, cfg, ctx), 1, seed, cfg, ctx)
+    return methods.train_task(methods.initial_net(seed, cfg, ctx), 1, seed, cfg, methods.seeded(ctx, seed, cfg))
 
 
 def src_finals(candidates, seed):
@@ -138,11 +138,11 @@ def src_finals(candidates, seed):
     first training and sleep together in the batched engine. A candidate stops with the accuracy it has
     when it breaks its network (a layer without positive weight, where alpha is undefined; training
     diverged after its sleep) or when its sleep fires more than the spike budget."""
-    nets, finals = {b: first_network(seed) for b in range(len(candidates))}, {}
-    score = lambda net: methods.evaluate(net, cfg, ctx, analyses=False)["accuracy"]["all"]
-    for k in range(1, len(ctx.tasks) + 1):
+    nets, finals, ctx_seed = {b: first_network(seed) for b in range(len(candidates))}, {}, methods.seeded(ctx, seed, cfg)
+    score = lambda net: methods.evaluate(net, cfg, ctx_seed, analyses=False)["accuracy"]["all"]
+    for k in range(1, len(ctx_seed.tasks) + 1):
         if k > 1:
-            nets = {b: methods.train_task(net, k, seed, cfg, ctx) for b, net in nets.items()}
+            nets = {b: methods.train_task(net, k, seed, cfg, ctx_seed) for b, net in nets.items()}
         for b in [b for b, net in nets.items() if not all(torch.isfinite(w).all() and w.max() > 0 for w in net.W)]:
             finals[b] = score(nets.pop(b))
         if not nets:
@@ -150,7 +150,7 @@ def src_finals(candidates, seed):
         alive = [dataclasses.replace(cfg.sleep, rate=c["rate"], inc=c["inc"], dec=c["dec"],
                                      beta=tuple(c[f"beta_{l + 1}"] for l in range(len(cfg.beta))))
                  for c in (candidates[b] for b in nets)]
-        slept, infos = methods.sleep_task(list(nets.values()), k, seed, cfg, ctx, constants=alive,
+        slept, infos = methods.sleep_task(list(nets.values()), k, seed, cfg, ctx_seed, constants=alive,
                                           max_spikes=args.max_spikes_per_step * cfg.sleep.length(k))
         nets = dict(zip(nets, slept))
         for b, info in zip(list(nets), infos):

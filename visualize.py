@@ -55,6 +55,19 @@ def read_jobs(run_dir):
     return sorted(recs, key=lambda r: (order.get(r["method"], len(order)), r["method"], r["seed"]))
 
 
+def task_names(recs, n):
+    """The names of the n task columns: "T1 (0, 1)", ... by their digits when every job learnt the same order;
+    "T1", ... (the first task learnt, ...) when the order is the seed's (--task-order random), and then one
+    line per seed with its order."""
+    orders = {tuple(map(tuple, r["tasks"])) for r in recs if "tasks" in r}
+    if len(orders) == 1:
+        return [f"T{k + 1} ({', '.join(map(str, t))})" for k, t in enumerate(orders.pop())], ""
+    by_seed = {r["seed"]: r["tasks"] for r in recs if "tasks" in r}
+    return [f"T{k + 1}" for k in range(n)], ("Tk: the k-th task learnt; each seed's order (digits): " + "; ".join(
+        f"seed {s}: " + " ".join("(" + ", ".join(map(str, t)) + ")" for t in order) for s, order in sorted(by_seed.items()))
+        + ".\n\n" if by_seed else "")
+
+
 def write_long_csv(path, recs, rows_of, digits):
     """One row per method, seed and stage, of the rows rows_of(record) gives."""
     cols = [c for c in rows_of(recs[0])[0] if c != "stage"]
@@ -98,9 +111,10 @@ def tables(run_dir):
                  + ",".join(f"{row[k][0]:.3f},{row[k][1]:.3f}" for k in keys) + "\n")
     write_text(os.path.join(run_dir, "summary.csv"), text)
     with io.StringIO() as f:
+        names, orders = task_names(recs, len(cols))
         f.write("Mean ± sample standard deviation (ddof 1) over the n seeds; ACC, BWT and forgetting as in "
-                "analysis.cl_metrics.\n\n")
-        f.write("| method | n | final, all classes (%) | " + " | ".join(f"T{k + 1}" for k in range(len(cols)))
+                "analysis.cl_metrics.\n\n" + orders)
+        f.write("| method | n | final, all classes (%) | " + " | ".join(names)
                 + " | ACC | BWT | forgetting | s per job | finals per seed |\n" + "|---" * (len(keys) + 3) + "|\n")
         for row in summary:
             name = row["method"] + (f" ({row['diverged']} diverged)" if row["diverged"] else "")
@@ -169,7 +183,8 @@ def band(ax, x, runs, **kw):
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
 
 
-def plot_accuracy(table, cols, path):
+def plot_accuracy(table, cols, path, names=None):
+    """Accuracy after every stage, one panel per method; names: the task columns' legend labels."""
     methods = list(table)
     ncols = len(methods) if len(methods) <= 4 else -(-len(methods) // 2)
     nrows = -(-len(methods) // ncols)
@@ -186,7 +201,8 @@ def plot_accuracy(table, cols, path):
                     label="synthetic: before training + sleep's change (all classes)")
         for c, col in enumerate(cols):
             overall = col == "all"
-            band(ax, range(len(stages)), runs[:, :, c], label="all classes" if overall else col.replace("task_", "task "),
+            label = "all classes" if overall else names[c] if names else col.replace("task_", "task ")
+            band(ax, range(len(stages)), runs[:, :, c], label=label,
                  color="black" if overall else None, linewidth=2.5 if overall else 1.2)
         ax.set_xticks(range(len(stages)), [s.replace("_", " ") for s in stages], rotation=60, fontsize=8)
         ax.set_title(f"{method} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
@@ -338,7 +354,9 @@ def figures(run_dir, png_dir):
                        key=lambda p: int(p.rsplit("seed", 1)[1].split(".")[0])):
         first.setdefault(os.path.basename(path).rsplit("-seed", 1)[0], path)
     os.makedirs(png_dir, exist_ok=True)
-    plot_accuracy(*read_table(os.path.join(run_dir, "results.csv")), paths[0])
+    table, cols = read_table(os.path.join(run_dir, "results.csv"))
+    names = task_names(read_jobs(run_dir), len(cols) - 1)[0]
+    plot_accuracy(table, cols, paths[0], [n.replace("T", "task ", 1) + ("" if "(" in n else " learnt") for n in names])
     if os.path.exists(os.path.join(run_dir, "stable_rank.csv")):
         plot_stable_rank(*read_table(os.path.join(run_dir, "stable_rank.csv")), paths[1])
     else:

@@ -205,3 +205,17 @@ def test_the_config_cell_lists_every_field_at_its_default():
     listed = {line.split("=")[0].strip() for part in call.splitlines()[1:] for line in part.split("#")[0].split(", ")
               if "=" in line}
     assert listed == set(config.FIELDS)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task-order", "shuffled"], "--task-order must be one of fixed, random"),
+    (["--n-tasks", "6"], "--n-tasks must be at most the 5 tasks of 2 classes"),
+    (["--n-tasks", "2", "--task-epochs", "2", "5", "5"], "--task-epochs needs one number per task learnt (2)"),
+    (["--task-epochs", "2", "0", "2", "2", "2"], "--task-epochs must be whole numbers >= 1"),
+    (["--n-tasks", "2", "--task-epochs", "2", "5", "--epochs", "3"], "--epochs and --task-epochs both set the epochs"),
+    (["--methods", "parallel", "--n-tasks", "2", "--task-epochs", "2", "5"], "--task-epochs applies to methods that learn"),
+])
+def test_task_options_are_checked(args, message):
+    with pytest.raises(ConfigError) as info:
+        resolve(DEFAULTS, args)
+    assert message in str(info.value)

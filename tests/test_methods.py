@@ -273,3 +273,39 @@ def test_score_on_train_measures_every_accuracy_on_all_training_images():
     ctx = methods.prepare(cfg)
     assert list(ctx.tasks) == [tuple(range(10))] and len(ctx.eval_y) == len(ctx.train_y) == cfg.train_limit
     assert torch.equal(torch.sort(torch.cat(ctx.eval_chunks).sum(1)).values, torch.sort(ctx.train_x.sum(1)).values)
+
+
+def test_a_random_task_order_is_the_seeds_and_every_method_of_the_seed_learns_it(small, monkeypatch):
+    cfg = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--task-order", "random", "--methods", "sequential,ncm"])
+    orders = {s: methods.task_order(s, cfg, 5) for s in range(6)}
+    assert all(sorted(o) == [0, 1, 2, 3, 4] for o in orders.values()) and len({tuple(o) for o in orders.values()}) > 1
+    assert methods.task_order(3, cfg, 5) == orders[3]                     # drawn from the seed alone
+    fixed = config.resolve(config.DEFAULTS, ["--quick"])
+    assert methods.task_order(3, fixed, 5) == [0, 1, 2, 3, 4]
+    _, ctx = small
+    seed = next(s for s, o in orders.items() if o[0] != 0)
+    want = [list(data.class_tasks()[i]) for i in orders[seed]]
+    trained = []
+    monkeypatch.setattr(models, "train", lambda net, x, y, **kw: trained.append(sorted(set(y.tolist()))))
+    seq, _ = methods.run_method("sequential", seed, cfg, ctx, {})
+    assert seq["tasks"] == want and trained == want                       # trained in that order, digits recorded
+    ncm, _ = methods.run_method("ncm", seed, cfg, ctx, {})
+    assert ncm["tasks"] == want
+    # the first row after task 1 scores the first task learnt: NCM knows only its two classes there
+    assert ncm["rows"][0]["task_1"] > 50 and ncm["rows"][0]["task_2"] == 0
+
+
+def test_two_task_mode_learns_the_first_two_tasks_with_their_own_epochs(small, monkeypatch):
+    _, ctx = small
+    cfg = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--sleep-steps", "300", "--methods", "src",
+                                           "--n-tasks", "2", "--task-epochs", "1", "3"])
+    ctx = methods.prepare(cfg)
+    epochs = []
+    train = models.train
+    monkeypatch.setattr(models, "train", lambda net, x, y, **kw: (epochs.append(kw["epochs"]), train(net, x, y, **kw))[1])
+    rec, _ = methods.run_method("src", 0, cfg, ctx, {})
+    assert epochs == [1, 3] and rec["tasks"] == [[0, 1], [2, 3]]
+    assert [r["stage"] for r in rec["rows"]] == ["init", "train_1", "sleep_1", "train_2", "sleep_2", "final"]
+    final = rec["rows"][-1]
+    # the overall accuracy is over the two tasks' test images only (about as many of each)
+    assert min(final["task_1"], final["task_2"]) - 1 <= final["all"] <= max(final["task_1"], final["task_2"]) + 1

@@ -133,6 +133,8 @@ def test_ties_go_to_the_first_output_and_merge_averages():
     assert all(torch.allclose(m, 1.5 * w) for m, w in zip(merged.W, a.W))
     per_task, overall = models.accuracy(models.predict(net, torch.rand(4, 4), 0.25), torch.tensor([0, 1, 2, 3]), [(0, 1), (2, 3)])
     assert per_task == [50.0, 0.0] and overall == 25.0
+    # only the tasks learnt are scored (--n-tasks): classes 2 and 3 are not in the overall accuracy
+    assert models.accuracy(torch.tensor([0, 0, 0, 0]), torch.tensor([0, 1, 2, 3]), [(0, 1)]) == ([50.0], 50.0)
 
 
 def test_penalty_and_path_by_hand():
