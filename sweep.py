@@ -56,7 +56,7 @@ def paired(row, first, second, nme=False):
     initial weights, task order and random streams): (mean, sample std, n), or None without two such seeds.
     nme: iCaRL's nearest-mean-of-exemplars accuracy instead of the network's."""
     import json
-    cfg = config.resolve(config.DEFAULTS, row.options)
+    cfg = config.resolve(config.DEFAULTS, [*row.options, "--methods", row.methods])
     jobs = os.path.join(cfg.out, config.run_name(cfg), "jobs")
     final = lambda method, seed: json.load(open(os.path.join(jobs, f"{method}-seed{seed}.json")))["nme" if nme else "rows"][-1]["all"]
     diffs = [final(second, s) - final(first, s) for s in sweep_seeds(jobs, first, second)]
@@ -102,7 +102,7 @@ def main(sweep, argv):
                    "--seeds", *sweep.seeds, "--workers", str(args.workers), "--quiet", "--no-figures"]
             if subprocess.run(cmd).returncode:
                 config.fail(f"the row '{row.label}' failed; see its message above", prog)
-    results = [(row, runner.finished(row.options)) for row in rows]
+    results = [(row, runner.finished([*row.options, "--methods", row.methods])) for row in rows]
     lines = sweep.table(results)
     runner.writable(args.out, "--out")
     table = os.path.join(args.out, f"{sweep.name}.md")
