@@ -3,11 +3,14 @@
 The authors' sweep (MNIST/run_sleep_replay_sweep.m) trains each task k >= 2 on its own 5 000 images plus a
 random fraction of all training images of the earlier tasks (mnist_exp.py --replay F), with and without
 sleep, five runs each, with the authors' seven constants except at 10 %, where the script sleeps with its own
-(--preset replay-10). Each fraction here is an ordinary run folder of mnist_exp.py (sequential and SRC,
-seeds 0-4); the table and the figure are built from the finished folders alone.
+(--preset replay-10). Fashion-MNIST's sweep (FashionMNIST/run_sleep_replay_sweep.m, fractions 0 to 50 %) has
+constants by fraction: below 2.5 % the MNIST class task's seven (not Fashion's), then its own at 2.5 %, at
+5 % and from 10 % on (presets/fashion-replay-*.json). Each fraction here is an ordinary run folder of
+mnist_exp.py (sequential and SRC, seeds 0-4); the table and the figure are built from the finished folders.
 
     python replay.py --run                       # run every fraction that is not finished yet
     python replay.py --fractions 0 0.05 --run    # only some of them
+    python replay.py --dataset fashion-mnist --run --out runs/replay-fashion
     python replay.py --png-dir png               # the table (runs/replay/replay.md) and the figure
 """
 import sys
@@ -15,17 +18,25 @@ import sys
 import sweep  # first: the pinned code paths, and matplotlib's file backend
 import matplotlib.pyplot as plt
 
-FRACTIONS = ["0", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1"]   # the authors' sweep
-PRESETS = {"0.1": "replay-10"}   # the script's other constants at 10 %
+FRACTIONS = {"mnist": ["0", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1"],   # the authors' sweeps
+             "fashion-mnist": ["0", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5"]}
 
 
-def options(fraction):
+def preset(fraction, dataset):
+    """The script's constants for a fraction: MNIST's own at 10 %; Fashion-MNIST's by range."""
+    if dataset == "mnist":
+        return "replay-10" if fraction == 0.1 else None
+    return ("fashion-replay-low" if fraction < 0.025 else "fashion-replay-2.5" if fraction < 0.05 else
+            "fashion-replay-5" if fraction < 0.1 else "fashion-replay-high")
+
+
+def options(fraction, dataset="mnist"):
     """mnist_exp.py's options for one fraction (as given: it names the run folder; 0.10 finds 0.1's preset)."""
     try:
-        preset = PRESETS.get(f"{float(fraction):g}")
+        name = preset(float(fraction), dataset)
     except ValueError:   # not a number: mnist_exp.py's one-line error says so
-        preset = None
-    return ["--replay", fraction] + (["--preset", preset] if preset else [])
+        name = None
+    return ["--replay", fraction] + (["--dataset", dataset] if dataset != "mnist" else []) + (["--preset", name] if name else [])
 
 
 def figure(results):
@@ -39,15 +50,17 @@ def figure(results):
                         fmt="o-", color=color, capsize=3, label=label)
     for row, got in results:   # where the sleep runs with the script's other constants
         if "--preset" in row.options and "src" in got:
-            ax.annotate(" ".join(row.options[2:]), (percent(row), got["src"][0]), textcoords="offset points",
+            ax.annotate(" ".join(row.options[row.options.index("--preset"):]), (percent(row), got["src"][0]), textcoords="offset points",
                         xytext=(-40, 10), fontsize=8, color="tab:blue")
     ax.set_xscale("symlog", linthresh=1)
     ticks = [percent(row) for row, _ in results]
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_xlabel("replayed: % of the earlier tasks' training images")
     ax.set_ylabel("final accuracy, all 10 classes (%)")
+    ax.set_title(results[0][0].group if results else "")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     fig.tight_layout()
     return fig
 
@@ -60,11 +73,16 @@ def label(fraction):
         return fraction
 
 
+def arguments(p):
+    p.add_argument("--dataset", default="mnist", choices=list(FRACTIONS), help="mnist (default) or fashion-mnist")
+    p.add_argument("--fractions", nargs="+", help="fractions (default: the dataset's sweep, " +
+                   "; ".join(f"{d}: {' '.join(f)}" for d, f in FRACTIONS.items()) + ")")
+
+
 SWEEP = sweep.Sweep(
-    name="replay", doc=__doc__,
-    arguments=lambda p: p.add_argument("--fractions", nargs="+", default=FRACTIONS,
-                                       help=f"fractions (default: {' '.join(FRACTIONS)})"),
-    rows=lambda args: [sweep.Row(label(f), options(f)) for f in args.fractions],
+    name="replay", doc=__doc__, arguments=arguments,
+    rows=lambda args: [sweep.Row(label(f), options(f, args.dataset), group=args.dataset)
+                       for f in args.fractions or FRACTIONS[args.dataset]],
     table=lambda results: sweep.sleep_table(results, "replayed fraction", "sequential + rehearsal (%)",
                                             "SRC + rehearsal (%)"),
     figure=figure)

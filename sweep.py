@@ -63,6 +63,24 @@ def paired(row, first, second, nme=False):
     return (float(np.mean(diffs)), float(np.std(diffs, ddof=1)), len(diffs)) if len(diffs) > 1 else None
 
 
+def stages(row, method):
+    """{stage: {column: (mean, sample std, n)}} of one method in a row's run folder (its results.csv): the
+    accuracy on each task and on all after every stage; {} when the folder has none."""
+    import csv
+    cfg = config.resolve(config.DEFAULTS, [*row.options, "--methods", row.methods])
+    path = os.path.join(cfg.out, config.run_name(cfg), "results.csv")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        found = [r for r in csv.DictReader(f) if r["method"] == method]
+    out = {}
+    for stage in dict.fromkeys(r["stage"] for r in found):
+        got = [r for r in found if r["stage"] == stage]
+        out[stage] = {c: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
+                      for c in got[0] if c not in ("method", "seed", "stage") for v in [[float(r[c]) for r in got]]}
+    return out
+
+
 def sweep_seeds(jobs, *methods):
     """The seeds every one of the methods has finished in a jobs folder."""
     have = lambda m: {int(f[len(m) + 5:-5]) for f in os.listdir(jobs) if f.startswith(f"{m}-seed") and f.endswith(".json")} \

@@ -1,4 +1,5 @@
 """End to end: the experiment script, visualize.py and tune.py as a user runs them, on a --quick budget."""
+import argparse
 import csv
 import glob
 import json
@@ -16,6 +17,7 @@ import torch
 
 import config
 import data
+import runner
 import visualize
 
 pytestmark = pytest.mark.slow   # runs the scripts: minutes (python -m pytest -m "not slow" leaves them out)
@@ -435,17 +437,95 @@ def test_workers_finish_a_run_whose_sleeping_jobs_are_done(tmp_path):
 def test_reduced_data_sweep_reads_its_rows_run_folders(tmp_path):
     # One task of all ten digits, each epoch count with its script's constants; the training-set rows are
     # separate run folders (--score-on train).
-    import reduced
+    import reduced_data as reduced
     opts = reduced.options(20, "train")
     cfg = config.resolve(config.DEFAULTS, opts)
     assert (cfg.classes_per_task, cfg.lr, cfg.epochs, cfg.sleep_steps, cfg.inc, cfg.score_on) == (10, 0.01, 20, 20000, 0.089164, "train")
     folder = tmp_path / "runs" / config.run_name(cfg)
     folder.mkdir(parents=True)
     (folder / "summary.csv").write_text("method,n,all_mean,all_std\nsequential,5,60.0,1.0\nsrc,5,70.5,2.0\n")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "reduced.py"), "--out", str(tmp_path / "out")],
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "reduced_data.py"), "--out", str(tmp_path / "out")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (tmp_path / "out" / "reduced.md").read_text().splitlines()[2:]}
+    table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (tmp_path / "out" / "reduced_data.md").read_text().splitlines()[2:]}
     assert table["20 epochs, train accuracy"][1:4] == ["60.0 ± 1.0 (n=5)", "70.5 ± 2.0 (n=5)", "+10.5"]
     assert table["10 epochs, test accuracy"][1] == "not run" and len(table) == 9
-    assert (tmp_path / "out" / "reduced.png").stat().st_size > 5000
+    assert (tmp_path / "out" / "reduced_data.png").stat().st_size > 5000
+
+
+def fake_folder(root, options, methods, summary=None, jobs=None, results=None):
+    """A run folder under root/runs for mnist_exp.py's options: summary {method: (mean, std, n)}, jobs
+    {(method, seed): (final, nme final)}, results: results.csv's text."""
+    cfg = config.resolve(config.DEFAULTS, [*options, "--methods", methods])
+    folder = root / "runs" / config.run_name(cfg)
+    (folder / "jobs").mkdir(parents=True)
+    if summary:
+        (folder / "summary.csv").write_text("method,n,all_mean,all_std\n" + "".join(
+            f"{m},{n},{mean},{std}\n" for m, (mean, std, n) in summary.items()))
+    for (method, seed), (final, nme) in (jobs or {}).items():
+        (folder / "jobs" / f"{method}-seed{seed}.json").write_text(json.dumps(
+            dict(rows=[dict(stage="final", all=final)], nme=[dict(stage="final", all=nme)])))
+    if results:
+        (folder / "results.csv").write_text(results)
+
+
+def test_icarl_epoch_sweep_pairs_seeds_and_reads_the_epochs_saved_off_the_curve(tmp_path, monkeypatch):
+    import icarl_epochs
+    import sweep
+    cfg = config.resolve(config.DEFAULTS, [*icarl_epochs.options("1000", "5"), "--methods", icarl_epochs.METHODS])
+    assert (cfg.memory, cfg.epochs, cfg.task_order, cfg.preset, cfg.exemplars, cfg.distillation) == \
+        (1000, 5, "random", "icarl-large", "herding", False)
+    assert icarl_epochs.epochs_needed([(1, 40.0), (2, 50.0), (5, 80.0)], 65.0) == 3.5    # half way from 2 to 5
+    assert icarl_epochs.epochs_needed([(1, 40.0), (2, 50.0)], 30.0) == 1
+    assert icarl_epochs.epochs_needed([(1, 40.0), (2, 50.0)], 60.0) is None
+    monkeypatch.chdir(tmp_path)
+    for e, (alone, slept) in (("1", (40.0, 55.0)), ("2", (50.0, 70.0)), ("5", (80.0, 82.0))):
+        fake_folder(tmp_path, icarl_epochs.options("100", e), icarl_epochs.METHODS,
+                    summary={"icarl": (alone, 1.0, 3), "icarl-src": (slept, 1.0, 3), "icarl (NME)": (alone + 5, 1, 3),
+                             "icarl-src (NME)": (slept + 5, 1, 3)},
+                    jobs={("icarl", 0): (alone, 0), ("icarl", 1): (alone + 2, 0), ("icarl-src", 0): (slept, 0),
+                          ("icarl-src", 1): (slept + 6, 0), ("icarl-src", 2): (99, 0)})   # seed 2: no pair
+    args = argparse.Namespace(memory=["100"], epochs=["1", "2", "5"])
+    results = [(row, runner.finished([*row.options, "--methods", row.methods])) for row in icarl_epochs.rows(args)]
+    lines = icarl_epochs.table(results)
+    first = lines[2].split(" | ")
+    # paired over the seeds both finished: differences 15 and 19 -> 17 ± 2.8
+    assert first[1:5] == ["1", "40.0 ± 1.0 (n=3)", "55.0 ± 1.0 (n=3)", f"+17.0 ± {np.std([15, 19], ddof=1):.1f}"]
+    assert sweep.paired(results[0][0], "icarl", "icarl-src", nme=True)[0] == 0.0
+    saved = {tuple(l.split(" | ")[1:3]): l.split(" | ")[4:6] for l in lines if l.startswith("| 100 | ")}
+    # with sleep at 1 epoch (55 %): iCaRL alone reaches 55 at 2 + 5/30 * 3 = 2.5 epochs; at 2 (70 %): at 2 + 20/30 * 3 = 4.0
+    assert saved[("argmax", "1")] == ["2.5", "+1.5 |"] and saved[("argmax", "2")] == ["4.0", "+2.0 |"]
+    assert saved[("argmax", "5")] == ["> 5", " |"]
+    assert icarl_epochs.figure(results).axes
+
+
+def test_task2_length_rows_are_two_tasks_and_the_table_reads_each_stage(tmp_path, monkeypatch):
+    import task2_length
+    cfg = config.resolve(config.DEFAULTS, [*task2_length.options("fashion-mnist", "15"), "--methods", "sequential,src"])
+    assert (cfg.n_tasks, cfg.task_epochs, cfg.dataset, cfg.preset, cfg.sleep_steps, cfg.sleep.length(2)) == \
+        (2, (2, 15), "fashion-mnist", "original", 15000, 20000)
+    assert cfg.rate == config.ORIGINAL["fashion-mnist"]["rate"]
+    monkeypatch.chdir(tmp_path)
+    rows = "".join(f"{m},{s},{stage},{t1 + s},{t2},{(t1 + s + t2) / 2}\n" for s in (0, 1)
+                   for m, stage, t1, t2 in (("sequential", "train_2", 0.0, 99.0), ("src", "train_2", 10.0, 98.0),
+                                            ("src", "sleep_2", 80.0, 60.0)))
+    fake_folder(tmp_path, task2_length.options("mnist", "5"), "sequential,src",
+                results="method,seed,stage,task_1,task_2,all\n" + rows)
+    args = argparse.Namespace(datasets=["mnist"], epochs=["5", "10"])
+    lines = task2_length.table([(row, {}) for row in task2_length.rows(args)])
+    cells = lines[2].split(" | ")
+    assert cells[1:9] == ["5", "0.5 ± 0.7", "99.0 ± 0.0", "10.5 ± 0.7", "98.0 ± 0.0", "80.5 ± 0.7", "60.0 ± 0.0", "70.2 ± 0.4"]
+    assert lines[2].endswith("| 2 |") and lines[3].endswith("| not run |")
+
+
+def test_fashion_rehearsal_and_icarl_take_their_scripts_constants():
+    import replay
+    assert replay.options("0.1") == ["--replay", "0.1", "--preset", "replay-10"] and replay.options("0.25") == ["--replay", "0.25"]
+    want = {"0": 239.515363, "0.01": 239.515363, "0.025": 142.445655, "0.05": 21.0, "0.1": 37.141606, "0.5": 37.141606}
+    for fraction, rate in want.items():
+        cfg = config.resolve(config.DEFAULTS, replay.options(fraction, "fashion-mnist"))
+        assert (cfg.dataset, cfg.rate, cfg.replay) == ("fashion-mnist", rate, float(fraction))
+    for memory, rate in (("50", 142.945655), ("500", 42.162268), ("1000", 20.0), ("20000", 20.0)):
+        cfg = config.resolve(config.DEFAULTS, ["--dataset", "fashion-mnist", "--output", "linear-ce", "--methods",
+                                               "icarl,icarl-src", "--memory", memory])
+        assert (cfg.rate, cfg.lr, cfg.dropout, cfg.alpha_softmax) == (rate, 0.065, 0.2, True)

@@ -9,8 +9,8 @@ An addition: the same sleep reading only the 5 000 images trained on (--sleep-da
 ordinary run folder of mnist_exp.py (sequential training and SRC, seeds 0-4: the same network before the
 sleep, so each seed's pair differs only by the sleep).
 
-    python reduced.py --run              # run the rows that are not finished (about 10 minutes on 2 cores)
-    python reduced.py --png-dir png      # the table (runs/reduced/reduced.md) and the figure
+    python reduced_data.py --run              # run the rows that are not finished (about 10 minutes on 2 cores)
+    python reduced_data.py --png-dir png      # the table (runs/reduced_data/reduced_data.md) and the figure
 """
 import sys
 
@@ -59,7 +59,7 @@ def figure(results):
     return fig
 
 
-SWEEP = sweep.Sweep(name="reduced", doc=__doc__, rows=rows, figure=figure,
+SWEEP = sweep.Sweep(name="reduced_data", doc=__doc__, rows=rows, figure=figure,
                     table=lambda results: sweep.sleep_table(results, "row", options=True))
 
 if __name__ == "__main__":

@@ -1,0 +1,85 @@
+"""Task-2 training length: two tasks, the second trained longer and longer, with and without sleep.
+
+MNIST/run_sleep_with_variable_task2_length.m learns only digits (0, 1) for 2 epochs and then (2, 3) for 5,
+10, ..., 40 epochs (--n-tasks 2 --task-epochs 2 E), sleeping after each task with the class task's
+constants (15 000 and 20 000 steps on every training image seen), and reports the slept network's accuracy
+on each task's test images; one trial. Here five seeds, each E an ordinary run folder of mnist_exp.py, and
+the accuracy before the second sleep as well. Sequential training without any sleep is an addition (the
+script has no such curve). The Fashion-MNIST version (FashionMNIST/run_variable_task2_length_sweep.m)
+calls a helper its folder lacks; here it is the same study on Fashion-MNIST with Fashion's class-task
+constants (the project's --dataset fashion-mnist defaults).
+
+    python task2_length.py --run                              # every row (about 2 minutes a row)
+    python task2_length.py --run --datasets mnist --epochs 5 40
+    python task2_length.py --png-dir png                      # the table and png/task2_length.png
+"""
+import sys
+
+import sweep  # first: the pinned code paths, and matplotlib's file backend
+import matplotlib.pyplot as plt
+
+DATASETS = ["mnist", "fashion-mnist"]
+EPOCHS = [str(e) for e in range(5, 41, 5)]   # the script's task-2 lengths
+
+
+def options(dataset, epochs):
+    return ["--dataset", dataset, "--n-tasks", "2", "--task-epochs", "2", epochs]
+
+
+def rows(args):
+    return [sweep.Row(f"{d}, task 2 for {e} epochs", options(d, e), group=d) for d in args.datasets for e in args.epochs]
+
+
+def cell(value):
+    return "" if value is None else f"{value[0]:.1f} ± {value[1]:.1f}"
+
+
+def table(results):
+    lines = ["| dataset | task-2 epochs | no sleep: task 1 | no sleep: task 2 | SRC before sleep 2: task 1 | task 2 | "
+             "SRC after sleep 2: task 1 | task 2 | SRC, both tasks | n |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row, _ in results:
+        seq, src = sweep.stages(row, "sequential"), sweep.stages(row, "src")
+        get = lambda got, stage, col: got.get(stage, {}).get(col)
+        n = get(src, "sleep_2", "all")
+        lines.append(f"| {row.group} | {row.options[-1]} | {cell(get(seq, 'train_2', 'task_1'))} | "
+                     f"{cell(get(seq, 'train_2', 'task_2'))} | {cell(get(src, 'train_2', 'task_1'))} | "
+                     f"{cell(get(src, 'train_2', 'task_2'))} | {cell(get(src, 'sleep_2', 'task_1'))} | "
+                     f"{cell(get(src, 'sleep_2', 'task_2'))} | {cell(n)} | {n[2] if n else 'not run'} |")
+    return lines
+
+
+def figure(results):
+    """One panel per dataset: each task's accuracy against task 2's epochs."""
+    datasets = list(dict.fromkeys(row.group for row, _ in results))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4), squeeze=False, sharey=True)
+    curves = (("sequential", "train_2", "no sleep (an addition)", "tab:gray"),
+              ("src", "train_2", "SRC before sleep 2", "tab:cyan"), ("src", "sleep_2", "SRC after sleep 2", "tab:blue"))
+    for ax, dataset in zip(axes[0], datasets):
+        got = [(int(row.options[-1]), {m: sweep.stages(row, m) for m in ("sequential", "src")})
+               for row, _ in results if row.group == dataset]
+        for method, stage, label, color in curves:
+            for col, line, task in (("task_1", "-", "task 1"), ("task_2", ":", "task 2")):
+                points = [(e, s[method][stage][col]) for e, s in got if stage in s[method]]
+                if points:
+                    ax.errorbar([e for e, _ in points], [v[0] for _, v in points], yerr=[v[1] for _, v in points],
+                                fmt="o" + line, color=color, capsize=3, markersize=4, label=f"{label}, {task}")
+        ax.set_title(f"{dataset}: task 1 = classes 0, 1 (2 epochs), task 2 = 2, 3")
+        ax.set_xlabel("epochs of task 2")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy on the task's images (%)")
+    handles = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
+    if handles:
+        axes[0][-1].legend(handles.values(), handles.keys(), fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def arguments(p):
+    p.add_argument("--datasets", nargs="+", default=DATASETS, help=f"datasets (default: {' '.join(DATASETS)})")
+    p.add_argument("--epochs", nargs="+", default=EPOCHS, help=f"epochs of task 2 (default: {' '.join(EPOCHS)})")
+
+
+SWEEP = sweep.Sweep(name="task2_length", doc=__doc__, rows=rows, table=table, figure=figure, arguments=arguments)
+
+if __name__ == "__main__":
+    sweep.main(SWEEP, sys.argv[1:])
