@@ -20,7 +20,7 @@ fails from the second image on); here it is floor(width^2 / 6) - overlap, none f
 on, where the four images are the same. Five seeds (the scripts' five trials; the softmax script runs one).
 
     python patches.py                  # both settings, seeds 0-4 (about a minute): runs/patches/
-    python patches.py --png-dir png    # and the figure there
+    python patches.py --png-dir png    # and the figures there (patches.png, patches_weights.png)
 """
 import argparse
 import json
@@ -138,7 +138,7 @@ def table(results):
 
 
 def figure(results):
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
     overlaps = SETTINGS["overlap"]["overlaps"]
     for st, color in zip(STAGES, ("tab:gray", "tab:orange", "tab:blue")):
@@ -160,18 +160,30 @@ def figure(results):
     ax.set_xticks(x, [f"after {st}" for st in STAGES])
     ax.set(ylabel="summed weights from image 1's pixels", title="softmax setting: image 1's drive")
     ax.legend(fontsize=8)
-    ax = axes[2]
-    colors = {"own pixels": "tab:green", "shared pixels": "tab:purple", "the other task's pixels": "tab:orange"}
-    for j, st in enumerate(STAGES):
-        for t, offset in (("task 1", -0.2), ("task 2", 0.2)):
+    fig.tight_layout()
+    return fig
+
+
+def weights_figure(results):
+    """plot_weights_hist_new.m: histograms of the weights into each task's outputs by source pixels, after
+    each stage (the softmax setting, every seed together)."""
+    soft = [r for r in results if r["setting"] == "softmax"]
+    fig, axes = plt.subplots(len(STAGES), 2, figsize=(9, 7), sharex=True, sharey=True, squeeze=False)
+    colors = {"own": "tab:green", "shared pixels": "tab:purple", "the other task's pixels": "tab:orange"}
+    for i, st in enumerate(STAGES):
+        for j, t in enumerate(("task 1", "task 2")):
+            ax = axes[i][j]
             for group, color in colors.items():
-                w = np.concatenate([r["weights"][st][t][f"{t}'s own pixels" if group == "own pixels" else group] for r in soft])
-                ax.scatter(np.full(len(w), 2 * j + offset + 0.06 * (list(colors).index(group) - 1)), w, s=6,
-                           color=color, alpha=0.5, label=group if (j, t) == (0, "task 1") else None)
-    ax.set_xticks([2 * j + o for j in range(3) for o in (-0.2, 0.2)],
-                  [f"{st}:\ninto {t}" for st in STAGES for t in ("task 1", "task 2")], fontsize=7)
-    ax.set(ylabel="weight", title="softmax setting: weights by source pixels")
-    ax.legend(fontsize=7)
+                key = f"{t}'s own pixels" if group == "own" else group
+                w = np.concatenate([r["weights"][st][t][key] for r in soft])
+                ax.hist(w, bins=np.linspace(-0.4, 0.3, 36), color=color, alpha=0.5, label=key.replace(t, "the task"))
+            ax.set_title(f"after {st}: weights into {t}'s outputs", fontsize=9)
+            ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("weight")
+    for row in axes:
+        row[0].set_ylabel("weights (all seeds)")
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -195,10 +207,11 @@ def main(argv):
     runner.write_text(os.path.join(args.out, "results.json"), json.dumps(record, indent=1))
     lines = table(results)
     runner.write_text(os.path.join(args.out, "patches.md"), "\n".join(lines) + "\n")
-    fig = figure(results)
-    runner.write_atomic(os.path.join(png_dir, "patches.png"), lambda tmp: fig.savefig(tmp, dpi=110, format="png"), "--png-dir")
+    for name, draw in (("patches", figure), ("patches_weights", weights_figure)):
+        fig = draw(results)
+        runner.write_atomic(os.path.join(png_dir, f"{name}.png"), lambda tmp: fig.savefig(tmp, dpi=110, format="png"), "--png-dir")
     print("\n".join(lines))
-    print(f"results in {args.out}, figure in {os.path.join(png_dir, 'patches.png')}")
+    print(f"results in {args.out}, figures patches.png and patches_weights.png in {png_dir}")
 
 
 if __name__ == "__main__":
