@@ -134,6 +134,8 @@ class Config:
     slda_shrinkage: float = arg(0.1, "SLDA: the shared covariance shrunk towards I, (1 - s) S + s I")
     analytic_ridge: float = arg(0.001, "analytic head: the ridge r of W = (G + r I)^-1 C (chosen on validation)")
     # analyses
+    sleep_window: int = arg(0, "also record each layer's spikes per window of N sleep steps and the accuracy on the "
+                               "evaluation images at the end of every window (0: not; slower by one evaluation a window)")
     probe_per_class: int = arg(100, "test images per class in the activation maps and capacity")
     pca_components: int = arg(10, "PCA components of the activation maps")
     # derived by resolve
@@ -238,6 +240,7 @@ APPLIES = [(k, lambda c: any(m in ICARL_METHODS for m in c.methods), "an iCaRL m
      "the test set (it is not read with --validation or --score-on train)"),
     ("score_on", lambda c: not c.validation, "the test set or the training images (--validation scores on its own split)"),
     ("png_dir", lambda c: c.figures, "figures (not --no-figures)"),
+    ("sleep_window", lambda c: any(m in SLEEPING for m in c.methods), "a method that sleeps (" + ", ".join(SLEEPING) + ")"),
 ] + [(k, lambda c: any(m in SLEEPING for m in c.methods), "a method that sleeps (" + ", ".join(SLEEPING) + ")")
      for k in SLEEP_FIELDS.values()]
 
@@ -395,7 +398,7 @@ def check(cfg, mine, prog):
         problems.append(f"--methods needs at least one method ({', '.join(METHODS)})")
     whole = lambda v, low: isinstance(v, int) and not isinstance(v, bool) and v >= low
     ints = dict(workers=1, batch_size=1, epochs=1, n_per_task=1, train_limit=0, test_limit=0, validation=0, memory=0,
-                probe_per_class=1, pca_components=1, classes_per_task=1, n_tasks=0)
+                probe_per_class=1, pca_components=1, classes_per_task=1, n_tasks=0, sleep_window=0)
     problems += [f"{option(k)} must be a whole number >= {low}; got {getattr(cfg, k)}" for k, low in ints.items()
                  if not whole(getattr(cfg, k), low)]
     if not cfg.seeds or not all(whole(s, 0) and s < 2 ** 32 for s in cfg.seeds):

@@ -18,6 +18,7 @@ import baselines
 import data
 import icarl
 import models
+import sleep_analysis
 import src
 
 
@@ -138,7 +139,7 @@ def generator(seed, phase, k, device="cpu"):
 @torch.no_grad()
 def evaluate(net, cfg, ctx, analyses=True):
     """What the experiment records of a network: accuracy on each task and on all test images; with
-    analyses, the stable rank of each layer, the activations of the probe images (the first chunk of
+    analyses, the confusion matrix, the stable rank of each layer, the activations of the probe images (the first chunk of
     the test pass) and the capacity each task uses in each layer, measured on them (analysis.capacity)."""
     probe_acts = models.forward(net, ctx.eval_chunks[0], cfg.dropout)
     pred = torch.cat([probe_acts[-1].argmax(1)] + [models.predict(net, xb, cfg.dropout) for xb in ctx.eval_chunks[1:]])
@@ -147,7 +148,7 @@ def evaluate(net, cfg, ctx, analyses=True):
     if not analyses:
         return dict(accuracy=accuracy)
     acts = [a.cpu().numpy() for a in probe_acts]
-    return dict(accuracy=accuracy,
+    return dict(accuracy=accuracy, confusion=sleep_analysis.confusion(pred.cpu(), ctx.eval_y.cpu(), ctx.n_classes),
                 stable_rank={f"layer_{l + 1}": analysis.stable_rank(w) for l, w in enumerate(net.weights_only())},
                 acts=acts, capacity=analysis.capacity(acts, ctx.eval_y[:len(acts[0])].cpu().numpy(), ctx.tasks))
 
@@ -201,7 +202,7 @@ def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, memory=None, p
     return net
 
 
-def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spikes=None):
+def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spikes=None, window=0, watch=None):
     """SRC's sleep after task k with cfg.sleep (or constants: one src.Sleep per network), for one network or
     a list of them (slept together by the batched engine). What it reads (the constants' data):
     - 'seen' (the original): every training image of tasks 1..k (not only the n_per_task each task trained
@@ -210,7 +211,8 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spik
     - 'current+means': those for the scale factors; for the input, the mean image of every class seen, each
       kept from the images its task trained on (a summary of classes x pixels numbers and one count per class).
     The input 'replica' shows task k's own images whatever the data; fixed alpha reads no image for the
-    scale factors."""
+    scale factors. window, watch: src.sleep's (the spikes per window of steps, a function of the network
+    at the end of each window)."""
     c = cfg.sleep
     if c is None:   # dataclasses.replace(cfg, ...) drops it: the config must go through config.resolve again
         raise ValueError("cfg.sleep is not set: pass the config through config.resolve (with a method that sleeps)")
@@ -234,7 +236,7 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spik
         sample = (ctx.train_x[trained_on(k)], c.samples, c.mask_fraction)
     return src.sleep(nets, sleep_x, c.length(k), generator(seed, "sleep", k), c if constants is None else constants,
                      dropout=cfg.dropout, images=images, sample=sample, max_spikes=max_spikes, engine=cfg.engine,
-                     progress=progress)
+                     progress=progress, window=window, watch=watch)
 
 
 def sleep_keeps(cfg, ctx):
@@ -318,14 +320,14 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
     the random streams make a recomputation identical.
     """
     spec, ctx = METHODS[method], seeded(ctx, seed, cfg)
-    rec = dict(method=method, seed=seed, tasks=[list(t) for t in ctx.tasks], rows=[], stable_rank=[], capacity=[], sleep=[], synthetic=[], nme=[],
-               time=dict(train=0.0, sleep=0.0, eval=0.0))
+    rec = dict(method=method, seed=seed, tasks=[list(t) for t in ctx.tasks], rows=[], stable_rank=[], capacity=[], sleep=[],
+               synthetic=[], nme=[], analysis=[], time=dict(train=0.0, sleep=0.0, eval=0.0))
     if spec.statistics:
         return run_statistics(spec, rec, seed, cfg, ctx, shared), {}
     if spec.sleep:
         rec["sleep_reads"], rec["sleep_keeps_bytes"] = sleep_keeps(cfg, ctx)
         rec["sleep_constants"] = dataclasses.asdict(cfg.sleep)
-    acts = {}
+    acts, confusions, infos = {}, {}, {}
 
     def reach(stage, make, phase):
         """The network after `stage`, made by make() unless shared; its evaluation is recorded."""
@@ -344,7 +346,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
         rec["rows"].append(dict(stage=stage, **entry["accuracy"]))
         rec["stable_rank"].append(dict(stage=stage, **entry["stable_rank"]))
         rec["capacity"].append(dict(stage=stage, layers=entry["capacity"]))
-        acts[stage] = entry["acts"]
+        acts[stage], confusions[stage] = entry["acts"], entry["confusion"]
         return net
 
     def slept(net, k):
@@ -352,10 +354,15 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
             rec.setdefault("diverged", f"train_{k}")            # the broken network goes on and is scored as it is
             return net.clone()
         t = time.perf_counter()
-        net, info = sleep_task(net, k, seed, cfg, ctx, progress=progress)
+        watch = (lambda n: evaluate(n, cfg, ctx, analyses=False)["accuracy"]["all"]) if cfg.sleep_window else None
+        net, info = sleep_task(net, k, seed, cfg, ctx, progress=progress, window=cfg.sleep_window, watch=watch)
         steps = cfg.sleep.length(k)
         rec["sleep"].append(dict(task=k, steps=steps, seconds=time.perf_counter() - t, alpha=info["alpha"],
                                  spikes_per_step=[sum(c) / steps for c in info["spikes"]]))
+        if cfg.sleep_window:   # the firing of each layer per window, and the accuracy during the sleep
+            rec["sleep"][-1].update(window=cfg.sleep_window, window_spikes=[c.sum(1).tolist() for c in info["window_counts"]],
+                                    accuracy_during=[dict(step=s, all=a) for s, a in info["watched"]])
+        infos[k] = info
         return net
 
     init = reach("init", lambda: initial_net(seed, cfg, ctx), "train")
@@ -391,6 +398,11 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
         if spec.sleep:
             trained = net
             net = reach(f"sleep_{k}", lambda: slept(net, k), "sleep")
+            if k in infos:   # what the sleep did (sleep_analysis.py)
+                rec["analysis"].append(sleep_analysis.analyse(
+                    k, [w.cpu() for w in trained.weights_only()], [w.cpu() for w in net.weights_only()], infos[k]["spikes"],
+                    acts[f"train_{k}"], acts[f"sleep_{k}"], ctx.eval_y[:len(acts[f"train_{k}"][0])].cpu().numpy(),
+                    confusions[f"train_{k}"], confusions[f"sleep_{k}"], ctx.n_classes))
             # the earlier replica's diagnostic: the weights before this task's training plus the sleep's change
             synthetic = net.with_weights([w0 + (w - w1) for w0, w, w1 in zip(start.W, net.W, trained.W)], net.vW)
             rec["synthetic"].append(dict(stage=f"synthetic_{k}", **evaluate(synthetic, cfg, ctx, analyses=False)["accuracy"]))

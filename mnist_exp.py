@@ -66,6 +66,7 @@ cfg = config.Config(
     ewc_lambda=10.0, si_c=0.01, si_xi=0.1, lwf_lambda=4.0, lwf_temperature=2.0, merge_init="shared", slda_shrinkage=0.1,
     analytic_ridge=0.001,
     # analyses
+    sleep_window=0,            # N > 0: the spikes per N sleep steps and the accuracy during sleep
     probe_per_class=100, pca_components=10,
     # how to run
     out="runs", data_dir=config.DEFAULTS.data_dir, device="auto", engine="auto", workers=1,

@@ -121,7 +121,7 @@ SEARCHED = ("rate", "inc", "dec", "beta", "alpha_scale")   # may differ between 
 # ---------------------------------------------------------------- the sleep phase
 
 def sleep(nets, sleep_x, steps, generator, constants, *, dropout, images=None, sample=None, max_spikes=None,
-          engine="auto", chunk=5000, progress=False):
+          engine="auto", chunk=5000, progress=False, window=0, watch=None):
     """One SRC sleep phase of `steps` steps with sleep data `sleep_x`; returns (slept copy of the network, info).
 
     constants: a Sleep. nets: one Net, or a list of B Nets slept at once by the batched engine (then
@@ -137,7 +137,9 @@ def sleep(nets, sleep_x, steps, generator, constants, *, dropout, images=None, s
     by plasticity) or "unit" (the weights of an input unit that fires every step: the same current, and
     plasticity potentiates them whenever their neuron fires).
     info: the scale factors alpha, the spike counts of every neuron and whether the network stopped at
-    max_spikes (see sleep_on_spikes).
+    max_spikes (see sleep_on_spikes). window N > 0 (an analysis, not the protocol: the spikes are the same):
+    also info["window_counts"], each layer's counts per window of N steps ([windows, neurons]), and with
+    watch(net) (one network) info["watched"], [(step, watch(the network so far))] at the end of every window.
     The momentum buffers are carried over unchanged, as in the original.
     """
     batch = list(nets) if isinstance(nets, (list, tuple)) else [nets]
@@ -163,20 +165,36 @@ def sleep(nets, sleep_x, steps, generator, constants, *, dropout, images=None, s
     spiking = [net.weights_only() if biased and c.bias == "ignore" else net.W for net in batch]
     W = [torch.stack(ws) for ws in zip(*spiking)]                                          # [B, out, in (+ 1)]
     chunks = (make(min(chunk, steps - s)) for s in range(0, steps, chunk))
+    windows, watched = [], []
+
+    def on_window(step, counts, weights):
+        windows.append(counts)
+        if watch is not None:
+            Wb = weights()
+            watched.append((step, watch(batch[0].with_weights(restore(batch[0], [w[0] for w in Wb], c.bias), batch[0].vW))))
+
     W, counts = sleep_on_spikes(W, chunks, alpha, [e.beta for e in each], inc=[e.inc for e in each],
                                 dec=[e.dec for e in each], decay=c.decay, plasticity=c.plasticity, factor=c.factor,
                                 bias=c.bias if biased and c.bias != "ignore" else None, max_spikes=max_spikes, exp=c.exp,
-                                engine=engine, progress=progress, total_steps=steps)
+                                engine=engine, progress=progress, total_steps=steps, window=window,
+                                on_window=on_window if window else None)
     fired = sum(n.sum(1) for n in counts[1:])
     slept, infos = [], []
     for b, net in enumerate(batch):
-        Wb = [w[b].clone() for w in W]
-        if biased and c.bias != "unit":   # the biases come back as they were
-            Wb = [torch.cat([w[:, :w0.shape[1] - 1], w0[:, -1:]], 1) for w, w0 in zip(Wb, net.W)]
-        slept.append(net.with_weights(Wb, [v.clone() for v in net.vW]))
+        slept.append(net.with_weights(restore(net, [w[b].clone() for w in W], c.bias), [v.clone() for v in net.vW]))
         infos.append(dict(alpha=alpha[b], spikes=[n[b].tolist() for n in counts],
                           stopped=max_spikes is not None and fired[b].item() > max_spikes))
+        if window:
+            infos[-1]["window_counts"] = [torch.stack([w[l][b] for w in windows]) for l in range(len(counts))]
+            infos[-1]["watched"] = watched
     return (slept, infos) if isinstance(nets, (list, tuple)) else (slept[0], infos[0])
+
+
+def restore(net, W, bias):
+    """The slept weights W of net, with its biases as they were unless the sleep made them plastic ("unit")."""
+    if net.bias and bias != "unit":
+        return [torch.cat([w[:, :w0.shape[1] - 1], w0[:, -1:]], 1) for w, w0 in zip(W, net.W)]
+    return W
 
 
 # ---------------------------------------------------------------- scale factors
@@ -290,7 +308,8 @@ def _check_weights(weights, extra):
 
 
 def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999, plasticity=1.0, factor="original",
-                    bias=None, max_spikes=None, engine="auto", progress=False, total_steps=None, exp="exact"):
+                    bias=None, max_spikes=None, engine="auto", progress=False, total_steps=None, exp="exact",
+                    window=0, on_window=None):
     """Run the spiking sleep on a given input raster; the deterministic core of SRC.
 
     weights: list of [out, in] float tensors (or [B, out, in] for B independent networks).
@@ -314,6 +333,9 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     for searches and variants, not the protocol).
     max_spikes: a network whose neurons (all layers but the input) have fired more than this many spikes
     stops at the next step, its weights as they are (a cost bound for searches; None: no bound).
+    window, on_window: every `window` steps (and after the last), on_window(step, counts, weights) is called
+    with the spike counts of that window (as the returned counts) and a function giving the weights so far
+    (an analysis: firing over time, the accuracy during sleep); 0 (the default): the chunks run whole.
     Returns (new weights, spike counts): the inputs are left untouched; counts[l] holds the spikes of each
     neuron of layer l (counts[0] the inputs), shaped [n] (or [B, n]).
     """
@@ -346,7 +368,8 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     chunks = [input_spikes] if torch.is_tensor(input_spikes) else input_spikes
     total = input_spikes.shape[-2] if torch.is_tensor(input_spikes) else total_steps
     bar = tqdm(total=total, desc="sleep", unit="step", unit_scale=True, disable=not progress, leave=False)
-    t0 = 0
+    t0, since = 0, [torch.zeros_like(c) for c in counts]   # since: the counts of the window under way
+    weights_so_far = lambda: [w.clone() if batched else w[0].clone() for w in run.weights()]   # a copy: the sleep goes on
     for spikes in chunks:
         spikes = spikes if batched else spikes[None]
         if spikes.ndim != 3 or spikes.shape[0] != B or spikes.shape[2] != sizes[0]:
@@ -356,20 +379,39 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
             if not ((spikes == 0) | (spikes == 1)).all():
                 raise ValueError("input_spikes must hold only 0 and 1 (or be a bool tensor)")
             spikes = spikes != 0
-        layer_counts, failure = run.steps(spikes, t0)
-        if failure is not None:
-            b, t, l = failure
-            raise FloatingPointError(f"sleep produced a non-finite weight in layer {l + 1} at step {t + 1}"
-                                     + (f" (network {b})" if batched else "") + "; lower inc/dec or alpha_scale")
-        for l, c in enumerate(layer_counts):
-            counts[l] += c
-        t0 += spikes.shape[1]
-        bar.update(spikes.shape[1])
+        for piece in _windows(spikes, t0, window):
+            layer_counts, failure = run.steps(piece, t0)
+            if failure is not None:
+                b, t, l = failure
+                raise FloatingPointError(f"sleep produced a non-finite weight in layer {l + 1} at step {t + 1}"
+                                         + (f" (network {b})" if batched else "") + "; lower inc/dec or alpha_scale")
+            for l, c in enumerate(layer_counts):
+                counts[l] += c
+                since[l] += c
+            t0 += piece.shape[1]
+            bar.update(piece.shape[1])
+            if window and t0 % window == 0:
+                on_window(t0, since if batched else [c[0] for c in since], weights_so_far)
+                since = [torch.zeros_like(c) for c in counts]
+    if window and t0 % window:   # the last, shorter window
+        on_window(t0, since if batched else [c[0] for c in since], weights_so_far)
     bar.close()
     W = run.weights()
     if not batched:
         W, counts = [w[0] for w in W], [c[0] for c in counts]
     return W, counts
+
+
+def _windows(spikes, t0, window):
+    """The chunk [B, T, n] cut where a window of `window` steps ends (whole when window is 0); t0: its first step."""
+    if not window:
+        yield spikes
+        return
+    start = 0
+    while start < spikes.shape[1]:
+        n = min(spikes.shape[1] - start, window - (t0 + start) % window)
+        yield spikes[:, start:start + n]
+        start += n
 
 
 class TorchEngine:

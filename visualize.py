@@ -15,6 +15,10 @@ accuracy.png      per-task and overall test accuracy after every stage, one pane
 stable_rank.png   stable rank of each layer's weights after every stage (mean ± std over seeds)
 capacity.png      capacity.csv's measures after every stage, for the methods of CAPACITY_FIGURE (mean ± std over seeds)
 activations_<method>.png   PCA activation maps of a class-ordered probe set (first seed of the run)
+sleep_<analysis>_<method>.png   what each sleep did (sleep_analysis.py; first seed of the run): confusion before and
+                  after and each class's change; weights before/after, their changes, raised vs lowered; the
+                  sleep's firing (input map, hidden and output counts); reactivation and the within- and
+                  between-class correlation of activations (and the accuracy during sleep with --sleep-window)
 """
 import argparse
 import csv
@@ -31,6 +35,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import analysis
+import sleep_analysis
 from config import Parser, fail
 from runner import write_atomic, write_text
 
@@ -368,7 +373,112 @@ def figures(run_dir, png_dir):
     for method, path in first.items():
         if plot_activations(path, method, os.path.join(png_dir, f"activations_{method}.png")):
             paths.append(os.path.join(png_dir, f"activations_{method}.png"))
+    slept = {}
+    for r in read_jobs(run_dir):   # the first seed of each method that recorded its sleeps' analyses
+        if r.get("analysis"):
+            slept.setdefault(r["method"], r)
+    for rec in slept.values():
+        paths += sleep_figures(rec, png_dir)
     return paths
+
+
+def sleep_figures(rec, png_dir):
+    """The four figures of what each sleep of one job did (its rec["analysis"]); returns the paths written."""
+    sleeps, method = rec["analysis"], rec["method"]
+    K, paths = len(sleeps), []
+    cols = lambda n: plt.subplots(n, K, figsize=(2.6 * K, 2.4 * n), squeeze=False)
+    # confusion matrices (rows: true class, normalised to percent) and the change of each class's accuracy
+    fig, axes = cols(3)
+    for j, a in enumerate(sleeps):
+        for i, key in enumerate(("confusion_before", "confusion_after")):
+            m = np.asarray(a[key], dtype=float)
+            axes[i][j].imshow(100 * m / np.maximum(m.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=100)
+            axes[i][j].set_title(f"{'before' if i == 0 else 'after'} sleep {a['task']}", fontsize=8)
+            axes[i][j].set(xlabel="predicted" if i else "", ylabel="true" if j == 0 else "")
+        change = np.asarray(a["class_accuracy_change"])
+        axes[2][j].bar(range(len(change)), change, color=np.where(change >= 0, "tab:blue", "tab:red"))
+        axes[2][j].axhline(0, color="k", linewidth=0.5)
+        axes[2][j].set(xlabel="class", ylabel="accuracy change (points)" if j == 0 else "")
+    paths.append(finish(fig, f"{method}: confusion before and after each sleep, each class's change (seed {rec['seed']})",
+                        os.path.join(png_dir, f"sleep_confusion_{method}.png")))
+    # weights: before/after the last sleep, the changes of every sleep, raised against lowered
+    L = len(sleeps[0]["weights"])
+    fig, axes = plt.subplots(L, 3, figsize=(12, 2.6 * L), squeeze=False)
+    for l in range(L):
+        last = sleeps[-1]["weights"][l]
+        for key, color in (("before", "tab:gray"), ("after", "tab:blue")):
+            axes[l][0].stairs(last[key], last["edges"], color=color, label=f"{key} sleep {sleeps[-1]['task']}")
+        for a in sleeps:
+            w = a["weights"][l]
+            if w["raised"] + w["lowered"]:   # a sleep that changed nothing in the layer has no spread to draw
+                axes[l][1].stairs(w["change"], w["change_edges"], label=f"sleep {a['task']}")
+        x = np.arange(K)
+        axes[l][2].bar(x - 0.2, [a["weights"][l]["raised"] for a in sleeps], 0.4, color="tab:blue", label="raised")
+        axes[l][2].bar(x + 0.2, [a["weights"][l]["lowered"] for a in sleeps], 0.4, color="tab:red", label="lowered")
+        axes[l][2].set_xticks(x, [f"sleep {a['task']}" for a in sleeps], fontsize=7)
+        for ax, what in zip(axes[l], ("weight", "change in the sleep", "")):
+            ax.set_yscale("log" if what else "linear")
+            ax.set_title(f"layer {l + 1}" + (f": {what}" if what else ": weights changed"), fontsize=8)
+    for ax in axes[0]:
+        ax.legend(fontsize=6)
+    paths.append(finish(fig, f"{method}: each layer's weights and what the sleeps changed (seed {rec['seed']})",
+                        os.path.join(png_dir, f"sleep_weights_{method}.png")))
+    # firing: the input's spike counts as an image, hidden counts as histograms, output counts per class
+    n_layers = len(sleeps[0]["spikes"])
+    fig, axes = cols(n_layers)
+    for j, a in enumerate(sleeps):
+        counts = [np.asarray(c) for c in a["spikes"]]
+        side = int(round(np.sqrt(len(counts[0]))))
+        axes[0][j].imshow(counts[0].reshape(side, side), cmap="magma")
+        axes[0][j].set_title(f"sleep {a['task']}: input spikes", fontsize=8)
+        for l in range(1, n_layers - 1):
+            axes[l][j].hist(counts[l], bins=30, color="tab:blue")
+            axes[l][j].set_yscale("log")
+            axes[l][j].set_title(f"hidden layer {l}: spikes per unit", fontsize=8)
+        axes[-1][j].bar(range(len(counts[-1])), counts[-1], color="tab:green")
+        axes[-1][j].set_title("output: spikes per class", fontsize=8)
+    paths.append(finish(fig, f"{method}: firing during each sleep (seed {rec['seed']})",
+                        os.path.join(png_dir, f"sleep_firing_{method}.png")))
+    # reactivation, class correlation, and the accuracy during sleep when it was recorded
+    during = [s for s in rec["sleep"] if s.get("accuracy_during")]
+    fig, axes = plt.subplots(3, L + bool(during), figsize=(3.6 * (L + bool(during)), 7.5), squeeze=False)
+    for l in range(L):
+        for a in sleeps:
+            r = a["reactivation"][l]
+            axes[0][l].plot(r["correlation"], "o-", markersize=3, label=f"sleep {a['task']}")
+            axes[1][l].plot(r["top_ratio"], "o-", markersize=3)
+        axes[0][l].set_title(f"layer {l + 1}: corr(class's mean activation, sleep firing)", fontsize=7)
+        axes[1][l].set_title(f"layer {l + 1}: firing of a class's top {sleep_analysis.TOP_UNITS} units / mean", fontsize=7)
+        for when, line in (("before", "--"), ("after", "-")):
+            for kind, color in (("within", "tab:blue"), ("between", "tab:red")):
+                axes[2][l].plot([a["task"] for a in sleeps], [a[f"correlation_{when}"][l][kind] for a in sleeps], line,
+                                marker="o", markersize=3, color=color, label=f"{kind} classes, {when} sleep")
+        axes[2][l].set_title(f"layer {l + 1}: mean correlation of two images", fontsize=7)
+        axes[2][l].set_xlabel("sleep")
+        axes[1][l].set_xlabel("class")
+    axes[0][0].legend(fontsize=6)
+    axes[2][0].legend(fontsize=6)
+    if during:
+        for s in during:
+            axes[0][-1].plot([0] + [d["step"] for d in s["accuracy_during"]],
+                             [np.nan] + [d["all"] for d in s["accuracy_during"]], label=f"sleep {s['task']}")
+        axes[0][-1].set(title="accuracy during sleep", xlabel="step", ylabel="accuracy (%)")
+        axes[0][-1].legend(fontsize=6)
+        for s in during:
+            total = np.sum(s["window_spikes"][1:], 0)
+            axes[1][-1].plot(np.arange(1, len(total) + 1) * s["window"], total / s["window"], label=f"sleep {s['task']}")
+        axes[1][-1].set(title="spikes per step (hidden and output)", xlabel="step")
+        axes[2][-1].set_visible(False)
+    paths.append(finish(fig, f"{method}: reactivation and correlation of activations (seed {rec['seed']})",
+                        os.path.join(png_dir, f"sleep_reactivation_{method}.png")))
+    return paths
+
+
+def finish(fig, title, path):
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    save(fig, path, 90)
+    return path
 
 
 def main(run_dir, png_dir=None):

@@ -309,3 +309,20 @@ def test_two_task_mode_learns_the_first_two_tasks_with_their_own_epochs(small, m
     final = rec["rows"][-1]
     # the overall accuracy is over the two tasks' test images only (about as many of each)
     assert min(final["task_1"], final["task_2"]) - 1 <= final["all"] <= max(final["task_1"], final["task_2"]) + 1
+
+
+def test_each_sleep_records_its_analyses_and_the_accuracy_during_it(small):
+    _, ctx = small
+    cfg = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--sleep-steps", "300", "--sleep-steps-increment",
+                                           "100", "--methods", "src", "--sleep-window", "128", "--n-tasks", "2"])
+    rec, _ = methods.run_method("src", 0, cfg, ctx, {})
+    ctx = methods.seeded(ctx, 0, cfg)
+    assert [a["task"] for a in rec["analysis"]] == list(range(1, len(ctx.tasks) + 1))
+    rows = {r["stage"]: r for r in rec["rows"]}
+    for a, s in zip(rec["analysis"], rec["sleep"]):
+        after = torch.tensor(a["confusion_after"])
+        assert after.sum() == len(ctx.eval_y)   # every evaluation image once
+        assert abs(100 * after.trace().item() / after.sum().item() - rows[f"sleep_{a['task']}"]["all"]) < 1e-3
+        assert [d["step"] for d in s["accuracy_during"]][-2:] == [s["steps"] // 128 * 128, s["steps"]]
+        assert abs(s["accuracy_during"][-1]["all"] - rows[f"sleep_{a['task']}"]["all"]) < 1e-9   # the slept network
+        assert [sum(c) for c in s["window_spikes"]] == [sum(c) for c in a["spikes"]]

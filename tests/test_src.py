@@ -153,6 +153,24 @@ def test_chunked_input_equals_one_raster():
     assert all(torch.equal(a, b) for a, b in zip(cw, cp))
 
 
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_windows_see_every_step_once_and_change_nothing(engine):
+    W, spikes = random_case(5, steps=300)
+    args = ([1.3, 1.7, 2.1], [0.5, 0.6, 0.4])
+    whole, cw = src.sleep_on_spikes(W, spikes, *args, inc=INC, dec=DEC, engine=engine)
+    seen = []
+    on = lambda step, counts, weights: seen.append((step, [c.clone() for c in counts], weights()))
+    parts, cp = src.sleep_on_spikes(W, iter([spikes[:70], spikes[70:]]), *args, inc=INC, dec=DEC, engine=engine,
+                                    window=64, on_window=on)
+    assert all(torch.equal(a, b) for a, b in zip(whole, parts)) and all(torch.equal(a, b) for a, b in zip(cw, cp))
+    assert [s for s, _, _ in seen] == [64, 128, 192, 256, 300]            # the last window is shorter
+    for l in range(len(cw)):   # the windows' counts add up to the sleep's
+        assert torch.equal(sum(c[l] for _, c, _ in seen), cw[l])
+    assert all(torch.equal(a, b) for a, b in zip(seen[-1][2], whole))     # the weights at the end of the last window
+    first, _ = src.sleep_on_spikes(W, spikes[:64], *args, inc=INC, dec=DEC, engine=engine)
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-12) for a, b in zip(seen[0][2], first))
+
+
 def toy_net():
     W = [torch.tensor([[1.0, -1.0], [0.5, 2.0]]), torch.tensor([[0.5, 0.25], [-1.0, 1.0]]), torch.tensor([[2.0, 0.5]])]
     return Net(W, [torch.zeros_like(w) for w in W])
