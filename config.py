@@ -63,7 +63,8 @@ class Config:
     figures: bool = arg(True, "draw the figures at the end (visualize.py)", True)
     png_dir: str = arg("", "where the figures go (default: RUN_DIR/png)", True)
     # what is computed: the protocol and preset
-    dataset: str = arg("mnist", "mnist or fashion-mnist")
+    dataset: str = arg("mnist", "mnist, fashion-mnist, or mnist-fashion (cross-modal: MNIST, then Fashion-MNIST, "
+                                "one shared 10-way head)")
     protocol: str = arg("original", "'original' (the authors' MATLAB, PROTOCOL.md) or 'replica' (the earlier Python replica)")
     preset: str = arg(None, "named sleep constants, and for a variant its training (presets/NAME.json); "
                             "default: the protocol's own (iCaRL + sleep: the iCaRL script's for the memory)", kind=str)
@@ -74,8 +75,8 @@ class Config:
                                    "from the seed: the same for every method and setting of that seed)")
     n_tasks: int = arg(0, "learn only the first n tasks of the order (0: all; 2: the task-2 length study's two tasks)")
     n_per_task: int = arg(5000, "training images per task: the first n of its classes, in dataset order")
-    train_limit: int = arg(0, "use only the first n training images (0: all)")
-    test_limit: int = arg(0, "use only the first n test images (0: all)")
+    train_limit: int = arg(0, "use only the first n training images (0: all; of a pair: of each dataset)")
+    test_limit: int = arg(0, "use only the first n test images (0: all; of a pair: of each dataset)")
     score_on: str = arg("test", "'test' (the test set) or 'train': every accuracy is measured on all training images "
                                 "instead (what the authors' reduced-data script reports)")
     validation: int = arg(0, "hold out the last n training images of each class and score on them instead of the "
@@ -116,7 +117,8 @@ class Config:
     sleep_input: str = arg("mean", "'mean' (the mean image seen, through the window), 'class-means' (one class's "
                                    "mean per step) or 'replica' (masked means of current-task images)")
     sleep_data: str = arg("seen", "what each sleep reads: 'seen' (every training image so far), 'current' (task "
-                                  "k's images: nothing kept) or 'current+means' (and a kept mean image per class)")
+                                  "k's images: nothing kept), 'current+means' (and a kept mean image per class) or "
+                                  "'first' (the first task's images: the cross-modal script's)")
     sleep_samples: int = arg(10, "sleep input replica: images averaged per step")
     sleep_mask_fraction: float = arg(0.25, "sleep input replica: fraction of pixels each step's mask keeps")
     plasticity: tuple = arg((1.0, 1.0, 1.0), "multiplier of inc and dec per layer (0 freezes a layer: an ablation)")
@@ -172,6 +174,11 @@ ORIGINAL = {
                   alpha_scale=55.882454),
     "fashion-mnist": dict(rate=181.047258, inc=0.041001, dec=0.003344, beta=(40.446884, 27.596929, 33.109393),
                           alpha_scale=31.592987),
+    # CrossModalMNIST/run_cross_modal_summary.m: its tasks are the two datasets, all their images; both sleeps
+    # read MNIST's images only; the lengths 6665.96 and 12468.27 pass through uint8(), which saturates at 255
+    "mnist-fashion": dict(rate=227.437205, inc=0.050052, dec=0.005592, beta=(4.700579, 7.750487, 7.055086),
+                          alpha_scale=9.284002, classes_per_task=10, n_per_task=60000, sleep_steps=255,
+                          sleep_steps_increment=0, sleep_data="first"),
 }
 REPLICA_SLEEP = dict(plasticity_factor="logistic", inc=0.001, dec=0.0001, sleep_steps=400, sleep_steps_increment=133,
                      sleep_input="replica", alpha=(14.983829, 253.17746, 7.770772))
@@ -407,6 +414,15 @@ def check(cfg, mine, prog):
         problems.append(f"--hidden needs one or more widths, each a whole number >= 1; got {' '.join(map(str, cfg.hidden))}")
     elif any(m in SLEEPING for m in cfg.methods) and len(cfg.beta) != n_layers:
         problems.append(f"--beta needs one value per layer ({n_layers}); got {len(cfg.beta)}")
+    if "parts" in spec:   # the cross-modal pair: its tasks are its datasets
+        if cfg.classes_per_task != spec["classes"] // len(spec["parts"]):
+            problems.append(f"--dataset {cfg.dataset} learns its {len(spec['parts'])} datasets as its tasks: "
+                            f"--classes-per-task must be {spec['classes'] // len(spec['parts'])}; got {cfg.classes_per_task}")
+        other = [m for m in cfg.methods if m in METHODS and (METHODS[m].penalty or METHODS[m].distill or
+                                                                METHODS[m].exemplars or METHODS[m].statistics)]
+        if other:
+            problems.append(f"--dataset {cfg.dataset} runs sequential, control, src, merging and parallel; not "
+                            f"{', '.join(other)}")
     if whole(cfg.classes_per_task, 1) and spec["classes"] % cfg.classes_per_task:
         problems.append(f"--classes-per-task must divide the {spec['classes']} classes of {cfg.dataset}; got {cfg.classes_per_task}")
     elif whole(cfg.classes_per_task, 1) and whole(cfg.n_tasks, 0):

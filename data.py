@@ -39,7 +39,10 @@ DATASETS = {
                 "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
                 "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34")),
 }
-
+# CrossModalMNIST/: MNIST, then Fashion-MNIST, as two tasks with one shared 10-way head (digit k and garment
+# k are both output k). Inside, a Fashion image's class is 10 + its label, so the two tasks are class sets
+# like any others: classes 0-9 and 10-19, trained towards output class % outputs.
+DATASETS["mnist-fashion"] = dict(parts=("mnist", "fashion-mnist"), classes=20, outputs=10, side=28)
 
 
 class DataError(RuntimeError):
@@ -102,6 +105,8 @@ def ensure_files(dataset, data_dir):
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     spec = DATASETS[dataset]
+    if "parts" in spec:
+        return [ensure_files(part, data_dir) for part in spec["parts"]]
     raw = os.path.join(data_dir, spec["folder"], "raw")
     if _bad_files(raw, spec["sha256"]):
         _check_layout(data_dir, spec)
@@ -148,13 +153,29 @@ def _read_idx(path):
 
 
 def load(dataset="mnist", data_dir=DEFAULT_DATA_DIR):
-    """Train and test sets as (x [n, pixels] float32 in [0, 1], y [n] int64), in dataset order."""
+    """Train and test sets as (x [n, pixels] float32 in [0, 1], y [n] int64), in dataset order (a pair: the
+    first dataset's images, then the second's, whose classes follow the first's)."""
+    if "parts" in DATASETS.get(dataset, {}):
+        parts = [load(part, data_dir) for part in DATASETS[dataset]["parts"]]
+        offsets = np.cumsum([0] + [DATASETS[p]["classes"] for p in DATASETS[dataset]["parts"]])
+        return tuple(torch.cat([part[i] + (offsets[j] if i % 2 else 0) for j, part in enumerate(parts)]) for i in range(4))
     raw = ensure_files(dataset, data_dir)
     out = []
     for split in ("train", "t10k"):  # the verified IDX files, read as torchvision reads them
         images = _read_idx(os.path.join(raw, f"{split}-images-idx3-ubyte"))
         out += [images.flatten(1).float() / 255, _read_idx(os.path.join(raw, f"{split}-labels-idx1-ubyte")).long()]
     return tuple(out)
+
+
+def first_images(y, n, dataset):
+    """Indices of the first n images (0: all), of each dataset of a pair (by its classes), in dataset order."""
+    spec = DATASETS[dataset]
+    if not n:
+        return torch.arange(len(y))
+    if "parts" not in spec:
+        return torch.arange(min(n, len(y)))
+    per = spec["classes"] // len(spec["parts"])
+    return torch.cat([torch.nonzero(y // per == j).flatten()[:n] for j in range(len(spec["parts"]))])
 
 
 def class_tasks(n_classes=10, classes_per_task=2):

@@ -25,6 +25,7 @@ import src
 @dataclass(frozen=True)
 class Method:
     restart: bool = False      # each task trains a fresh copy of the initial weights
+    last_only: bool = False    # only the last task is learnt (the cross-modal script's control)
     merge: bool = False        # the copies are averaged element-wise at the end
     joint: bool = False        # one training on all tasks at once
     sleep: bool = False        # SRC's sleep after each task
@@ -40,6 +41,8 @@ class Method:
 
 METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper bound
     "sequential": Method(shared=("init", "train_1"), keeps="nothing"),
+    "control": Method(last_only=True, keeps="nothing (it learns only the last task, from the initial weights: the "
+                                            "cross-modal script's control)"),
     "ewc": Method(penalty="ewc", shared=("init", "train_1"),
                   keeps="the weights after the last task and the summed Fisher information (2 x the weights)"),
     # SI integrates its path already while training task 1, so that stage is its own
@@ -74,11 +77,14 @@ def prepare(cfg):
                           ("cpu" if cfg.device == "auto" else cfg.device))
     train_x, train_y, test_x, test_y = data.load(cfg.dataset, cfg.data_dir)
     n_classes = data.DATASETS[cfg.dataset]["classes"]
-    ctx = SimpleNamespace(device=device, dtype=getattr(torch, cfg.dtype), n_classes=n_classes,
+    outputs = data.DATASETS[cfg.dataset].get("outputs", n_classes)   # mnist-fashion: class c is output c % 10
+    ctx = SimpleNamespace(device=device, dtype=getattr(torch, cfg.dtype), n_classes=n_classes, outputs=outputs,
                           tasks=data.class_tasks(n_classes, cfg.classes_per_task)[:cfg.n_tasks or None],
-                          sizes=(train_x.shape[1], *cfg.hidden, n_classes))
-    train_x, train_y = train_x[:cfg.train_limit or None], train_y[:cfg.train_limit or None]
-    test_x, test_y = test_x[:cfg.test_limit or None], test_y[:cfg.test_limit or None]
+                          sizes=(train_x.shape[1], *cfg.hidden, outputs))
+    keep = data.first_images(train_y, cfg.train_limit, cfg.dataset)   # (of a pair: the first n of each dataset)
+    train_x, train_y = train_x[keep], train_y[keep]
+    keep = data.first_images(test_y, cfg.test_limit, cfg.dataset)
+    test_x, test_y = test_x[keep], test_y[keep]
     if cfg.score_on == "train":   # the accuracy on the training images (all of them, not only those trained on)
         test_x, test_y = train_x, train_y
     if cfg.validation:   # tuning: the held-out training images replace the test set, which is not read at all
@@ -143,12 +149,12 @@ def evaluate(net, cfg, ctx, analyses=True):
     the test pass) and the capacity each task uses in each layer, measured on them (analysis.capacity)."""
     probe_acts = models.forward(net, ctx.eval_chunks[0], cfg.dropout)
     pred = torch.cat([probe_acts[-1].argmax(1)] + [models.predict(net, xb, cfg.dropout) for xb in ctx.eval_chunks[1:]])
-    per_task, overall = models.accuracy(pred, ctx.eval_y, ctx.tasks)
+    per_task, overall = models.accuracy(pred, ctx.eval_y, ctx.tasks, ctx.eval_y % ctx.outputs)
     accuracy = dict(**{f"task_{k + 1}": a for k, a in enumerate(per_task)}, all=overall)
     if not analyses:
         return dict(accuracy=accuracy)
     acts = [a.cpu().numpy() for a in probe_acts]
-    return dict(accuracy=accuracy, confusion=sleep_analysis.confusion(pred.cpu(), ctx.eval_y.cpu(), ctx.n_classes),
+    return dict(accuracy=accuracy, confusion=sleep_analysis.confusion(pred.cpu(), ctx.eval_y.cpu() % ctx.outputs, ctx.outputs),
                 stable_rank={f"layer_{l + 1}": analysis.stable_rank(w) for l, w in enumerate(net.weights_only())},
                 acts=acts, capacity=analysis.capacity(acts, ctx.eval_y[:len(acts[0])].cpu().numpy(), ctx.tasks))
 
@@ -181,7 +187,7 @@ def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, memory=None, p
     if not cfg.keep_momentum:
         net.vW = [torch.zeros_like(v) for v in net.vW]
     idx = training_set(k, seed, cfg, ctx)
-    x, y = ctx.train_x[idx], ctx.train_y[idx]
+    x, y = ctx.train_x[idx], ctx.train_y[idx] % ctx.outputs   # the output each image trains towards
     if memory is not None:
         short = -(len(idx) + len(memory[0])) % cfg.batch_size
         pad = data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task + short)[cfg.n_per_task - 1:][:short]
@@ -196,7 +202,7 @@ def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, memory=None, p
             old = torch.cat([models.forward(start, xb, cfg.dropout)[-1] for xb in x.split(2000)])
         soft = (old, earlier, cfg.lwf_lambda, cfg.lwf_temperature)
     models.train(net, x, y, epochs=epochs_of(k, cfg), batch_size=cfg.batch_size, lr=cfg.lr,
-                 momentum=cfg.momentum, dropout=cfg.dropout, n_classes=ctx.n_classes,
+                 momentum=cfg.momentum, dropout=cfg.dropout, n_classes=ctx.outputs,
                  generator=generator(seed, "train", k, ctx.device), penalty=penalty, path=path, distill=soft,
                  progress=progress, desc=desc)
     return net
@@ -209,7 +215,9 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spik
       on), for the scale factors and for the input's mean image (or one mean image per class seen);
     - 'current': only the n_per_task images task k trained on, for both: nothing is kept between tasks;
     - 'current+means': those for the scale factors; for the input, the mean image of every class seen, each
-      kept from the images its task trained on (a summary of classes x pixels numbers and one count per class).
+      kept from the images its task trained on (a summary of classes x pixels numbers and one count per class);
+    - 'first': every training image of the first task, for both, after every task (the cross-modal script's:
+      MNIST's images only).
     The input 'replica' shows task k's own images whatever the data; fixed alpha reads no image for the
     scale factors. window, watch: src.sleep's (the spikes per window of steps, a function of the network
     at the end of each window)."""
@@ -219,6 +227,8 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spik
     trained_on = lambda j: data.task_indices(ctx.train_y, ctx.tasks[j - 1], cfg.n_per_task)
     if c.data == "seen":
         pool = data.task_indices(ctx.train_y, sum(ctx.tasks[:k], ()))
+    elif c.data == "first":
+        pool = data.task_indices(ctx.train_y, ctx.tasks[0])
     else:
         pool = torch.cat([trained_on(j) for j in (range(1, k + 1) if c.data == "current+means" else [k])])
     # the images the scale factors (and the plain mean input) are computed on; not read when neither is used
@@ -246,6 +256,8 @@ def sleep_keeps(cfg, ctx):
     if c.data == "seen" and (c.alpha is None or c.input != "replica"):
         seen = len(data.task_indices(ctx.train_y, sum(ctx.tasks, ())))
         return "every training image of the tasks seen", seen * pixels
+    if c.data == "first" and (c.alpha is None or c.input != "replica"):
+        return "every training image of the first task", len(data.task_indices(ctx.train_y, ctx.tasks[0])) * pixels
     if c.data == "current+means" and c.input != "replica":
         return "task k's training images and a kept mean image per class", n_classes * (pixels + 1) * 4
     return "task k's training images", 0
@@ -371,7 +383,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
     exemplars = {}              # iCaRL: {class: indices of its exemplars among the training images}
     nme = lambda stage, net: rec["nme"].append(dict(stage=stage, **nme_accuracy(net, exemplars, generator(seed, "nme", k),
                                                                                 cfg, ctx)))
-    for k in [0] if spec.joint else range(1, len(ctx.tasks) + 1):
+    for k in [0] if spec.joint else [len(ctx.tasks)] if spec.last_only else range(1, len(ctx.tasks) + 1):
         start = net
         gen = generator(seed, "exemplars", k) if spec.exemplars else None
         memory = memory_set(exemplars, net, gen, cfg, ctx) if exemplars else None

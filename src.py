@@ -60,7 +60,7 @@ CONSTANTS = {   # what each numeric constant may be: (words for the error messag
     "mask_fraction": ("in (0, 1]", lambda a: (a > 0) & (a <= 1)),
     "plasticity": (">= 0", lambda a: a >= 0),
 }
-CHOICES = dict(input=("mean", "class-means", "replica"), data=("seen", "current", "current+means"),
+CHOICES = dict(input=("mean", "class-means", "replica"), data=("seen", "current", "current+means", "first"),
                factor=("original", "logistic"), bias=("ignore", "current", "unit"), exp=("exact", "fast"))
 
 
@@ -90,7 +90,7 @@ class Sleep:
     decay: float = 0.999             # membrane decay per step
     mask_size: int = 11              # side of the square window of the rate map shown each step
     input: str = "mean"              # rate map: "mean" image, "class-means" (one class's per step) or "replica"
-    data: str = "seen"               # what it reads: "seen", "current" or "current+means" (methods.sleep_task)
+    data: str = "seen"               # what it reads: "seen", "current", "current+means" or "first" (methods.sleep_task)
     samples: int = 10                # input "replica": images averaged per step
     mask_fraction: float = 0.25      # input "replica": fraction of pixels each step's mask keeps
     plasticity: tuple = (1.0, 1.0, 1.0)   # multiplier of inc and dec per layer (0 freezes a layer)

@@ -60,17 +60,29 @@ def read_jobs(run_dir):
     return sorted(recs, key=lambda r: (order.get(r["method"], len(order)), r["method"], r["seed"]))
 
 
-def task_names(recs, n):
-    """The names of the n task columns: "T1 (0, 1)", ... by their digits when every job learnt the same order;
-    "T1", ... (the first task learnt, ...) when the order is the seed's (--task-order random), and then one
-    line per seed with its order."""
+def task_names(recs, n, dataset=None):
+    """The names of the n task columns: "T1 (0, 1)", ... by their digits (of a pair of datasets: by the
+    dataset) when every job learnt the same order; "T1", ... (the first task learnt, ...) when the order is
+    the seed's (--task-order random), and then one line per seed with its order."""
+    import data
     orders = {tuple(map(tuple, r["tasks"])) for r in recs if "tasks" in r}
+    parts = data.DATASETS.get(dataset, {}).get("parts")
+    name = (lambda t: parts[t[0] // len(t)]) if parts else lambda t: ", ".join(map(str, t))
     if len(orders) == 1:
-        return [f"T{k + 1} ({', '.join(map(str, t))})" for k, t in enumerate(orders.pop())], ""
+        return [f"T{k + 1} ({name(t)})" for k, t in enumerate(orders.pop())], ""
     by_seed = {r["seed"]: r["tasks"] for r in recs if "tasks" in r}
     return [f"T{k + 1}" for k in range(n)], ("Tk: the k-th task learnt; each seed's order (digits): " + "; ".join(
-        f"seed {s}: " + " ".join("(" + ", ".join(map(str, t)) + ")" for t in order) for s, order in sorted(by_seed.items()))
+        f"seed {s}: " + " ".join("(" + name(t) + ")" for t in order) for s, order in sorted(by_seed.items()))
         + ".\n\n" if by_seed else "")
+
+
+def run_dataset(run_dir):
+    """The dataset of a run folder (its config.json), None when it cannot be read."""
+    try:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            return json.load(f).get("dataset")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def write_long_csv(path, recs, rows_of, digits):
@@ -116,7 +128,7 @@ def tables(run_dir):
                  + ",".join(f"{row[k][0]:.3f},{row[k][1]:.3f}" for k in keys) + "\n")
     write_text(os.path.join(run_dir, "summary.csv"), text)
     with io.StringIO() as f:
-        names, orders = task_names(recs, len(cols))
+        names, orders = task_names(recs, len(cols), run_dataset(run_dir))
         f.write("Mean ± sample standard deviation (ddof 1) over the n seeds; ACC, BWT and forgetting as in "
                 "analysis.cl_metrics.\n\n" + orders)
         f.write("| method | n | final, all classes (%) | " + " | ".join(names)
@@ -360,7 +372,7 @@ def figures(run_dir, png_dir):
         first.setdefault(os.path.basename(path).rsplit("-seed", 1)[0], path)
     os.makedirs(png_dir, exist_ok=True)
     table, cols = read_table(os.path.join(run_dir, "results.csv"))
-    names = task_names(read_jobs(run_dir), len(cols) - 1)[0]
+    names = task_names(read_jobs(run_dir), len(cols) - 1, run_dataset(run_dir))[0]
     plot_accuracy(table, cols, paths[0], [n.replace("T", "task ", 1) + ("" if "(" in n else " learnt") for n in names])
     if os.path.exists(os.path.join(run_dir, "stable_rank.csv")):
         plot_stable_rank(*read_table(os.path.join(run_dir, "stable_rank.csv")), paths[1])

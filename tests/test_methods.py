@@ -328,3 +328,32 @@ def test_each_sleep_records_its_analyses_and_the_accuracy_during_it(small):
         assert [d["step"] for d in s["accuracy_during"]][-2:] == [s["steps"] // 128 * 128, s["steps"]]
         assert abs(s["accuracy_during"][-1]["all"] - rows[f"sleep_{a['task']}"]["all"]) < 1e-9   # the slept network
         assert [sum(c) for c in s["window_spikes"]] == [sum(c) for c in a["spikes"]]
+
+
+def test_cross_modal_pair_has_two_tasks_one_head_and_sleeps_on_the_first_only(monkeypatch):
+    full = config.resolve(config.DEFAULTS, ["--dataset", "mnist-fashion", "--methods", "src"])
+    assert (full.classes_per_task, full.n_per_task, full.sleep_data, full.rate) == (10, 60000, "first", 227.437205)
+    assert [full.sleep.length(k) for k in (1, 2)] == [255, 255]    # the script's lengths through uint8
+    cfg = config.resolve(config.DEFAULTS, ["--dataset", "mnist-fashion", "--quick", "--device", "cpu", "--methods",
+                                           "control,src", "--sleep-steps", "50"])
+    ctx = methods.prepare(cfg)
+    assert ctx.tasks == (tuple(range(10)), tuple(range(10, 20))) and ctx.sizes[-1] == 10
+    # the first 3000 training and 1000 test images of each dataset, MNIST's then Fashion's (classes 10 + label)
+    assert len(ctx.train_y) == 6000 and (ctx.train_y[:3000] < 10).all() and (ctx.train_y[3000:] >= 10).all()
+    assert len(ctx.eval_y) == 2000 and (ctx.eval_y >= 10).sum() == 1000
+    mnist, fashion = data.load("mnist"), data.load("fashion-mnist")
+    assert torch.equal(ctx.train_x[3000:3005], fashion[0][:5]) and torch.equal(ctx.train_y[3000:3005] - 10, fashion[1][:5])
+    assert torch.equal(ctx.train_x[:5], mnist[0][:5])
+    trained, slept = [], []
+    train = models.train
+    monkeypatch.setattr(models, "train", lambda net, x, y, **kw: (trained.append((y.max().item(), kw["n_classes"])), train(net, x, y, **kw))[1])
+    monkeypatch.setattr(methods.src, "sleep", lambda net, x, *a, **kw: (slept.append(x), (net.clone(), dict(alpha=[1.0] * 3, spikes=[[0]] * 4)))[1])
+    rec, _ = methods.run_method("control", 0, cfg, ctx, {})
+    assert [r["stage"] for r in rec["rows"]] == ["init", "train_2", "final"] and trained == [(9, 10)]   # Fashion only
+    methods.run_method("src", 0, cfg, ctx, {})
+    assert len(slept) == 2 and all(torch.equal(x, ctx.train_x[:3000]) for x in slept)   # MNIST's images, both sleeps
+    monkeypatch.setattr(config, "INTERACTIVE", True)   # errors as exceptions
+    with pytest.raises(config.ConfigError, match="--classes-per-task must be 10"):
+        config.resolve(config.DEFAULTS, ["--dataset", "mnist-fashion", "--classes-per-task", "2", "--methods", "src"])
+    with pytest.raises(config.ConfigError, match="not ewc"):
+        config.resolve(config.DEFAULTS, ["--dataset", "mnist-fashion", "--methods", "src,ewc"])
