@@ -89,7 +89,7 @@ def test_the_replica_protocol_and_its_preset():
     (["--seeds", "99999999999999999999"], "--seeds must be whole numbers from 0"),
     (["--hidden", "0"], "--hidden needs one or more widths, each a whole number >= 1; got 0"),
     (["--hidden", "0", "0"], "--hidden needs one or more widths"),
-    (["--dataset", "cifar"], "--dataset must be one of mnist, fashion-mnist; got 'cifar'"),
+    (["--dataset", "cifar"], "--dataset must be one of mnist, fashion-mnist, mnist-fashion; got 'cifar'"),
     (["--classes-per-task", "0"], "--classes-per-task must be a whole number >= 1; got 0"),
     (["--classes-per-task", "3"], "--classes-per-task must divide"),
     (["--mask-size", "100"], "--mask-size must be a whole number from 1 to the image side, 28; got 100"),
