@@ -11,6 +11,11 @@ iCaRL + sleep reaches at E epochs, minus E.
 
     python icarl_epochs.py --run --memory 100 --epochs 1 2 5 10   # some rows (each ~1-4 minutes a seed)
     python icarl_epochs.py --png-dir png                           # the tables and png/icarl_epochs.png
+    python icarl_epochs.py --dataset fashion-mnist --out runs/icarl_epochs-fashion --run --memory 100 --epochs 2
+
+FashionMNIST/run_icarl_fashionmnist.m trains with lr 0.065 and dropout 0.2 and has its own constants for
+memory 50, 100-500 and 1 000-5 000 (presets icarl-small, -medium, -large for fashion-mnist); it has none for
+20 000, where its sweep stops: here the largest set serves (as MNIST's script's "else").
 """
 import sys
 
@@ -23,17 +28,23 @@ EPOCHS = [str(e) for e in range(1, 11)]          # its epochs per task
 METHODS = "icarl,icarl-src"
 
 
-def options(memory, epochs):
-    return ["--output", "linear-ce", "--memory", memory, "--epochs", epochs, "--task-order", "random"]
+def options(memory, epochs, dataset="mnist"):
+    return ["--output", "linear-ce", "--memory", memory, "--epochs", epochs, "--task-order", "random"] + \
+        (["--dataset", dataset] if dataset != "mnist" else [])
 
 
 def rows(args):
-    return [sweep.Row(f"memory {m}, {e} epochs", options(m, e), METHODS, group=m) for m in args.memory for e in args.epochs]
+    return [sweep.Row(f"memory {m}, {e} epochs", options(m, e, args.dataset), METHODS, group=m)
+            for m in args.memory for e in args.epochs]
+
+
+def epochs_of(row):
+    return row.options[row.options.index("--epochs") + 1]
 
 
 def curve(results, memory, method):
     """[(epochs, (mean, std, n, diverged))] of one memory's rows that have the method."""
-    return [(int(row.options[5]), got[method]) for row, got in results if row.group == memory and method in got]
+    return [(int(epochs_of(row)), got[method]) for row, got in results if row.group == memory and method in got]
 
 
 def epochs_needed(points, target):
@@ -51,7 +62,7 @@ def table(results):
     paired = lambda row, nme: (lambda d: "" if d is None else f"{d[0]:+.1f} ± {d[1]:.1f}")(
         sweep.paired(row, "icarl", "icarl-src", nme))
     for row, got in results:
-        m, e = row.group, row.options[5]
+        m, e = row.group, epochs_of(row)
         lines.append(f"| {m} | {e} | {sweep.fmt(got.get('icarl'))} | {sweep.fmt(got.get('icarl-src'))} | {paired(row, False)} | "
                      f"{sweep.fmt(got.get('icarl (NME)'))} | {sweep.fmt(got.get('icarl-src (NME)'))} | {paired(row, True)} |")
     lines += ["", "Epochs saved: the epochs per task iCaRL alone needs to reach the mean accuracy of iCaRL + sleep at E "
@@ -93,6 +104,8 @@ def figure(results):
 
 
 def arguments(p):
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"],
+                   help="mnist (default) or fashion-mnist (its script's training and constants; use another --out)")
     p.add_argument("--memory", nargs="+", default=MEMORIES[:3], help=f"memory sizes (default: {' '.join(MEMORIES[:3])})")
     p.add_argument("--epochs", nargs="+", default=EPOCHS, help=f"epochs per task (default: {' '.join(EPOCHS)})")
 

@@ -488,7 +488,7 @@ def test_icarl_epoch_sweep_pairs_seeds_and_reads_the_epochs_saved_off_the_curve(
                              "icarl-src (NME)": (slept + 5, 1, 3)},
                     jobs={("icarl", 0): (alone, 0), ("icarl", 1): (alone + 2, 0), ("icarl-src", 0): (slept, 0),
                           ("icarl-src", 1): (slept + 6, 0), ("icarl-src", 2): (99, 0)})   # seed 2: no pair
-    args = argparse.Namespace(memory=["100"], epochs=["1", "2", "5"])
+    args = argparse.Namespace(memory=["100"], epochs=["1", "2", "5"], dataset="mnist")
     results = [(row, runner.finished([*row.options, "--methods", row.methods])) for row in icarl_epochs.rows(args)]
     lines = icarl_epochs.table(results)
     first = lines[2].split(" | ")
