@@ -74,7 +74,7 @@ class Config:
     task_order: str = arg("fixed", "'fixed' (the tasks in the order of their digits) or 'random' (a permutation drawn "
                                    "from the seed: the same for every method and setting of that seed)")
     n_tasks: int = arg(0, "learn only the first n tasks of the order (0: all; 2: the task-2 length study's two tasks)")
-    n_per_task: int = arg(5000, "training images per task: the first n of its classes, in dataset order")
+    n_per_task: int = arg(5000, "training images per task: the first n of its classes, in dataset order (0: all)")
     train_limit: int = arg(0, "use only the first n training images (0: all; of a pair: of each dataset)")
     test_limit: int = arg(0, "use only the first n test images (0: all; of a pair: of each dataset)")
     score_on: str = arg("test", "'test' (the test set) or 'train': every accuracy is measured on all training images "
@@ -177,7 +177,7 @@ ORIGINAL = {
     # CrossModalMNIST/run_cross_modal_summary.m: its tasks are the two datasets, all their images; both sleeps
     # read MNIST's images only; the lengths 6665.96 and 12468.27 pass through uint8(), which saturates at 255
     "mnist-fashion": dict(rate=227.437205, inc=0.050052, dec=0.005592, beta=(4.700579, 7.750487, 7.055086),
-                          alpha_scale=9.284002, classes_per_task=10, n_per_task=60000, sleep_steps=255,
+                          alpha_scale=9.284002, classes_per_task=10, n_per_task=0, sleep_steps=255,
                           sleep_steps_increment=0, sleep_data="first"),
 }
 REPLICA_SLEEP = dict(plasticity_factor="logistic", inc=0.001, dec=0.0001, sleep_steps=400, sleep_steps_increment=133,
@@ -390,8 +390,9 @@ def typed(name, value):
 
 
 def default_preset(protocol, methods, memory):
-    """The protocol's own preset; iCaRL + sleep on the original protocol: the iCaRL script's for the memory size."""
-    if protocol == "original" and any(METHODS[m].sleep_constants == "icarl" for m in methods if m in METHODS):
+    """The protocol's own preset; iCaRL (with or without sleep) on the original protocol: the iCaRL script's for
+    the memory size (on Fashion-MNIST it sets that script's training too, so iCaRL trains alike either way)."""
+    if protocol == "original" and any(METHODS[m].exemplars for m in methods if m in METHODS):
         return next(name for largest, name in ICARL_SIZES if memory <= largest)
     return "replica" if protocol == "replica" else "original"
 
@@ -404,7 +405,7 @@ def check(cfg, mine, prog):
     if not cfg.methods:
         problems.append(f"--methods needs at least one method ({', '.join(METHODS)})")
     whole = lambda v, low: isinstance(v, int) and not isinstance(v, bool) and v >= low
-    ints = dict(workers=1, batch_size=1, epochs=1, n_per_task=1, train_limit=0, test_limit=0, validation=0, memory=0,
+    ints = dict(workers=1, batch_size=1, epochs=1, n_per_task=0, train_limit=0, test_limit=0, validation=0, memory=0,
                 probe_per_class=1, pca_components=1, classes_per_task=1, n_tasks=0, sleep_window=0)
     problems += [f"{option(k)} must be a whole number >= {low}; got {getattr(cfg, k)}" for k, low in ints.items()
                  if not whole(getattr(cfg, k), low)]
@@ -423,6 +424,9 @@ def check(cfg, mine, prog):
         if other:
             problems.append(f"--dataset {cfg.dataset} runs sequential, control, src, merging and parallel; not "
                             f"{', '.join(other)}")
+        if cfg.task_order != "fixed":
+            problems.append(f"--dataset {cfg.dataset} learns its datasets in their order (its constants and "
+                            "--sleep-data first are the first dataset's): --task-order must be fixed")
     if whole(cfg.classes_per_task, 1) and spec["classes"] % cfg.classes_per_task:
         problems.append(f"--classes-per-task must divide the {spec['classes']} classes of {cfg.dataset}; got {cfg.classes_per_task}")
     elif whole(cfg.classes_per_task, 1) and whole(cfg.n_tasks, 0):
@@ -465,11 +469,15 @@ def check(cfg, mine, prog):
     icarl = [m for m in cfg.methods if m in ICARL_METHODS]
     if icarl and not (whole(cfg.memory, 10) and cfg.memory <= 20000):
         problems.append(f"--methods {icarl[0]} needs --memory, a whole number of exemplars from 10 to 20000; got {cfg.memory}")
+    if icarl and cfg.n_per_task == 0:
+        problems.append(f"--methods {icarl[0]} needs --n-per-task >= 1 (its minibatches are padded with the task's next images)")
     if icarl and cfg.output != "linear-ce":
         problems.append(f"--methods {icarl[0]} needs --output linear-ce (iCaRL, as the authors run it, trains a softmax output)")
     sleepers = {m: METHODS[m].sleep_constants for m in cfg.methods if m in SLEEPING}
+    if icarl and not cfg.origin.get("preset") == "yours":   # iCaRL's runs take the iCaRL script's preset
+        sleepers.update({m: "icarl" for m in icarl})
     if len(set(sleepers.values())) > 1:
-        problems.append(f"--methods {', '.join(sleepers)} sleep with different presets (the protocol's and the iCaRL "
+        problems.append(f"--methods {', '.join(sleepers)} need different presets (the protocol's and the iCaRL "
                         "script's): run them as separate commands")
     for name, applies, needs in APPLIES:   # mine: what you set to something other than the layers below give
         if name in mine and not applies(cfg):
@@ -494,9 +502,10 @@ def check(cfg, mine, prog):
 def check_data(cfg, ctx):
     """The checks that need the data's counts (ctx from methods.prepare)."""
     problems = []
-    for k, classes in enumerate(ctx.tasks, start=1):
+    # every task of the split (with --task-order random and --n-tasks, any may be learnt)
+    for k, classes in enumerate(data.class_tasks(ctx.n_classes, cfg.classes_per_task), start=1):
         have = int(sum((ctx.train_y == c).sum().item() for c in classes))
-        if have < cfg.n_per_task:
+        if have < cfg.n_per_task or not have:
             problems.append(f"--n-per-task {cfg.n_per_task}: task {k} has only {have} training images here "
                             "(after --train-limit and --validation); use at most that")
             break

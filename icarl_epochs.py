@@ -44,7 +44,7 @@ def epochs_of(row):
 
 def curve(results, memory, method):
     """[(epochs, (mean, std, n, diverged))] of one memory's rows that have the method."""
-    return [(int(epochs_of(row)), got[method]) for row, got in results if row.group == memory and method in got]
+    return sorted((int(epochs_of(row)), got[method]) for row, got in results if row.group == memory and method in got)
 
 
 def epochs_needed(points, target):

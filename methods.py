@@ -154,7 +154,7 @@ def evaluate(net, cfg, ctx, analyses=True):
     if not analyses:
         return dict(accuracy=accuracy)
     acts = [a.cpu().numpy() for a in probe_acts]
-    return dict(accuracy=accuracy, confusion=sleep_analysis.confusion(pred.cpu(), ctx.eval_y.cpu() % ctx.outputs, ctx.outputs),
+    return dict(accuracy=accuracy, confusion=sleep_analysis.confusion(pred.cpu(), ctx.eval_y.cpu(), ctx.n_classes, ctx.outputs),
                 stable_rank={f"layer_{l + 1}": analysis.stable_rank(w) for l, w in enumerate(net.weights_only())},
                 acts=acts, capacity=analysis.capacity(acts, ctx.eval_y[:len(acts[0])].cpu().numpy(), ctx.tasks))
 
@@ -165,7 +165,7 @@ def training_set(k, seed, cfg, ctx):
     training images of tasks 1..k-1, rounded to hundreds (half away from zero, as MATLAB's round(x, -2))."""
     if k == 0:
         return data.task_indices(ctx.train_y, sum(ctx.tasks, ()))
-    idx = data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task)
+    idx = data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task or None)
     if cfg.replay == 0 or k == 1:
         return idx
     old = data.task_indices(ctx.train_y, sum(ctx.tasks[:k - 1], ()))
@@ -224,7 +224,7 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spik
     c = cfg.sleep
     if c is None:   # dataclasses.replace(cfg, ...) drops it: the config must go through config.resolve again
         raise ValueError("cfg.sleep is not set: pass the config through config.resolve (with a method that sleeps)")
-    trained_on = lambda j: data.task_indices(ctx.train_y, ctx.tasks[j - 1], cfg.n_per_task)
+    trained_on = lambda j: data.task_indices(ctx.train_y, ctx.tasks[j - 1], cfg.n_per_task or None)
     if c.data == "seen":
         pool = data.task_indices(ctx.train_y, sum(ctx.tasks[:k], ()))
     elif c.data == "first":
@@ -365,11 +365,20 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
         if not all(torch.isfinite(w).all() for w in net.W):   # training diverged: no scale factors, no sleep;
             rec.setdefault("diverged", f"train_{k}")            # the broken network goes on and is scored as it is
             return net.clone()
-        t = time.perf_counter()
-        watch = (lambda n: evaluate(n, cfg, ctx, analyses=False)["accuracy"]["all"]) if cfg.sleep_window else None
-        net, info = sleep_task(net, k, seed, cfg, ctx, progress=progress, window=cfg.sleep_window, watch=watch)
+        t, watching = time.perf_counter(), [0.0]
+
+        def watch(n):   # the accuracy during sleep: its evaluations count as evaluation time, not the sleep's
+            t0 = time.perf_counter()
+            out = evaluate(n, cfg, ctx, analyses=False)["accuracy"]["all"]
+            watching[0] += time.perf_counter() - t0
+            return out
+
+        net, info = sleep_task(net, k, seed, cfg, ctx, progress=progress, window=cfg.sleep_window,
+                               watch=watch if cfg.sleep_window else None)
+        rec["time"]["eval"] += watching[0]
+        rec["time"]["sleep"] -= watching[0]   # (reach adds the whole call to the sleep's time)
         steps = cfg.sleep.length(k)
-        rec["sleep"].append(dict(task=k, steps=steps, seconds=time.perf_counter() - t, alpha=info["alpha"],
+        rec["sleep"].append(dict(task=k, steps=steps, seconds=time.perf_counter() - t - watching[0], alpha=info["alpha"],
                                  spikes_per_step=[sum(c) / steps for c in info["spikes"]]))
         if cfg.sleep_window:   # the firing of each layer per window, and the accuracy during the sleep
             rec["sleep"][-1].update(window=cfg.sleep_window, window_spikes=[c.sum(1).tolist() for c in info["window_counts"]],
@@ -400,7 +409,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
             rec["time"]["train"] += time.perf_counter() - t
             nme(f"train_{k}", net)
         if spec.penalty == "ewc":   # online EWC: the Fisher information of every task so far, summed
-            idx = data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task)
+            idx = data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task or None)
             new = models.fisher(net, ctx.train_x[idx], ctx.train_y[idx], cfg.dropout, ctx.n_classes)
         elif spec.penalty == "si":  # SI: each weight's share of the loss decrease, over its squared change
             new = [p / ((w - w0).square() + cfg.si_xi) for p, w, w0 in zip(path, net.W, start.W)]

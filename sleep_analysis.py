@@ -22,18 +22,21 @@ import numpy as np
 TOP_UNITS = 10   # a class's most active units, per layer, whose sleep firing is compared with the layer's
 
 
-def confusion(pred, y, n_classes):
-    """[true class, predicted class] counts."""
-    out = np.zeros((n_classes, n_classes), dtype=np.int64)
+def confusion(pred, y, n_classes, outputs=None):
+    """[true class, predicted output] counts (outputs: the network's, when fewer than the classes: mnist-fashion's
+    20 classes on 10 outputs, class c right at output c % outputs)."""
+    out = np.zeros((n_classes, outputs or n_classes), dtype=np.int64)
     np.add.at(out, (np.asarray(y), np.asarray(pred)), 1)
     return out
 
 
 def per_class_accuracy(matrix):
-    """Accuracy in percent of each class (row) of a confusion matrix; nan for a class with no image."""
+    """Accuracy in percent of each class (row) of a confusion matrix, right at output class % outputs; nan
+    for a class with no image."""
     m = np.asarray(matrix, dtype=np.float64)
+    right = m[np.arange(len(m)), np.arange(len(m)) % m.shape[1]]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return 100 * np.diag(m) / m.sum(1)
+        return 100 * right / m.sum(1)
 
 
 def weight_changes(before, after, bins=40):

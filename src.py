@@ -355,6 +355,8 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
             raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}; got {value!r}")
     if exp == "fast" and factor == "logistic":
         raise ValueError("exp 'fast' is the original g's (2 / (1 + exp(w / width))); the logistic g keeps its exact exp")
+    if window and on_window is None:
+        raise ValueError("window needs on_window, the function called at the end of every window")
     if engine == "auto":
         engine = "numba" if device.type == "cpu" else "torch"
     if engine not in ENGINES:

@@ -71,7 +71,7 @@ def task_names(recs, n, dataset=None):
     if len(orders) == 1:
         return [f"T{k + 1} ({name(t)})" for k, t in enumerate(orders.pop())], ""
     by_seed = {r["seed"]: r["tasks"] for r in recs if "tasks" in r}
-    return [f"T{k + 1}" for k in range(n)], ("Tk: the k-th task learnt; each seed's order (digits): " + "; ".join(
+    return [f"T{k + 1}" for k in range(n)], ("Tk: the k-th task learnt; each seed's order: " + "; ".join(
         f"seed {s}: " + " ".join("(" + name(t) + ")" for t in order) for s, order in sorted(by_seed.items()))
         + ".\n\n" if by_seed else "")
 
@@ -404,7 +404,8 @@ def sleep_figures(rec, png_dir):
     for j, a in enumerate(sleeps):
         for i, key in enumerate(("confusion_before", "confusion_after")):
             m = np.asarray(a[key], dtype=float)
-            axes[i][j].imshow(100 * m / np.maximum(m.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=100)
+            axes[i][j].imshow(100 * m / np.maximum(m.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=100,
+                              aspect="auto")
             axes[i][j].set_title(f"{'before' if i == 0 else 'after'} sleep {a['task']}", fontsize=8)
             axes[i][j].set(xlabel="predicted" if i else "", ylabel="true" if j == 0 else "")
         change = np.asarray(a["class_accuracy_change"])
@@ -476,9 +477,10 @@ def sleep_figures(rec, png_dir):
                              [np.nan] + [d["all"] for d in s["accuracy_during"]], label=f"sleep {s['task']}")
         axes[0][-1].set(title="accuracy during sleep", xlabel="step", ylabel="accuracy (%)")
         axes[0][-1].legend(fontsize=6)
-        for s in during:
+        for s in during:   # each window's spikes over its steps (the last window may be shorter)
+            ends = np.array([d["step"] for d in s["accuracy_during"]])
             total = np.sum(s["window_spikes"][1:], 0)
-            axes[1][-1].plot(np.arange(1, len(total) + 1) * s["window"], total / s["window"], label=f"sleep {s['task']}")
+            axes[1][-1].plot(ends, total / np.diff(ends, prepend=0), label=f"sleep {s['task']}")
         axes[1][-1].set(title="spikes per step (hidden and output)", xlabel="step")
         axes[2][-1].set_visible(False)
     paths.append(finish(fig, f"{method}: reactivation and correlation of activations (seed {rec['seed']})",

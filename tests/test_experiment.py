@@ -532,3 +532,7 @@ def test_fashion_rehearsal_and_icarl_take_their_scripts_constants():
         cfg = config.resolve(config.DEFAULTS, ["--dataset", "fashion-mnist", "--output", "linear-ce", "--methods",
                                                "icarl,icarl-src", "--memory", memory])
         assert (cfg.rate, cfg.lr, cfg.dropout, cfg.alpha_softmax) == (rate, 0.065, 0.2, True)
+    # iCaRL alone trains as the script does too (the same preset, whether or not iCaRL + sleep runs beside it)
+    alone = config.resolve(config.DEFAULTS, ["--dataset", "fashion-mnist", "--output", "linear-ce", "--methods", "icarl",
+                                             "--memory", "100"])
+    assert (alone.preset, alone.lr, alone.dropout) == ("icarl-medium", 0.065, 0.2)

@@ -332,7 +332,7 @@ def test_each_sleep_records_its_analyses_and_the_accuracy_during_it(small):
 
 def test_cross_modal_pair_has_two_tasks_one_head_and_sleeps_on_the_first_only(monkeypatch):
     full = config.resolve(config.DEFAULTS, ["--dataset", "mnist-fashion", "--methods", "src"])
-    assert (full.classes_per_task, full.n_per_task, full.sleep_data, full.rate) == (10, 60000, "first", 227.437205)
+    assert (full.classes_per_task, full.n_per_task, full.sleep_data, full.rate) == (10, 0, "first", 227.437205)
     assert [full.sleep.length(k) for k in (1, 2)] == [255, 255]    # the script's lengths through uint8
     cfg = config.resolve(config.DEFAULTS, ["--dataset", "mnist-fashion", "--quick", "--device", "cpu", "--methods",
                                            "control,src", "--sleep-steps", "50"])
@@ -355,5 +355,7 @@ def test_cross_modal_pair_has_two_tasks_one_head_and_sleeps_on_the_first_only(mo
     monkeypatch.setattr(config, "INTERACTIVE", True)   # errors as exceptions
     with pytest.raises(config.ConfigError, match="--classes-per-task must be 10"):
         config.resolve(config.DEFAULTS, ["--dataset", "mnist-fashion", "--classes-per-task", "2", "--methods", "src"])
+    with pytest.raises(config.ConfigError, match="--task-order must be fixed"):
+        config.resolve(config.DEFAULTS, ["--dataset", "mnist-fashion", "--task-order", "random", "--methods", "src"])
     with pytest.raises(config.ConfigError, match="not ewc"):
         config.resolve(config.DEFAULTS, ["--dataset", "mnist-fashion", "--methods", "src,ewc"])

@@ -8,6 +8,9 @@ def test_confusion_and_each_class_accuracy_by_hand():
     m = sa.confusion([0, 1, 1, 2, 2, 0], [0, 1, 2, 2, 2, 1], 3)
     assert m.tolist() == [[1, 0, 0], [1, 1, 0], [0, 1, 2]]
     assert np.allclose(sa.per_class_accuracy(m), [100, 50, 200 / 3])
+    # four classes on two outputs (as mnist-fashion's 20 on 10): class c is right at output c % 2
+    pair = sa.confusion([0, 1, 0, 1, 1], [0, 1, 2, 3, 2], 4, 2)
+    assert pair.shape == (4, 2) and np.allclose(sa.per_class_accuracy(pair), [100, 100, 50, 100])
 
 
 def test_weight_changes_count_what_was_raised_and_lowered():
