@@ -109,6 +109,8 @@ class Config:
     alpha_scale: float = arg(None, "scale of the data-based factors alpha", kind=float)
     alpha: tuple = arg((), "fixed scale factors, one per layer, instead of the data-based ones")
     alpha_softmax: bool = arg(False, "the output layer's factor sees softmax probabilities (iCaRL's script)")
+    sleep_after: tuple = arg((), "sleep only after these tasks (1 for the first; default: after every task; the "
+                                 "cross-modal rehearsal script's is 2: its first sleep's result is not used)")
     sleep_steps: int = arg(15000, "time steps of the first sleep")
     sleep_steps_increment: int = arg(5000, "extra steps per later task: T_k = sleep_steps + (k-1) increment")
     dt: float = arg(0.001, "simulation time step (s)")
@@ -148,7 +150,7 @@ class Config:
 DEFAULTS = Config()
 FIELDS = {f.name: f for f in dataclasses.fields(Config) if not f.metadata.get("derived")}
 SCIENCE = [k for k, f in FIELDS.items() if not f.metadata["runtime"]]   # what names the run folder
-LISTS = dict(methods=str, seeds=int, hidden=int, task_epochs=int, beta=float, plasticity=float, alpha=float)   # options of several values
+LISTS = dict(methods=str, seeds=int, hidden=int, task_epochs=int, sleep_after=int, beta=float, plasticity=float, alpha=float)   # options of several values
 # src.Sleep's fields and the config fields they come from
 SLEEP_FIELDS = dict(rate="rate", inc="inc", dec="dec", beta="beta", alpha_scale="alpha_scale", alpha="alpha",
                     alpha_softmax="alpha_softmax", steps="sleep_steps", steps_increment="sleep_steps_increment",
@@ -247,6 +249,7 @@ APPLIES = [(k, lambda c: any(m in ICARL_METHODS for m in c.methods), "an iCaRL m
      "the test set (it is not read with --validation or --score-on train)"),
     ("score_on", lambda c: not c.validation, "the test set or the training images (--validation scores on its own split)"),
     ("png_dir", lambda c: c.figures, "figures (not --no-figures)"),
+    ("sleep_after", lambda c: any(m in SLEEPING for m in c.methods), "a method that sleeps (" + ", ".join(SLEEPING) + ")"),
     ("sleep_window", lambda c: any(m in SLEEPING for m in c.methods), "a method that sleeps (" + ", ".join(SLEEPING) + ")"),
 ] + [(k, lambda c: any(m in SLEEPING for m in c.methods), "a method that sleeps (" + ", ".join(SLEEPING) + ")")
      for k in SLEEP_FIELDS.values()]
@@ -436,6 +439,9 @@ def check(cfg, mine, prog):
         elif cfg.task_epochs and len(cfg.task_epochs) != (cfg.n_tasks or n):
             problems.append(f"--task-epochs needs one number per task learnt ({cfg.n_tasks or n}); got "
                             f"{' '.join(map(str, cfg.task_epochs))}")
+    learnt = (cfg.n_tasks or spec["classes"] // cfg.classes_per_task) if whole(cfg.classes_per_task, 1) else 0
+    if not all(whole(k, 1) and k <= learnt for k in cfg.sleep_after):
+        problems.append(f"--sleep-after takes task numbers from 1 to {learnt}; got {' '.join(map(str, cfg.sleep_after))}")
     if not all(whole(e, 1) for e in cfg.task_epochs):
         problems.append(f"--task-epochs must be whole numbers >= 1; got {' '.join(map(str, cfg.task_epochs))}")
     if cfg.task_epochs and "epochs" in mine:

@@ -416,7 +416,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
         if spec.penalty:
             omega = new if omega is None else [o + n for o, n in zip(omega, new)]
             anchor = [w.clone() for w in net.W]
-        if spec.sleep:
+        if spec.sleep and (not cfg.sleep_after or k in cfg.sleep_after):
             trained = net
             net = reach(f"sleep_{k}", lambda: slept(net, k), "sleep")
             if k in infos:   # what the sleep did (sleep_analysis.py)
@@ -440,8 +440,8 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
         if rows:
             rows.append(dict(rows[-1], stage="final"))
     # PCA maps: before and after each sleep share one basis per layer; every other stage has its own
-    groups = [[f"train_{k}", f"sleep_{k}"] for k in range(1, len(ctx.tasks) + 1)] if spec.sleep else \
-        [[s] for s in acts if s != "init"]
+    groups = [[f"train_{k}", f"sleep_{k}"] if f"sleep_{k}" in acts else [f"train_{k}"] for k in range(1, len(ctx.tasks) + 1)] \
+        if spec.sleep else [[s] for s in acts if s != "init"]
     maps = {}
     for group in groups:
         maps.update(analysis.pca_maps({s: acts[s] for s in group}, cfg.pca_components))

@@ -56,6 +56,7 @@ cfg = config.Config(
     beta=None,                 # threshold multiplier per layer
     alpha_scale=None,          # scale of the data-based factors
     alpha=(), alpha_softmax=False,
+    sleep_after=(),            # or the tasks after which to sleep: (2,)
     sleep_steps=15000, sleep_steps_increment=5000,
     dt=0.001, decay=0.999, mask_size=11,
     sleep_input="mean",        # or class-means, replica

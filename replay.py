@@ -7,6 +7,9 @@ sleep, five runs each, with the authors' seven constants except at 10 %, where t
 constants by fraction: below 2.5 % the MNIST class task's seven (not Fashion's), then its own at 2.5 %, at
 5 % and from 10 % on (presets/fashion-replay-*.json). Each fraction here is an ordinary run folder of
 mnist_exp.py (sequential and SRC, seeds 0-4); the table and the figure are built from the finished folders.
+Cross-modal (--dataset mnist-fashion, CrossModalMNIST/run_sleep_with_replay.m): Fashion-MNIST's 60 000 images
+plus a fraction of MNIST's, one sleep after task 2 (the script computes the first sleep and trains on from
+the network before it: --sleep-after 2), its constants by fraction (presets/cross-replay-*.json).
 
     python replay.py --run                       # run every fraction that is not finished yet
     python replay.py --fractions 0 0.05 --run    # only some of them
@@ -19,13 +22,17 @@ import sweep  # first: the pinned code paths, and matplotlib's file backend
 import matplotlib.pyplot as plt
 
 FRACTIONS = {"mnist": ["0", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1"],   # the authors' sweeps
-             "fashion-mnist": ["0", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5"]}
+             "fashion-mnist": ["0", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5"],
+             "mnist-fashion": ["0", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5"]}
+CROSS = {0.0: "cross-replay-0", 0.01: "cross-replay-1", 0.025: "cross-replay-2.5", 0.05: "cross-replay-5"}
 
 
 def preset(fraction, dataset):
     """The script's constants for a fraction: MNIST's own at 10 %; Fashion-MNIST's by range."""
     if dataset == "mnist":
         return "replay-10" if fraction == 0.1 else None
+    if dataset == "mnist-fashion":   # the script's branches by equality; any other fraction takes the last
+        return CROSS.get(fraction, "cross-replay-high")
     return ("fashion-replay-low" if fraction < 0.025 else "fashion-replay-2.5" if fraction < 0.05 else
             "fashion-replay-5" if fraction < 0.1 else "fashion-replay-high")
 
@@ -36,7 +43,8 @@ def options(fraction, dataset="mnist"):
         name = preset(float(fraction), dataset)
     except ValueError:   # not a number: mnist_exp.py's one-line error says so
         name = None
-    return ["--replay", fraction] + (["--dataset", dataset] if dataset != "mnist" else []) + (["--preset", name] if name else [])
+    return ["--replay", fraction] + (["--dataset", dataset] if dataset != "mnist" else []) + (["--preset", name] if name else []) \
+        + (["--sleep-after", "2"] if dataset == "mnist-fashion" else [])   # its first sleep's result is not used
 
 
 def figure(results):
@@ -74,7 +82,7 @@ def label(fraction):
 
 
 def arguments(p):
-    p.add_argument("--dataset", default="mnist", choices=list(FRACTIONS), help="mnist (default) or fashion-mnist")
+    p.add_argument("--dataset", default="mnist", choices=list(FRACTIONS), help="mnist (default), fashion-mnist or mnist-fashion")
     p.add_argument("--fractions", nargs="+", help="fractions (default: the dataset's sweep, " +
                    "; ".join(f"{d}: {' '.join(f)}" for d, f in FRACTIONS.items()) + ")")
 

@@ -7,7 +7,9 @@ on each task's test images; one trial. Here five seeds, each E an ordinary run f
 the accuracy before the second sleep as well. Sequential training without any sleep is an addition (the
 script has no such curve). The Fashion-MNIST version (FashionMNIST/run_variable_task2_length_sweep.m)
 calls a helper its folder lacks; here it is the same study on Fashion-MNIST with Fashion's class-task
-constants (the project's --dataset fashion-mnist defaults).
+constants (the project's --dataset fashion-mnist defaults). Cross-modal (--datasets mnist-fashion,
+CrossModalMNIST/run_sleep_with_variable_task2_length.m): all of MNIST for 2 epochs, then all of
+Fashion-MNIST for 1, 3, 5, 7 or 9, a 255-step sleep reading MNIST after each, its own constants.
 
     python task2_length.py --run                              # every row (about 2 minutes a row)
     python task2_length.py --run --datasets mnist --epochs 5 40
@@ -18,16 +20,19 @@ import sys
 import sweep  # first: the pinned code paths, and matplotlib's file backend
 import matplotlib.pyplot as plt
 
-DATASETS = ["mnist", "fashion-mnist"]
-EPOCHS = [str(e) for e in range(5, 41, 5)]   # the script's task-2 lengths
+EPOCHS = {"mnist": [str(e) for e in range(5, 41, 5)], "fashion-mnist": [str(e) for e in range(5, 41, 5)],   # the scripts'
+          "mnist-fashion": [str(e) for e in range(1, 10, 2)]}
 
 
 def options(dataset, epochs):
+    if dataset == "mnist-fashion":   # its two tasks are its datasets, with the length script's constants
+        return ["--dataset", dataset, "--preset", "cross-replay-0", "--task-epochs", "2", epochs]
     return ["--dataset", dataset, "--n-tasks", "2", "--task-epochs", "2", epochs]
 
 
 def rows(args):
-    return [sweep.Row(f"{d}, task 2 for {e} epochs", options(d, e), group=d) for d in args.datasets for e in args.epochs]
+    return [sweep.Row(f"{d}, task 2 for {e} epochs", options(d, e), group=d)
+            for d in args.datasets for e in (args.epochs or EPOCHS[d])]
 
 
 def cell(value):
@@ -63,7 +68,8 @@ def figure(results):
                 if points:
                     ax.errorbar([e for e, _ in points], [v[0] for _, v in points], yerr=[v[1] for _, v in points],
                                 fmt="o" + line, color=color, capsize=3, markersize=4, label=f"{label}, {task}")
-        ax.set_title(f"{dataset}: task 1 = classes 0, 1 (2 epochs), task 2 = 2, 3")
+        ax.set_title(f"{dataset}: " + ("task 1 = MNIST (2 epochs), task 2 = Fashion-MNIST" if dataset == "mnist-fashion"
+                                       else "task 1 = classes 0, 1 (2 epochs), task 2 = 2, 3"))
         ax.set_xlabel("epochs of task 2")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy on the task's images (%)")
@@ -75,8 +81,10 @@ def figure(results):
 
 
 def arguments(p):
-    p.add_argument("--datasets", nargs="+", default=DATASETS, help=f"datasets (default: {' '.join(DATASETS)})")
-    p.add_argument("--epochs", nargs="+", default=EPOCHS, help=f"epochs of task 2 (default: {' '.join(EPOCHS)})")
+    p.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"], choices=list(EPOCHS),
+                   help="datasets (default: mnist fashion-mnist; also mnist-fashion)")
+    p.add_argument("--epochs", nargs="+", help="epochs of task 2 (default: the script's, " +
+                   "; ".join(f"{d}: {' '.join(e)}" for d, e in EPOCHS.items()) + ")")
 
 
 SWEEP = sweep.Sweep(name="task2_length", doc=__doc__, rows=rows, table=table, figure=figure, arguments=arguments)

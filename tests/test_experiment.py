@@ -532,6 +532,13 @@ def test_fashion_rehearsal_and_icarl_take_their_scripts_constants():
         cfg = config.resolve(config.DEFAULTS, ["--dataset", "fashion-mnist", "--output", "linear-ce", "--methods",
                                                "icarl,icarl-src", "--memory", memory])
         assert (cfg.rate, cfg.lr, cfg.dropout, cfg.alpha_softmax) == (rate, 0.065, 0.2, True)
+    # cross-modal: the script's constants by fraction (by equality, the rest the last), one sleep after task 2
+    for fraction, rate in (("0", 226.894481), ("0.01", 36.472339), ("0.05", 131.962075), ("0.25", 37.722339)):
+        cfg = config.resolve(config.DEFAULTS, [*replay.options(fraction, "mnist-fashion"), "--methods", "sequential,src"])
+        assert (cfg.rate, cfg.sleep_after, cfg.sleep.length(2), cfg.sleep_data, cfg.n_per_task) == (rate, (2,), 255, "first", 0)
+    import task2_length
+    cfg = config.resolve(config.DEFAULTS, [*task2_length.options("mnist-fashion", "3"), "--methods", "sequential,src"])
+    assert (cfg.task_epochs, cfg.rate, cfg.sleep_after, len(cfg.task_epochs)) == ((2, 3), 226.894481, (), 2)
     # iCaRL alone trains as the script does too (the same preset, whether or not iCaRL + sleep runs beside it)
     alone = config.resolve(config.DEFAULTS, ["--dataset", "fashion-mnist", "--output", "linear-ce", "--methods", "icarl",
                                              "--memory", "100"])

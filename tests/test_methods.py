@@ -352,6 +352,11 @@ def test_cross_modal_pair_has_two_tasks_one_head_and_sleeps_on_the_first_only(mo
     assert [r["stage"] for r in rec["rows"]] == ["init", "train_2", "final"] and trained == [(9, 10)]   # Fashion only
     methods.run_method("src", 0, cfg, ctx, {})
     assert len(slept) == 2 and all(torch.equal(x, ctx.train_x[:3000]) for x in slept)   # MNIST's images, both sleeps
+    # --sleep-after 2 (the cross-modal rehearsal script's): no sleep after task 1, and the stages say so
+    after2 = config.resolve(config.DEFAULTS, ["--dataset", "mnist-fashion", "--quick", "--device", "cpu", "--methods", "src",
+                                              "--sleep-steps", "50", "--sleep-after", "2"])
+    rec, maps = methods.run_method("src", 0, after2, ctx, {})
+    assert [r["stage"] for r in rec["rows"]] == ["init", "train_1", "train_2", "sleep_2", "final"] and len(slept) == 3
     monkeypatch.setattr(config, "INTERACTIVE", True)   # errors as exceptions
     with pytest.raises(config.ConfigError, match="--classes-per-task must be 10"):
         config.resolve(config.DEFAULTS, ["--dataset", "mnist-fashion", "--classes-per-task", "2", "--methods", "src"])
