@@ -228,6 +228,12 @@ PRESETS.update(read_presets(os.path.join(ROOT, "presets")))
 QUICK = dict(train_limit=3000, test_limit=1000, n_per_task=500, epochs=1, sleep_steps=1000,
              sleep_steps_increment=500, probe_per_class=20)
 
+def quick_sizes(dataset):
+    """--quick's sizes; a pair of datasets keeps its own 255-step sleeps (already shorter)."""
+    pair = "parts" in data.DATASETS.get(dataset, {})
+    return {k: v for k, v in QUICK.items() if not (pair and k.startswith("sleep_steps"))}
+
+
 SLEEPING = [m for m, spec in METHODS.items() if spec.sleep]
 ICARL_METHODS = [m for m, spec in METHODS.items() if spec.exemplars]
 # fields that act only with a method, a setting or another field: (field, applies?, what it needs)
@@ -346,7 +352,7 @@ def resolve(cfg=DEFAULTS, argv=(), prog="mnist_exp.py"):
     if unknown:
         fail(f"--preset {preset} sets unknown fields: {', '.join(unknown)}", prog)
     layers = [("protocol", PROTOCOLS[protocol]), ("preset", dict(constants[dataset], preset=preset)),
-              ("quick", QUICK if mine.get("quick") else {}), ("yours", mine)]
+              ("quick", quick_sizes(dataset) if mine.get("quick") else {}), ("yours", mine)]
     values, origin = {}, {}
     for layer, settings in layers:
         for k, v in settings.items():
