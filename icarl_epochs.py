@@ -87,18 +87,13 @@ def figure(results):
     for ax, memory in zip(axes[0], memories):
         for method, label, color in (("icarl", "iCaRL", "tab:gray"), ("icarl-src", "iCaRL + sleep", "tab:blue")):
             for suffix, line in (("", "-"), (" (NME)", "--")):
-                points = curve(results, memory, method + suffix)
-                if points:
-                    ax.errorbar([e for e, _ in points], [v[0] for _, v in points], yerr=[v[1] for _, v in points],
-                                fmt="o" + line, color=color, capsize=3, markersize=4,
-                                label=label + (", nearest mean" if suffix else ", network (argmax)"))
+                sweep.curve(ax, curve(results, memory, method + suffix), fmt="o" + line, color=color, markersize=4,
+                            label=label + (", nearest mean" if suffix else ", network (argmax)"))
         ax.set_title(f"memory {memory} ({int(memory) // 10} per class at the end)")
         ax.set_xlabel("epochs per task")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("final accuracy, all 10 classes (%)")
-    handles = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
-    if handles:
-        axes[0][-1].legend(handles.values(), handles.keys(), fontsize=8)
+    sweep.legend(axes[0], fontsize=8)
     fig.tight_layout()
     return fig
 

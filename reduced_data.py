@@ -46,15 +46,13 @@ def figure(results):
         for method, label, color in (("sequential", "without sleep", "tab:gray"), ("src", "with sleep", "tab:blue")):
             points = [(int(row.options[row.options.index("--epochs") + 1]), got[method]) for row, got in results
                       if row.group == group and method in got]
-            if points and not (group == "test-current" and method == "sequential"):   # the same as test-seen's
-                ax.errorbar([x for x, _ in points], [v[0] for _, v in points], yerr=[v[1] for _, v in points],
-                            fmt="o" + line, color=color, capsize=3, label=f"{label}, {where}")
+            if not (group == "test-current" and method == "sequential"):   # the same as test-seen's
+                sweep.curve(ax, points, fmt="o" + line, color=color, label=f"{label}, {where}")
     ax.set_xticks(list(CONSTANTS))
     ax.set_xlabel("epochs on the first 5 000 training images (lr 0.01)")
     ax.set_ylabel("accuracy, all 10 classes (%)")
     ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+    sweep.legend([ax], fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -52,13 +52,11 @@ def figure(results):
     fig, ax = plt.subplots(figsize=(6.5, 4))
     percent = lambda row: 100 * float(row.options[1])
     for method, label, color in (("sequential", "without sleep", "tab:gray"), ("src", "with sleep (SRC)", "tab:blue")):
-        points = [(percent(row), got[method]) for row, got in results if method in got]
-        if points:
-            ax.errorbar([x for x, _ in points], [v[0] for _, v in points], yerr=[v[1] for _, v in points],
-                        fmt="o-", color=color, capsize=3, label=label)
+        sweep.curve(ax, [(percent(row), got[method]) for row, got in results if method in got], fmt="o-", color=color,
+                    label=label)
     for row, got in results:   # where the sleep runs with the script's other constants
         if "--preset" in row.options and "src" in got:
-            ax.annotate(" ".join(row.options[row.options.index("--preset"):]), (percent(row), got["src"][0]), textcoords="offset points",
+            ax.annotate(row.options[row.options.index("--preset") + 1], (percent(row), got["src"][0]), textcoords="offset points",
                         xytext=(-40, 10), fontsize=8, color="tab:blue")
     ax.set_xscale("symlog", linthresh=1)
     ticks = [percent(row) for row, _ in results]
@@ -67,8 +65,7 @@ def figure(results):
     ax.set_ylabel("final accuracy, all 10 classes (%)")
     ax.set_title(results[0][0].group if results else "")
     ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend()
+    sweep.legend([ax])
     fig.tight_layout()
     return fig
 

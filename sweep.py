@@ -58,7 +58,9 @@ def paired(row, first, second, nme=False):
     import json
     cfg = config.resolve(config.DEFAULTS, [*row.options, "--methods", row.methods])
     jobs = os.path.join(cfg.out, config.run_name(cfg), "jobs")
-    final = lambda method, seed: json.load(open(os.path.join(jobs, f"{method}-seed{seed}.json")))["nme" if nme else "rows"][-1]["all"]
+    def final(method, seed):
+        with open(os.path.join(jobs, f"{method}-seed{seed}.json")) as f:
+            return json.load(f)["nme" if nme else "rows"][-1]["all"]
     diffs = [final(second, s) - final(first, s) for s in sweep_seeds(jobs, first, second)]
     return (float(np.mean(diffs)), float(np.std(diffs, ddof=1)), len(diffs)) if len(diffs) > 1 else None
 
@@ -86,6 +88,19 @@ def sweep_seeds(jobs, *methods):
     have = lambda m: {int(f[len(m) + 5:-5]) for f in os.listdir(jobs) if f.startswith(f"{m}-seed") and f.endswith(".json")} \
         if os.path.isdir(jobs) else set()
     return sorted(set.intersection(*(have(m) for m in methods)))
+
+
+def curve(ax, points, **style):
+    """points [(x, (mean, std, ...))] as a line with error bars (nothing when there are none)."""
+    if points:
+        ax.errorbar([x for x, _ in points], [v[0] for _, v in points], yerr=[v[1] for _, v in points], capsize=3, **style)
+
+
+def legend(axes, **style):
+    """One legend, on the last of the axes, with every label of any of them once."""
+    handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
+    if handles:
+        axes[-1].legend(handles.values(), handles.keys(), **style)
 
 
 def sleep_table(results, first, without="without sleep (%)", with_="with sleep (%)", options=False):

@@ -64,18 +64,14 @@ def figure(results):
                for row, _ in results if row.group == dataset]
         for method, stage, label, color in curves:
             for col, line, task in (("task_1", "-", "task 1"), ("task_2", ":", "task 2")):
-                points = [(e, s[method][stage][col]) for e, s in got if stage in s[method]]
-                if points:
-                    ax.errorbar([e for e, _ in points], [v[0] for _, v in points], yerr=[v[1] for _, v in points],
-                                fmt="o" + line, color=color, capsize=3, markersize=4, label=f"{label}, {task}")
+                sweep.curve(ax, [(e, s[method][stage][col]) for e, s in got if stage in s[method]], fmt="o" + line,
+                            color=color, markersize=4, label=f"{label}, {task}")
         ax.set_title(f"{dataset}: " + ("task 1 = MNIST (2 epochs), task 2 = Fashion-MNIST" if dataset == "mnist-fashion"
                                        else "task 1 = classes 0, 1 (2 epochs), task 2 = 2, 3"))
         ax.set_xlabel("epochs of task 2")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy on the task's images (%)")
-    handles = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
-    if handles:
-        axes[0][-1].legend(handles.values(), handles.keys(), fontsize=7)
+    sweep.legend(axes[0], fontsize=7)
     fig.tight_layout()
     return fig
 
