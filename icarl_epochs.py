@@ -11,7 +11,7 @@ iCaRL + sleep reaches at E epochs, minus E.
 
     python icarl_epochs.py --run --memory 100 --epochs 1 2 5 10   # some rows (each ~1-4 minutes a seed)
     python icarl_epochs.py --png-dir png                           # the tables and png/icarl_epochs.png
-    python icarl_epochs.py --dataset fashion-mnist --out runs/icarl_epochs-fashion --run --memory 100 --epochs 2
+    python icarl_epochs.py --dataset fashion-mnist --run --memory 100 --epochs 2   # icarl_epochs_fashion.*
 
 FashionMNIST/run_icarl_fashionmnist.m trains with lr 0.065 and dropout 0.2 and has its own constants for
 memory 50, 100-500 and 1 000-5 000 (presets icarl-small, -medium, -large for fashion-mnist); it has none for
@@ -100,12 +100,14 @@ def figure(results):
 
 def arguments(p):
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"],
-                   help="mnist (default) or fashion-mnist (its script's training and constants; use another --out)")
+                   help="mnist (default) or fashion-mnist (its script's training and constants; its table and figure are "
+                        "icarl_epochs_fashion.*)")
     p.add_argument("--memory", nargs="+", default=MEMORIES[:3], help=f"memory sizes (default: {' '.join(MEMORIES[:3])})")
     p.add_argument("--epochs", nargs="+", default=EPOCHS, help=f"epochs per task (default: {' '.join(EPOCHS)})")
 
 
-SWEEP = sweep.Sweep(name="icarl_epochs", doc=__doc__, rows=rows, table=table, figure=figure, arguments=arguments)
+SWEEP = sweep.Sweep(name="icarl_epochs", doc=__doc__, rows=rows, table=table, figure=figure, arguments=arguments,
+                    suffix=lambda args: sweep.DATASET_SUFFIX[args.dataset])
 
 if __name__ == "__main__":
     sweep.main(SWEEP, sys.argv[1:])

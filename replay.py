@@ -13,7 +13,7 @@ the network before it: --sleep-after 2), its constants by fraction (presets/cros
 
     python replay.py --run                       # run every fraction that is not finished yet
     python replay.py --fractions 0 0.05 --run    # only some of them
-    python replay.py --dataset fashion-mnist --run --out runs/replay-fashion
+    python replay.py --dataset fashion-mnist --run     # runs/replay_fashion/replay_fashion.{md,png}
     python replay.py --png-dir png               # the table (runs/replay/replay.md) and the figure
 """
 import sys
@@ -90,7 +90,7 @@ SWEEP = sweep.Sweep(
                        for f in args.fractions or FRACTIONS[args.dataset]],
     table=lambda results: sweep.sleep_table(results, "replayed fraction", "sequential + rehearsal (%)",
                                             "SRC + rehearsal (%)"),
-    figure=figure)
+    figure=figure, suffix=lambda args: sweep.DATASET_SUFFIX[args.dataset])
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import runner
 
 SEEDS = ("0", "1", "2", "3", "4")   # the report seeds
+DATASET_SUFFIX = {"mnist": "", "fashion-mnist": "_fashion", "mnist-fashion": "_cross"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Sweep:
     figure: Callable           # figure(results) -> a matplotlib figure
     arguments: Callable = field(default=lambda parser: None)   # the sweep's own options
     seeds: tuple = SEEDS
+    suffix: Callable = field(default=lambda args: "")   # NAME's ending for these options: another dataset's
+                                                          # table and figure never replace the default's
 
 
 def fmt(value):
@@ -121,10 +124,12 @@ def main(sweep, argv):
                       allow_abbrev=False)
     p.add_argument("--run", action="store_true", help="run the rows first (finished jobs are skipped)")
     p.add_argument("--workers", type=int, default=2, help="processes per row (default: 2)")
-    p.add_argument("--out", default=os.path.join("runs", sweep.name), help="where the table and figure go")
+    p.add_argument("--out", help=f"where the table and figure go (default: runs/{sweep.name}, with the dataset's ending)")
     p.add_argument("--png-dir", default="", help="where the figure goes (default: --out)")
     sweep.arguments(p)
     args = p.parse_args(argv)
+    name = sweep.name + sweep.suffix(args)
+    args.out = args.out or os.path.join("runs", name)
     rows = sweep.rows(args)
     for row in rows:   # every row's options are checked before any row runs
         config.resolve(config.DEFAULTS, [*row.options, "--methods", row.methods, "--workers", str(args.workers)], prog)
@@ -138,12 +143,12 @@ def main(sweep, argv):
     results = [(row, runner.finished([*row.options, "--methods", row.methods])) for row in rows]
     lines = sweep.table(results)
     runner.writable(args.out, "--out")
-    table = os.path.join(args.out, f"{sweep.name}.md")
+    table = os.path.join(args.out, f"{name}.md")
     runner.write_text(table, "\n".join(lines) + "\n")
     print("\n".join(lines))
     png_dir = args.png_dir or args.out
     runner.writable(png_dir, "--png-dir")
-    figure = os.path.join(png_dir, f"{sweep.name}.png")
+    figure = os.path.join(png_dir, f"{name}.png")
     fig = sweep.figure(results)
     runner.write_atomic(figure, lambda tmp: fig.savefig(tmp, dpi=110), "--png-dir")
     print(f"table in {table}, figure in {figure}")

@@ -14,6 +14,7 @@ Fashion-MNIST for 1, 3, 5, 7 or 9, a 255-step sleep reading MNIST after each, it
     python task2_length.py --run                              # every row (about 2 minutes a row)
     python task2_length.py --run --datasets mnist --epochs 5 40
     python task2_length.py --png-dir png                      # the table and png/task2_length.png
+    python task2_length.py --datasets mnist-fashion --png-dir png   # alone: png/task2_length_cross.png
 """
 import sys
 
@@ -83,7 +84,8 @@ def arguments(p):
                    "; ".join(f"{d}: {' '.join(e)}" for d, e in EPOCHS.items()) + ")")
 
 
-SWEEP = sweep.Sweep(name="task2_length", doc=__doc__, rows=rows, table=table, figure=figure, arguments=arguments)
+SWEEP = sweep.Sweep(name="task2_length", doc=__doc__, rows=rows, table=table, figure=figure, arguments=arguments,
+                    suffix=lambda args: "_cross" if args.datasets == ["mnist-fashion"] else "")
 
 if __name__ == "__main__":
     sweep.main(SWEEP, sys.argv[1:])

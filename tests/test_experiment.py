@@ -360,6 +360,12 @@ def test_replay_sweep_table_reads_each_fractions_run_folder(tmp_path):
     bad = subprocess.run([sys.executable, os.path.join(ROOT, "replay.py"), "--fractions", "2"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--replay must be a fraction" in bad.stderr
+    # another dataset's table and figure get its own name: the MNIST figure in the same --png-dir stays
+    fashion = subprocess.run([sys.executable, os.path.join(ROOT, "replay.py"), "--dataset", "fashion-mnist", "--fractions",
+                              "0", "--png-dir", "out"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert fashion.returncode == 0, fashion.stderr
+    assert "| 0 % | not run | not run |" in (tmp_path / "runs" / "replay_fashion" / "replay_fashion.md").read_text()
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["replay.png", "replay_fashion.png"]
 
 
 def test_two_identical_commands_share_the_jobs_and_compute_each_once(tmp_path):
