@@ -9,22 +9,30 @@ constants by fraction: below 2.5 % the MNIST class task's seven (not Fashion's),
 mnist_exp.py (sequential and SRC, seeds 0-4); the table and the figure are built from the finished folders.
 Cross-modal (--dataset mnist-fashion, CrossModalMNIST/run_sleep_with_replay.m): Fashion-MNIST's 60 000 images
 plus a fraction of MNIST's, one sleep after task 2 (the script computes the first sleep and trains on from
-the network before it: --sleep-after 2), its constants by fraction (presets/cross-replay-*.json).
+the network before it: --sleep-after 2), its constants by fraction (presets/cross-replay-*.json). The
+script passes the sleep's length through uint8(), so every sleep lasts 255 steps (the default);
+--nominal-lengths gives the second sleep the script's own length instead (SRC alone: the sequential
+training of a fraction is the same run either way, read from its folder).
 
     python replay.py --run                       # run every fraction that is not finished yet
     python replay.py --fractions 0 0.05 --run    # only some of them
     python replay.py --dataset fashion-mnist --run     # runs/replay_fashion/replay_fashion.{md,png}
     python replay.py --png-dir png               # the table (runs/replay/replay.md) and the figure
+    python replay.py --dataset mnist-fashion --nominal-lengths --run   # runs/replay_cross_nominal/
 """
 import sys
 
 import sweep  # first: the pinned code paths, and matplotlib's file backend
+import config
+import runner
 import matplotlib.pyplot as plt
 
 FRACTIONS = {"mnist": ["0", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1"],   # the authors' sweeps
              "fashion-mnist": ["0", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5"],
              "mnist-fashion": ["0", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5"]}
 CROSS = {0.0: "cross-replay-0", 0.01: "cross-replay-1", 0.025: "cross-replay-2.5", 0.05: "cross-replay-5"}
+NOMINAL = {0.0: 7719, 0.01: 4171, 0.025: 11856, 0.05: 1830}   # the cross-modal script's second sleep, rounded
+NOMINAL_HIGH = 8812                                           # before uint8() makes it 255; any other fraction
 
 
 def preset(fraction, dataset):
@@ -37,18 +45,37 @@ def preset(fraction, dataset):
             "fashion-replay-5" if fraction < 0.1 else "fashion-replay-high")
 
 
-def options(fraction, dataset="mnist"):
-    """mnist_exp.py's options for one fraction (as given: it names the run folder; 0.10 finds 0.1's preset)."""
+def options(fraction, dataset="mnist", nominal=False):
+    """mnist_exp.py's options for one fraction (as given: it names the run folder; 0.10 finds 0.1's preset);
+    nominal: the cross-modal second sleep's own length, as the last four options."""
     try:
-        name = preset(float(fraction), dataset)
+        name, steps = preset(float(fraction), dataset), NOMINAL.get(float(fraction), NOMINAL_HIGH)
     except ValueError:   # not a number: mnist_exp.py's one-line error says so
-        name = None
+        name, steps = None, NOMINAL_HIGH
     return ["--replay", fraction] + (["--dataset", dataset] if dataset != "mnist" else []) + (["--preset", name] if name else []) \
-        + (["--sleep-after", "2"] if dataset == "mnist-fashion" else [])   # its first sleep's result is not used
+        + (["--sleep-after", "2"] if dataset == "mnist-fashion" else []) \
+        + (["--sleep-steps", str(steps), "--sleep-steps-increment", "0"] if nominal else [])   # T_2 = steps
+
+
+def rows(args):
+    if args.nominal_lengths and args.dataset != "mnist-fashion":
+        config.fail("--nominal-lengths needs --dataset mnist-fashion (only the cross-modal script's sleeps are cut to "
+                    "255 steps)", "replay.py")
+    group = args.dataset + (", the second sleep's nominal length" if args.nominal_lengths else "")
+    return [sweep.Row(label(f), options(f, args.dataset, args.nominal_lengths), "src" if args.nominal_lengths else
+                      "sequential,src", group=group) for f in args.fractions or FRACTIONS[args.dataset]]
+
+
+def with_baseline(results):
+    """A nominal-length row runs SRC alone: its sequential training (no sleep) is the 255-step row's run."""
+    baseline = lambda row: {m: v for m, v in runner.finished([*row.options[:-4], "--methods", "sequential,src"]).items()
+                            if m == "sequential"}
+    return [(row, {**baseline(row), **got} if row.methods == "src" else got) for row, got in results]
 
 
 def figure(results):
     """Mean ± sample std over seeds against the replayed fraction."""
+    results = with_baseline(results)
     fig, ax = plt.subplots(figsize=(6.5, 4))
     percent = lambda row: 100 * float(row.options[1])
     for method, label, color in (("sequential", "without sleep", "tab:gray"), ("src", "with sleep (SRC)", "tab:blue")):
@@ -82,15 +109,15 @@ def arguments(p):
     p.add_argument("--dataset", default="mnist", choices=list(FRACTIONS), help="mnist (default), fashion-mnist or mnist-fashion")
     p.add_argument("--fractions", nargs="+", help="fractions (default: the dataset's sweep, " +
                    "; ".join(f"{d}: {' '.join(f)}" for d, f in FRACTIONS.items()) + ")")
+    p.add_argument("--nominal-lengths", action="store_true",
+                   help="mnist-fashion: the second sleep lasts the script's length, not uint8's 255 steps (SRC only)")
 
 
 SWEEP = sweep.Sweep(
-    name="replay", doc=__doc__, arguments=arguments,
-    rows=lambda args: [sweep.Row(label(f), options(f, args.dataset), group=args.dataset)
-                       for f in args.fractions or FRACTIONS[args.dataset]],
-    table=lambda results: sweep.sleep_table(results, "replayed fraction", "sequential + rehearsal (%)",
+    name="replay", doc=__doc__, arguments=arguments, rows=rows,
+    table=lambda results: sweep.sleep_table(with_baseline(results), "replayed fraction", "sequential + rehearsal (%)",
                                             "SRC + rehearsal (%)"),
-    figure=figure, suffix=lambda args: sweep.DATASET_SUFFIX[args.dataset])
+    figure=figure, suffix=lambda args: sweep.DATASET_SUFFIX[args.dataset] + ("_nominal" if args.nominal_lengths else ""))
 
 
 if __name__ == "__main__":

@@ -368,6 +368,33 @@ def test_replay_sweep_table_reads_each_fractions_run_folder(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["replay.png", "replay_fashion.png"]
 
 
+def test_cross_replay_nominal_rows_run_src_alone_and_take_sequential_from_the_255_step_row(tmp_path, monkeypatch, capsys):
+    import replay
+    import runner
+    import sweep
+    monkeypatch.chdir(tmp_path)
+    faithful = replay.options("0.01", "mnist-fashion")
+    nominal = replay.options("0.01", "mnist-fashion", nominal=True)
+    assert nominal == faithful + ["--sleep-steps", "4171", "--sleep-steps-increment", "0"]
+    resolve = lambda options, methods: config.resolve(config.DEFAULTS, [*options, "--methods", methods])
+    cfg = resolve(nominal, "src")
+    assert cfg.sleep_steps + cfg.sleep_steps_increment == 4171 and cfg.sleep_after == (2,)   # T_2, the one sleep
+    assert resolve(faithful, "sequential,src").sleep_steps == 255
+    for options, methods, text in ((faithful, "sequential,src", "sequential,5,82.6,0.4\nsrc,5,82.6,0.4\n"),
+                                   (nominal, "src", "src,5,85.0,1.0\n")):
+        folder = tmp_path / "runs" / config.run_name(resolve(options, methods))
+        folder.mkdir(parents=True)
+        (folder / "summary.csv").write_text("method,n,all_mean,all_std\n" + text)
+    args = argparse.Namespace(dataset="mnist-fashion", nominal_lengths=True, fractions=["0.01"])
+    rows = replay.rows(args)
+    assert [r.methods for r in rows] == ["src"]
+    results = [(r, runner.finished([*r.options, "--methods", r.methods])) for r in rows]
+    assert sweep.sleep_table(replay.with_baseline(results), "f")[2] == "| 1 % | 82.6 ± 0.4 (n=5) | 85.0 ± 1.0 (n=5) | +2.4 |"
+    with pytest.raises((SystemExit, config.ConfigError)) as refused:
+        replay.rows(argparse.Namespace(dataset="fashion-mnist", nominal_lengths=True, fractions=None))
+    assert "--nominal-lengths needs --dataset mnist-fashion" in capsys.readouterr().err + str(refused.value)
+
+
 def test_two_identical_commands_share_the_jobs_and_compute_each_once(tmp_path):
     # Started together into a new folder: both exit 0, each job is computed by one of them (run.log has one
     # line per job), and both print the whole table.
