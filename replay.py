@@ -81,15 +81,19 @@ def figure(results):
     for method, label, color in (("sequential", "without sleep", "tab:gray"), ("src", "with sleep (SRC)", "tab:blue")):
         sweep.curve(ax, [(percent(row), got[method]) for row, got in results if method in got], fmt="o-", color=color,
                     label=label)
-    for row, got in results:   # where the sleep runs with the script's other constants
-        if "--preset" in row.options and "src" in got:
-            ax.annotate(row.options[row.options.index("--preset") + 1], (percent(row), got["src"][0]), textcoords="offset points",
-                        xytext=(-40, 10), fontsize=8, color="tab:blue")
+    shown = None
+    for row, got in results:   # where the sleep starts to run with the script's other constants
+        name = row.options[row.options.index("--preset") + 1] if "--preset" in row.options else None
+        if name and name != shown and "src" in got:
+            ax.annotate(name, (percent(row), got["src"][0]), textcoords="offset points", xytext=(-40, 10), fontsize=8,
+                        color="tab:blue")
+        shown = name
     ax.set_xscale("symlog", linthresh=1)
     ticks = [percent(row) for row, _ in results]
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_xlabel("replayed: % of the earlier tasks' training images")
-    ax.set_ylabel("final accuracy, all 10 classes (%)")
+    ax.set_ylabel("final accuracy, " + ("both test sets" if "mnist-fashion" in results[0][0].options else "all 10 classes")
+                  + " (%)" if results else "final accuracy (%)")
     ax.set_title(results[0][0].group if results else "")
     ax.grid(alpha=0.3)
     sweep.legend([ax])
