@@ -42,7 +42,8 @@ def cell(value):
 
 def table(results):
     lines = ["| dataset | task-2 epochs | no sleep: task 1 | no sleep: task 2 | SRC before sleep 2: task 1 | task 2 | "
-             "SRC after sleep 2: task 1 | task 2 | SRC, both tasks | n |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "SRC after sleep 2: task 1 | task 2 | no sleep, both tasks | SRC, both tasks | n |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row, _ in results:
         seq, src = sweep.stages(row, "sequential"), sweep.stages(row, "src")
         get = lambda got, stage, col: got.get(stage, {}).get(col)
@@ -50,7 +51,8 @@ def table(results):
         lines.append(f"| {row.group} | {row.options[-1]} | {cell(get(seq, 'train_2', 'task_1'))} | "
                      f"{cell(get(seq, 'train_2', 'task_2'))} | {cell(get(src, 'train_2', 'task_1'))} | "
                      f"{cell(get(src, 'train_2', 'task_2'))} | {cell(get(src, 'sleep_2', 'task_1'))} | "
-                     f"{cell(get(src, 'sleep_2', 'task_2'))} | {cell(n)} | {n[2] if n else 'not run'} |")
+                     f"{cell(get(src, 'sleep_2', 'task_2'))} | {cell(get(seq, 'train_2', 'all'))} | {cell(n)} | "
+                     f"{n[2] if n else 'not run'} |")
     return lines
 
 
