@@ -69,7 +69,7 @@ def figure(results):
             for col, line, task in (("task_1", "-", "task 1"), ("task_2", ":", "task 2")):
                 sweep.curve(ax, [(e, s[method][stage][col]) for e, s in got if stage in s[method]], fmt="o" + line,
                             color=color, markersize=4, label=f"{label}, {task}")
-        ax.set_title(f"{dataset}: " + ("task 1 = MNIST (2 epochs), task 2 = Fashion-MNIST" if dataset == "mnist-fashion"
+        ax.set_title(f"{dataset}: " + ("MNIST (2 epochs), then Fashion-MNIST" if dataset == "mnist-fashion"
                                        else "task 1 = classes 0, 1 (2 epochs), task 2 = 2, 3"))
         ax.set_xlabel("epochs of task 2")
         ax.grid(alpha=0.3)
