@@ -59,12 +59,16 @@ def epochs_needed(points, target):
 def table(results):
     lines = ["| memory | epochs per task | iCaRL (%) | iCaRL + sleep (%) | sleep adds (paired) | iCaRL NME (%) | "
              "iCaRL + sleep NME (%) | sleep adds, NME (paired) |", "|---|---|---|---|---|---|---|---|"]
-    paired = lambda row, nme: (lambda d: "" if d is None else f"{d[0]:+.1f} ± {d[1]:.1f}")(
-        sweep.paired(row, "icarl", "icarl-src", nme))
+    def paired(row, got, nme):
+        if not {"icarl", "icarl-src"} <= set(got):   # a row still running: its job files are not yet its table
+            return ""
+        d = sweep.paired(row, "icarl", "icarl-src", nme)
+        return "" if d is None else f"{d[0]:+.1f} ± {d[1]:.1f}"
     for row, got in results:
         m, e = row.group, epochs_of(row)
-        lines.append(f"| {m} | {e} | {sweep.fmt(got.get('icarl'))} | {sweep.fmt(got.get('icarl-src'))} | {paired(row, False)} | "
-                     f"{sweep.fmt(got.get('icarl (NME)'))} | {sweep.fmt(got.get('icarl-src (NME)'))} | {paired(row, True)} |")
+        lines.append(f"| {m} | {e} | {sweep.fmt(got.get('icarl'))} | {sweep.fmt(got.get('icarl-src'))} | "
+                     f"{paired(row, got, False)} | {sweep.fmt(got.get('icarl (NME)'))} | "
+                     f"{sweep.fmt(got.get('icarl-src (NME)'))} | {paired(row, got, True)} |")
     lines += ["", "Epochs saved: the epochs per task iCaRL alone needs to reach the mean accuracy of iCaRL + sleep at E "
               "epochs (linear between the epochs run; '> E_max' when it never does), minus E.", "",
               "| memory | accuracy | E (with sleep) | iCaRL + sleep (%) | iCaRL alone needs | epochs saved |",

@@ -533,6 +533,12 @@ def test_icarl_epoch_sweep_pairs_seeds_and_reads_the_epochs_saved_off_the_curve(
     assert saved[("argmax", "1")] == ["2.5", "+1.5 |"] and saved[("argmax", "2")] == ["4.0", "+2.0 |"]
     assert saved[("argmax", "5")] == ["> 5", " |"]
     assert icarl_epochs.figure(results).axes
+    # a row whose iCaRL + sleep is still running: no paired difference from the job files it has so far
+    fake_folder(tmp_path, icarl_epochs.options("200", "1"), icarl_epochs.METHODS, summary={"icarl": (30.0, 1.0, 2)},
+                jobs={("icarl", 0): (30, 0), ("icarl", 1): (31, 0), ("icarl-src", 0): (40, 0), ("icarl-src", 1): (42, 0)})
+    row = icarl_epochs.rows(argparse.Namespace(memory=["200"], epochs=["1"], dataset="mnist"))[0]
+    line = icarl_epochs.table([(row, runner.finished([*row.options, "--methods", row.methods]))])[2].split(" | ")
+    assert line[2:5] == ["30.0 ± 1.0 (n=2)", "not run", ""]
 
 
 def test_task2_length_rows_are_two_tasks_and_the_table_reads_each_stage(tmp_path, monkeypatch):
