@@ -47,7 +47,7 @@ def preset(fraction, dataset):
 
 def options(fraction, dataset="mnist", nominal=False):
     """mnist_exp.py's options for one fraction (as given: it names the run folder; 0.10 finds 0.1's preset);
-    nominal: the cross-modal second sleep's own length, as the last four options."""
+    nominal: the cross-modal second sleep's own length."""
     try:
         name, steps = preset(float(fraction), dataset), NOMINAL.get(float(fraction), NOMINAL_HIGH)
     except ValueError:   # not a number: mnist_exp.py's one-line error says so
@@ -68,8 +68,8 @@ def rows(args):
 
 def with_baseline(results):
     """A nominal-length row runs SRC alone: its sequential training (no sleep) is the 255-step row's run."""
-    baseline = lambda row: {m: v for m, v in runner.finished([*row.options[:-4], "--methods", "sequential,src"]).items()
-                            if m == "sequential"}
+    baseline = lambda row: {m: v for m, v in runner.finished(
+        [*options(row.options[1], "mnist-fashion"), "--methods", "sequential,src"]).items() if m == "sequential"}
     return [(row, {**baseline(row), **got} if row.methods == "src" else got) for row, got in results]
 
 
