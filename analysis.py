@@ -1,7 +1,6 @@
 """What the experiment measures besides accuracy: stable rank, PCA activation maps, capacity, continual-learning metrics."""
 import numpy as np
 import scipy.sparse.linalg
-from sklearn.decomposition import PCA
 
 
 def stable_rank(w):
@@ -46,6 +45,7 @@ def pca_maps(acts, n_components=10):
             maps = [np.zeros((len(b), n_components), np.float32) for b in blocks]   # a silent layer: no direction
         else:
             # ARPACK finds the leading components only: exact, and 10x faster than a full SVD of 1200 units
+            from sklearn.decomposition import PCA   # here, not at the top: sklearn adds ~1 s to every script's start
             stacked = np.concatenate(blocks)
             k = min(n_components, min(stacked.shape) - 1)
             pca = PCA(n_components=k, svd_solver="arpack", random_state=0).fit(stacked)

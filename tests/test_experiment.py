@@ -50,6 +50,10 @@ def git_status():
     return proc.stdout if proc.returncode == 0 else None
 
 
+# the tests that read quick_run go to one worker (pytest-xdist, --dist loadgroup), which builds it once
+shares_quick_run = pytest.mark.xdist_group("quick_run")
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
@@ -59,6 +63,7 @@ def quick_run(tmp_path_factory):
     return out, run_dir, proc.stdout, (before, git_status())
 
 
+@shares_quick_run
 def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_run):
     out, run_dir, stdout, (before, after) = quick_run
     assert before == after, "the run changed files of the repository"
@@ -106,6 +111,7 @@ def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_ru
     assert "src seed 3: final" in log and "6 of 6 jobs to run" in log and "| src | 1 |" in stdout
 
 
+@shares_quick_run
 def test_sleep_input_fires_at_the_protocol_rate(quick_run):
     # The input spikes per step of each sleep match, within a few percent, what the mean image of the
     # sleep data gives by hand: the average over window positions of sum min(1, 2 dt rate p).
@@ -122,6 +128,7 @@ def test_sleep_input_fires_at_the_protocol_rate(quick_run):
         assert abs(s["spikes_per_step"][0] - expected) < 0.1 * expected, (k, s["spikes_per_step"][0], expected)
 
 
+@shares_quick_run
 def test_rerun_skips_finished_jobs_and_keeps_the_config(quick_run):
     out, run_dir, _, _ = quick_run
     before = open(os.path.join(run_dir, "results.csv")).read()
@@ -132,6 +139,7 @@ def test_rerun_skips_finished_jobs_and_keeps_the_config(quick_run):
     assert open(os.path.join(run_dir, "config.json")).read() == config
 
 
+@shares_quick_run
 def test_same_seed_same_numbers_and_quiet_still_reports(quick_run, tmp_path):
     _, run_dir, _, _ = quick_run
     proc = run("mnist_exp.py", "--quick", "--seeds", "3", "--methods", "src,sequential", "--out", str(tmp_path),
@@ -143,6 +151,7 @@ def test_same_seed_same_numbers_and_quiet_still_reports(quick_run, tmp_path):
     assert f"run folder {again}" in proc.stdout and "| src | 1 |" in proc.stdout and "%|" not in proc.stderr
 
 
+@shares_quick_run
 def test_visualize_rebuilds_tables_and_figures_from_the_run_folder(quick_run, tmp_path):
     _, run_dir, _, _ = quick_run
     summary = open(os.path.join(run_dir, "summary.md")).read()
