@@ -17,7 +17,10 @@ def stable_rank(w):
     if min(a.shape) <= 32:
         spec = np.linalg.norm(a, 2)
     else:
-        spec = scipy.sparse.linalg.svds(a, k=1, v0=np.ones(min(a.shape)), return_singular_vectors=False)[0]
+        try:
+            spec = scipy.sparse.linalg.svds(a, k=1, v0=np.ones(min(a.shape)), return_singular_vectors=False)[0]
+        except scipy.sparse.linalg.ArpackError:   # a degenerate matrix ARPACK cannot factor: the full SVD
+            spec = np.linalg.norm(a, 2)
     return float(fro2 / spec ** 2)
 
 
@@ -47,8 +50,13 @@ def pca_maps(acts, n_components=10):
             # ARPACK finds the leading components only: exact, and 10x faster than a full SVD of 1200 units
             from sklearn.decomposition import PCA   # here, not at the top: sklearn adds ~1 s to every script's start
             stacked = np.concatenate(blocks)
+            if np.abs(stacked).max() > 1e15:   # a saturated layer: float32 squares would overflow (ARPACK fails)
+                stacked, blocks = stacked.astype(np.float64), [b.astype(np.float64) for b in blocks]
             k = min(n_components, min(stacked.shape) - 1)
-            pca = PCA(n_components=k, svd_solver="arpack", random_state=0).fit(stacked)
+            try:
+                pca = PCA(n_components=k, svd_solver="arpack", random_state=0).fit(stacked)
+            except scipy.sparse.linalg.ArpackError:   # fewer directions than components (a nearly silent or
+                pca = PCA(n_components=k, svd_solver="full").fit(stacked)   # saturated layer): the full SVD
             maps = [pca.transform(b) for b in blocks]
         for s, m in zip(stages, maps):
             out[s].append(m.astype(np.float32))

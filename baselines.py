@@ -47,22 +47,38 @@ class ClassStatistics:
         return 4 * (seen * (pixels + 1) + (pixels * pixels if self.outer is not None else 0))
 
 
-def ncm_predict(stats, x):
-    """The class of the nearest mean image, over the classes seen."""
+def over_seen(seen, scores, n_classes):
+    """Scores [n, seen classes] spread over every class, -inf for the classes not seen."""
+    out = scores.new_full((len(scores), n_classes), -torch.inf)
+    out[:, seen] = scores
+    return out
+
+
+def ncm_scores(stats, x):
+    """Minus the squared distance of each image to each class's mean image (-inf for a class not seen)."""
     seen, mu = stats.means()
     x = x.to("cpu", torch.float64)
-    distance = (x * x).sum(1, keepdim=True) - 2 * x @ mu.T + (mu * mu).sum(1)
-    return seen[distance.argmin(1)]
+    return over_seen(seen, -((x * x).sum(1, keepdim=True) - 2 * x @ mu.T + (mu * mu).sum(1)), len(stats.counts))
 
 
-def slda_predict(stats, x, shrinkage):
-    """The class of the largest LDA score, with the shared covariance shrunk by `shrinkage` towards I."""
+def ncm_predict(stats, x):
+    """The class of the nearest mean image, over the classes seen."""
+    return ncm_scores(stats, x).argmax(1)
+
+
+def slda_scores(stats, x, shrinkage):
+    """The LDA score of each class seen, with the shared covariance shrunk by `shrinkage` towards I."""
     seen, mu = stats.means()
     cov = stats.covariance()
     cov = (1 - shrinkage) * cov + shrinkage * torch.eye(len(cov), dtype=cov.dtype)
     w = torch.linalg.solve(cov, mu.T)                           # [pixels, classes]
     b = -0.5 * (mu * w.T).sum(1)
-    return seen[(x.to("cpu", torch.float64) @ w + b).argmax(1)]
+    return over_seen(seen, x.to("cpu", torch.float64) @ w + b, len(stats.counts))
+
+
+def slda_predict(stats, x, shrinkage):
+    """The class of the largest LDA score."""
+    return slda_scores(stats, x, shrinkage).argmax(1)
 
 
 class RidgeHead:
@@ -89,7 +105,12 @@ class RidgeHead:
         return 4 * (self.G.numel() + self.C.numel())
 
 
+def ridge_scores(head, phi, ridge):
+    """The ridge head's score of each class seen (-inf for the others)."""
+    seen = torch.nonzero(head.counts).flatten()
+    return over_seen(seen, (phi.to("cpu", torch.float64) @ head.weights(ridge))[:, seen], len(head.counts))
+
+
 def ridge_predict(head, phi, ridge):
     """The class of the largest score among the classes seen."""
-    seen = torch.nonzero(head.counts).flatten()
-    return seen[(phi.to("cpu", torch.float64) @ head.weights(ridge)[:, seen]).argmax(1)]
+    return ridge_scores(head, phi, ridge).argmax(1)

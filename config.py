@@ -14,6 +14,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -57,7 +58,8 @@ class Config:
     data_dir: str = arg(data.DEFAULT_DATA_DIR, "where the datasets live (or set SRC_DATA_DIR)", True)
     device: str = arg("auto", "cpu, cuda (or cuda:N) or auto (cuda where there is one)", True)
     engine: str = arg("auto", "sleep engine: numba (CPU), torch (any device) or auto", True)
-    workers: int = arg(1, "processes sharing the jobs of this command (each claims jobs the others have not)", True)
+    workers: int = arg(1, "processes sharing the jobs of this command (each claims jobs the others have not; at most the jobs "
+                                 "to run and the cores)", True)
     force: bool = arg(False, "recompute jobs that already exist in the run folder", True)
     quiet: bool = arg(False, "no progress bars or per-job lines", True)
     figures: bool = arg(True, "draw the figures at the end (visualize.py)", True)
@@ -134,6 +136,12 @@ class Config:
     si_xi: float = arg(0.1, "SI: damping xi in Omega += path / (change^2 + xi)")
     lwf_lambda: float = arg(4.0, "LwF: strength of the distillation from the previous network's outputs (chosen on validation)")
     lwf_temperature: float = arg(2.0, "LwF: temperature T of the distillation (logits; the ReLU output has none)")
+    lwf_outputs: str = arg("earlier", "LwF: the outputs distilled, 'earlier' (the earlier tasks' classes) or 'all' (the "
+                                      "new task's too, towards the previous network's outputs)")
+    lwf_schedule: str = arg("constant", "LwF: the strength at task k, 'constant' (--lwf-lambda) or 'growing' "
+                                        "(--lwf-lambda (k - 1)^2 / k)")
+    lwf_lambdas: tuple = arg((), "LwF: one strength per task in the order learnt (the first is not used), instead "
+                                 "of --lwf-lambda and --lwf-schedule")
     merge_init: str = arg("shared", "merging: 'shared' initial weights for every copy, or 'own'")
     slda_shrinkage: float = arg(0.1, "SLDA: the shared covariance shrunk towards I, (1 - s) S + s I")
     analytic_ridge: float = arg(0.001, "analytic head: the ridge r of W = (G + r I)^-1 C (chosen on validation)")
@@ -150,7 +158,8 @@ class Config:
 DEFAULTS = Config()
 FIELDS = {f.name: f for f in dataclasses.fields(Config) if not f.metadata.get("derived")}
 SCIENCE = [k for k, f in FIELDS.items() if not f.metadata["runtime"]]   # what names the run folder
-LISTS = dict(methods=str, seeds=int, hidden=int, task_epochs=int, sleep_after=int, beta=float, plasticity=float, alpha=float)   # options of several values
+LISTS = dict(methods=str, seeds=int, hidden=int, task_epochs=int, sleep_after=int, beta=float, plasticity=float, alpha=float,
+             lwf_lambdas=float)   # options of several values
 # src.Sleep's fields and the config fields they come from
 SLEEP_FIELDS = dict(rate="rate", inc="inc", dec="dec", beta="beta", alpha_scale="alpha_scale", alpha="alpha",
                     alpha_softmax="alpha_softmax", steps="sleep_steps", steps_increment="sleep_steps_increment",
@@ -235,6 +244,7 @@ def quick_sizes(dataset):
 
 
 SLEEPING = [m for m, spec in METHODS.items() if spec.sleep]
+DISTILLING = [m for m, spec in METHODS.items() if spec.distill]
 ICARL_METHODS = [m for m, spec in METHODS.items() if spec.exemplars]
 # fields that act only with a method, a setting or another field: (field, applies?, what it needs)
 APPLIES = [(k, lambda c: any(m in ICARL_METHODS for m in c.methods), "an iCaRL method (--methods icarl or icarl-src)")
@@ -246,8 +256,10 @@ APPLIES = [(k, lambda c: any(m in ICARL_METHODS for m in c.methods), "an iCaRL m
     ("ewc_lambda", lambda c: "ewc" in c.methods, "--methods ewc"),
     ("si_c", lambda c: "si" in c.methods, "--methods si"),
     ("si_xi", lambda c: "si" in c.methods, "--methods si"),
-    ("lwf_lambda", lambda c: "lwf" in c.methods, "--methods lwf"),
-    ("lwf_temperature", lambda c: "lwf" in c.methods and c.output == "linear-ce", "--methods lwf and --output linear-ce"),
+    *[(k, lambda c: any(m in DISTILLING for m in c.methods), "--methods " + " or ".join(DISTILLING))
+      for k in ("lwf_lambda", "lwf_outputs", "lwf_schedule", "lwf_lambdas")],
+    ("lwf_temperature", lambda c: any(m in DISTILLING for m in c.methods) and c.output == "linear-ce",
+     "--methods " + " or ".join(DISTILLING) + " and --output linear-ce"),
     ("alpha_scale", lambda c: not c.alpha, "data-based scale factors (no --alpha)"),
     ("sleep_exp", lambda c: c.plasticity_factor == "original", "--plasticity-factor original (the logistic g keeps its exp)"),
     ("sleep_bias", lambda c: c.bias, "--bias"),
@@ -383,16 +395,17 @@ def typed(name, value):
     """'' when the value has its field's type (a number where a number goes, ...), else what is wrong."""
     f = FIELDS[name]
     kind = LISTS.get(name) or f.metadata["kind"] or type(f.default)
-    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or isinstance(v, int))
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or isinstance(v, int)) \
+        and math.isfinite(v)
     if name in LISTS or name == "beta":
         ok = value is None and f.default is None or isinstance(value, tuple) and all(
             isinstance(v, str) if kind is str else number(v) for v in value)
-        words = f"a list of {'names' if kind is str else 'whole numbers' if kind is int else 'numbers'}"
+        words = f"a list of {'names' if kind is str else 'whole numbers' if kind is int else 'finite numbers'}"
     elif kind is bool:
         ok, words = isinstance(value, bool), "true or false"
     elif kind in (int, float):
         ok = number(value) or (value is None and f.default is None)
-        words = "a whole number" if kind is int else "a number"
+        words = "a whole number" if kind is int else "a finite number"
     else:
         ok, words = isinstance(value, str) or (value is None and f.default is None), "a string"
     return "" if ok else f"{option(name)} must be {words}; got {value!r}"
@@ -461,6 +474,12 @@ def check(cfg, mine, prog):
                  if not getattr(cfg, k) > 0]
     problems += [f"{option(k)} must be >= 0; got {getattr(cfg, k)}" for k in ("momentum", "ewc_lambda", "si_c", "lwf_lambda")
                  if not getattr(cfg, k) >= 0]
+    if not all(v >= 0 for v in cfg.lwf_lambdas):
+        problems.append(f"--lwf-lambdas must be >= 0; got {' '.join(map(str, cfg.lwf_lambdas))}")
+    elif cfg.lwf_lambdas and whole(cfg.classes_per_task, 1) and len(cfg.lwf_lambdas) != learnt:
+        problems.append(f"--lwf-lambdas needs one strength per task learnt ({learnt}); got {len(cfg.lwf_lambdas)}")
+    if cfg.lwf_lambdas and {"lwf_lambda", "lwf_schedule"} & set(mine):
+        problems.append("--lwf-lambdas sets every task's strength: give it or --lwf-lambda / --lwf-schedule, not both")
     if not 0 <= cfg.slda_shrinkage <= 1:
         problems.append(f"--slda-shrinkage must be in [0, 1]; got {cfg.slda_shrinkage}")
     if not 0 <= cfg.dropout < 1:
@@ -468,11 +487,16 @@ def check(cfg, mine, prog):
     if not 0 <= cfg.replay <= 1:
         problems.append(f"--replay must be a fraction in [0, 1] (0.05: 5 % of the earlier tasks' images); got {cfg.replay}")
     choices = dict(task_order=("fixed", "random"), score_on=("test", "train"), dtype=("float32", "float64"), engine=("auto", "numba", "torch"), init=("uniform", "torch"),
-                   output=("relu-mse", "linear-ce"), merge_init=("shared", "own"), exemplars=("herding", "random"))
+                   output=("relu-mse", "linear-ce"), merge_init=("shared", "own"), exemplars=("herding", "random"),
+                   lwf_outputs=("earlier", "all"), lwf_schedule=("constant", "growing"))
     problems += [f"{option(k)} must be one of {', '.join(v)}; got {getattr(cfg, k)!r}"
                  for k, v in choices.items() if getattr(cfg, k) not in v]
+    sleepers = [m for m in cfg.methods if m in SLEEPING]
+    if sleepers and cfg.rate is None:
+        problems.append(f"--preset {cfg.preset} has no sleep constants (it is a baseline's training): run --methods "
+                        f"{', '.join(sleepers)} with a sleep's preset, or set --rate, --inc, --dec, --beta and --alpha-scale")
     try:   # the sleep's constants, for the methods that sleep: src.Sleep says what each may be
-        if any(m in SLEEPING for m in cfg.methods):
+        if sleepers and cfg.rate is not None:
             cfg.sleep = src.Sleep(**{s: getattr(cfg, c) for s, c in SLEEP_FIELDS.items() if s != "alpha"},
                                   alpha=cfg.alpha or None)
     except (ValueError, TypeError) as err:

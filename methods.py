@@ -30,7 +30,7 @@ class Method:
     joint: bool = False        # one training on all tasks at once
     sleep: bool = False        # SRC's sleep after each task
     penalty: str = ""          # "ewc" or "si": a quadratic pull towards the weights after the previous tasks
-    distill: bool = False      # LwF: the network before each task teaches its outputs for the earlier classes
+    distill: bool = False      # LwF: the network before each task teaches its outputs (--lwf-outputs) on the task's images
     exemplars: bool = False    # iCaRL: a memory of training images joins each task and classifies by nearest mean
     sleep_constants: str = ""  # "icarl": its default preset is the iCaRL script's for the memory (config.default_preset)
     statistics: str = ""       # "ncm", "slda" (no network) or "analytic" (a ridge head on frozen features): statistics
@@ -50,6 +50,9 @@ METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper b
     "lwf": Method(distill=True, shared=("init", "train_1"),
                   keeps="nothing stored; while training task k it holds the network of task k - 1, whose outputs on "
                         "task k's images are the soft targets for the earlier classes"),
+    "lwf-src": Method(distill=True, sleep=True, shared=("init", "train_1"),
+                      keeps="nothing stored; while training task k it holds the network of task k - 1 (LwF's teacher), "
+                            "and each sleep reads what --sleep-data says"),
     "merging": Method(restart=True, merge=True, shared=("init", "train_1"),
                       keeps="one trained copy of the network per task"),
     "src": Method(sleep=True, shared=("init", "train_1"),
@@ -144,13 +147,17 @@ def generator(seed, phase, k, device="cpu"):
 # ---------------------------------------------------------------- the steps of the loop
 @torch.no_grad()
 def evaluate(net, cfg, ctx, analyses=True):
-    """What the experiment records of a network: accuracy on each task and on all test images; with
+    """What the experiment records of a network: accuracy on each task and on all test images (class-incremental:
+    the argmax over every output), and task_il, the accuracy when each image is classified among its own task's
+    outputs only (task-incremental: the same outputs, the task label given); with
     analyses, the confusion matrix, the stable rank of each layer, the activations of the probe images (the first chunk of
     the test pass) and the capacity each task uses in each layer, measured on them (analysis.capacity)."""
     probe_acts = models.forward(net, ctx.eval_chunks[0], cfg.dropout)
-    pred = torch.cat([probe_acts[-1].argmax(1)] + [models.predict(net, xb, cfg.dropout) for xb in ctx.eval_chunks[1:]])
+    out = torch.cat([probe_acts[-1]] + [models.forward(net, xb, cfg.dropout)[-1] for xb in ctx.eval_chunks[1:]])
+    pred = out.argmax(1)
     per_task, overall = models.accuracy(pred, ctx.eval_y, ctx.tasks, ctx.eval_y % ctx.outputs)
-    accuracy = dict(**{f"task_{k + 1}": a for k, a in enumerate(per_task)}, all=overall)
+    accuracy = dict(**{f"task_{k + 1}": a for k, a in enumerate(per_task)}, all=overall,
+                    task_il=models.task_il(out, ctx.eval_y, ctx.tasks, ctx.eval_y % ctx.outputs))
     if not analyses:
         return dict(accuracy=accuracy)
     acts = [a.cpu().numpy() for a in probe_acts]
@@ -181,8 +188,9 @@ def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, memory=None, p
     (keep_momentum False: zero, as a fresh torch optimiser per task).
     memory: iCaRL's exemplars (images, target rows) join the task's images; as the MATLAB, the set is then
     padded to a whole number of minibatches with the task's next images, from its n_per_task-th on.
-    distill (LwF, k >= 2): `start`'s evaluation-mode outputs on the training images, for the classes of tasks
-    1..k-1, are soft targets (strength cfg.lwf_lambda, temperature cfg.lwf_temperature)."""
+    distill (LwF, k >= 2): `start`'s evaluation-mode outputs on the training images are soft targets for the
+    outputs of the classes of tasks 1..k-1 (cfg.lwf_outputs "earlier") or for every output ("all"), with
+    strength lwf_strength(k, cfg) and temperature cfg.lwf_temperature."""
     net = start.clone()
     if not cfg.keep_momentum:
         net.vW = [torch.zeros_like(v) for v in net.vW]
@@ -196,16 +204,27 @@ def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, memory=None, p
         y = torch.cat([one_hot(y), memory[1], one_hot(ctx.train_y[pad])])
     soft = None
     if distill and k >= 2:
-        earlier = torch.isin(torch.arange(ctx.n_classes, device=x.device),
-                             torch.tensor(sum(ctx.tasks[:k - 1], ()), device=x.device))
+        taught = torch.isin(torch.arange(ctx.n_classes, device=x.device),
+                            torch.tensor(sum(ctx.tasks[:k - 1], ()), device=x.device))
+        if cfg.lwf_outputs == "all":   # the new task's outputs too, towards the old network's (near zero)
+            taught[:] = True
         with torch.no_grad():
             old = torch.cat([models.forward(start, xb, cfg.dropout)[-1] for xb in x.split(2000)])
-        soft = (old, earlier, cfg.lwf_lambda, cfg.lwf_temperature)
+        soft = (old, taught, lwf_strength(k, cfg), cfg.lwf_temperature)
     models.train(net, x, y, epochs=epochs_of(k, cfg), batch_size=cfg.batch_size, lr=cfg.lr,
                  momentum=cfg.momentum, dropout=cfg.dropout, n_classes=ctx.outputs,
                  generator=generator(seed, "train", k, ctx.device), penalty=penalty, path=path, distill=soft,
                  progress=progress, desc=desc)
     return net
+
+
+def lwf_strength(k, cfg):
+    """LwF's distillation strength while training task k (k >= 2): cfg.lwf_lambda ("constant"), or growing with
+    the task, cfg.lwf_lambda (k - 1)^2 / k ("growing": 0.5, 1.33, 2.25, 3.2 for tasks 2-5 at 1, the per-task
+    strengths of Avalanche's split-MNIST example), or the k-th of cfg.lwf_lambdas when those are given."""
+    if cfg.lwf_lambdas:
+        return cfg.lwf_lambdas[k - 1]
+    return cfg.lwf_lambda * ((k - 1) ** 2 / k if cfg.lwf_schedule == "growing" else 1.0)
 
 
 def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spikes=None, window=0, watch=None):
@@ -286,7 +305,9 @@ def kept_between_tasks(spec, rec, net, cfg, ctx):
             "what the sleep reads: " + rec["sleep_reads"]] = rec["sleep_keeps_bytes"]
     largest = dict([max(images.items(), key=lambda kv: kv[1])]) if images else {}
     kept = {**largest, **statistics}
-    return sum(kept.values()), " and ".join(kept) or "nothing"
+    teacher = " (LwF's teacher, the network after task k - 1, is held while task k trains, then dropped)" \
+        if spec.distill else ""
+    return sum(kept.values()), (" and ".join(kept) or "nothing") + teacher
 
 
 # ---------------------------------------------------------------- iCaRL's memory
@@ -315,14 +336,19 @@ def update_exemplars(exemplars, net, k, gen, cfg, ctx):
 def nme_accuracy(net, exemplars, gen, cfg, ctx):
     """Accuracy of the nearest-mean-of-exemplars classifier over the classes kept (models.accuracy's keys)."""
     means = {c: icarl.features(net, ctx.train_x[i], cfg.dropout, gen).mean(0) for c, i in exemplars.items()}
-    pred = torch.cat([icarl.nme_predict(icarl.features(net, xb, cfg.dropout), means) for xb in ctx.eval_chunks])
+    phi = torch.cat([icarl.features(net, xb, cfg.dropout) for xb in ctx.eval_chunks])
+    pred = icarl.nme_predict(phi, means)
     per_task, overall = models.accuracy(pred, ctx.eval_y, ctx.tasks)
-    return dict(**{f"task_{k + 1}": a for k, a in enumerate(per_task)}, all=overall)
+    scores = phi.new_full((len(phi), ctx.n_classes), -torch.inf)   # minus the distance to each kept class's mean
+    scores[:, list(means)] = -torch.cdist(phi, torch.stack(list(means.values())).to(phi))
+    return dict(**{f"task_{k + 1}": a for k, a in enumerate(per_task)}, all=overall,
+                task_il=models.task_il(scores, ctx.eval_y, ctx.tasks))
 
 
 # ---------------------------------------------------------------- the one loop
-def run_method(method, seed, cfg, ctx, shared, progress=False):
+def run_method(method, seed, cfg, ctx, shared, progress=False, analyses=True):
     """Train (and sleep) one method from the seed's initial weights; returns its record and PCA maps.
+    analyses False (a search): every stage's accuracy only, no stable ranks, capacity, sleep analyses or maps.
     The record's rows are the method's stages; SRC also records, in rec["synthetic"], the accuracy of the
     "synthetic" network of each task k: the weights before training task k plus the change of sleep k;
     iCaRL also records, in rec["nme"], the nearest-mean-of-exemplars accuracy of its stages.
@@ -351,19 +377,21 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
             net = make()
             rec["time"][phase] += time.perf_counter() - t
             t = time.perf_counter()
-            entry = evaluate(net, cfg, ctx)
+            entry = evaluate(net, cfg, ctx, analyses)
             rec["time"]["eval"] += time.perf_counter() - t
             if stage in spec.shared:
                 shared[stage] = (net.clone(), entry)
+        if not all(torch.isfinite(w).all() for w in net.W):   # training, a sleep or a merge broke the network:
+            rec.setdefault("diverged", stage)                   # it goes on and is scored as it is, and marked
         rec["rows"].append(dict(stage=stage, **entry["accuracy"]))
-        rec["stable_rank"].append(dict(stage=stage, **entry["stable_rank"]))
-        rec["capacity"].append(dict(stage=stage, layers=entry["capacity"]))
-        acts[stage], confusions[stage] = entry["acts"], entry["confusion"]
+        if analyses:
+            rec["stable_rank"].append(dict(stage=stage, **entry["stable_rank"]))
+            rec["capacity"].append(dict(stage=stage, layers=entry["capacity"]))
+            acts[stage], confusions[stage] = entry["acts"], entry["confusion"]
         return net
 
     def slept(net, k):
-        if not all(torch.isfinite(w).all() for w in net.W):   # training diverged: no scale factors, no sleep;
-            rec.setdefault("diverged", f"train_{k}")            # the broken network goes on and is scored as it is
+        if not all(torch.isfinite(w).all() for w in net.W):   # training diverged (marked): no scale factors, no sleep
             return net.clone()
         t, watching = time.perf_counter(), [0.0]
 
@@ -419,7 +447,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
         if spec.sleep and (not cfg.sleep_after or k in cfg.sleep_after):
             trained = net
             net = reach(f"sleep_{k}", lambda: slept(net, k), "sleep")
-            if k in infos:   # what the sleep did (sleep_analysis.py)
+            if k in infos and analyses:   # what the sleep did (sleep_analysis.py)
                 rec["analysis"].append(sleep_analysis.analyse(
                     k, [w.cpu() for w in trained.weights_only()], [w.cpu() for w in net.weights_only()], infos[k]["spikes"],
                     acts[f"train_{k}"], acts[f"sleep_{k}"], ctx.eval_y[:len(acts[f"train_{k}"][0])].cpu().numpy(),
@@ -443,7 +471,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False):
     groups = [[f"train_{k}", f"sleep_{k}"] if f"sleep_{k}" in acts else [f"train_{k}"] for k in range(1, len(ctx.tasks) + 1)] \
         if spec.sleep else [[s] for s in acts if s != "init"]
     maps = {}
-    for group in groups:
+    for group in groups if analyses else []:
         maps.update(analysis.pca_maps({s: acts[s] for s in group}, cfg.pca_components))
     return rec, maps
 
@@ -468,13 +496,14 @@ def run_statistics(spec, rec, seed, cfg, ctx, shared):
             stats.add(features(ctx.train_x[idx]), ctx.train_y[idx])
         rec["time"]["train"] += time.perf_counter() - t
         t = time.perf_counter()
-        predict = dict(ncm=lambda: baselines.ncm_predict(stats, x_eval),
-                       slda=lambda: baselines.slda_predict(stats, x_eval, cfg.slda_shrinkage),
-                       analytic=lambda: baselines.ridge_predict(stats, x_eval, cfg.analytic_ridge))
-        pred = predict[spec.statistics]()
-        per_task, overall = models.accuracy(pred, ctx.eval_y.cpu(), ctx.tasks)
+        score = dict(ncm=lambda: baselines.ncm_scores(stats, x_eval),
+                     slda=lambda: baselines.slda_scores(stats, x_eval, cfg.slda_shrinkage),
+                     analytic=lambda: baselines.ridge_scores(stats, x_eval, cfg.analytic_ridge))
+        scores = score[spec.statistics]()
+        per_task, overall = models.accuracy(scores.argmax(1), ctx.eval_y.cpu(), ctx.tasks)
         rec["time"]["eval"] += time.perf_counter() - t
-        rec["rows"].append(dict(stage=f"train_{k}", **{f"task_{j + 1}": a for j, a in enumerate(per_task)}, all=overall))
+        rec["rows"].append(dict(stage=f"train_{k}", **{f"task_{j + 1}": a for j, a in enumerate(per_task)}, all=overall,
+                                task_il=models.task_il(scores, ctx.eval_y.cpu(), ctx.tasks)))
     rec["rows"].append(dict(rec["rows"][-1], stage="final"))
     rec["kept_bytes"] = stats.kept_bytes()
     rec["kept_what"] = "its features' statistics (the network: task 1's, frozen)" \

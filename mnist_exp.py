@@ -64,8 +64,9 @@ cfg = config.Config(
     sleep_samples=10, sleep_mask_fraction=0.25,
     plasticity=(1.0, 1.0, 1.0), plasticity_factor="original", sleep_bias="ignore", sleep_exp="exact",
     # the other methods
-    ewc_lambda=10.0, si_c=0.01, si_xi=0.1, lwf_lambda=4.0, lwf_temperature=2.0, merge_init="shared", slda_shrinkage=0.1,
-    analytic_ridge=0.001,
+    ewc_lambda=10.0, si_c=0.01, si_xi=0.1, merge_init="shared", slda_shrinkage=0.1, analytic_ridge=0.001,
+    lwf_lambda=4.0, lwf_temperature=2.0, lwf_outputs="earlier", lwf_schedule="constant",   # or all, growing
+    lwf_lambdas=(),            # or one LwF strength per task
     # analyses
     sleep_window=0,            # N > 0: the spikes per N sleep steps and the accuracy during sleep
     probe_per_class=100, pca_components=10,
@@ -109,4 +110,5 @@ if config.INTERACTIVE:
 # %% The whole SRC chain with those constants, reusing task 1's training (change only sleep constants in `trial`)
 if config.INTERACTIVE:
     rec, _ = run_method("src", seed, trial, ctx, shared)
-    print("final:", {k: round(v, 1) for k, v in rec["rows"][-1].items() if k != "stage"})
+    print(f"diverged at {rec['diverged']} (weights not finite); scored as it is:" if "diverged" in rec else "final:",
+          {k: round(v, 1) for k, v in rec["rows"][-1].items() if k != "stage"})

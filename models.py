@@ -212,6 +212,20 @@ def predict(net, x, dropout, chunk=2000):
     return torch.cat([forward(net, xb, dropout)[-1].argmax(1) for xb in x.split(chunk)])
 
 
+def task_il(scores, y, tasks, target=None):
+    """Task-incremental accuracy in percent: each image of a learnt task classified among its own task's outputs
+    only (as if the task label were given), over the images of all the tasks. scores: [images, outputs], larger is
+    more likely (outputs, logits, negative distances); y, target: as accuracy's."""
+    outputs = scores.shape[1]
+    allowed = torch.zeros(max(max(t) for t in tasks) + 1, outputs, dtype=torch.bool, device=scores.device)
+    for t in tasks:
+        allowed[torch.tensor(t)[:, None], torch.tensor([c % outputs for c in t])[None]] = True
+    learnt = torch.isin(y, torch.tensor(sum(map(tuple, tasks), ()), device=y.device))
+    target = (y if target is None else target)[learnt]
+    pred = scores[learnt].masked_fill(~allowed[y[learnt]], -torch.inf).argmax(1)
+    return 100 * (pred == target).float().mean().item()
+
+
 def accuracy(pred, y, tasks, target=None):
     """Accuracy in percent of predictions over all classes, on each task's images and on the images of all the
     tasks (those of classes no task has, with --n-tasks, are not scored). y: the images' classes; target: the

@@ -135,10 +135,11 @@ def save_job(run_dir, rec, maps, labels):
     write_text(path + ".json", json.dumps(rec, indent=1))
 
 
-def work(jobs, cfg, run_dir):
+def work(jobs, cfg, run_dir, ctx=None):
     """Run the jobs this process can claim, then wait for those others hold and run any whose holder
-    stopped without finishing it. Methods of one seed share the stages they have in common."""
-    ctx, shared = None, {}
+    stopped without finishing it. Methods of one seed share the stages they have in common.
+    ctx: the data (methods.prepare), when the caller has it already."""
+    shared = {}
     for wait in (False, True):
         later = []
         for method, seed in jobs:
@@ -151,11 +152,7 @@ def work(jobs, cfg, run_dir):
             try:
                 if not job_done(run_dir, method, seed, notice=False):   # not finished by another meanwhile
                     if ctx is None:
-                        try:
-                            ctx = prepare(cfg)
-                        except data.DataError as err:
-                            config.fail(str(err))
-                        config.check_data(cfg, ctx)
+                        ctx = checked_data(cfg)
                     t = time.perf_counter()
                     rec, maps = run_method(method, seed, cfg, ctx, shared.setdefault(seed, {}), progress=not cfg.quiet)
                     rec["time"]["total"] = time.perf_counter() - t
@@ -177,16 +174,18 @@ def _die_with_parent():
         pass
 
 
-def spawn(cfg, run_dir):
-    """--workers N: N processes here, each claiming jobs of the run folder, sharing the cores."""
-    threads = str(max(1, codepath.CORES // cfg.workers))
+def spawn(cfg, run_dir, n_jobs):
+    """--workers N: N processes here (no more than the jobs to run and the cores: more only wait for each other),
+    each claiming jobs of the run folder, sharing the cores."""
+    workers = min(cfg.workers, n_jobs, codepath.CORES)
+    threads = str(max(1, codepath.CORES // workers))
     env = dict(os.environ, OMP_NUM_THREADS=threads, NUMBA_NUM_THREADS=threads)
     # the command's methods and seeds, not only those left to do: a worker's config must check as the command's did
     cmd = [sys.executable, os.path.join(config.ROOT, "runner.py"), run_dir, "--methods", ",".join(cfg.methods),
            "--seeds", *map(str, cfg.seeds),
            "--device", cfg.device, "--engine", cfg.engine, "--data-dir", cfg.data_dir, "--quiet"]
     procs = [subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-             for _ in range(cfg.workers)]
+             for _ in range(workers)]
     try:
         for p in procs:
             p.wait()
@@ -199,8 +198,19 @@ def spawn(cfg, run_dir):
                     f"{os.path.join(run_dir, 'run.log')}")
 
 
+def checked_data(cfg):
+    """The data of a config (methods.prepare), checked against the sizes the config asks for."""
+    try:
+        ctx = prepare(cfg)
+    except data.DataError as err:
+        config.fail(str(err))
+    config.check_data(cfg, ctx)
+    return ctx
+
+
 def open_folder(cfg):
-    """The run folder of a config, made and checked, with its config.json (written once: it names the folder)."""
+    """The run folder of a config, made and checked, with its config.json (written once: it names the folder),
+    and the data, checked before the folder is made (a run refused for its sizes leaves no folder)."""
     writable(cfg.out, "--out")
     if cfg.figures and cfg.png_dir:
         writable(cfg.png_dir, "--png-dir")
@@ -210,6 +220,7 @@ def open_folder(cfg):
         config.fail(str(err))
     except OSError as err:
         config.fail(f"--data-dir {cfg.data_dir}: {err.strerror or err}; point it at a folder you can write")
+    ctx = checked_data(cfg)
     run_dir = os.path.join(cfg.out, config.run_name(cfg))
     writable(os.path.join(run_dir, "jobs"), "--out")
     path = os.path.join(run_dir, "config.json")
@@ -219,12 +230,12 @@ def open_folder(cfg):
     elif {**config.science(config.DEFAULTS), **config.read_config(path, "run folder's config")} != config.science(cfg):
         # (a field added since the folder was made is at its default there, as in the folder's name)
         config.fail(f"{path} does not match its folder's name: delete the folder or choose another --out")
-    return run_dir
+    return run_dir, ctx
 
 
 def run(cfg):
     """Every (method, seed) job of the config that the run folder does not hold yet; returns the run folder."""
-    run_dir = open_folder(cfg)
+    run_dir, ctx = open_folder(cfg)
     jobs = [(m, s) for s in cfg.seeds for m in cfg.methods]
     todo = [j for j in jobs if cfg.force or not job_done(run_dir, *j)]
     if cfg.force:   # computed again: their files go first, each under its claim (a job another process is
@@ -241,7 +252,7 @@ def run(cfg):
     t = time.perf_counter()
     try:
         if todo:
-            work(todo, cfg, run_dir) if cfg.workers == 1 else spawn(cfg, run_dir)
+            work(todo, cfg, run_dir, ctx) if min(cfg.workers, len(todo), codepath.CORES) == 1 else spawn(cfg, run_dir, len(todo))
     except KeyboardInterrupt:
         if config.INTERACTIVE:
             raise

@@ -190,6 +190,78 @@ def sleep(nets, sleep_x, steps, generator, constants, *, dropout, images=None, s
     return (slept, infos) if isinstance(nets, (list, tuple)) else (slept[0], infos[0])
 
 
+def sleep_model(model, images, constants, *, task=1, seed=0, engine="auto", progress=False):
+    """Sleep your own PyTorch network: a torch.nn.Sequential of nn.Flatten, nn.Linear (all with biases or none),
+    nn.ReLU and nn.Dropout (read as the evaluation-mode network), ending in a Linear (logits) or a ReLU. Returns
+    (a slept copy of the model, the sleep's info: alpha, spikes); the model itself is left as it was.
+
+    images: the sleep data, [n, ...] as the model takes them (the scale factors alpha come from their
+    activations through the model, the input spikes from their mean image, which must be square).
+    constants: a Sleep, or the name of a preset ("original", "weights-only", ...: its MNIST constants). The
+    sleep lasts constants.length(task) steps and draws its input from torch.Generator().manual_seed(seed).
+    Anything but those modules is refused with a ValueError that names it. This is src.sleep on the same
+    weights: the sequential is read as a Net (models.py) and the slept weights written back."""
+    import copy
+    net = as_net(model)
+    c = preset_sleep(constants) if isinstance(constants, str) else constants
+    if not isinstance(c, Sleep):
+        raise ValueError(f"constants must be a src.Sleep or a preset's name; got {type(c).__name__}")
+    if c.input != "mean":
+        raise ValueError(f"sleep_model shows the mean of `images`; constants.input {c.input!r} needs labels or a pool "
+                         "(use src.sleep, or methods.sleep_task)")
+    if len(c.beta) != len(net.W):
+        raise ValueError(f"the constants have {len(c.beta)} thresholds (beta) and the model {len(net.W)} Linear layers")
+    x = images.reshape(len(images), -1).to(net.W[0].device, net.W[0].dtype)
+    slept, info = sleep(net, x, c.length(task), torch.Generator().manual_seed(seed), c, dropout=0.0, engine=engine,
+                        progress=progress)
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer, w in zip([m for m in out if isinstance(m, torch.nn.Linear)], slept.W):
+            layer.weight.copy_(w[:, :layer.in_features])
+            if layer.bias is not None:
+                layer.bias.copy_(w[:, -1])
+    return out, info
+
+
+def as_net(model):
+    """A Net (models.py) with the weights of a Sequential of Flatten, Linear, ReLU and Dropout (ValueError naming
+    any other module, or a layout a Net cannot be: a Linear not followed by a ReLU before the next one, mixed biases)."""
+    from models import Net
+    if not isinstance(model, torch.nn.Sequential):
+        raise ValueError(f"sleep_model sleeps a torch.nn.Sequential; got {type(model).__name__}")
+    kinds = (torch.nn.Flatten, torch.nn.Linear, torch.nn.ReLU, torch.nn.Dropout)
+    for i, m in enumerate(model):
+        if not isinstance(m, kinds) or (isinstance(m, torch.nn.Flatten) and i > 0):
+            raise ValueError(f"sleep_model cannot sleep module {i} of the model, {m!r}: it takes nn.Flatten (first), "
+                             "nn.Linear, nn.ReLU and nn.Dropout only")
+    layers = [m for m in model if not isinstance(m, (torch.nn.Flatten, torch.nn.Dropout))]
+    linear = [m for m in layers if isinstance(m, torch.nn.Linear)]
+    pattern = "".join("L" if isinstance(m, torch.nn.Linear) else "R" for m in layers)
+    if not linear or pattern.rstrip("R") != "LR" * (len(linear) - 1) + "L" or len(pattern) - len(pattern.rstrip("R")) > 1:
+        raise ValueError(f"sleep_model needs Linear layers each followed by one ReLU, but the last (a ReLU or none); "
+                         f"got {' '.join(type(m).__name__ for m in layers)}")
+    if len({m.bias is None for m in linear}) > 1:
+        raise ValueError("sleep_model needs every Linear layer with a bias or none with one")
+    bias = linear[0].bias is not None
+    W = [torch.cat([m.weight, m.bias[:, None]], 1).detach().clone() if bias else m.weight.detach().clone() for m in linear]
+    return Net(W, [torch.zeros_like(w) for w in W], output="relu" if pattern.endswith("R") else "linear",
+               inverted=True, bias=bias)
+
+
+def preset_sleep(name):
+    """The Sleep of a preset's MNIST constants (config.py's presets and presets/NAME.json)."""
+    import config
+    if name not in config.PRESETS or "mnist" not in config.PRESETS[name][1]:
+        raise ValueError(f"no preset {name!r} with MNIST constants: choose from "
+                         + ", ".join(k for k, v in config.PRESETS.items() if "mnist" in v[1]))
+    fields = dict({k: getattr(config.DEFAULTS, k) for k in config.SLEEP_FIELDS.values()},
+                  **(config.PROTOCOLS[config.PRESETS[name][0]]), **config.PRESETS[name][1]["mnist"])
+    if fields.get("rate") is None:
+        raise ValueError(f"preset {name!r} has no sleep constants (it is a baseline's training)")
+    made = {s: fields[c] for s, c in config.SLEEP_FIELDS.items() if c in fields}
+    return Sleep(**dict(made, alpha=tuple(made["alpha"]) or None))
+
+
 def restore(net, W, bias):
     """The slept weights W of net, with its biases as they were unless the sleep made them plastic ("unit")."""
     if net.bias and bias != "unit":

@@ -1,16 +1,25 @@
 # %%
-"""Search SRC's sleep constants (and the strengths of EWC and SI) on tuning seeds, with Optuna, scored on a
+"""Search SRC's sleep constants (and the baselines' options and training) on tuning seeds, with Optuna, scored on a
 validation split: the last --validation training images of each class (1000 unless given), which no
 training or sleep of the study reads. The test set is never read here; it is for reports only.
 
     python tune.py                                   # SRC: CMA-ES, candidates slept together, study in tune.db
     python tune.py --trials 200 --batch 8            # a longer study; 8 candidates per batched sleep
     python tune.py --trials 200 --prune 50           # stop candidates below the complete trials' median early
-    python tune.py --method ewc                      # EWC's lambda on a grid; --method si for SI's c
+    python tune.py --method lwf --trials 120 --prune 75 --save-preset lwf
+                                                     # LwF's options and its training together (TPE)
+    python tune.py --method ewc --fixed-training     # EWC's lambda alone, 1 to 1e9 (the decades first); si: SI's c
     python tune.py --storage postgresql://u@host/db  # several machines share one study: run it on each
     python tune.py --quick --trials 8                # a smoke test
     python tune.py --trials 120 --save-preset tuned  # and save the best constants as presets/tuned.json
     python tune.py --init torch --sleep-data current   # a variant
+
+A baseline's search (--method ewc, si or lwf) runs Optuna's TPE over the method's own options (EWC's lambda
+and SI's c from 1 to 1e9, LwF's strength, schedule, outputs distilled and temperature) and, unless
+--fixed-training, over the training it is given (output and loss, learning rate, momentum, epochs, hidden
+widths, biases, dropout, initialisation); the data (images per task, validation split) stay the protocol's,
+the same for every method. --save-preset NAME saves its best as a preset of that training, run as
+`python mnist_exp.py --preset NAME --methods METHOD`.
 
 Candidates run seed by seed. With --prune P, one is stopped after a seed (not the last) when its mean
 final accuracy so far is below the P-th percentile of the complete trials' at the same seed; it is
@@ -38,6 +47,7 @@ import json
 import os
 import sys
 import time
+from types import SimpleNamespace
 
 import config  # first: the pinned code paths and threads
 import methods
@@ -50,7 +60,11 @@ from tqdm.auto import tqdm
 # %% Config: the search; the protocol it evaluates is mnist_exp.py's (config.py)
 p = config.Parser(prog="tune.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                   allow_abbrev=False)
-p.add_argument("--method", default="src", choices=["src", "ewc", "si"], help="what to tune (default: src)")
+p.add_argument("--method", default="src", choices=["src", "lwf-src", "ewc", "si", "lwf"],
+               help="what to tune (default: src; lwf-src: the sleep's constants for a network trained with LwF's "
+                    "distillation, whose options are the protocol's: --lwf-outputs, --lwf-schedule, ...)")
+p.add_argument("--fixed-training", action="store_true",
+               help="a baseline's search: only the method's own options, on the protocol's training")
 p.add_argument("--trials", type=int, default=120,
                help="trials (candidates, complete or pruned) the study should hold in all (default: 120)")
 p.add_argument("--batch", type=int, default=4, help="SRC candidates evaluated together (default: 4)")
@@ -74,6 +88,9 @@ p.add_argument("--save-preset", default="", metavar="NAME",
 p.add_argument("--preset-dir", default=os.path.join(config.ROOT, "presets"),
                help="where --save-preset writes (default: presets/, which mnist_exp.py reads)")
 args, protocol_args = p.parse_known_args()
+SLEEPS = args.method in ("src", "lwf-src")   # a search of the sleep's constants (CMA-ES, batched)
+if args.method == "lwf-src":
+    protocol_args += ["--methods", "lwf-src"]   # so that LwF's options apply
 named = {a[2:].split("=")[0].replace("-", "_") for a in protocol_args if a.startswith("--")}   # given, not added below
 if not any(a == "--validation" or a.startswith("--validation=") for a in protocol_args):   # held out by default
     protocol_args += ["--validation", "30" if "--quick" in protocol_args else "1000"]
@@ -88,8 +105,14 @@ if not 0 <= args.prune < 100:
     problems.append(f"--prune must be a percentile in [0, 100); got {args.prune}")
 if not args.decades > 0:
     problems.append(f"--decades must be > 0; got {args.decades}")
-if set(args.tune_seeds) & set(range(5)) or min(args.tune_seeds) < 0:
-    problems.append(f"--tune-seeds must be whole numbers apart from the report seeds 0-4; got {args.tune_seeds}")
+if set(args.tune_seeds) & set(range(5)) or min(args.tune_seeds) < 0 or len(set(args.tune_seeds)) < len(args.tune_seeds):
+    problems.append(f"--tune-seeds must be distinct whole numbers apart from the report seeds 0-4; got {args.tune_seeds}")
+problems += [f"--{k.replace('_', '-')} must be > 0; got {getattr(args, k)}" for k in ("max_spikes_per_step", "stale_after")
+             if not getattr(args, k) > 0]
+if not SLEEPS and (args.batch != 4 or args.start != "original" or args.decades != 2.0):
+    problems.append("--batch, --start and --decades apply only with --method src (a baseline's candidates run one by one)")
+if args.fixed_training and SLEEPS:
+    problems.append("--fixed-training applies only with --method ewc, si or lwf")
 BUILT_IN = ("original", "replica", *(f"icarl-{size}" for size in config.ICARL))
 if args.save_preset and (cfg.quick or args.save_preset in BUILT_IN or not args.save_preset.replace("-", "").isalnum()):
     problems.append(f"--save-preset takes a name of letters, digits and '-' other than {', '.join(BUILT_IN)}, and no "
@@ -110,10 +133,25 @@ if problems:
 start = config.PRESETS[args.start][1][cfg.dataset]
 CENTRE = dict(rate=start["rate"], inc=start["inc"], dec=start["dec"], **{f"beta_{l + 1}": b for l, b in enumerate(start["beta"])})
 SPACE = {k: (c / 10 ** args.decades, c * 10 ** args.decades) for k, c in CENTRE.items()}
-GRIDS = dict(ewc=[1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7], si=[0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 1e4])
+# A baseline's options, and the training it may need: {field: (kind, range or choices)}. EWC's and SI's strengths
+# span the whole class-incremental range (at 1e9 the earlier tasks' weights are frozen in place).
+OWN = dict(ewc=dict(ewc_lambda=("log", (1.0, 1e9))), si=dict(si_c=("log", (1e-2, 1e9))),
+           lwf=dict(lwf_lambda=("log", (0.01, 100.0)), lwf_schedule=("choice", ("constant", "growing")),
+                    lwf_outputs=("choice", ("earlier", "all")), lwf_temperature=("log", (0.5, 8.0))))
+TRAINING = dict(output=("choice", ("relu-mse", "linear-ce")), lr=("log", (1e-3, 0.3)), momentum=("choice", (0.0, 0.5, 0.9)),
+                epochs=("int", (1, 20)), hidden=("choice", ("256", "1000", "400-400", "1200-1200")),
+                bias=("choice", (False, True)), dropout=("choice", (0.0, 0.25)), init=("choice", ("uniform", "torch")))
+BASELINE_SPACE = {} if SLEEPS else dict(OWN[args.method], **({} if args.fixed_training else TRAINING))
+# LwF as published for this benchmark (Avalanche's split-MNIST example: one hidden layer of 256 with biases, plain
+# SGD at lr 0.001 for 10 epochs, every output distilled at T = 1, strength (k - 1)^2 / k): a candidate of its own
+PUBLISHED = dict(lwf=dict(lwf_lambda=1.0, lwf_schedule="growing", lwf_outputs="all", lwf_temperature=1.0, output="linear-ce",
+                          lr=0.001, momentum=0.0, epochs=10, hidden="256", bias=True, dropout=0.0, init="torch"))
 
 protocol = {k: v for k, v in config.science(cfg).items() if k not in {"rate", "inc", "dec", "beta", "preset"}}
-search = dict(protocol, start=args.start, decades=args.decades) if args.method == "src" else protocol
+# the study's name hashes what it searches and how it scores: a different search never resumes into it
+search = dict(protocol, tune_seeds=args.tune_seeds, prune=args.prune,
+              **(dict(start=args.start, decades=args.decades, max_spikes=args.max_spikes_per_step) if SLEEPS
+                 else dict(space=sorted(BASELINE_SPACE))))
 study_name = args.study or f"{args.method}-{cfg.dataset}-{hashlib.sha1(json.dumps(search, sort_keys=True).encode()).hexdigest()[:8]}"
 tune_dir = os.path.join(cfg.out, f"tune-{study_name}")   # everything this study writes, unless --save-preset
 runner.writable(tune_dir, "--out")
@@ -142,7 +180,8 @@ def src_finals(candidates, seed):
     score = lambda net: methods.evaluate(net, cfg, ctx_seed, analyses=False)["accuracy"]["all"]
     for k in range(1, len(ctx_seed.tasks) + 1):
         if k > 1:
-            nets = {b: methods.train_task(net, k, seed, cfg, ctx_seed) for b, net in nets.items()}
+            nets = {b: methods.train_task(net, k, seed, cfg, ctx_seed, distill=args.method == "lwf-src")
+                    for b, net in nets.items()}
         for b in [b for b, net in nets.items() if not all(torch.isfinite(w).all() and w.max() > 0 for w in net.W)]:
             finals[b] = score(nets.pop(b))
         if not nets:
@@ -184,47 +223,80 @@ def src_scores(trials, candidates):
     return [None if f is None else float(np.mean(f)) for f in finals.values()]
 
 
-def baseline_final(method, strength, seed):
-    """Final accuracy of EWC or SI with the given strength on one seed."""
-    field = "ewc_lambda" if method == "ewc" else "si_c"
-    run_cfg = dataclasses.replace(cfg, **{field: strength})
-    rec, _ = methods.run_method(method, seed, run_cfg, ctx, shared={})
-    return rec["rows"][-1]["all"]
+def suggest(trial):
+    """A baseline's candidate: {field: value} from BASELINE_SPACE (the temperature only for logits)."""
+    params = {}
+    for name, (kind, space) in BASELINE_SPACE.items():
+        if name == "lwf_temperature" and params.get("output", cfg.output) != "linear-ce":
+            continue
+        params[name] = trial.suggest_float(name, *space, log=True) if kind == "log" else \
+            trial.suggest_int(name, *space) if kind == "int" else trial.suggest_categorical(name, space)
+    return params
+
+
+def candidate(params):
+    """The config and data of a baseline's candidate (hidden widths "400-400" as a tuple)."""
+    fields = dict(params, **({"hidden": tuple(int(h) for h in params["hidden"].split("-"))} if "hidden" in params else {}))
+    run_cfg = dataclasses.replace(cfg, **fields)
+    return run_cfg, SimpleNamespace(**dict(vars(ctx), sizes=(ctx.sizes[0], *run_cfg.hidden, ctx.outputs)))
+
+
+def baseline_score(trial, params):
+    """Mean final accuracy of a baseline's candidate over the tuning seeds, None when pruned after a seed."""
+    run_cfg, run_ctx = candidate(params)
+    finals = []
+    for i, seed in enumerate(args.tune_seeds, start=1):
+        rec, _ = methods.run_method(args.method, seed, run_cfg, run_ctx, shared={}, analyses=False)
+        finals.append(rec["rows"][-1]["all"])
+        if i < len(args.tune_seeds) and not checkpoint(trial, i, np.mean(finals)):
+            return None
+    return float(np.mean(finals))
 
 
 # %% The study: resumable, shareable through its storage
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-sampler = optuna.samplers.CmaEsSampler(seed=0, warn_independent_sampling=False) if args.method == "src" else None
+sampler = optuna.samplers.CmaEsSampler(seed=0, warn_independent_sampling=False) if SLEEPS else \
+    optuna.samplers.TPESampler(seed=0)
 try:
     study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, direction="maximize",
                                 load_if_exists=True)
 except Exception as err:   # a storage URL optuna or its database driver cannot open
     config.fail(f"--storage {storage}: cannot open it ({type(err).__name__}: {str(err).splitlines()[0]})", "tune.py")
+held = study.user_attrs.get("search")   # what the study searches and how it scores: a resume must match it
+if held is not None and held != json.dumps(search, sort_keys=True):
+    config.fail(f"study {study_name} was made with other settings (its tuning seeds, pruning, search space or protocol); "
+                "run its own command to resume it, or name a new one with --study", "tune.py")
+study.set_user_attr("search", json.dumps(search, sort_keys=True))
 COMPLETE, RUNNING, PRUNED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING,
                              optuna.trial.TrialState.PRUNED)
 for t in study.get_trials(states=(RUNNING,)):   # left running by a process that was stopped
     if time.time() - t.datetime_start.timestamp() > args.stale_after:
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-if args.method == "src" and not study.trials:
+if SLEEPS and not study.trials:
     study.enqueue_trial(CENTRE)   # the authors' constants are the first candidate
+elif not study.trials:   # a baseline: first the protocol's own settings, then its published form (LwF's) or, for
+    # one strength alone, every decade
+    own = {k: getattr(cfg, k) for k in BASELINE_SPACE}
+    study.enqueue_trial(dict(own, hidden="-".join(map(str, cfg.hidden))) if "hidden" in own else own)
+    if args.method in PUBLISHED and not args.fixed_training:
+        study.enqueue_trial(PUBLISHED[args.method])
+    if len(BASELINE_SPACE) == 1:
+        (name, (_, (low, high))), = BASELINE_SPACE.items()
+        for e in range(int(np.log10(low)), int(np.log10(high)) + 1):
+            if 10.0 ** e != own[name]:
+                study.enqueue_trial({name: 10.0 ** e})
 done = lambda: len(study.get_trials(states=(COMPLETE, PRUNED)))   # candidates, complete or pruned
-total = args.trials if args.method == "src" else len(GRIDS[args.method])
+total = args.trials
 bar = tqdm(total=total, initial=min(done(), total), desc=study_name, disable=cfg.quiet)
 while done() < total:
     t0 = time.perf_counter()
-    if args.method == "src":
+    if SLEEPS:
         trials = [study.ask() for _ in range(args.batch)]
         candidates = [{k: t.suggest_float(k, *SPACE[k], log=True) for k in SPACE} for t in trials]
         scores = src_scores(trials, candidates)
-    else:   # the next grid value that has no result yet
-        tried = {t.params["strength"] for t in study.get_trials(states=(COMPLETE, RUNNING))}
-        strength = next((s for s in GRIDS[args.method] if s not in tried), None)
-        if strength is None:
-            break
-        study.enqueue_trial({"strength": strength})
+    else:
         trials = [study.ask()]
-        trials[0].suggest_float("strength", min(GRIDS[args.method]), max(GRIDS[args.method]), log=True)
-        scores = [np.mean([baseline_final(args.method, strength, s) for s in args.tune_seeds])]
+        scores = [baseline_score(trials[0], suggest(trials[0]))]
     for t, score in zip(trials, scores):
         t.set_user_attr("seconds", (time.perf_counter() - t0) / len(trials))
         if score is None:
@@ -246,17 +318,21 @@ result = dict(tuning=dict(study=study_name, storage=storage, trials=complete, pr
                           scored_on=f"validation: the last {cfg.validation} training images of each class",
                           code_path=config.codepath.CODE_PATH, saved_by="python tune.py " + " ".join(sys.argv[1:])),
               params=best.params)
-if args.method == "src":
-    # the variant: the protocol options of the study that differ from the defaults, then the tuned constants
-    how = {"validation", "quick", "protocol", "train_limit", "test_limit", "probe_per_class"}   # how it measured
-    how |= set(config.QUICK) - named   # --quick's sizes, unless given
-    variant = {k: v for k, v in protocol.items() if k not in how and v != getattr(config.DEFAULTS, k)}
+# the variant: the protocol options of the study that differ from the defaults, then what the search found
+how = {"validation", "quick", "protocol", "train_limit", "test_limit", "probe_per_class", "methods"}   # how it measured
+how |= set(config.QUICK) - named   # --quick's sizes, unless given
+variant = {k: v for k, v in protocol.items() if k not in how and v != getattr(config.DEFAULTS, k)}
+if SLEEPS:
     result["constants"] = dict(variant, rate=best.params["rate"], inc=best.params["inc"], dec=best.params["dec"],
                                beta=[best.params[f"beta_{l + 1}"] for l in range(len(cfg.beta))], alpha_scale=start["alpha_scale"],
                                sleep_input=cfg.sleep_input)
+else:   # the method's options and its training ("hidden" back to a list of widths)
+    found = dict(best.params, **({"hidden": [int(h) for h in best.params["hidden"].split("-")]} if "hidden" in best.params else {}))
+    result["constants"] = dict(variant, **found)
+    result["method"] = args.method
 runner.write_text(os.path.join(tune_dir, "best.json"), json.dumps(result, indent=1))
 print(f"best constants in {os.path.join(tune_dir, 'best.json')}")
-if args.save_preset and args.method == "src":
+if args.save_preset:
     path = os.path.join(args.preset_dir, f"{args.save_preset}.json")
     presets = json.load(open(path)) if os.path.exists(path) else {}
     presets[cfg.dataset] = dict(protocol=cfg.protocol, constants=result["constants"], tuning=result["tuning"])

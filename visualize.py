@@ -89,7 +89,7 @@ def write_long_csv(path, recs, rows_of, digits):
     """One row per method, seed and stage, of the rows rows_of(record) gives."""
     cols = [c for c in rows_of(recs[0])[0] if c != "stage"]
     lines = [",".join(["method", "seed", "stage", *cols])]
-    lines += [",".join([r["method"], str(r["seed"]), row["stage"]] + [f"{row[c]:.{digits}f}" for c in cols])
+    lines += [",".join([r["method"], str(r["seed"]), row["stage"]] + [f"{row.get(c, np.nan):.{digits}f}" for c in cols])
               for r in recs for row in rows_of(r)]
     write_text(path, "\n".join(lines) + "\n")
 
@@ -108,12 +108,13 @@ def tables(run_dir):
         write_long_csv(os.path.join(run_dir, "stable_rank.csv"), nets, lambda r: r["stable_rank"], 4)
     if nets and all(r.get("capacity") for r in nets):
         write_long_csv(os.path.join(run_dir, "capacity.csv"), nets, capacity_rows, 4)
-    cols = [k for k in recs[0]["rows"][0] if k.startswith("task_")]
-    keys = cols + ["all", "acc", "bwt", "forgetting", "seconds"]
+    cols = [k for k in recs[0]["rows"][0] if k.startswith("task_") and k[5:].isdigit()]
+    keys = cols + ["all", "task_il", "acc", "bwt", "forgetting", "seconds"]
     summary = []
     for method in dict.fromkeys(r["method"] for r in scored):
         group = [r for r in scored if r["method"] == method]
-        values = {c: [r["rows"][-1][c] for r in group] for c in cols + ["all"]}
+        # (task_il: nan in job files made before it was recorded)
+        values = {c: [r["rows"][-1].get(c, np.nan) for r in group] for c in cols + ["all", "task_il"]}
         metrics = [analysis.cl_metrics([(row["stage"], [row[c] for c in cols]) for row in r["rows"][:-1]],
                                        [r["rows"][-1][c] for c in cols]) for r in group]
         values.update({m: [x[m] for x in metrics] for m in ("acc", "bwt", "forgetting")})
@@ -129,16 +130,21 @@ def tables(run_dir):
     write_text(os.path.join(run_dir, "summary.csv"), text)
     with io.StringIO() as f:
         names, orders = task_names(recs, len(cols), run_dataset(run_dir))
-        f.write("Mean ± sample standard deviation (ddof 1) over the n seeds; ACC, BWT and forgetting as in "
+        f.write("Mean ± sample standard deviation (ddof 1) over the n seeds; task-IL: each image classified among its "
+                "own task's outputs only (the task label given); ACC, BWT and forgetting as in "
                 "analysis.cl_metrics.\n\n" + orders)
         f.write("| method | n | final, all classes (%) | " + " | ".join(names)
-                + " | ACC | BWT | forgetting | s per job | finals per seed |\n" + "|---" * (len(keys) + 3) + "|\n")
+                + " | task-IL | ACC | BWT | forgetting | s per job | finals per seed |\n" + "|---" * (len(keys) + 3) + "|\n")
         for row in summary:
             name = row["method"] + (f" ({row['diverged']} diverged)" if row["diverged"] else "")
             f.write(f"| {name} | {len(row['seeds'])} | **{fmt(row['all'])}** | "
                     + " | ".join(fmt(row[c]) for c in cols) + " | "
-                    + " | ".join(fmt(row[k]) for k in ("acc", "bwt", "forgetting", "seconds")) + " | "
+                    + " | ".join(fmt(row[k]) for k in ("task_il", "acc", "bwt", "forgetting", "seconds")) + " | "
                     + ", ".join(f"{v:.1f}" for v in row["finals"]) + " |\n")
+        for method in dict.fromkeys(r["method"] for r in recs if "diverged" in r):
+            f.write(f"\n{method}: the network's weights stopped being finite (diverged), scored as they are: "
+                    + ", ".join(f"seed {r['seed']} at {r['diverged']}" for r in recs
+                                if r["method"] == method and "diverged" in r) + ".\n")
         for method in dict.fromkeys(r["method"] for r in recs if "sleep_reads" in r):
             r = next(r for r in recs if r["method"] == method)
             f.write(f"\n{method}: each sleep reads {r['sleep_reads']}.\n")
@@ -170,13 +176,13 @@ def capacity_rows(rec):
 # %% Figures
 
 
-def read_table(path):
-    """{method: {stage: [row of floats per seed]}} and the value columns, from a long-format CSV."""
+def read_table(path, skip=()):
+    """{method: {stage: [row of floats per seed]}} and the value columns (but `skip`), from a long-format CSV."""
     with open(path) as f:
         rows = list(csv.DictReader(f))
     if not rows:
         fail(f"{path} is empty: run python visualize.py RUN_DIR to rebuild the tables", "visualize.py")
-    cols = [c for c in rows[0] if c not in ("method", "seed", "stage")]
+    cols = [c for c in rows[0] if c not in ("method", "seed", "stage", *skip)]
     table = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if r["stage"] != "final":  # a copy of the method's last stage
@@ -371,7 +377,7 @@ def figures(run_dir, png_dir):
                        key=lambda p: int(p.rsplit("seed", 1)[1].split(".")[0])):
         first.setdefault(os.path.basename(path).rsplit("-seed", 1)[0], path)
     os.makedirs(png_dir, exist_ok=True)
-    table, cols = read_table(os.path.join(run_dir, "results.csv"))
+    table, cols = read_table(os.path.join(run_dir, "results.csv"), skip=("task_il",))   # the figure: class-IL
     names = task_names(read_jobs(run_dir), len(cols) - 1, run_dataset(run_dir))[0]
     plot_accuracy(table, cols, paths[0], [n.replace("T", "task ", 1) + ("" if "(" in n else " learnt") for n in names])
     if os.path.exists(os.path.join(run_dir, "stable_rank.csv")):

@@ -76,6 +76,18 @@ def test_a_silent_layer_maps_to_zeros():
     assert (maps["sleep_1"][0] == 0).all() and maps["sleep_1"][0].shape == (40, 5)
 
 
+def test_a_saturated_layer_maps_without_error():
+    # a sleep that saturates a layer: activations near 1e22, whose float32 squares overflow (ARPACK failed on them)
+    rng = np.random.default_rng(0)
+    hot = (rng.random((400, 300)) * (rng.random(300) < 0.1)).astype(np.float32) * 1e22
+    maps = analysis.pca_maps({"train_1": [hot, np.zeros((400, 10))], "sleep_1": [hot / 2, np.zeros((400, 10))]}, 10)
+    assert maps["train_1"][0].shape == (400, 10) and np.isfinite(maps["train_1"][0]).all()
+    # the two stages share one basis: halving the activations halves the (centred) map
+    np.testing.assert_allclose(maps["sleep_1"][0] - maps["sleep_1"][0].mean(0),
+                               (maps["train_1"][0] - maps["train_1"][0].mean(0)) / 2, rtol=1e-4, atol=1e-4 * np.abs(maps["train_1"][0]).max())
+    assert analysis.stable_rank(hot.astype(np.float64)) >= 1
+
+
 def test_capacity_counts_directions_and_measures_overlap_on_known_subspaces():
     # 8 images per task; centred, mutually orthogonal coefficient columns (a Hadamard matrix's, without its
     # all-ones column), scaled so that the variances along the task's directions are exactly 8 : 1 : 1

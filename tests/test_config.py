@@ -63,9 +63,14 @@ def test_the_replica_protocol_and_its_preset():
     (["--sleep-samples", "3"], "--sleep-samples applies only with --sleep-input replica"),
     (["--methods", "src", "--merge-init", "own"], "--merge-init applies only with --methods merging"),
     (["--ewc-lambda", "5"], "--ewc-lambda applies only with --methods ewc"),
-    (["--lwf-lambda", "2"], "--lwf-lambda applies only with --methods lwf"),
+    (["--lwf-lambda", "2"], "--lwf-lambda applies only with --methods lwf or lwf-src"),
+    (["--lwf-outputs", "all"], "--lwf-outputs applies only with --methods lwf or lwf-src"),
+    (["--methods", "lwf", "--lwf-outputs", "some"], "--lwf-outputs must be one of earlier, all; got 'some'"),
+    (["--methods", "lwf", "--lwf-lambdas", "0", "1"], "--lwf-lambdas needs one strength per task learnt (5); got 2"),
+    (["--methods", "lwf", "--lwf-lambdas", "0", "1", "1", "1", "-1"], "--lwf-lambdas must be >= 0"),
+    (["--methods", "lwf", "--lwf-lambdas", "0", "1", "1", "1", "1", "--lwf-lambda", "2"], "--lwf-lambdas sets every task's strength"),
     (["--score-on", "train", "--validation", "100"], "--score-on applies only with the test set or the training images"),
-    (["--methods", "lwf", "--lwf-temperature", "3"], "--lwf-temperature applies only with --methods lwf and --output linear-ce"),
+    (["--methods", "lwf", "--lwf-temperature", "3"], "--lwf-temperature applies only with --methods lwf or lwf-src and --output linear-ce"),
     (["--sleep-exp", "fast", "--engine", "torch"], "--sleep-exp fast is the numba engine's"),
     (["--si-c", "1"], "--si-c applies only with --methods si"),
     (["--alpha", "1", "2", "3", "--alpha-scale", "4"], "--alpha-scale applies only with data-based scale factors"),
@@ -128,7 +133,7 @@ def test_settings_at_their_default_do_not_count_or_rename():
 
 @pytest.mark.parametrize("content, message", [
     ("[1, 2]", "a JSON list, not an object"), ('{"hidden": 5}', "--hidden must be a list of whole numbers; got 5"),
-    ('{"beta": "abc"}', "--beta must be a list of numbers"), ('{"epochs": 2.5}', "--epochs must be a whole number"),
+    ('{"beta": "abc"}', "--beta must be a list of finite numbers"), ('{"lr": Infinity}', "--lr must be a finite number"), ('{"epochs": 2.5}', "--epochs must be a whole number"),
     ('{"widht": 3}', "unknown fields widht"), ("{", "cannot read it as a config.json"),
 ])
 def test_a_damaged_config_file_is_one_line(tmp_path, content, message):

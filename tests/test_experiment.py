@@ -308,6 +308,44 @@ def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tm
     assert preset["constants"]["epochs"] == 1 and not {"train_limit", "validation", "matmul"} & set(preset["constants"])
 
 
+def test_a_run_refused_for_its_sizes_leaves_no_run_folder(tmp_path):
+    for sizes in (["--validation", "99999"], ["--n-per-task", "100000"]):
+        proc = run("mnist_exp.py", "--quick", "--methods", "sequential", "--out", str(tmp_path), *sizes, check=False)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_own_loop_example_sleeps_a_users_sequential_and_the_sleeps_bring_old_tasks_back():
+    finals = {}
+    for sleep in (True, False):
+        proc = subprocess.run([sys.executable, "docs/own_loop.py", "--limit", "3000"] + ([] if sleep else ["--no-sleep"]),
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        lines = [l for l in proc.stdout.splitlines() if l.startswith("after task")]
+        assert proc.returncode == 0 and len(lines) == 5, proc.stderr
+        finals[sleep] = float(lines[-1].split("all classes ")[1].split(" %")[0])
+    assert finals[False] < 25 < finals[False] + 10 < finals[True]   # sequential forgets; the sleeps recover some
+
+
+def test_a_baseline_search_starts_from_the_protocol_then_every_decade_and_saves_a_runnable_preset(tmp_path):
+    import optuna
+    small = ["--train-limit", "3000", "--n-per-task", "450", "--epochs", "1", "--probe-per-class", "20", "--validation", "30"]
+    run("tune.py", "--method", "ewc", "--fixed-training", "--trials", "3", "--tune-seeds", "100", "--study", "e",
+        "--out", str(tmp_path), *small, "--save-preset", "ewc-smoke", "--preset-dir", str(tmp_path / "presets"))
+    trials = optuna.load_study(study_name="e", storage=f"sqlite:///{tmp_path / 'tune-e' / 'study.db'}").trials
+    done = [t.params["ewc_lambda"] for t in trials if t.state.name == "COMPLETE"]
+    assert done == [10.0, 1.0, 100.0]   # the protocol's own, then every other decade from 1 (the rest wait)
+    other = run("tune.py", "--method", "ewc", "--fixed-training", "--trials", "3", "--tune-seeds", "101", "--study", "e",
+                "--out", str(tmp_path), *small, check=False)   # other seeds never resume into the study
+    assert other.returncode == 2 and "study e was made with other settings" in other.stderr
+    preset = json.load(open(tmp_path / "presets" / "ewc-smoke.json"))["mnist"]
+    assert preset["constants"]["ewc_lambda"] in (1.0, 10.0) and preset["constants"]["epochs"] == 1
+    # the joint search: the method's options and its training, the temperature only for logits
+    run("tune.py", "--method", "lwf", "--trials", "3", "--tune-seeds", "100", "--study", "l", "--out", str(tmp_path), *small)
+    trials = optuna.load_study(study_name="l", storage=f"sqlite:///{tmp_path / 'tune-l' / 'study.db'}").trials
+    assert len(trials) == 3 and all({"lwf_lambda", "lwf_outputs", "lwf_schedule", "lr", "hidden", "bias"} <= set(t.params) for t in trials)
+    assert all(("lwf_temperature" in t.params) == (t.params["output"] == "linear-ce") for t in trials)
+
+
 def test_tune_prunes_exactly_the_candidates_below_the_percentile_of_the_complete_ones(tmp_path):
     import optuna   # a requirement (requirements.txt): its absence is a failure, not a skip
     run("tune.py", "--quick", "--trials", "12", "--batch", "4", "--tune-seeds", "100", "101", "102", "--prune", "50",
@@ -437,8 +475,23 @@ def test_sizes_the_data_cannot_give_are_one_line_errors(tmp_path, args, message)
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="needs to run as a user other than root")
+def nobody_can_run_the_checkout():
+    """As root: whether user 65534 (nobody) can read this checkout, its Python and its packages (a checkout in a
+    0700 home cannot be read by another user: then the test below cannot run as one)."""
+    if os.geteuid() != 0:
+        return True
+    if not shutil.which("setpriv"):
+        return False
+    probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+                            "import torch, numpy, matplotlib"], cwd=ROOT, capture_output=True, timeout=120)
+    return probe.returncode == 0 and os.access(ROOT, os.R_OK) and subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "test", "-r", os.path.join(ROOT, "mnist_exp.py")]
+    ).returncode == 0
+
+
 def test_folders_that_cannot_be_written_are_one_line_errors():
+    if not nobody_can_run_the_checkout():
+        pytest.skip("needs a user other than root who can read the checkout and its packages")
     base = tempfile.mkdtemp()   # root's pytest folders are closed to other users
     try:
         os.chmod(base, 0o777)

@@ -244,12 +244,53 @@ def test_lwf_distils_the_previous_networks_outputs_for_the_earlier_classes(small
     assert [r["stage"] for r in rec["rows"]][:3] == ["init", "train_1", "train_2"]
 
 
+def test_lwf_strength_per_task_constant_growing_or_given():
+    cfg = config.resolve(config.DEFAULTS, ["--methods", "lwf", "--lwf-lambda", "2"])
+    assert [methods.lwf_strength(k, cfg) for k in range(2, 6)] == [2.0] * 4
+    grow = config.resolve(config.DEFAULTS, ["--methods", "lwf", "--lwf-lambda", "2", "--lwf-schedule", "growing"])
+    assert [methods.lwf_strength(k, grow) for k in range(2, 6)] == pytest.approx([1.0, 8 / 3, 4.5, 6.4])   # 2 (k-1)^2 / k
+    given = config.resolve(config.DEFAULTS, ["--methods", "lwf", "--lwf-lambdas", "0", "0.5", "7", "1", "3"])
+    assert [methods.lwf_strength(k, given) for k in range(2, 6)] == [0.5, 7.0, 1.0, 3.0]
+
+
+def test_lwf_all_outputs_teaches_every_output_with_the_tasks_strength(small, monkeypatch):
+    cfg, ctx = small
+    cfg = dataclasses.replace(cfg, lwf_outputs="all", lwf_schedule="growing", lwf_lambda=3.0)
+    got, train = [], models.train
+    monkeypatch.setattr(models, "train", lambda net, x, y, **kw: got.append(kw["distill"]) or train(net, x, y, **kw))
+    methods.train_task(methods.initial_net(0, cfg, ctx), 4, 0, cfg, ctx, distill=True)
+    _, taught, strength, _ = got[-1]
+    assert taught.all() and strength == pytest.approx(3 * 9 / 4)
+
+
+def test_task_il_is_recorded_for_every_kind_of_method(small):
+    # a network's, a statistics baseline's: each row has task_il, and knowing the task never hurts here
+    cfg, ctx = small
+    for method in ("sequential", "ncm"):
+        rec, _ = methods.run_method(method, 0, dataclasses.replace(cfg, methods=(method,)), ctx, shared={})
+        final = rec["rows"][-1]
+        assert 0 <= final["all"] <= final["task_il"] <= 100
+    # sequential training forgets the head, not every feature: given the task it stays far above chance
+    assert rec["rows"][-1]["task_il"] > 80
+
+
+def test_a_network_that_diverges_is_marked_at_the_stage_it_broke_for_every_method(small):
+    # lr 1e30 sends the weights to inf or NaN within task 1's training: every method that trains says so
+    cfg, ctx = small
+    wild = dataclasses.replace(cfg, lr=1e30)
+    for method in ("sequential", "merging", "lwf"):
+        rec, _ = methods.run_method(method, 0, wild, ctx, shared={}, analyses=False)
+        assert rec["diverged"] == "train_1", method
+    assert "diverged" not in methods.run_method("sequential", 0, cfg, ctx, shared={}, analyses=False)[0]
+
+
 def test_every_job_records_the_bytes_it_keeps_between_tasks(small):
     cfg, ctx = small
     weights = 4 * sum(a * b for a, b in zip(ctx.sizes[:-1], ctx.sizes[1:]))
     shared = {}   # (the original's sleep, every image seen: test_experiment's quick run)
     got = {m: methods.run_method(m, 0, cfg, ctx, shared=shared)[0] for m in ("sequential", "lwf", "ewc")}
     assert got["sequential"]["kept_bytes"] == got["lwf"]["kept_bytes"] == 0
+    assert got["sequential"]["kept_what"] == "nothing" and "LwF's teacher" in got["lwf"]["kept_what"]
     assert got["ewc"]["kept_bytes"] == 2 * weights
     net = methods.initial_net(0, cfg, ctx)
     assert methods.kept_between_tasks(methods.METHODS["merging"], {}, net, cfg, ctx)[0] == 4 * weights
@@ -364,3 +405,63 @@ def test_cross_modal_pair_has_two_tasks_one_head_and_sleeps_on_the_first_only(mo
         config.resolve(config.DEFAULTS, ["--dataset", "mnist-fashion", "--task-order", "random", "--methods", "src"])
     with pytest.raises(config.ConfigError, match="not ewc"):
         config.resolve(config.DEFAULTS, ["--dataset", "mnist-fashion", "--methods", "src,ewc"])
+
+
+def sequential_of(net, dropout=0.25):
+    """The torch.nn.Sequential a user would build with a Net's weights (Flatten, Linear, ReLU, Dropout)."""
+    layers = [torch.nn.Flatten()]
+    for l, w in enumerate(net.W):
+        n_in = w.shape[1] - net.bias
+        linear = torch.nn.Linear(n_in, w.shape[0], bias=net.bias, dtype=w.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(w[:, :n_in])
+            if net.bias:
+                linear.bias.copy_(w[:, -1])
+        layers.append(linear)
+        if l < len(net.W) - 1 or net.output == "relu":
+            layers.append(torch.nn.ReLU())
+        if l < len(net.W) - 1:
+            layers.append(torch.nn.Dropout(dropout))
+    return torch.nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("bias, output, dtype", [("none", "linear-ce", "float32"), ("none", "relu-mse", "float64"),
+                                                 ("ignore", "linear-ce", "float32"), ("current", "linear-ce", "float32"),
+                                                 ("unit", "linear-ce", "float64")])
+def test_sleep_model_sleeps_a_sequential_as_src_sleeps_the_same_net(bias, output, dtype):
+    # A trained network (inverted dropout: torch's, whose evaluation mode is the plain network) as a Net and as
+    # the Sequential a user builds from its weights: the same sleep gives the same weights and spikes.
+    from src import sleep, sleep_model
+    cfg = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--sleep-steps", "300", "--sleep-steps-increment",
+                                           "700", "--output", output,
+                                           "--inverted-dropout", "--dtype", dtype] + (["--bias"] if bias != "none" else []))
+    ctx = methods.prepare(cfg)
+    net = methods.train_task(methods.initial_net(0, cfg, ctx), 1, 0, cfg, ctx)
+    c = dataclasses.replace(cfg.sleep, bias=bias if bias != "none" else "ignore")
+    x = ctx.train_x[ctx.train_y < 4][:600]
+    model = sequential_of(net)
+    before = [p.clone() for p in model.parameters()]
+    want, want_info = sleep(net, x, c.length(2), torch.Generator().manual_seed(7), c, dropout=cfg.dropout)
+    got, info = sleep_model(model, x.reshape(-1, 1, 28, 28), c, task=2, seed=7)
+    assert info["spikes"] == want_info["spikes"] and info["alpha"] == want_info["alpha"]
+    # the hidden layers fired and the weights moved: the comparison means something
+    assert sum(map(sum, info["spikes"][1:])) > 0 and any(not torch.equal(a, b) for a, b in zip(want.W, net.W))
+    tol = dict(rtol=0, atol=1e-12) if dtype == "float64" else dict(rtol=0, atol=0)
+    for w, layer in zip(want.W, [m for m in got if isinstance(m, torch.nn.Linear)]):
+        torch.testing.assert_close(layer.weight, w[:, :layer.in_features], **tol)
+        if cfg.bias:
+            torch.testing.assert_close(layer.bias, w[:, -1], **tol)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))   # the model given is untouched
+    assert type(got) is type(model) and got is not model
+
+
+@pytest.mark.parametrize("module, named", [(torch.nn.Conv2d(1, 4, 3), "Conv2d"), (torch.nn.BatchNorm1d(10), "BatchNorm1d"),
+                                           (torch.nn.Tanh(), "Tanh")])
+def test_sleep_model_refuses_what_it_cannot_sleep_in_one_line(module, named):
+    from src import sleep_model
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10), module, torch.nn.Linear(10, 10))
+    with pytest.raises(ValueError) as err:
+        sleep_model(model, torch.rand(5, 784), "weights-only")
+    assert named in str(err.value) and "module 2" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="no preset 'nope'"):
+        sleep_model(torch.nn.Sequential(torch.nn.Linear(784, 10)), torch.rand(5, 784), "nope")

@@ -251,14 +251,16 @@ def test_bias_is_the_weight_of_an_always_one_input_trained_like_a_weight():
     assert F[0][0, -1].item() == pytest.approx(d * d)
 
 
+@pytest.mark.parametrize("taught", ["earlier", "all"])
 @pytest.mark.parametrize("output", ["linear", "relu"])
-def test_lwf_distillation_equals_autograd(output):
-    # LwF: the new labels' loss plus strength x the distillation towards the old outputs on the earlier classes
-    # (logits: T^2 KL(softmax(old/T) || softmax(out/T)); ReLU output: 1/2 squared error, straight through)
+def test_lwf_distillation_equals_autograd(output, taught):
+    # LwF: the new labels' loss plus strength x the distillation towards the old outputs on the taught outputs,
+    # the earlier classes' or all ten (logits: T^2 KL(softmax(old/T) || softmax(out/T)) over them; ReLU output:
+    # 1/2 squared error, straight through)
     net = models.init_net((30, 40, 10), 0.3, gen(), dtype=torch.float64, output=output)
     x, y = torch.rand(16, 30, generator=gen(1), dtype=torch.float64), torch.randint(4, 6, (16,), generator=gen(2))
     old = torch.randn(16, 10, generator=gen(4), dtype=torch.float64)
-    earlier = torch.arange(10) < 4
+    earlier = torch.arange(10) < 4 if taught == "earlier" else torch.ones(10, dtype=torch.bool)
     strength, T = 1.7, 2.5
     Ws = [w.clone().requires_grad_() for w in net.W]
     z = (x @ Ws[0].T).clamp_min(0) @ Ws[1].T
@@ -276,8 +278,21 @@ def test_lwf_distillation_equals_autograd(output):
     assert reported == pytest.approx(loss.mean().item(), rel=1e-12)
     for w, w0 in zip(net.W, Ws):
         torch.testing.assert_close(w, w0.detach() - w0.grad)
-    # the term pulls only the earlier classes' outputs: the new classes' rows of W2 move as without it
+    # the term pulls only the taught outputs: the other classes' rows of W2 move as without it
     plain = models.init_net((30, 40, 10), 0.3, gen(), dtype=torch.float64, output=output)
     models.sgd_step(plain, x, target, lr=1.0, momentum=0.0, dropout=0.0, generator=gen(3))
     torch.testing.assert_close(net.W[1][~earlier], plain.W[1][~earlier])
     assert not torch.allclose(net.W[1][earlier], plain.W[1][earlier])
+
+
+def test_task_il_scores_each_image_among_its_own_tasks_outputs():
+    # Four images, tasks (0, 1) and (2, 3). Class-IL (argmax over all outputs) gets only image 3 right; given the
+    # task, image 0 picks 0 over 1 (output 2 is out of its task), image 1 picks 0 (wrong), image 2 picks 2 over 3.
+    scores = torch.tensor([[0.5, 0.1, 0.9, 0.0], [0.3, 0.2, 0.8, 0.0], [0.9, 0.0, 0.4, 0.3], [0.0, 0.1, 0.2, 0.7]])
+    y = torch.tensor([0, 1, 2, 3])
+    assert models.accuracy(scores.argmax(1), y, [(0, 1), (2, 3)]) == ([0.0, 50.0], 25.0)
+    assert models.task_il(scores, y, [(0, 1), (2, 3)]) == 75.0
+    # images of classes no task has are not scored
+    assert models.task_il(scores, torch.tensor([0, 1, 9, 3]), [(0, 1), (2, 3)]) == pytest.approx(200 / 3)
+    # a pair of datasets (class c is output c % 4): a task that spans every output is scored as class-IL
+    assert models.task_il(scores, torch.tensor([4, 5, 6, 7]), [(0, 1, 2, 3), (4, 5, 6, 7)], torch.tensor([0, 1, 2, 3])) == 25.0
