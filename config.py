@@ -435,7 +435,7 @@ def check(cfg, mine, prog):
         problems.append(f"--seeds must be whole numbers from 0 to {2 ** 32 - 1}; got {' '.join(map(str, cfg.seeds))}")
     if not cfg.hidden or not all(whole(h, 1) for h in cfg.hidden):
         problems.append(f"--hidden needs one or more widths, each a whole number >= 1; got {' '.join(map(str, cfg.hidden))}")
-    elif any(m in SLEEPING for m in cfg.methods) and len(cfg.beta) != n_layers:
+    elif any(m in SLEEPING for m in cfg.methods) and cfg.beta is not None and len(cfg.beta) != n_layers:
         problems.append(f"--beta needs one value per layer ({n_layers}); got {len(cfg.beta)}")
     if "parts" in spec:   # the cross-modal pair: its tasks are its datasets
         if cfg.classes_per_task != spec["classes"] // len(spec["parts"]):

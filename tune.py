@@ -141,7 +141,8 @@ OWN = dict(ewc=dict(ewc_lambda=("log", (1.0, 1e9))), si=dict(si_c=("log", (1e-2,
 TRAINING = dict(output=("choice", ("relu-mse", "linear-ce")), lr=("log", (1e-3, 0.3)), momentum=("choice", (0.0, 0.5, 0.9)),
                 epochs=("int", (1, 20)), hidden=("choice", ("256", "1000", "400-400", "1200-1200")),
                 bias=("choice", (False, True)), dropout=("choice", (0.0, 0.25)), init=("choice", ("uniform", "torch")))
-BASELINE_SPACE = {} if SLEEPS else dict(OWN[args.method], **({} if args.fixed_training else TRAINING))
+# (the training first: the temperature is drawn only once the output is known to be logits)
+BASELINE_SPACE = {} if SLEEPS else dict({} if args.fixed_training else TRAINING, **OWN[args.method])
 # LwF as published for this benchmark (Avalanche's split-MNIST example: one hidden layer of 256 with biases, plain
 # SGD at lr 0.001 for 10 epochs, every output distilled at T = 1, strength (k - 1)^2 / k): a candidate of its own
 PUBLISHED = dict(lwf=dict(lwf_lambda=1.0, lwf_schedule="growing", lwf_outputs="all", lwf_temperature=1.0, output="linear-ce",
@@ -321,6 +322,8 @@ result = dict(tuning=dict(study=study_name, storage=storage, trials=complete, pr
 # the variant: the protocol options of the study that differ from the defaults, then what the search found
 how = {"validation", "quick", "protocol", "train_limit", "test_limit", "probe_per_class", "methods"}   # how it measured
 how |= set(config.QUICK) - named   # --quick's sizes, unless given
+if not SLEEPS:   # a baseline's preset sets no sleep (mnist_exp.py refuses a method that sleeps with it)
+    how |= set(config.SLEEP_FIELDS.values())
 variant = {k: v for k, v in protocol.items() if k not in how and v != getattr(config.DEFAULTS, k)}
 if SLEEPS:
     result["constants"] = dict(variant, rate=best.params["rate"], inc=best.params["inc"], dec=best.params["dec"],
