@@ -4,6 +4,7 @@ import csv
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -68,12 +69,14 @@ def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_ru
     out, run_dir, stdout, (before, after) = quick_run
     assert before == after, "the run changed files of the repository"
     rows = read_csv(os.path.join(run_dir, "results.csv"))
-    assert list(rows[0]) == ["method", "seed", "stage", "task_1", "task_2", "task_3", "task_4", "task_5", "all"]
+    assert list(rows[0]) == ["method", "seed", "stage", "task_1", "task_2", "task_3", "task_4", "task_5", "all", "task_il"]
     for method, stages in STAGES.items():
         mine = [r for r in rows if r["method"] == method and not r["stage"].startswith("synthetic_")]
         assert [r["stage"] for r in mine] == stages and {r["seed"] for r in mine} == {"3"}
         assert all(0 <= float(r[c]) <= 100 for r in mine for c in r if c.startswith("task_") or c == "all")
         assert mine[-1] == dict(mine[-2], stage="final")
+        # knowing the task never makes a choice between two of its outputs worse than among all ten
+        assert all(float(r["task_il"]) >= float(r["all"]) for r in mine if r["stage"] != "init")
     # a trained task is learned well above chance, even on the quick budget; methods share their first stages
     # SRC's synthetic diagnostic follows its stages, one row per task
     assert [r["stage"] for r in rows if r["stage"].startswith("synthetic_")] == [f"synthetic_{k}" for k in range(1, 6)]
@@ -269,7 +272,10 @@ def test_the_script_runs_cell_by_cell_in_a_kernel(tmp_path):
         cell.source = cell.source.replace(old, new)
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": ROOT}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "after task 1:" in text and "after sleep 1:" in text and "final:" in text
+    # the explore cells' example trial (twice the edited potentiation) may break the network: then the chain cell
+    # says where, instead of printing stale numbers as final
+    assert "after task 1:" in text and "after sleep 1:" in text
+    assert "final:" in text or re.search(r"diverged at (train|sleep)_\d \(weights not finite\)", text), text[-500:]
     assert "yours: quick=True, epochs=3, inc=0.05" in text
     (run_dir,) = glob.glob(str(tmp_path / "mnist-original-original-quick-*"))
     assert [r["method"] for r in read_csv(os.path.join(run_dir, "summary.csv"))] == ["sequential", "src"]
@@ -323,7 +329,7 @@ def test_the_own_loop_example_sleeps_a_users_sequential_and_the_sleeps_bring_old
         lines = [l for l in proc.stdout.splitlines() if l.startswith("after task")]
         assert proc.returncode == 0 and len(lines) == 5, proc.stderr
         finals[sleep] = float(lines[-1].split("all classes ")[1].split(" %")[0])
-    assert finals[False] < 25 < finals[False] + 10 < finals[True]   # sequential forgets; the sleeps recover some
+    assert finals[False] < 25 and finals[True] > finals[False] + 10   # sequential forgets; the sleeps recover some
 
 
 def test_a_baseline_search_starts_from_the_protocol_then_every_decade_and_saves_a_runnable_preset(tmp_path):
