@@ -96,6 +96,23 @@ def job_path(run_dir, method, seed):
     return os.path.join(run_dir, "jobs", f"{method}-seed{seed}")
 
 
+def record_problem(rec):
+    """'' when a job's record holds what the tables read (its method, seed, times and every stage's accuracy
+    on each task and on all), else what it lacks."""
+    if not isinstance(rec, dict):
+        return f"a JSON {type(rec).__name__}, not a job's record"
+    missing = [k for k in ("method", "seed", "rows", "time") if k not in rec]
+    if missing:
+        return "no " + ", ".join(missing)
+    rows = rec["rows"]
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and {"stage", "all"} <= set(r) for r in rows):
+        return "rows without a stage or an accuracy"
+    tasks = {k for k in rows[0] if k.startswith("task_") and k[5:].isdigit()}
+    if not tasks or not all(tasks <= set(r) for r in rows) or "total" not in rec["time"]:
+        return "rows without the tasks' accuracies, or no total time"
+    return ""
+
+
 def job_done(run_dir, method, seed, notice=True):
     """Whether the job's files are there and whole (a damaged one, with a one-line notice, is not: computing
     it again replaces its files)."""
@@ -105,13 +122,15 @@ def job_done(run_dir, method, seed, notice=True):
     try:
         with open(path + ".json") as f:
             rec = json.load(f)
-        assert isinstance(rec, dict) and rec.get("rows")
+        problem = record_problem(rec)
+        assert not problem, problem
         with np.load(path + ".npz") as z:
             z["labels"]
         return True
     except Exception as err:   # a truncated or empty file: JSONDecodeError, BadZipFile, KeyError, EOFError, ...
         if notice:
-            print(f"{path}.json or .npz is damaged ({type(err).__name__}); computing it again", flush=True)
+            print(f"{path}.json or .npz is damaged ({type(err).__name__}{': ' + str(err) if isinstance(err, AssertionError) else ''}); "
+                  "computing it again", flush=True)
         return False
 
 

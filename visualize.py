@@ -37,7 +37,7 @@ import numpy as np
 import analysis
 import sleep_analysis
 from config import Parser, fail
-from runner import write_atomic, write_text
+from runner import record_problem, write_atomic, write_text
 
 
 # %% Tables
@@ -50,10 +50,11 @@ def read_jobs(run_dir):
             try:
                 with open(os.path.join(jobs_dir, name)) as f:
                     recs.append(json.load(f))
-                assert isinstance(recs[-1], dict) and recs[-1].get("rows")
+                problem = record_problem(recs[-1])
+                assert not problem, problem
             except (OSError, ValueError, AssertionError) as err:
-                fail(f"{os.path.join(jobs_dir, name)} is damaged ({type(err).__name__}): delete it and run the "
-                     "experiment's command again (or add --force)", "visualize.py")
+                fail(f"{os.path.join(jobs_dir, name)} is damaged ({type(err).__name__}{': ' + str(err) if str(err) else ''}): "
+                     "delete it and run the experiment's command again (or add --force)", "visualize.py")
     if not recs:
         fail(f"{run_dir} holds no finished job (jobs/*.json): is it a run folder of mnist_exp.py?", "visualize.py")
     order = {m: i for i, m in enumerate(METHODS)}
@@ -317,8 +318,12 @@ def heat(ax, m, labels, title, limits=None):
 
 def plot_activations(npz_path, method, path):
     """SRC: per task, each layer before sleep, after sleep and after - before. Other methods: each stage's maps."""
-    z = np.load(npz_path)
-    labels = z["labels"]
+    try:
+        z = np.load(npz_path)
+        labels = z["labels"]
+    except Exception as err:   # a truncated or foreign file: BadZipFile, pickled data refused, no labels, ...
+        fail(f"{npz_path} is damaged ({type(err).__name__}): delete it and its .json, and run the experiment's "
+             "command again (or add --force)", "visualize.py")
     maps = defaultdict(dict)
     for key in z.files:
         if key != "labels":

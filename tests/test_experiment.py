@@ -212,6 +212,7 @@ def test_data_problems_are_one_line_errors(tmp_path, name, given, message):
     proc = run("mnist_exp.py", "--quick", "--data-dir", str(tmp_path / given), "--out", str(tmp_path / "runs"), check=False)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    assert os.listdir(tmp_path) == []   # refused before the run folder is made
 
 
 def children(pid):
@@ -312,13 +313,6 @@ def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tm
     assert len(preset["constants"]["beta"]) == 3 and preset["tuning"]["trials"] == 1
     # the preset carries the variant's fields that were given (epochs 1), not the budget (sizes, validation)
     assert preset["constants"]["epochs"] == 1 and not {"train_limit", "validation", "matmul"} & set(preset["constants"])
-
-
-def test_a_run_refused_for_its_sizes_leaves_no_run_folder(tmp_path):
-    for sizes in (["--validation", "99999"], ["--n-per-task", "100000"]):
-        proc = run("mnist_exp.py", "--quick", "--methods", "sequential", "--out", str(tmp_path), *sizes, check=False)
-        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert os.listdir(tmp_path) == []
 
 
 def test_the_own_loop_example_sleeps_a_users_sequential_and_the_sleeps_bring_old_tasks_back():
@@ -467,6 +461,18 @@ def test_two_identical_commands_share_the_jobs_and_compute_each_once(tmp_path):
     assert "src-seed5.json or .npz is damaged (JSONDecodeError); computing it again" in proc.stdout
     assert open(os.path.join(run_dir, "run.log")).read().count("src seed 5: final") == 2
     assert "1 of 4 jobs to run" in proc.stdout or "0 of 4 jobs to run" in proc.stdout
+    # one that parses but lacks what the tables read: visualize.py says so in one line, the experiment recomputes it
+    open(os.path.join(run_dir, "jobs", "src-seed5.json"), "w").write('{"method": "src", "seed": 5, "rows": [{"stage": "x"}]}')
+    shown = run("visualize.py", run_dir, check=False)
+    assert shown.returncode == 2 and len(shown.stderr.strip().splitlines()) == 1, shown.stderr
+    assert "src-seed5.json is damaged (AssertionError: no time)" in shown.stderr
+    proc = run(*cmd[1:])
+    assert "src-seed5.json or .npz is damaged (AssertionError: no time); computing it again" in proc.stdout
+    # a garbage .npz: the figures' one-line error, not a traceback
+    open(os.path.join(run_dir, "jobs", "src-seed4.npz"), "wb").write(b"not a zip file")
+    shown = run("visualize.py", run_dir, check=False)
+    assert shown.returncode == 2 and "src-seed4.npz is damaged (ValueError)" in shown.stderr, shown.stderr
+    assert len(shown.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, message", [
