@@ -34,7 +34,8 @@ p.add_argument("--out", default=os.path.join("runs", "bench_sleep.md"), help="wh
 args = p.parse_args()
 bad = [f"--{k.replace('_', '-')} must be whole numbers >= 1; got {v}" for k, v in
        dict(literal_steps=[args.literal_steps], steps=[args.steps], batches=args.batches).items() if min(v) < 1]
-bad += [f"--busy must be factors > 0; got {args.busy}"] * (min(args.busy, default=1) <= 0)
+bad += [f"--busy must be finite factors > 0; got {args.busy}"] * (not all(0 < b < float("inf") for b in args.busy))
+bad += [f"--device must be cpu, cuda or cuda:N; got {args.device!r}"] * (args.device.split(":")[0] not in ("cpu", "cuda"))
 if bad:
     config.fail("; ".join(bad), "bench_sleep.py")
 writable(os.path.dirname(args.out) or ".", "--out")   # before minutes of timing

@@ -435,6 +435,9 @@ def check(cfg, mine, prog):
         problems.append(f"--seeds must be whole numbers from 0 to {2 ** 32 - 1}; got {' '.join(map(str, cfg.seeds))}")
     if not cfg.hidden or not all(whole(h, 1) for h in cfg.hidden):
         problems.append(f"--hidden needs one or more widths, each a whole number >= 1; got {' '.join(map(str, cfg.hidden))}")
+    elif network_bytes(cfg) > memory_bytes():   # (an allocation error deep in torch otherwise)
+        problems.append(f"--hidden {' '.join(map(str, cfg.hidden))}: the network's weights, momentum and a copy need "
+                        f"{network_bytes(cfg) / 2 ** 30:.1f} GiB, more than this machine's {memory_bytes() / 2 ** 30:.0f} GiB")
     elif any(m in SLEEPING for m in cfg.methods) and cfg.beta is not None and len(cfg.beta) != n_layers:
         problems.append(f"--beta needs one value per layer ({n_layers}); got {len(cfg.beta)}")
     if "parts" in spec:   # the cross-modal pair: its tasks are its datasets
@@ -533,6 +536,18 @@ def check(cfg, mine, prog):
     if problems:
         fail("; ".join(dict.fromkeys(problems)), prog)
     cfg.methods, cfg.seeds = tuple(dict.fromkeys(cfg.methods)), tuple(dict.fromkeys(cfg.seeds))
+
+
+def network_bytes(cfg):
+    """Bytes of a network's weights, momentum buffers and one copy of both (what training holds at least)."""
+    spec = data.DATASETS[cfg.dataset]
+    sizes = (spec["side"] ** 2, *cfg.hidden, spec.get("outputs", spec["classes"]))
+    return 3 * 2 * sum((a + cfg.bias) * b for a, b in zip(sizes[:-1], sizes[1:])) * (8 if cfg.dtype == "float64" else 4)
+
+
+def memory_bytes():
+    """This machine's memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def check_data(cfg, ctx):

@@ -111,9 +111,11 @@ def main(argv):
     args = p.parse_args(argv)
     leads = args.leads.split(",")
     bad = [lead for lead in leads if lead not in LEADS]
-    if bad or args.workers < 1 or any(s < 0 for s in args.seeds):
-        config.fail(f"--leads takes {', '.join(LEADS)}, --workers >= 1 and --seeds >= 0; got "
-                    f"{args.leads}, {args.workers}, {' '.join(map(str, args.seeds))}", "weights_only.py")
+    if bad or args.workers < 1 or any(s < 0 for s in args.seeds) or not 0 <= args.gamma <= 1:
+        config.fail(f"--leads takes {', '.join(LEADS)}, --workers >= 1, --seeds >= 0 and --gamma in [0, 1]; got "
+                    f"{args.leads}, {args.workers}, {' '.join(map(str, args.seeds))}, {args.gamma}", "weights_only.py")
+    if "gamma" in {a[2:].split("=")[0] for a in argv if a.startswith("--")} and "interpolate" not in leads:
+        config.fail("--gamma applies only with the lead interpolate (--leads ...,interpolate)", "weights_only.py")
     cfg = config.resolve(config.DEFAULTS, ["--preset", "weights-only", "--methods", "src", "--validation", "1000"],
                          "weights_only.py")
     run_dir = os.path.join(args.out, "weights-only-leads")

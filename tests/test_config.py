@@ -96,6 +96,8 @@ def test_the_replica_protocol_and_its_preset():
     (["--seeds", "99999999999999999999"], "--seeds must be whole numbers from 0"),
     (["--hidden", "0"], "--hidden needs one or more widths, each a whole number >= 1; got 0"),
     (["--hidden", "0", "0"], "--hidden needs one or more widths"),
+    (["--hidden", "1000000000"], "--hidden 1000000000: the network's weights, momentum and a copy need 17747.3 GiB, more than"),
+    (["--lr", "inf"], "--lr must be a finite number; got inf"),
     (["--dataset", "cifar"], "--dataset must be one of mnist, fashion-mnist, mnist-fashion; got 'cifar'"),
     (["--classes-per-task", "0"], "--classes-per-task must be a whole number >= 1; got 0"),
     (["--classes-per-task", "3"], "--classes-per-task must divide"),
