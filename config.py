@@ -251,6 +251,8 @@ APPLIES = [(k, lambda c: any(m in ICARL_METHODS for m in c.methods), "an iCaRL m
            for k in ("memory", "exemplars", "distillation")] + [
     (k, lambda c: c.sleep_input == "replica", "--sleep-input replica") for k in ("sleep_samples", "sleep_mask_fraction")] + [
     ("merge_init", lambda c: "merging" in c.methods, "--methods merging"),
+    ("replay", lambda c: any(m in METHODS and not (METHODS[m].joint or METHODS[m].statistics) for m in c.methods),
+     "a method that trains task by task (parallel trains on every image at once; ncm, slda and analytic train no network)"),
     ("slda_shrinkage", lambda c: "slda" in c.methods, "--methods slda"),
     ("analytic_ridge", lambda c: "analytic" in c.methods, "--methods analytic"),
     ("ewc_lambda", lambda c: "ewc" in c.methods, "--methods ewc"),

@@ -65,6 +65,7 @@ def test_the_replica_protocol_and_its_preset():
     (["--ewc-lambda", "5"], "--ewc-lambda applies only with --methods ewc"),
     (["--lwf-lambda", "2"], "--lwf-lambda applies only with --methods lwf or lwf-src"),
     (["--lwf-outputs", "all"], "--lwf-outputs applies only with --methods lwf or lwf-src"),
+    (["--methods", "parallel", "--replay", "0.05"], "--replay applies only with a method that trains task by task"),
     (["--preset", "lwf", "--methods", "lwf,src"], "--preset lwf has no sleep constants (it is a baseline's training)"),
     (["--methods", "lwf", "--lwf-outputs", "some"], "--lwf-outputs must be one of earlier, all; got 'some'"),
     (["--methods", "lwf", "--lwf-lambdas", "0", "1"], "--lwf-lambdas needs one strength per task learnt (5); got 2"),
