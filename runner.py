@@ -193,10 +193,8 @@ def _die_with_parent():
         pass
 
 
-def spawn(cfg, run_dir, n_jobs):
-    """--workers N: N processes here (no more than the jobs to run and the cores: more only wait for each other),
-    each claiming jobs of the run folder, sharing the cores."""
-    workers = min(cfg.workers, n_jobs, codepath.CORES)
+def spawn(cfg, run_dir, workers):
+    """`workers` processes here, each claiming jobs of the run folder, sharing the cores."""
     threads = str(max(1, codepath.CORES // workers))
     env = dict(os.environ, OMP_NUM_THREADS=threads, NUMBA_NUM_THREADS=threads)
     # the command's methods and seeds, not only those left to do: a worker's config must check as the command's did
@@ -271,7 +269,9 @@ def run(cfg):
     t = time.perf_counter()
     try:
         if todo:
-            work(todo, cfg, run_dir, ctx) if min(cfg.workers, len(todo), codepath.CORES) == 1 else spawn(cfg, run_dir, len(todo))
+            # --workers N, but no more than the jobs to run and the cores: more would only wait for each other
+            workers = min(cfg.workers, len(todo), codepath.CORES)
+            work(todo, cfg, run_dir, ctx) if workers == 1 else spawn(cfg, run_dir, workers)
     except KeyboardInterrupt:
         if config.INTERACTIVE:
             raise

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from models import forward
+from models import Net, forward
 
 # numba's own thread pool, not OpenMP: its OpenMP layer would share (and reset) torch's thread settings.
 numba.config.THREADING_LAYER = "workqueue"
@@ -226,7 +226,6 @@ def sleep_model(model, images, constants, *, task=1, seed=0, engine="auto", prog
 def as_net(model):
     """A Net (models.py) with the weights of a Sequential of Flatten, Linear, ReLU and Dropout (ValueError naming
     any other module, or a layout a Net cannot be: a Linear not followed by a ReLU before the next one, mixed biases)."""
-    from models import Net
     if not isinstance(model, torch.nn.Sequential):
         raise ValueError(f"sleep_model sleeps a torch.nn.Sequential; got {type(model).__name__}")
     kinds = (torch.nn.Flatten, torch.nn.Linear, torch.nn.ReLU, torch.nn.Dropout)
