@@ -179,7 +179,7 @@ PROTOCOLS = {
 # --preset: {name: (protocol it belongs to, {dataset: fields})}. The seven constants the authors found by
 # genetic search (MNIST/ and FashionMNIST/run_class_task_summary.m); the replica's sleep; the iCaRL
 # scripts' constants by memory size (MNIST/run_icarl_mnist.m: 50; 100, 200 or 500; any other, here by
-# range), with scale factors on softmax probabilities. More presets (tune.py writes them) in presets/.
+# range), with scale factors on softmax probabilities. More presets (studies/tune.py writes them) in presets/.
 ORIGINAL = {
     "mnist": dict(rate=239.515363, inc=0.032064, dec=0.003344, beta=(14.548273, 44.560317, 38.046326),
                   alpha_scale=55.882454),

@@ -1,7 +1,8 @@
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [_root, os.path.join(_root, "studies")]   # the library and the studies, as the scripts import them
 
 # Under pytest-xdist the test processes share the cores: each gets its share of threads (before codepath and
 # torch load; the scripts the tests start inherit it), as runner.py gives its workers.

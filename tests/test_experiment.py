@@ -292,7 +292,7 @@ def file_hashes(folder):
 
 def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tmp_path):
     presets = file_hashes(os.path.join(ROOT, "presets"))
-    cmd = ["tune.py", "--quick", "--trials", "2", "--batch", "2", "--tune-seeds", "100", "--out", str(tmp_path)]
+    cmd = ["studies/tune.py", "--quick", "--trials", "2", "--batch", "2", "--tune-seeds", "100", "--out", str(tmp_path)]
     proc = run(*cmd)
     (best,) = glob.glob(str(tmp_path / "tune-src-mnist-*" / "best.json"))
     result = json.load(open(best))
@@ -302,11 +302,11 @@ def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tm
     assert file_hashes(os.path.join(ROOT, "presets")) == presets and "saved as preset" not in proc.stdout
     refused = run(*cmd, "--save-preset", "smoke", check=False)
     assert refused.returncode == 2 and "no --quick run saves one" in refused.stderr
-    assert run("tune.py", "--tune-seeds", "3", check=False).returncode == 2
+    assert run("studies/tune.py", "--tune-seeds", "3", check=False).returncode == 2
     # the same small budget without --quick may save, into the folder it is given
     small = ["--train-limit", "3000", "--n-per-task", "450", "--epochs", "1", "--sleep-steps", "500",
              "--sleep-steps-increment", "100", "--probe-per-class", "20", "--validation", "30"]
-    run("tune.py", "--trials", "1", "--batch", "1", "--tune-seeds", "100", "--out", str(tmp_path), *small,
+    run("studies/tune.py", "--trials", "1", "--batch", "1", "--tune-seeds", "100", "--out", str(tmp_path), *small,
         "--save-preset", "smoke", "--preset-dir", str(tmp_path / "presets"))
     preset = json.load(open(tmp_path / "presets" / "smoke.json"))["mnist"]
     assert len(preset["constants"]["beta"]) == 3 and preset["tuning"]["trials"] == 1
@@ -328,18 +328,18 @@ def test_the_own_loop_example_sleeps_a_users_sequential_and_the_sleeps_bring_old
 def test_a_baseline_search_starts_from_the_protocol_then_every_decade_and_saves_a_runnable_preset(tmp_path):
     import optuna
     small = ["--train-limit", "3000", "--n-per-task", "450", "--epochs", "1", "--probe-per-class", "20", "--validation", "30"]
-    run("tune.py", "--method", "ewc", "--fixed-training", "--trials", "3", "--tune-seeds", "100", "--study", "e",
+    run("studies/tune.py", "--method", "ewc", "--fixed-training", "--trials", "3", "--tune-seeds", "100", "--study", "e",
         "--out", str(tmp_path), *small, "--save-preset", "ewc-smoke", "--preset-dir", str(tmp_path / "presets"))
     trials = optuna.load_study(study_name="e", storage=f"sqlite:///{tmp_path / 'tune-e' / 'study.db'}").trials
     done = [t.params["ewc_lambda"] for t in trials if t.state.name == "COMPLETE"]
     assert done == [10.0, 1.0, 100.0]   # the protocol's own, then every other decade from 1 (the rest wait)
-    other = run("tune.py", "--method", "ewc", "--fixed-training", "--trials", "3", "--tune-seeds", "101", "--study", "e",
+    other = run("studies/tune.py", "--method", "ewc", "--fixed-training", "--trials", "3", "--tune-seeds", "101", "--study", "e",
                 "--out", str(tmp_path), *small, check=False)   # other seeds never resume into the study
     assert other.returncode == 2 and "study e was made with other settings" in other.stderr
     preset = json.load(open(tmp_path / "presets" / "ewc-smoke.json"))["mnist"]
     assert preset["constants"]["ewc_lambda"] in (1.0, 10.0) and preset["constants"]["epochs"] == 1
     # the joint search: the method's options and its training, the temperature only for logits
-    run("tune.py", "--method", "lwf", "--trials", "3", "--tune-seeds", "100", "--study", "l", "--out", str(tmp_path), *small)
+    run("studies/tune.py", "--method", "lwf", "--trials", "3", "--tune-seeds", "100", "--study", "l", "--out", str(tmp_path), *small)
     trials = optuna.load_study(study_name="l", storage=f"sqlite:///{tmp_path / 'tune-l' / 'study.db'}").trials
     assert len(trials) == 3 and all({"lwf_lambda", "lwf_outputs", "lwf_schedule", "lr", "hidden", "bias"} <= set(t.params) for t in trials)
     assert all(("lwf_temperature" in t.params) == (t.params["output"] == "linear-ce") for t in trials)
@@ -347,7 +347,7 @@ def test_a_baseline_search_starts_from_the_protocol_then_every_decade_and_saves_
 
 def test_tune_prunes_exactly_the_candidates_below_the_percentile_of_the_complete_ones(tmp_path):
     import optuna   # a requirement (requirements.txt): its absence is a failure, not a skip
-    run("tune.py", "--quick", "--trials", "12", "--batch", "4", "--tune-seeds", "100", "101", "102", "--prune", "50",
+    run("studies/tune.py", "--quick", "--trials", "12", "--batch", "4", "--tune-seeds", "100", "101", "102", "--prune", "50",
         "--study", "p", "--out", str(tmp_path))
     trials = optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path / 'tune-p' / 'study.db'}").trials
     assert len(trials) == 12 and all(t.state.name == "COMPLETE" for t in trials[:4])   # too few to compare with
@@ -371,7 +371,7 @@ def test_bridge_table_marks_a_factor_that_moves_the_mean_by_more_than_two_standa
     fake([], 45.0, 6.1)
     fake(["--sleep-input", "replica"], 60.0, 3.0)                       # +15, 2 SE = 2 sqrt(6.1^2/5 + 3^2/5) = 6.1
     fake(["--sleep-steps", "400", "--sleep-steps-increment", "133"], 47.0, 4.0)   # +2 < 2 SE = 6.5
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bridge.py"), "--out", str(tmp_path / "out")],
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "bridge.py"), "--out", str(tmp_path / "out")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (tmp_path / "out" / "bridge.md").read_text().splitlines()[2:]}
@@ -396,18 +396,18 @@ def test_replay_sweep_table_reads_each_fractions_run_folder(tmp_path):
         folder.mkdir(parents=True)
         (folder / "summary.csv").write_text("method,n,all_mean,all_std\n"
                                             f"sequential,5,{seq[0]},{seq[1]}\nsrc,5,{src[0]},{src[1]}\n")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "replay.py"), "--out", str(tmp_path / "out")],
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "replay.py"), "--out", str(tmp_path / "out")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (tmp_path / "out" / "replay.md").read_text().splitlines()[2:]}
     assert table["5 %"][1:] == ["68.8 ± 2.9 (n=5)", "78.5 ± 1.7 (n=5)", "+9.7 |"]
     assert table["0 %"][3] == "+25.7 |" and table["10 %"][3] == "-6.5 |" and table["25 %"][1] == "not run"
     assert (tmp_path / "out" / "replay.png").stat().st_size > 5000
-    bad = subprocess.run([sys.executable, os.path.join(ROOT, "replay.py"), "--fractions", "2"], cwd=tmp_path,
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "replay.py"), "--fractions", "2"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--replay must be a fraction" in bad.stderr
     # another dataset's table and figure get its own name: the MNIST figure in the same --png-dir stays
-    fashion = subprocess.run([sys.executable, os.path.join(ROOT, "replay.py"), "--dataset", "fashion-mnist", "--fractions",
+    fashion = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "replay.py"), "--dataset", "fashion-mnist", "--fractions",
                               "0", "--png-dir", "out"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert fashion.returncode == 0, fashion.stderr
     assert "| 0 % | not run | not run |" in (tmp_path / "runs" / "replay_fashion" / "replay_fashion.md").read_text()
@@ -525,9 +525,9 @@ def test_folders_that_cannot_be_written_are_one_line_errors():
 
 
 @pytest.mark.parametrize("args", [
-    ["visualize.py", "/no/such/run"], ["bench_sleep.py", "--steps", "0"], ["bench_sleep.py", "--junk"],
-    ["bridge.py", "--workers", "abc", "--run"], ["replay.py", "--workers", "abc", "--run"],
-    ["tune.py", "--quick", "--storage", "junk://x", "--trials", "1"], ["tune.py", "--trials", "0"],
+    ["visualize.py", "/no/such/run"], ["studies/bench_sleep.py", "--steps", "0"], ["studies/bench_sleep.py", "--junk"],
+    ["studies/bridge.py", "--workers", "abc", "--run"], ["studies/replay.py", "--workers", "abc", "--run"],
+    ["studies/tune.py", "--quick", "--storage", "junk://x", "--trials", "1"], ["studies/tune.py", "--trials", "0"],
 ])
 def test_the_study_scripts_refuse_bad_input_in_one_line(args):
     proc = run(*args, check=False)
@@ -554,7 +554,7 @@ def test_reduced_data_sweep_reads_its_rows_run_folders(tmp_path):
     folder = tmp_path / "runs" / config.run_name(cfg)
     folder.mkdir(parents=True)
     (folder / "summary.csv").write_text("method,n,all_mean,all_std\nsequential,5,60.0,1.0\nsrc,5,70.5,2.0\n")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "reduced_data.py"), "--out", str(tmp_path / "out")],
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "reduced_data.py"), "--out", str(tmp_path / "out")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (tmp_path / "out" / "reduced_data.md").read_text().splitlines()[2:]}

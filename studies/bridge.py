@@ -6,14 +6,15 @@ sequential and parallel training where the factor changes training). The table a
 factors carry the difference between the two protocols' SRC accuracies: a factor carries it when
 switching it alone moves the five-seed mean by more than twice the standard error of that difference.
 
-    python bridge.py --run                       # run every row that is not finished yet (hours on 2 cores)
-    python bridge.py                             # the table and figure from the finished rows: runs/bridge/
-    python bridge.py --png-dir png               # the figure the README shows
+    python studies/bridge.py --run                       # run every row that is not finished yet (hours on 2 cores)
+    python studies/bridge.py                             # the table and figure from the finished rows: runs/bridge/
+    python studies/bridge.py --png-dir png               # the figure the README shows
 
 Rows are ordinary run folders of mnist_exp.py: a row's command is printed with it.
 """
 import sys
 
+import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import sweep  # first: the pinned code paths, and matplotlib's file backend
 import matplotlib.pyplot as plt
 import numpy as np

@@ -3,16 +3,16 @@
 validation split: the last --validation training images of each class (1000 unless given), which no
 training or sleep of the study reads. The test set is never read here; it is for reports only.
 
-    python tune.py                                   # SRC: CMA-ES, candidates slept together, study in tune.db
-    python tune.py --trials 200 --batch 8            # a longer study; 8 candidates per batched sleep
-    python tune.py --trials 200 --prune 50           # stop candidates below the complete trials' median early
-    python tune.py --method lwf --trials 120 --prune 75 --save-preset lwf
+    python studies/tune.py                                   # SRC: CMA-ES, candidates slept together, study in tune.db
+    python studies/tune.py --trials 200 --batch 8            # a longer study; 8 candidates per batched sleep
+    python studies/tune.py --trials 200 --prune 50           # stop candidates below the complete trials' median early
+    python studies/tune.py --method lwf --trials 120 --prune 75 --save-preset lwf
                                                      # LwF's options and its training together (TPE)
-    python tune.py --method ewc --fixed-training     # EWC's lambda alone, 1 to 1e9 (the decades first); si: SI's c
-    python tune.py --storage postgresql://u@host/db  # several machines share one study: run it on each
-    python tune.py --quick --trials 8                # a smoke test
-    python tune.py --trials 120 --save-preset tuned  # and save the best constants as presets/tuned.json
-    python tune.py --init torch --sleep-data current   # a variant
+    python studies/tune.py --method ewc --fixed-training     # EWC's lambda alone, 1 to 1e9 (the decades first); si: SI's c
+    python studies/tune.py --storage postgresql://u@host/db  # several machines share one study: run it on each
+    python studies/tune.py --quick --trials 8                # a smoke test
+    python studies/tune.py --trials 120 --save-preset tuned  # and save the best constants as presets/tuned.json
+    python studies/tune.py --init torch --sleep-data current   # a variant
 
 A baseline's search (--method ewc, si or lwf) runs Optuna's TPE over the method's own options (EWC's lambda
 and SI's c from 1 to 1e9, LwF's strength, schedule, outputs distilled and temperature) and, unless
@@ -49,6 +49,7 @@ import sys
 import time
 from types import SimpleNamespace
 
+import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import config  # first: the pinned code paths and threads
 import methods
 import numpy as np
@@ -70,7 +71,9 @@ p.add_argument("--trials", type=int, default=120,
 p.add_argument("--batch", type=int, default=4, help="SRC candidates evaluated together (default: 4)")
 p.add_argument("--tune-seeds", type=int, nargs="+", default=[100, 101, 102, 103],
                help="tuning seeds (default: 100 101 102 103)")
-p.add_argument("--start", default="original", help="preset whose constants centre the search (default: original)")
+p.add_argument("--start", default="", metavar="PRESET",
+               help="preset whose constants centre the search (default: the constants this command's protocol, preset "
+                    "and options give, which are the authors' unless changed)")
 p.add_argument("--decades", type=float, default=2.0, help="search range either side of them, in decades (default: 2)")
 p.add_argument("--max-spikes-per-step", type=float, default=10.0,
                help="spike budget of a candidate's sleep, hidden and output layers together, per step on average: "
@@ -98,7 +101,7 @@ if "--quick" in protocol_args and not any(a.startswith("--n-per-task") for a in 
     protocol_args += ["--n-per-task", "450"]   # what --quick's 3000 images leave each task after that hold-out
 cfg = config.resolve(config.DEFAULTS, protocol_args, "tune.py")
 problems = [f"--{k} must be a whole number >= 1; got {getattr(args, k)}" for k in ("trials", "batch") if getattr(args, k) < 1]
-if args.start not in config.PRESETS or cfg.dataset not in config.PRESETS[args.start][1]:
+if args.start and (args.start not in config.PRESETS or cfg.dataset not in config.PRESETS[args.start][1]):
     problems.append(f"--start must be a preset with constants for {cfg.dataset}: "
                     + ", ".join(k for k, v in config.PRESETS.items() if cfg.dataset in v[1]) + f"; got {args.start!r}")
 if not 0 <= args.prune < 100:
@@ -109,7 +112,7 @@ if set(args.tune_seeds) & set(range(5)) or min(args.tune_seeds) < 0 or len(set(a
     problems.append(f"--tune-seeds must be distinct whole numbers apart from the report seeds 0-4; got {args.tune_seeds}")
 problems += [f"--{k.replace('_', '-')} must be > 0; got {getattr(args, k)}" for k in ("max_spikes_per_step", "stale_after")
              if not getattr(args, k) > 0]
-if not SLEEPS and (args.batch != 4 or args.start != "original" or args.decades != 2.0):
+if not SLEEPS and (args.batch != 4 or args.start or args.decades != 2.0):
     problems.append("--batch, --start and --decades apply only with --method src (a baseline's candidates run one by one)")
 if args.fixed_training and SLEEPS:
     problems.append("--fixed-training applies only with --method ewc, si or lwf")
@@ -128,10 +131,15 @@ if cfg.validation < 1:
 if problems:
     config.fail("; ".join(problems), "tune.py")
 
-# Log-uniform, --decades either side of the constants of the --start preset (the authors' by default):
+# Log-uniform, --decades either side of the constants of the --start preset, or of the command's own:
 # CMA-ES starts at the centre of the space, so its first distribution is centred on them.
-start = config.PRESETS[args.start][1][cfg.dataset]
-CENTRE = dict(rate=start["rate"], inc=start["inc"], dec=start["dec"], **{f"beta_{l + 1}": b for l, b in enumerate(start["beta"])})
+start = config.PRESETS[args.start][1][cfg.dataset] if args.start else \
+    dict(rate=cfg.rate, inc=cfg.inc, dec=cfg.dec, beta=cfg.beta, alpha_scale=cfg.alpha_scale) if SLEEPS else {}
+if SLEEPS and len(start["beta"]) != len(cfg.beta):
+    config.fail(f"--start {args.start}: its constants have {len(start['beta'])} thresholds and this network has "
+                f"{len(cfg.beta)} layers; start from the command's own constants (--beta with one value per layer)", "tune.py")
+CENTRE = dict(rate=start["rate"], inc=start["inc"], dec=start["dec"], **{f"beta_{l + 1}": b for l, b in enumerate(start["beta"])}) \
+    if SLEEPS else {}
 SPACE = {k: (c / 10 ** args.decades, c * 10 ** args.decades) for k, c in CENTRE.items()}
 # A baseline's options, and the training it may need: {field: (kind, range or choices)}. EWC's and SI's strengths
 # span the whole class-incremental range (at 1e9 the earlier tasks' weights are frozen in place).
@@ -151,7 +159,7 @@ PUBLISHED = dict(lwf=dict(lwf_lambda=1.0, lwf_schedule="growing", lwf_outputs="a
 protocol = {k: v for k, v in config.science(cfg).items() if k not in {"rate", "inc", "dec", "beta", "preset"}}
 # the study's name hashes what it searches and how it scores: a different search never resumes into it
 search = dict(protocol, tune_seeds=args.tune_seeds, prune=args.prune,
-              **(dict(start=args.start, decades=args.decades, max_spikes=args.max_spikes_per_step) if SLEEPS
+              **(dict(centre=CENTRE, decades=args.decades, max_spikes=args.max_spikes_per_step) if SLEEPS
                  else dict(space=sorted(BASELINE_SPACE))))
 study_name = args.study or f"{args.method}-{cfg.dataset}-{hashlib.sha1(json.dumps(search, sort_keys=True).encode()).hexdigest()[:8]}"
 tune_dir = os.path.join(cfg.out, f"tune-{study_name}")   # everything this study writes, unless --save-preset
@@ -317,7 +325,7 @@ print(json.dumps(best.params, indent=1))
 result = dict(tuning=dict(study=study_name, storage=storage, trials=complete, pruned=done() - complete, seeds=args.tune_seeds,
                           mean_final=best.value,
                           scored_on=f"validation: the last {cfg.validation} training images of each class",
-                          code_path=config.codepath.CODE_PATH, saved_by="python tune.py " + " ".join(sys.argv[1:])),
+                          code_path=config.codepath.CODE_PATH, saved_by="python studies/tune.py " + " ".join(sys.argv[1:])),
               params=best.params)
 # the variant: the protocol options of the study that differ from the defaults, then what the search found
 how = {"validation", "quick", "protocol", "train_limit", "test_limit", "probe_per_class", "methods"}   # how it measured

@@ -14,14 +14,15 @@ script passes the sleep's length through uint8(), so every sleep lasts 255 steps
 --nominal-lengths gives the second sleep the script's own length instead (SRC alone: the sequential
 training of a fraction is the same run either way, read from its folder).
 
-    python replay.py --run                       # run every fraction that is not finished yet
-    python replay.py --fractions 0 0.05 --run    # only some of them
-    python replay.py --dataset fashion-mnist --run     # runs/replay_fashion/replay_fashion.{md,png}
-    python replay.py --png-dir png               # the table (runs/replay/replay.md) and the figure
-    python replay.py --dataset mnist-fashion --nominal-lengths --run   # runs/replay_cross_nominal/
+    python studies/replay.py --run                       # run every fraction that is not finished yet
+    python studies/replay.py --fractions 0 0.05 --run    # only some of them
+    python studies/replay.py --dataset fashion-mnist --run     # runs/replay_fashion/replay_fashion.{md,png}
+    python studies/replay.py --png-dir png               # the table (runs/replay/replay.md) and the figure
+    python studies/replay.py --dataset mnist-fashion --nominal-lengths --run   # runs/replay_cross_nominal/
 """
 import sys
 
+import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import sweep  # first: the pinned code paths, and matplotlib's file backend
 import config
 import runner

@@ -9,11 +9,12 @@ An addition: the same sleep reading only the 5 000 images trained on (--sleep-da
 ordinary run folder of mnist_exp.py (sequential training and SRC, seeds 0-4: the same network before the
 sleep, so each seed's pair differs only by the sleep).
 
-    python reduced_data.py --run              # run the rows that are not finished (about 10 minutes on 2 cores)
-    python reduced_data.py --png-dir png      # the table (runs/reduced_data/reduced_data.md) and the figure
+    python studies/reduced_data.py --run              # run the rows that are not finished (about 10 minutes on 2 cores)
+    python studies/reduced_data.py --png-dir png      # the table (runs/reduced_data/reduced_data.md) and the figure
 """
 import sys
 
+import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import sweep  # first: the pinned code paths, and matplotlib's file backend
 import matplotlib.pyplot as plt
 

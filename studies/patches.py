@@ -19,14 +19,15 @@ The scripts give each image width^2 / 6 - overlap unique pixels, which is not a 
 fails from the second image on); here it is floor(width^2 / 6) - overlap, none from overlap floor(width^2 / 6)
 on, where the four images are the same. Five seeds (the scripts' five trials; the softmax script runs one).
 
-    python patches.py                  # both settings, seeds 0-4 (about a minute): runs/patches/
-    python patches.py --png-dir png    # and the figures there (patches.png, patches_weights.png)
+    python studies/patches.py                  # both settings, seeds 0-4 (about a minute): runs/patches/
+    python studies/patches.py --png-dir png    # and the figures there (patches.png, patches_weights.png)
 """
 import argparse
 import json
 import os
 import sys
 
+import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import config  # first: the pinned code paths and threads
 import matplotlib
 

@@ -9,9 +9,9 @@ script's constants for the memory), seeds 0-4. Besides the table of both accurac
 many epochs per task iCaRL alone needs (read off its mean curve, linear between the epochs run) to reach what
 iCaRL + sleep reaches at E epochs, minus E.
 
-    python icarl_epochs.py --run --memory 100 --epochs 1 2 5 10   # some rows (each ~1-4 minutes a seed)
-    python icarl_epochs.py --png-dir png                           # the tables and png/icarl_epochs.png
-    python icarl_epochs.py --dataset fashion-mnist --run --memory 100 --epochs 2   # icarl_epochs_fashion.*
+    python studies/icarl_epochs.py --run --memory 100 --epochs 1 2 5 10   # some rows (each ~1-4 minutes a seed)
+    python studies/icarl_epochs.py --png-dir png                           # the tables and png/icarl_epochs.png
+    python studies/icarl_epochs.py --dataset fashion-mnist --run --memory 100 --epochs 2   # icarl_epochs_fashion.*
 
 FashionMNIST/run_icarl_fashionmnist.m trains with lr 0.065 and dropout 0.2 and has its own constants for
 memory 50, 100-500 and 1 000-5 000 (presets icarl-small, -medium, -large for fashion-mnist); it has none for
@@ -19,6 +19,7 @@ memory 50, 100-500 and 1 000-5 000 (presets icarl-small, -medium, -large for fas
 """
 import sys
 
+import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import sweep  # first: the pinned code paths, and matplotlib's file backend
 import matplotlib.pyplot as plt
 import numpy as np

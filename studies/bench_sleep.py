@@ -4,10 +4,10 @@
 The network is trained on task 1 (seed 0) and sleeps on the real masked mean input, as after the first
 task of the experiment. The literal loop (engine "torch", one network) and the event-driven engine
 ("numba") run the same first steps of the same raster side by side; then B = 1, 8 and 64 networks at
-once. Writes runs/bench_sleep.md; `--out bench_sleep.md` refreshes the table the README shows.
+once. Writes runs/bench_sleep.md; `--out docs/bench_sleep.md` refreshes the table docs/speed.md shows.
 
-    python bench_sleep.py                 # about two minutes on a 2-core CPU
-    python bench_sleep.py --device cuda   # adds the torch engine on the GPU
+    python studies/bench_sleep.py                 # about two minutes on a 2-core CPU
+    python studies/bench_sleep.py --device cuda   # adds the torch engine on the GPU
 """
 import argparse
 import os
@@ -15,6 +15,7 @@ import platform
 import sys
 import time
 
+import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import config  # first: the pinned code paths and threads
 import data
 import methods
@@ -97,7 +98,7 @@ if args.device != "cpu":
 
 machine = (torch.cuda.get_device_name(0) + ", " if args.device != "cpu" else "") + \
     f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, numba {src.numba.__version__}"
-lines = [f"Sleep engines on the paper network after task 1 ({machine}); `{' '.join(['python', 'bench_sleep.py'] + sys.argv[1:])}`.",
+lines = [f"Sleep engines on the paper network after task 1 ({machine}); `{' '.join(['python', 'studies/bench_sleep.py'] + sys.argv[1:])}`.",
          "", "| engine | steps timed | hidden spikes per step | network-steps/s | vs literal |", "|---|---|---|---|---|"]
 lines += [f"| {name} | {steps} | {spikes:.2f} | {rate:,.0f} | {rate / lit:.0f}x |" for name, steps, rate, spikes in rows]
 lines += ["", f"Same spikes in both engines over the {args.literal_steps} steps: {same}; "

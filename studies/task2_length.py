@@ -11,13 +11,14 @@ constants (the project's --dataset fashion-mnist defaults). Cross-modal (--datas
 CrossModalMNIST/run_sleep_with_variable_task2_length.m): all of MNIST for 2 epochs, then all of
 Fashion-MNIST for 1, 3, 5, 7 or 9, a 255-step sleep reading MNIST after each, its own constants.
 
-    python task2_length.py --run                              # every row (about 2 minutes a row)
-    python task2_length.py --run --datasets mnist --epochs 5 40
-    python task2_length.py --png-dir png                      # the table and png/task2_length.png
-    python task2_length.py --datasets mnist-fashion --png-dir png   # alone: png/task2_length_cross.png
+    python studies/task2_length.py --run                              # every row (about 2 minutes a row)
+    python studies/task2_length.py --run --datasets mnist --epochs 5 40
+    python studies/task2_length.py --png-dir png                      # the table and png/task2_length.png
+    python studies/task2_length.py --datasets mnist-fashion --png-dir png   # alone: png/task2_length_cross.png
 """
 import sys
 
+import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import sweep  # first: the pinned code paths, and matplotlib's file backend
 import matplotlib.pyplot as plt
 

@@ -15,7 +15,7 @@ the held-out training images of the tuning seeds (the test set is not read):
 - interpolate: the weights after the sleep mixed with those before it, gamma slept + (1 - gamma) trained;
 - interleave: each epoch of training followed by a sleep of T_k / epochs steps.
 
-    python weights_only.py --seeds 100 101 102 103 --workers 2
+    python studies/weights_only.py --seeds 100 101 102 103 --workers 2
 
 writes runs/weights-only-leads/results.json (config, per-seed finals per lead) and prints a table.
 """
@@ -25,6 +25,7 @@ import json
 import os
 import sys
 
+import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import codepath  # noqa: F401  (before torch: the pinned code paths and threads)
 import torch
 
