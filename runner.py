@@ -272,10 +272,11 @@ def run(cfg):
             # --workers N, but no more than the jobs to run and the cores: more would only wait for each other
             workers = min(cfg.workers, len(todo), codepath.CORES)
             work(todo, cfg, run_dir, ctx) if workers == 1 else spawn(cfg, run_dir, workers)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         if config.INTERACTIVE:
             raise
-        log(run_dir, "stopped; the finished jobs are kept: run the same command again to resume")
+        # (a stop sent by another process, a sweep's, is reported there: here it goes to run.log alone)
+        log(run_dir, "stopped; the finished jobs are kept: run the same command again to resume", echo=not stop.args)
         raise SystemExit(130)
     finally:
         if handle:
@@ -287,19 +288,6 @@ def run(cfg):
 
 def _stop(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-def finished(argv):
-    """{method: (mean, std, n, diverged)} of the final accuracy in the run folder these options name (empty
-    if none has finished): what the sweep scripts read."""
-    import csv
-    cfg = config.resolve(config.DEFAULTS, argv)
-    path = os.path.join(cfg.out, config.run_name(cfg), "summary.csv")
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return {r["method"]: (float(r["all_mean"]), float(r["all_std"]), int(r["n"]), int(r.get("diverged") or 0))
-                for r in csv.DictReader(f)}
 
 
 # ---------------------------------------------------------------- a worker

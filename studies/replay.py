@@ -20,12 +20,12 @@ training of a fraction is the same run either way, read from its folder).
     python studies/replay.py --png-dir png               # the table (runs/replay/replay.md) and the figure
     python studies/replay.py --dataset mnist-fashion --nominal-lengths --run   # runs/replay_cross_nominal/
 """
+import dataclasses
 import sys
 
 import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import sweep  # first: the pinned code paths, and matplotlib's file backend
 import config
-import runner
 import matplotlib.pyplot as plt
 
 FRACTIONS = {"mnist": ["0", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1"],   # the authors' sweeps
@@ -69,8 +69,9 @@ def rows(args):
 
 def with_baseline(results):
     """A nominal-length row runs SRC alone: its sequential training (no sleep) is the 255-step row's run."""
-    baseline = lambda row: {m: v for m, v in runner.finished(
-        [*options(row.options[1], "mnist-fashion"), "--methods", "sequential,src"]).items() if m == "sequential"}
+    baseline = lambda row: {m: v for m, v in sweep.finished(
+        dataclasses.replace(row, methods="sequential,src"), options(row.options[1], "mnist-fashion")).items()
+        if m == "sequential"}
     return [(row, {**baseline(row), **got} if row.methods == "src" else got) for row, got in results]
 
 

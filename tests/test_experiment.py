@@ -371,15 +371,16 @@ def test_bridge_table_marks_a_factor_that_moves_the_mean_by_more_than_two_standa
     fake([], 45.0, 6.1)
     fake(["--sleep-input", "replica"], 60.0, 3.0)                       # +15, 2 SE = 2 sqrt(6.1^2/5 + 3^2/5) = 6.1
     fake(["--sleep-steps", "400", "--sleep-steps-increment", "133"], 47.0, 4.0)   # +2 < 2 SE = 6.5
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "bridge.py"), "--out", str(tmp_path / "out")],
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "bridge.py")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (tmp_path / "out" / "bridge.md").read_text().splitlines()[2:]}
+    out = tmp_path / "runs" / "bridge"   # beside the rows' run folders
+    table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (out / "bridge.md").read_text().splitlines()[2:]}
     row = next(v for k, v in table.items() if k.startswith("original with the replica's sleep input"))
     assert row[1:5] == ["60.0 ± 3.0 (n=5)", "+15.0", f"{2 * np.sqrt(6.1 ** 2 / 5 + 9 / 5):.1f}", "**yes**"]
     row = next(v for k, v in table.items() if k.startswith("original with the replica's sleep length"))
     assert row[2:5] == ["+2.0", f"{2 * np.sqrt(6.1 ** 2 / 5 + 16 / 5):.1f}", "no"]
-    assert table["replica protocol"][1] == "not run" and (tmp_path / "out" / "bridge.png").stat().st_size > 5000
+    assert table["replica protocol"][1] == "not run" and (out / "bridge.png").stat().st_size > 5000
     # what each row's sleep reads and keeps: the replica's masked current-task input with fixed alpha keeps nothing
     assert table["original protocol"][-2] == f"every training image of the tasks seen; {60000 * 784:,}"
     assert table["replica protocol"][-2] == "task k's training images; 0"
@@ -396,10 +397,10 @@ def test_replay_sweep_table_reads_each_fractions_run_folder(tmp_path):
         folder.mkdir(parents=True)
         (folder / "summary.csv").write_text("method,n,all_mean,all_std\n"
                                             f"sequential,5,{seq[0]},{seq[1]}\nsrc,5,{src[0]},{src[1]}\n")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "replay.py"), "--out", str(tmp_path / "out")],
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "replay.py"), "--png-dir", "out"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (tmp_path / "out" / "replay.md").read_text().splitlines()[2:]}
+    table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (tmp_path / "runs" / "replay" / "replay.md").read_text().splitlines()[2:]}
     assert table["5 %"][1:] == ["68.8 ± 2.9 (n=5)", "78.5 ± 1.7 (n=5)", "+9.7 |"]
     assert table["0 %"][3] == "+25.7 |" and table["10 %"][3] == "-6.5 |" and table["25 %"][1] == "not run"
     assert (tmp_path / "out" / "replay.png").stat().st_size > 5000
@@ -434,11 +435,35 @@ def test_cross_replay_nominal_rows_run_src_alone_and_take_sequential_from_the_25
     args = argparse.Namespace(dataset="mnist-fashion", nominal_lengths=True, fractions=["0.01"])
     rows = replay.rows(args)
     assert [r.methods for r in rows] == ["src"]
-    results = [(r, runner.finished([*r.options, "--methods", r.methods])) for r in rows]
+    results = [(r, sweep.finished(r)) for r in rows]
     assert sweep.sleep_table(replay.with_baseline(results), "f")[2] == "| 1 % | 82.6 ± 0.4 (n=5) | 85.0 ± 1.0 (n=5) | +2.4 |"
     with pytest.raises((SystemExit, config.ConfigError)) as refused:
         replay.rows(argparse.Namespace(dataset="fashion-mnist", nominal_lengths=True, fractions=None))
     assert "--nominal-lengths needs --dataset mnist-fashion" in capsys.readouterr().err + str(refused.value)
+
+
+def test_ctrl_c_stops_a_sweep_in_one_line_and_its_table_shows_the_jobs_it_kept(tmp_path):
+    # A sweep of one --quick row, five seeds: Ctrl-C (SIGINT to the sweep, as a terminal sends it) once the first
+    # job is written. One line, no traceback; the row's table then counts the jobs that were kept.
+    script = tmp_path / "one_row.py"
+    script.write_text(f"""import sys; sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'studies')!r}]
+import sweep
+row = sweep.Row("quick", ["--quick"], "sequential", out={str(tmp_path / 'runs')!r})
+sweep.run_rows([row], ("0", "1", "2", "3", "4"), 1, "one_row.py")
+print(sweep.finished(row))
+""")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not glob.glob(str(tmp_path / "runs" / "*" / "jobs" / "sequential-seed*.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    kept = len(glob.glob(str(tmp_path / "runs" / "*" / "jobs" / "sequential-seed*.json")))
+    assert proc.returncode == 130 and 1 <= kept < 5, (out, err)
+    assert err == f"one_row.py: stopped; {kept} finished jobs kept; run the same command to resume\n"
+    import sweep
+    got = sweep.finished(sweep.Row("quick", ["--quick"], "sequential", out=str(tmp_path / "runs")))
+    assert got["sequential"][2] == kept   # the stopped row's summary is made from the jobs it kept
 
 
 def test_two_identical_commands_share_the_jobs_and_compute_each_once(tmp_path):
@@ -551,16 +576,17 @@ def test_reduced_data_sweep_reads_its_rows_run_folders(tmp_path):
     opts = reduced.options(20, "train")
     cfg = config.resolve(config.DEFAULTS, opts)
     assert (cfg.classes_per_task, cfg.lr, cfg.epochs, cfg.sleep_steps, cfg.inc, cfg.score_on) == (10, 0.01, 20, 20000, 0.089164, "train")
-    folder = tmp_path / "runs" / config.run_name(cfg)
+    folder = tmp_path / "elsewhere" / config.run_name(cfg)   # --out holds the rows' run folders, and the table
     folder.mkdir(parents=True)
     (folder / "summary.csv").write_text("method,n,all_mean,all_std\nsequential,5,60.0,1.0\nsrc,5,70.5,2.0\n")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "reduced_data.py"), "--out", str(tmp_path / "out")],
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "reduced_data.py"), "--out", str(tmp_path / "elsewhere")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (tmp_path / "out" / "reduced_data.md").read_text().splitlines()[2:]}
+    out = tmp_path / "elsewhere" / "reduced_data"
+    table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (out / "reduced_data.md").read_text().splitlines()[2:]}
     assert table["20 epochs, train accuracy"][1:4] == ["60.0 ± 1.0 (n=5)", "70.5 ± 2.0 (n=5)", "+10.5"]
     assert table["10 epochs, test accuracy"][1] == "not run" and len(table) == 9
-    assert (tmp_path / "out" / "reduced_data.png").stat().st_size > 5000
+    assert (out / "reduced_data.png").stat().st_size > 5000 and not (tmp_path / "runs").exists()
 
 
 def fake_folder(root, options, methods, summary=None, jobs=None, results=None):
@@ -569,12 +595,12 @@ def fake_folder(root, options, methods, summary=None, jobs=None, results=None):
     cfg = config.resolve(config.DEFAULTS, [*options, "--methods", methods])
     folder = root / "runs" / config.run_name(cfg)
     (folder / "jobs").mkdir(parents=True)
-    if summary:
-        (folder / "summary.csv").write_text("method,n,all_mean,all_std\n" + "".join(
-            f"{m},{n},{mean},{std}\n" for m, (mean, std, n) in summary.items()))
     for (method, seed), (final, nme) in (jobs or {}).items():
         (folder / "jobs" / f"{method}-seed{seed}.json").write_text(json.dumps(
             dict(rows=[dict(stage="final", all=final)], nme=[dict(stage="final", all=nme)])))
+    if summary:   # written after the jobs, as a finished run writes it
+        (folder / "summary.csv").write_text("method,n,all_mean,all_std\n" + "".join(
+            f"{m},{n},{mean},{std}\n" for m, (mean, std, n) in summary.items()))
     if results:
         (folder / "results.csv").write_text(results)
 
@@ -596,7 +622,7 @@ def test_icarl_epoch_sweep_pairs_seeds_and_reads_the_epochs_saved_off_the_curve(
                     jobs={("icarl", 0): (alone, 0), ("icarl", 1): (alone + 2, 0), ("icarl-src", 0): (slept, 0),
                           ("icarl-src", 1): (slept + 6, 0), ("icarl-src", 2): (99, 0)})   # seed 2: no pair
     args = argparse.Namespace(memory=["100"], epochs=["1", "2", "5"], dataset="mnist")
-    results = [(row, runner.finished([*row.options, "--methods", row.methods])) for row in icarl_epochs.rows(args)]
+    results = [(row, sweep.finished(row)) for row in icarl_epochs.rows(args)]
     lines = icarl_epochs.table(results)
     first = lines[2].split(" | ")
     # paired over the seeds both finished: differences 15 and 19 -> 17 ± 2.8
@@ -611,7 +637,7 @@ def test_icarl_epoch_sweep_pairs_seeds_and_reads_the_epochs_saved_off_the_curve(
     fake_folder(tmp_path, icarl_epochs.options("200", "1"), icarl_epochs.METHODS, summary={"icarl": (30.0, 1.0, 2)},
                 jobs={("icarl", 0): (30, 0), ("icarl", 1): (31, 0), ("icarl-src", 0): (40, 0), ("icarl-src", 1): (42, 0)})
     row = icarl_epochs.rows(argparse.Namespace(memory=["200"], epochs=["1"], dataset="mnist"))[0]
-    line = icarl_epochs.table([(row, runner.finished([*row.options, "--methods", row.methods]))])[2].split(" | ")
+    line = icarl_epochs.table([(row, sweep.finished(row))])[2].split(" | ")
     assert line[2:5] == ["30.0 ± 1.0 (n=2)", "not run", ""]
 
 
