@@ -36,40 +36,25 @@ class Method:
     statistics: str = ""       # "ncm", "slda" (no network) or "analytic" (a ridge head on frozen features): statistics
                                # of each task's images, read once (baselines.py)
     shared: tuple = ("init",)  # stages that are the same for every method declaring them: computed once per seed
-    keeps: str = ""            # what the method reads and keeps between tasks, besides the weights
 
 
-METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper bound
-    "sequential": Method(shared=("init", "train_1"), keeps="nothing"),
-    "control": Method(last_only=True, keeps="nothing (it learns only the last task, from the initial weights: the "
-                                            "cross-modal script's control)"),
-    "ewc": Method(penalty="ewc", shared=("init", "train_1"),
-                  keeps="the weights after the last task and the summed Fisher information (2 x the weights)"),
+METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper bound (what each keeps between
+    # tasks is measured by kept_between_tasks and recorded in every job)
+    "sequential": Method(shared=("init", "train_1")),
+    "control": Method(last_only=True),   # learns only the last task, from the initial weights (the cross-modal control)
+    "ewc": Method(penalty="ewc", shared=("init", "train_1")),
     # SI integrates its path already while training task 1, so that stage is its own
-    "si": Method(penalty="si", keeps="the weights after the last task and each weight's importance (2 x the weights)"),
-    "lwf": Method(distill=True, shared=("init", "train_1"),
-                  keeps="nothing stored; while training task k it holds the network of task k - 1, whose outputs on "
-                        "task k's images are the soft targets for the earlier classes"),
-    "lwf-src": Method(distill=True, sleep=True, shared=("init", "train_1"),
-                      keeps="nothing stored; while training task k it holds the network of task k - 1 (LwF's teacher), "
-                            "and each sleep reads what --sleep-data says"),
-    "merging": Method(restart=True, merge=True, shared=("init", "train_1"),
-                      keeps="one trained copy of the network per task"),
-    "src": Method(sleep=True, shared=("init", "train_1"),
-                  keeps="nothing stored; each sleep reads every training image of the tasks seen so far "
-                        "(their mean image and the scale factors)"),
-    "icarl": Method(exemplars=True, shared=("init", "train_1"),
-                    keeps="--memory training images (the exemplars), shared by the classes seen"),
-    "icarl-src": Method(exemplars=True, sleep=True, sleep_constants="icarl", shared=("init", "train_1"),
-                        keeps="--memory training images (the exemplars); each sleep reads every training image of "
-                              "the tasks seen so far"),
-    "ncm": Method(statistics="ncm", shared=(), keeps="a mean image and a count per class seen (no network)"),
-    "slda": Method(statistics="slda", shared=(), keeps="a mean image and a count per class seen and one shared "
-                                                      "pixel covariance (no network)"),
-    "analytic": Method(statistics="analytic", shared=("init", "train_1"),
-                       keeps="the network trained on task 1, frozen, and the features' Gram matrix and cross-correlation "
-                             "with the labels (1200 x 1200 + 1200 x 10 numbers)"),
-    "parallel": Method(joint=True, keeps="trains once on every task's images together"),
+    "si": Method(penalty="si"),
+    "lwf": Method(distill=True, shared=("init", "train_1")),
+    "lwf-src": Method(distill=True, sleep=True, shared=("init", "train_1")),
+    "merging": Method(restart=True, merge=True, shared=("init", "train_1")),
+    "src": Method(sleep=True, shared=("init", "train_1")),
+    "icarl": Method(exemplars=True, shared=("init", "train_1")),
+    "icarl-src": Method(exemplars=True, sleep=True, sleep_constants="icarl", shared=("init", "train_1")),
+    "ncm": Method(statistics="ncm", shared=()),
+    "slda": Method(statistics="slda", shared=()),
+    "analytic": Method(statistics="analytic", shared=("init", "train_1")),   # a ridge head on task 1's frozen features
+    "parallel": Method(joint=True),
 }
 
 # ---------------------------------------------------------------- data and initial weights
@@ -346,6 +331,31 @@ def nme_accuracy(net, exemplars, gen, cfg, ctx):
 
 
 # ---------------------------------------------------------------- the one loop
+def recorded_sleep(net, k, seed, cfg, ctx, rec, progress=False):
+    """Sleep k of one network (sleep_task), with its record appended to rec["sleep"] (length, seconds, scale
+    factors, spikes per step; with --sleep-window the firing and the accuracy during it); returns the slept
+    network and the sleep's info. The evaluations during the sleep count as evaluation time, not the sleep's."""
+    t, watching = time.perf_counter(), [0.0]
+
+    def watch(n):
+        t0 = time.perf_counter()
+        out = evaluate(n, cfg, ctx, analyses=False)["accuracy"]["all"]
+        watching[0] += time.perf_counter() - t0
+        return out
+
+    net, info = sleep_task(net, k, seed, cfg, ctx, progress=progress, window=cfg.sleep_window,
+                           watch=watch if cfg.sleep_window else None)
+    rec["time"]["eval"] += watching[0]
+    rec["time"]["sleep"] -= watching[0]   # (run_method adds the whole call to the sleep's time)
+    steps = cfg.sleep.length(k)
+    rec["sleep"].append(dict(task=k, steps=steps, seconds=time.perf_counter() - t - watching[0], alpha=info["alpha"],
+                             spikes_per_step=[sum(c) / steps for c in info["spikes"]]))
+    if cfg.sleep_window:   # the firing of each layer per window, and the accuracy during the sleep
+        rec["sleep"][-1].update(window=cfg.sleep_window, window_spikes=[c.sum(1).tolist() for c in info["window_counts"]],
+                                accuracy_during=[dict(step=s, all=a) for s, a in info["watched"]])
+    return net, info
+
+
 def run_method(method, seed, cfg, ctx, shared, progress=False, analyses=True):
     """Train (and sleep) one method from the seed's initial weights; returns its record and PCA maps.
     analyses False (a search): every stage's accuracy only, no stable ranks, capacity, sleep analyses or maps.
@@ -393,33 +403,17 @@ def run_method(method, seed, cfg, ctx, shared, progress=False, analyses=True):
     def slept(net, k):
         if not all(torch.isfinite(w).all() for w in net.W):   # training diverged (marked): no scale factors, no sleep
             return net.clone()
-        t, watching = time.perf_counter(), [0.0]
-
-        def watch(n):   # the accuracy during sleep: its evaluations count as evaluation time, not the sleep's
-            t0 = time.perf_counter()
-            out = evaluate(n, cfg, ctx, analyses=False)["accuracy"]["all"]
-            watching[0] += time.perf_counter() - t0
-            return out
-
-        net, info = sleep_task(net, k, seed, cfg, ctx, progress=progress, window=cfg.sleep_window,
-                               watch=watch if cfg.sleep_window else None)
-        rec["time"]["eval"] += watching[0]
-        rec["time"]["sleep"] -= watching[0]   # (reach adds the whole call to the sleep's time)
-        steps = cfg.sleep.length(k)
-        rec["sleep"].append(dict(task=k, steps=steps, seconds=time.perf_counter() - t - watching[0], alpha=info["alpha"],
-                                 spikes_per_step=[sum(c) / steps for c in info["spikes"]]))
-        if cfg.sleep_window:   # the firing of each layer per window, and the accuracy during the sleep
-            rec["sleep"][-1].update(window=cfg.sleep_window, window_spikes=[c.sum(1).tolist() for c in info["window_counts"]],
-                                    accuracy_during=[dict(step=s, all=a) for s, a in info["watched"]])
-        infos[k] = info
+        net, infos[k] = recorded_sleep(net, k, seed, cfg, ctx, rec, progress)
         return net
 
     init = reach("init", lambda: initial_net(seed, cfg, ctx), "train")
     net, finished = init, []
     omega, anchor = None, None  # EWC / SI: importance of each weight and the weights it is pulled towards
     exemplars = {}              # iCaRL: {class: indices of its exemplars among the training images}
-    nme = lambda stage, net: rec["nme"].append(dict(stage=stage, **nme_accuracy(net, exemplars, generator(seed, "nme", k),
-                                                                                cfg, ctx)))
+
+    def nme(stage, net, k):   # iCaRL's nearest-mean-of-exemplars accuracy after a stage of task k
+        rec["nme"].append(dict(stage=stage, **nme_accuracy(net, exemplars, generator(seed, "nme", k), cfg, ctx)))
+
     for k in [0] if spec.joint else [len(ctx.tasks)] if spec.last_only else range(1, len(ctx.tasks) + 1):
         start = net
         gen = generator(seed, "exemplars", k) if spec.exemplars else None
@@ -435,7 +429,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False, analyses=True):
             t = time.perf_counter()
             update_exemplars(exemplars, net, k, gen, cfg, ctx)
             rec["time"]["train"] += time.perf_counter() - t
-            nme(f"train_{k}", net)
+            nme(f"train_{k}", net, k)
         if spec.penalty == "ewc":   # online EWC: the Fisher information of every task so far, summed
             idx = data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task or None)
             new = models.fisher(net, ctx.train_x[idx], ctx.train_y[idx], cfg.dropout, ctx.n_classes)
@@ -452,11 +446,9 @@ def run_method(method, seed, cfg, ctx, shared, progress=False, analyses=True):
                     k, [w.cpu() for w in trained.weights_only()], [w.cpu() for w in net.weights_only()], infos[k]["spikes"],
                     acts[f"train_{k}"], acts[f"sleep_{k}"], ctx.eval_y[:len(acts[f"train_{k}"][0])].cpu().numpy(),
                     confusions[f"train_{k}"], confusions[f"sleep_{k}"], ctx.n_classes))
-            # the earlier replica's diagnostic: the weights before this task's training plus the sleep's change
-            synthetic = net.with_weights([w0 + (w - w1) for w0, w, w1 in zip(start.W, net.W, trained.W)], net.vW)
-            rec["synthetic"].append(dict(stage=f"synthetic_{k}", **evaluate(synthetic, cfg, ctx, analyses=False)["accuracy"]))
+            rec["synthetic"].append(dict(stage=f"synthetic_{k}", **synthetic_accuracy(start, trained, net, cfg, ctx)))
             if spec.exemplars:
-                nme(f"sleep_{k}", net)
+                nme(f"sleep_{k}", net, k)
         finished.append(net)
     if spec.merge:
         net = reach("merged", lambda: models.merge(finished), "train")
@@ -467,13 +459,25 @@ def run_method(method, seed, cfg, ctx, shared, progress=False, analyses=True):
     for rows in (rec["rows"], rec["nme"]):
         if rows:
             rows.append(dict(rows[-1], stage="final"))
-    # PCA maps: before and after each sleep share one basis per layer; every other stage has its own
+    return rec, activation_maps(acts, spec, cfg, ctx) if analyses else {}
+
+
+def synthetic_accuracy(start, trained, slept, cfg, ctx):
+    """The earlier replica's diagnostic: the accuracy of the weights before task k's training plus the change
+    of sleep k."""
+    synthetic = slept.with_weights([w0 + (w - w1) for w0, w, w1 in zip(start.W, slept.W, trained.W)], slept.vW)
+    return evaluate(synthetic, cfg, ctx, analyses=False)["accuracy"]
+
+
+def activation_maps(acts, spec, cfg, ctx):
+    """PCA maps of the probe activations of every stage: before and after each sleep share one basis per
+    layer; every other stage has its own."""
     groups = [[f"train_{k}", f"sleep_{k}"] if f"sleep_{k}" in acts else [f"train_{k}"] for k in range(1, len(ctx.tasks) + 1)] \
         if spec.sleep else [[s] for s in acts if s != "init"]
     maps = {}
-    for group in groups if analyses else []:
+    for group in groups:
         maps.update(analysis.pca_maps({s: acts[s] for s in group}, cfg.pca_components))
-    return rec, maps
+    return maps
 
 
 def run_statistics(spec, rec, seed, cfg, ctx, shared):
