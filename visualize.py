@@ -26,6 +26,7 @@ import glob
 import io
 import json
 import os
+import textwrap
 from collections import defaultdict
 
 import matplotlib
@@ -296,28 +297,55 @@ def plot_capacity(table, cols, path):
     save(fig, path, 100)
 
 
-def heat(ax, m, labels, title, limits=None):
+def say(ax, note):
+    """A short note in the middle of a panel left empty (a silent layer, a map with no finite value), without
+    the ticks of an axis that has no data."""
+    ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="dimgrey")
+    ax.set(xticks=[], yticks=[])
+
+
+def empty_note(m, layer, change=False):
+    """Why a map has nothing to draw, '' when it has: no finite value (a sleep that broke the network; infinite:
+    a saturated layer, beyond the job file's float16) or, but for a change, nothing but zeros (a silent layer:
+    pca_maps gives it a zero map)."""
+    if not np.isfinite(m).any():
+        return f"{layer} saturated" if np.isinf(m).any() else f"{layer}: no finite values"
+    return "" if change or m.any() else f"{layer} silent"
+
+
+def finite(maps):
+    """The finite values of some maps, flat (a colour scale ignores the others)."""
+    return np.concatenate([m[np.isfinite(m)] for m in maps])
+
+
+def heat(ax, m, labels, title, limits, note="", output=False):
     """A heat map of one layer's map, class boundaries as white lines and the classes on the y axis; limits
     (low, high) shared by the maps of one colour bar; a difference (limits a number) in a diverging colour map
-    centred on 0. Returns the image, for the colour bar."""
-    if np.isscalar(limits):
-        image = ax.imshow(m, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-limits, vmax=limits)
-    else:
-        image = ax.imshow(m, aspect="auto", interpolation="nearest", cmap="viridis", vmin=limits[0], vmax=limits[1])
+    centred on 0; values that are not finite in grey; output: the output layer's map (units, not components).
+    With a note (empty_note) the panel is drawn empty and says why. Returns the image, for the colour bar, or
+    None for an empty panel."""
+    image = None
     bounds = np.flatnonzero(np.diff(labels)) + 0.5
-    ax.hlines(bounds, -0.5, m.shape[1] - 0.5, color="white", linewidth=0.4)
-    ax.set_title(title, fontsize=7)
+    if note:   # imshow of a map with no finite value warns, and would show one flat colour as if it were data
+        say(ax, note)
+        ax.set(xlim=(-0.5, m.shape[1] - 0.5), ylim=(len(labels) - 0.5, -0.5))
+    else:
+        name, (low, high) = ("RdBu_r", (-limits, limits)) if np.isscalar(limits) else ("viridis", limits)
+        image = ax.imshow(np.ma.masked_invalid(m), aspect="auto", interpolation="nearest",
+                          cmap=plt.get_cmap(name).with_extremes(bad="lightgrey"), vmin=low, vmax=high)
+        ax.hlines(bounds, -0.5, m.shape[1] - 0.5, color="white", linewidth=0.5)
+    ax.set_title(title, fontsize=9)
     ax.set_xticks(range(0, m.shape[1], max(1, m.shape[1] // 5)))
-    ax.tick_params(labelsize=5, length=2, pad=1)
+    ax.tick_params(labelsize=7, length=2, pad=1)
     centres = (np.concatenate([[-0.5], bounds]) + np.concatenate([bounds, [len(labels) - 0.5]])) / 2
     ax.set_yticks(centres, [str(int(c)) for c in labels[np.round(centres + 0.5).astype(int).clip(0, len(labels) - 1)]])
-    ax.set_xlabel("component", fontsize=5, labelpad=1)
-    ax.set_ylabel("class", fontsize=5, labelpad=1)
+    ax.set_xlabel("output" if output else "component", fontsize=8, labelpad=1)
+    ax.set_ylabel("class", fontsize=8, labelpad=1)
     return image
 
 
 def plot_activations(npz_path, method, path):
-    """SRC: per task, each layer before sleep, after sleep and after - before. Other methods: each stage's maps."""
+    """SRC: per sleep k, each layer before sleep k, after it and the change. Other methods: each stage's maps."""
     try:
         z = np.load(npz_path)
         labels = z["labels"]
@@ -335,41 +363,57 @@ def plot_activations(npz_path, method, path):
     befores = [s for s in maps if s.startswith("train_")]
     if any(s.startswith("sleep_") for s in maps):
         rows = [(s, s.replace("train_", "sleep_")) for s in befores]
-        kinds = ["before", "after", "after - before"]
+        kinds = ["before", "after", "change"]
     else:
         rows, kinds = [(s, None) for s in maps], [""]
-    fig, axes = plt.subplots(len(rows), len(layers) * len(kinds), figsize=(2.1 * len(layers) * len(kinds), 2.0 * len(rows)),
-                             squeeze=False)
-    panels = {(r, l): [maps[before][layer]] if after is None else
-              [maps[before][layer], maps[after][layer], maps[after][layer] - maps[before][layer]]
-              for r, (before, after) in enumerate(rows) for l, layer in enumerate(layers)}
-    # one colour bar per column: a layer's maps share one scale (before and after alike), its differences another
-    shown = lambda l, k: [p[k] for (_, pl), p in panels.items() if pl == l]
-    scale = {(l, k): (np.abs(shown(l, k)).max() or 1.0) if kind == "after - before" else
-             (min(p.min() for j in range(min(2, len(kinds))) for p in shown(l, j)),
-              max(p.max() for j in range(min(2, len(kinds))) for p in shown(l, j)))
-             for l in range(len(layers)) for k, kind in enumerate(kinds)}
+    fig, axes = plt.subplots(len(rows), len(layers) * len(kinds), figsize=(2.5 * len(layers) * len(kinds), 2.3 * len(rows) + 0.8),
+                             squeeze=False, layout="constrained")
+    with np.errstate(invalid="ignore", over="ignore"):   # a broken sleep's maps: inf - inf is a nan, drawn grey
+        panels = {(r, l): [maps[before][layer]] if after is None else
+                  [maps[before][layer], maps[after][layer], maps[after][layer] - maps[before][layer]]
+                  for r, (before, after) in enumerate(rows) for l, layer in enumerate(layers)}
+    # one colour bar per column: a layer's maps share one scale (before and after alike), its changes another,
+    # both of finite values only
+    shown = lambda l, ks: finite([p[k] for (_, pl), p in panels.items() if pl == l for k in ks])
+    scale = {}
+    for l in range(len(layers)):
+        both = shown(l, range(min(2, len(kinds))))
+        for k, kind in enumerate(kinds):
+            if kind == "change":
+                v = np.abs(shown(l, [k]))
+                scale[l, k] = float(v.max()) if v.size and v.max() > 0 else 1.0
+            else:
+                scale[l, k] = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
+    when = dict(before="before sleep {}", after="after sleep {}", change="change in sleep {}")
     images = {}
     for (r, l), ms in panels.items():
         before, after = rows[r]
+        layer = layers[l].replace("_", " ")
         for k, (m, kind) in enumerate(zip(ms, kinds)):
-            name = before.replace("train_", "task ") if after else before.replace("_", " ")
-            images[l * len(kinds) + k] = heat(axes[r][l * len(kinds) + k], m, labels,
-                                              f"{name}, {layers[l].replace('_', ' ')}\n{kind}".strip(), scale[l, k])
-    for (r, c), ax in np.ndenumerate(axes):   # classes on the first column, components on the last row
+            title = when[kind].format(before.replace("train_", "")) if kind else before.replace("_", " ")
+            image = heat(axes[r][l * len(kinds) + k], m, labels, f"{layer}, {title}", scale[l, k],
+                         empty_note(m, layer, kind == "change"), l == len(layers) - 1)
+            if images.get(l * len(kinds) + k) is None:   # the colour bar needs a panel that was drawn
+                images[l * len(kinds) + k] = image
+    for (r, c), ax in np.ndenumerate(axes):   # classes on the first column of a layer, components on the last row
         if c % len(kinds):
             ax.set_yticklabels([]), ax.set_ylabel("")
         if r < len(rows) - 1:
             ax.set_xticklabels([]), ax.set_xlabel("")
     n_components = next(iter(maps.values()))[layers[0]].shape[1]
-    fig.suptitle(f"{method}: activations of {len(labels)} test images ordered by class (rows), "
-                 f"{n_components} PCA components (columns; the output layer raw)", fontsize=9)
-    fig.subplots_adjust(left=0.03, right=0.99, bottom=0.04 + 0.5 / fig.get_figheight(), top=1 - 0.75 / fig.get_figheight(),
-                        wspace=0.35, hspace=0.75)
+    grey = any(not np.isfinite(m).all() and np.isfinite(m).any() for ms in panels.values() for m in ms)
+    fig.suptitle(f"{method}: activations of {len(labels)} test images, ordered by class (rows)\n{n_components} PCA "
+                 f"components (columns; the output layer raw){'; grey: not finite' if grey else ''}"
+                 + ("\nrow k: each layer before and after sleep k, which follows the training of task k" if kinds[0] else ""),
+                 fontsize=10)
     for c, image in images.items():
-        bar = fig.colorbar(image, ax=list(axes[:, c]), location="bottom", fraction=0.25 / len(rows), pad=0.35 / len(rows) + 0.02,
-                           aspect=15)
-        bar.ax.tick_params(labelsize=5, length=2)
+        if image is not None:   # a column of empty panels has no scale
+            what = "output activation" if c // len(kinds) == len(layers) - 1 else "value on the component"
+            bar = fig.colorbar(image, ax=list(axes[:, c]), location="bottom", shrink=0.8, aspect=15,
+                               label=f"{what}: after - before" if kinds[c % len(kinds)] == "change" else what)
+            bar.ax.xaxis.set_major_locator(plt.MaxNLocator(4))   # room for long labels
+            bar.ax.tick_params(labelsize=7, length=2)
+            bar.ax.xaxis.label.set_size(8)
     save(fig, path, 100)
     return True
 
@@ -405,33 +449,41 @@ def figures(run_dir, png_dir):
     return paths
 
 
+@plt.rc_context({"axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8})
 def sleep_figures(rec, png_dir):
-    """The four figures of what each sleep of one job did (its rec["analysis"]); returns the paths written."""
+    """The four figures of what each sleep of one job did (its rec["analysis"]); returns the paths written.
+    Sleep k is the one right after the training of task k."""
     sleeps, method = rec["analysis"], rec["method"]
     K, paths = len(sleeps), []
-    cols = lambda n: plt.subplots(n, K, figsize=(2.6 * K, 2.4 * n), squeeze=False)
+    cols = lambda n: plt.subplots(n, K, figsize=(2.8 * K + 1, 2.6 * n), squeeze=False, layout="constrained")
+    classes = lambda n: range(0, n, 1 if n <= 10 else 2)   # a tick per class; every other one of 20 (mnist-fashion)
     # confusion matrices (rows: true class, normalised to percent) and the change of each class's accuracy
     fig, axes = cols(3)
     for j, a in enumerate(sleeps):
         for i, key in enumerate(("confusion_before", "confusion_after")):
             m = np.asarray(a[key], dtype=float)
-            axes[i][j].imshow(100 * m / np.maximum(m.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=100,
-                              aspect="auto")
-            axes[i][j].set_title(f"{'before' if i == 0 else 'after'} sleep {a['task']}", fontsize=8)
-            axes[i][j].set(xlabel="predicted" if i else "", ylabel="true" if j == 0 else "")
+            image = axes[i][j].imshow(100 * m / np.maximum(m.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=100,
+                                      aspect="auto")
+            axes[i][j].set_xticks(classes(m.shape[1]))
+            axes[i][j].set_yticks(classes(m.shape[0]))
+            axes[i][j].set(title=f"{'before' if i == 0 else 'after'} sleep {a['task']}", xlabel="predicted class",
+                           ylabel="true class" if j == 0 else "")
         change = np.asarray(a["class_accuracy_change"])
         axes[2][j].bar(range(len(change)), change, color=np.where(change >= 0, "tab:blue", "tab:red"))
         axes[2][j].axhline(0, color="k", linewidth=0.5)
-        axes[2][j].set(xlabel="class", ylabel="accuracy change (points)" if j == 0 else "")
-    paths.append(finish(fig, f"{method}: confusion before and after each sleep, each class's change (seed {rec['seed']})",
-                        os.path.join(png_dir, f"sleep_confusion_{method}.png")))
+        axes[2][j].set_xticks(classes(len(change)))
+        axes[2][j].set(title=f"change in sleep {a['task']}", xlabel="true class",
+                       ylabel="accuracy change (points)" if j == 0 else "")
+    fig.colorbar(image, ax=list(axes[:2].flat), shrink=0.8, label="% of the true class's images")
+    paths.append(finish(fig, f"{method}: confusion before and after each sleep (sleep k: after the training of task k), "
+                             f"each class's change (seed {rec['seed']})", os.path.join(png_dir, f"sleep_confusion_{method}.png")))
     # weights: before/after the last sleep, the changes of every sleep, raised against lowered
-    L = len(sleeps[0]["weights"])
-    fig, axes = plt.subplots(L, 3, figsize=(12, 2.6 * L), squeeze=False)
+    L, last = len(sleeps[0]["weights"]), sleeps[-1]["task"]
+    fig, axes = plt.subplots(L, 3, figsize=(13, 2.8 * L), squeeze=False, layout="constrained")
     for l in range(L):
-        last = sleeps[-1]["weights"][l]
+        w = sleeps[-1]["weights"][l]
         for key, color in (("before", "tab:gray"), ("after", "tab:blue")):
-            axes[l][0].stairs(last[key], last["edges"], color=color, label=f"{key} sleep {sleeps[-1]['task']}")
+            axes[l][0].stairs(w[key], w["edges"], color=color, label=f"{key} sleep {last}")
         for a in sleeps:
             w = a["weights"][l]
             if w["raised"] + w["lowered"]:   # a sleep that changed nothing in the layer has no spread to draw
@@ -439,33 +491,46 @@ def sleep_figures(rec, png_dir):
         x = np.arange(K)
         axes[l][2].bar(x - 0.2, [a["weights"][l]["raised"] for a in sleeps], 0.4, color="tab:blue", label="raised")
         axes[l][2].bar(x + 0.2, [a["weights"][l]["lowered"] for a in sleeps], 0.4, color="tab:red", label="lowered")
-        axes[l][2].set_xticks(x, [f"sleep {a['task']}" for a in sleeps], fontsize=7)
-        for ax, what in zip(axes[l], ("weight", "change in the sleep", "")):
-            ax.set_yscale("log" if what else "linear")
-            ax.set_title(f"layer {l + 1}" + (f": {what}" if what else ": weights changed"), fontsize=8)
+        axes[l][2].set_xticks(x, [f"sleep {a['task']}" for a in sleeps])
+        axes[l][0].set(title=f"layer {l + 1}: before and after sleep {last} (after task {last})",
+                       xlabel="weight", ylabel="weights per bin", yscale="log")
+        axes[l][1].set(title=f"layer {l + 1}: change in sleep k (after task k)",
+                       xlabel="change of a weight in the sleep", ylabel="weights per bin", yscale="log")
+        axes[l][2].set(title=f"layer {l + 1}: weights raised or lowered", xlabel="sleep k (after task k)",
+                       ylabel="weights changed")
     for ax in axes[0]:
-        ax.legend(fontsize=6)
+        ax.legend()
     paths.append(finish(fig, f"{method}: each layer's weights and what the sleeps changed (seed {rec['seed']})",
                         os.path.join(png_dir, f"sleep_weights_{method}.png")))
     # firing: the input's spike counts as an image, hidden counts as histograms, output counts per class
-    n_layers = len(sleeps[0]["spikes"])
+    n_layers, steps = len(sleeps[0]["spikes"]), {s["task"]: s["steps"] for s in rec["sleep"]}
     fig, axes = cols(n_layers)
     for j, a in enumerate(sleeps):
         counts = [np.asarray(c) for c in a["spikes"]]
         side = int(round(np.sqrt(len(counts[0]))))
-        axes[0][j].imshow(counts[0].reshape(side, side), cmap="magma")
-        axes[0][j].set_title(f"sleep {a['task']}: input spikes", fontsize=8)
+        image = axes[0][j].imshow(counts[0].reshape(side, side), cmap="magma")
+        fig.colorbar(image, ax=axes[0][j], shrink=0.9, label="spikes in the sleep")
+        axes[0][j].set(title=f"sleep {a['task']} (after task {a['task']}, {steps[a['task']]} steps)\ninput: spikes per pixel",
+                       xlabel="pixel column", ylabel="pixel row")
         for l in range(1, n_layers - 1):
-            axes[l][j].hist(counts[l], bins=30, color="tab:blue")
-            axes[l][j].set_yscale("log")
-            axes[l][j].set_title(f"hidden layer {l}: spikes per unit", fontsize=8)
-        axes[-1][j].bar(range(len(counts[-1])), counts[-1], color="tab:green")
-        axes[-1][j].set_title("output: spikes per class", fontsize=8)
+            if counts[l].any():
+                axes[l][j].hist(counts[l], bins=30, color="tab:blue", log=True)
+                axes[l][j].xaxis.set_major_locator(plt.MaxNLocator(integer=True))   # spike counts are whole
+            else:   # every unit at 0: one bar, on a log axis with nothing to compare
+                say(axes[l][j], f"hidden layer {l} silent")
+            axes[l][j].set(title=f"hidden layer {l}: spikes per unit", xlabel="spikes of a unit in the sleep", ylabel="units")
+        if counts[-1].any():
+            axes[-1][j].bar(range(len(counts[-1])), counts[-1], color="tab:green")
+        else:
+            say(axes[-1][j], "output silent")
+        axes[-1][j].set_xticks(range(len(counts[-1])))
+        axes[-1][j].set(title="output: spikes per class", xlabel="output class", ylabel="spikes in the sleep")
     paths.append(finish(fig, f"{method}: firing during each sleep (seed {rec['seed']})",
                         os.path.join(png_dir, f"sleep_firing_{method}.png")))
     # reactivation, class correlation, and the accuracy during sleep when it was recorded
     during = [s for s in rec["sleep"] if s.get("accuracy_during")]
-    fig, axes = plt.subplots(3, L + bool(during), figsize=(3.6 * (L + bool(during)), 7.5), squeeze=False)
+    fig, axes = plt.subplots(3, L + bool(during), figsize=(3.6 * (L + bool(during)), 7.5), squeeze=False,
+                             layout="constrained")
     for l in range(L):
         for a in sleeps:
             r = a["reactivation"][l]
@@ -500,8 +565,9 @@ def sleep_figures(rec, png_dir):
 
 
 def finish(fig, title, path):
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    """Title and save a figure made with layout="constrained" (which makes room for its colour bars); the
+    title broken into lines as wide as the figure (one sleep's figure is one panel wide)."""
+    fig.suptitle(textwrap.fill(title, int(11 * fig.get_figwidth())), fontsize=11)
     save(fig, path, 90)
     return path
 
