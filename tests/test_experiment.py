@@ -442,6 +442,27 @@ def test_cross_replay_nominal_rows_run_src_alone_and_take_sequential_from_the_25
     assert "--nominal-lengths needs --dataset mnist-fashion" in capsys.readouterr().err + str(refused.value)
 
 
+def test_sensitivity_rows_change_one_constant_and_the_table_gives_each_constants_range(tmp_path, monkeypatch):
+    import sensitivity
+    import sweep
+    b = config.PRESETS["original"][1]["mnist"]["beta"]
+    assert sensitivity.options("beta_2", 2.0) == ["--validation", "1000", "--beta", f"{b[0]:.6g}", f"{2 * b[1]:.6g}", f"{b[2]:.6g}"]
+    assert sensitivity.options("inc", 1.0) == ["--validation", "1000"]   # x1: the authors' own, one folder
+    cfg = config.resolve(config.DEFAULTS, [*sensitivity.options("alpha_scale", 0.5), "--methods", "src"])
+    assert cfg.alpha_scale == pytest.approx(config.PRESETS["original"][1]["mnist"]["alpha_scale"] / 2, rel=1e-5)
+    assert cfg.rate == config.PRESETS["original"][1]["mnist"]["rate"] and cfg.validation == 1000
+    monkeypatch.chdir(tmp_path)
+    rows = sensitivity.rows(argparse.Namespace(factors=[0.5, 2.0]))
+    assert len(rows) == 21 and {r.methods for r in rows} == {"src"}
+    for row, mean in ((rows[0], 40.0), (rows[1], 45.0), (rows[2], 30.0)):   # rate x0.5, x1, x2
+        folder = tmp_path / "runs" / os.path.basename(sweep.folder(row))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "summary.csv").write_text(f"method,n,all_mean,all_std\nsrc,5,{mean},1.0\n")
+    lines = sensitivity.table([(r, sweep.finished(r)) for r in rows])
+    assert lines[2] == "| rate | 239.515 | 40.0 ± 1.0 (n=5) | 45.0 ± 1.0 (n=5) | 30.0 ± 1.0 (n=5) | 15.0 |"
+    assert lines[3].startswith("| inc | 0.032064 | not run | 45.0 ± 1.0 (n=5) | not run |")   # the shared x1 row
+
+
 def test_ctrl_c_stops_a_sweep_in_one_line_and_its_table_shows_the_jobs_it_kept(tmp_path):
     # A sweep of one --quick row, five seeds: Ctrl-C (SIGINT to the sweep, as a terminal sends it) once the first
     # job is written. One line, no traceback; the row's table then counts the jobs that were kept.
