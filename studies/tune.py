@@ -163,7 +163,8 @@ search = dict(protocol, tune_seeds=args.tune_seeds, prune=args.prune,
                  else dict(space=sorted(BASELINE_SPACE))))
 study_name = args.study or f"{args.method}-{cfg.dataset}-{hashlib.sha1(json.dumps(search, sort_keys=True).encode()).hexdigest()[:8]}"
 tune_dir = os.path.join(cfg.out, f"tune-{study_name}")   # everything this study writes, unless --save-preset
-runner.writable(tune_dir, "--out")
+if not args.storage:   # the study's database goes in its folder; with --storage the folder waits for best.json
+    runner.writable(tune_dir, "--out")
 storage = args.storage or "sqlite:///" + os.path.join(tune_dir, "study.db")
 try:
     config.data.ensure_files(cfg.dataset, cfg.data_dir)
@@ -276,6 +277,7 @@ if held is not None and held != json.dumps(search, sort_keys=True):
     config.fail(f"study {study_name} was made with other settings (its tuning seeds, pruning, search space or protocol); "
                 "run its own command to resume it, or name a new one with --study", "tune.py")
 study.set_user_attr("search", json.dumps(search, sort_keys=True))
+runner.writable(tune_dir, "--out")
 COMPLETE, RUNNING, PRUNED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING,
                              optuna.trial.TrialState.PRUNED)
 for t in study.get_trials(states=(RUNNING,)):   # left running by a process that was stopped
