@@ -137,7 +137,10 @@ def job_done(run_dir, method, seed, notice=True):
 def claim(run_dir, method, seed, wait=False):
     """The lock of a job (an open file), or None when another process holds it. wait: until it is free."""
     path = job_path(run_dir, method, seed) + ".lock"
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as err:   # a folder or an unreadable file where the lock goes
+        config.fail(f"{path} cannot be used as the job's lock ({err.strerror}): delete it and run the command again")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         return fd
@@ -149,7 +152,8 @@ def claim(run_dir, method, seed, wait=False):
 def save_job(run_dir, rec, maps, labels):
     """The .npz, then the .json: a present .json is a finished job."""
     path = job_path(run_dir, rec["method"], rec["seed"])
-    arrays = {f"{stage}/layer_{l + 1}": m.astype(np.float16) for stage, ms in maps.items() for l, m in enumerate(ms)}
+    with np.errstate(over="ignore"):   # a saturated layer's values beyond float16's range are stored as inf
+        arrays = {f"{stage}/layer_{l + 1}": m.astype(np.float16) for stage, ms in maps.items() for l, m in enumerate(ms)}
     write_atomic(path + ".npz", lambda tmp: np.savez_compressed(tmp, labels=labels, **arrays))
     write_text(path + ".json", json.dumps(rec, indent=1))
 

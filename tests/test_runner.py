@@ -20,6 +20,15 @@ def test_a_claimed_job_cannot_be_claimed_again_until_released(tmp_path):
     os.close(again), os.close(other)
 
 
+def test_a_folder_where_a_lock_goes_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(config, "INTERACTIVE", False)
+    os.makedirs(tmp_path / "jobs" / "src-seed0.lock")
+    with pytest.raises(SystemExit) as stop:
+        runner.claim(str(tmp_path), "src", 0)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "src-seed0.lock cannot be used as the job's lock" in err
+
+
 def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(config, "INTERACTIVE", False)
     path = tmp_path / "summary.csv"
