@@ -5,9 +5,11 @@ One precedence, in a notebook and on the command line:
 
     DEFAULTS < --protocol < --preset < --quick's sizes < yours
 
-where yours are the fields a Config cell sets to something other than their default, then the options
-given on the command line (and the fields of a --config FILE). `resolve` applies it, checks every field
-once (one-line errors that name the option) and builds the sleep's constants (src.Sleep) once.
+where yours are the values a Config cell writes (on a field that a protocol or preset may set, whose line
+reads None until you write one: any value; on another field: a value other than its default), then the
+options typed on the command line, even at their default (and the fields of a --config FILE). `resolve`
+applies it, checks every field once (`check` returns the problems; one line that names each option) and
+builds the sleep's constants (`sleep_constants`, a src.Sleep) once.
 """
 import argparse
 import dataclasses
@@ -16,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -32,21 +35,25 @@ class ConfigError(ValueError):
     """A bad setting, in a notebook (on the command line: one line on stderr and exit code 2)."""
 
 
-PROG = ["mnist_exp.py"]   # the script whose errors these are (resolve sets it)
-
-
 def fail(message, prog=None):
-    """A bad input: one line on stderr and exit code 2, no traceback (in a notebook: a ConfigError)."""
+    """A bad input: one line `PROG: error: message` on stderr and exit code 2, no traceback (in a notebook: a
+    ConfigError). prog: the script whose error it is; by default the one running, named as argparse names it."""
     if INTERACTIVE:
         raise ConfigError(message)
-    print(f"{prog or PROG[0]}: error: {message}", file=sys.stderr)
+    print(f"{prog or os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr)
     raise SystemExit(2)
 
 
-def arg(default, help, runtime=False, kind=None):
+def arg(default, help, runtime=False, kind=None, layered=False):
     """A field: its default and help; runtime: it says how to run, not what is computed (it stays out of
-    the run folder's name); kind: the option's type where the default (None) does not say."""
-    return field(default=default, metadata=dict(help=help, runtime=runtime, kind=kind))
+    the run folder's name); kind: the option's type where the default (None) does not say; layered: a
+    protocol or preset may set it, so a Config holds None there (not yours) until you write a value."""
+    return field(default=None if layered else default,
+                 metadata=dict(help=help, runtime=runtime, kind=kind or type(default), default=default))
+
+
+# src.Sleep's defaults (the protocol's, PROTOCOL.md): the sleep's fields below have theirs
+SLEEP = {f.name: f.default for f in dataclasses.fields(src.Sleep)}
 
 
 @dataclass
@@ -71,12 +78,13 @@ class Config:
     preset: str = arg(None, "named sleep constants, and for a variant its training (presets/NAME.json); "
                             "default: the protocol's own (iCaRL + sleep: the iCaRL script's for the memory)", kind=str)
     quick: bool = arg(False, "a smoke test: few images, one epoch, short sleeps (QUICK)")
+    # layered: the fields a protocol or preset sets (every sleep constant is a preset's)
     # data and tasks
-    classes_per_task: int = arg(2, "classes per task: (0, 1), (2, 3), ...")
+    classes_per_task: int = arg(2, "classes per task: (0, 1), (2, 3), ...", layered=True)
     task_order: str = arg("fixed", "'fixed' (the tasks in the order of their digits) or 'random' (a permutation drawn "
                                    "from the seed: the same for every method and setting of that seed)")
     n_tasks: int = arg(0, "learn only the first n tasks of the order (0: all; 2: the task-2 length study's two tasks)")
-    n_per_task: int = arg(5000, "training images per task: the first n of its classes, in dataset order (0: all)")
+    n_per_task: int = arg(5000, "training images per task: the first n of its classes, in dataset order (0: all)", layered=True)
     train_limit: int = arg(0, "use only the first n training images (0: all; of a pair: of each dataset)")
     test_limit: int = arg(0, "use only the first n test images (0: all; of a pair: of each dataset)")
     score_on: str = arg("test", "'test' (the test set) or 'train': every accuracy is measured on all training images "
@@ -88,61 +96,71 @@ class Config:
     exemplars: str = arg("herding", "iCaRL: how exemplars are chosen, herding or random")
     distillation: bool = arg(False, "iCaRL: exemplars' targets are the previous network's softmax outputs")
     # network and training
-    hidden: tuple = arg((1200, 1200), "hidden layer widths")
-    init: str = arg("uniform", "'uniform' in [-init_scale, init_scale], or 'torch' (PyTorch's Linear default)")
+    hidden: tuple = arg((1200, 1200), "hidden layer widths", layered=True)
+    init: str = arg("uniform", "'uniform' in [-init_scale, init_scale], or 'torch' (PyTorch's Linear default)", layered=True)
     init_scale: float = arg(0.01, "bound of the uniform initialisation")
-    bias: bool = arg(False, "networks with biases (the original has none)")
-    output: str = arg("relu-mse", "'relu-mse' (the original) or 'linear-ce' (logits, softmax cross-entropy)")
-    dropout: float = arg(0.25, "fraction of hidden units dropped in training; evaluation scales by 1 - dropout")
-    inverted_dropout: bool = arg(False, "torch's inverted dropout instead of the original's")
-    lr: float = arg(0.1, "learning rate, per minibatch-mean gradient")
-    momentum: float = arg(0.5, "v = momentum v + lr g; W -= v")
-    keep_momentum: bool = arg(True, "momentum buffers carry over from task to task (the original)")
+    bias: bool = arg(False, "networks with biases (the original has none)", layered=True)
+    output: str = arg("relu-mse", "'relu-mse' (the original) or 'linear-ce' (logits, softmax cross-entropy)", layered=True)
+    dropout: float = arg(0.25, "fraction of hidden units dropped in training; evaluation scales by 1 - dropout", layered=True)
+    inverted_dropout: bool = arg(False, "torch's inverted dropout instead of the original's", layered=True)
+    lr: float = arg(0.1, "learning rate, per minibatch-mean gradient", layered=True)
+    momentum: float = arg(0.5, "v = momentum v + lr g; W -= v", layered=True)
+    keep_momentum: bool = arg(True, "momentum buffers carry over from task to task (the original)", layered=True)
     batch_size: int = arg(100, "images per minibatch")
-    epochs: int = arg(2, "passes over each task's training set")
+    epochs: int = arg(2, "passes over each task's training set", layered=True)
     task_epochs: tuple = arg((), "passes over each task's training set, one number per task in the order learnt, "
                                  "instead of --epochs (the task-2 length study: 2 20)")
     dtype: str = arg("float32", "float32 (as the original) or float64")
-    # sleep (src.Sleep); rate, inc, dec, beta and alpha_scale come from the preset unless set
-    rate: float = arg(None, "input rate: a pixel of value p fires with probability 2 dt rate p", kind=float)
-    inc: float = arg(None, "potentiation: W += inc g(W) where pre and post fired", kind=float)
-    dec: float = arg(None, "depression: W -= dec g(W) where post fired and pre did not", kind=float)
-    beta: tuple = arg(None, "threshold multipliers, one per layer", kind=float)
-    alpha_scale: float = arg(None, "scale of the data-based factors alpha", kind=float)
-    alpha: tuple = arg((), "fixed scale factors, one per layer, instead of the data-based ones")
-    alpha_softmax: bool = arg(False, "the output layer's factor sees softmax probabilities (iCaRL's script)")
+    # sleep (src.Sleep, whose defaults these are); rate, inc, dec, beta and alpha_scale have none: a preset's
+    rate: float = arg(None, "input rate: a pixel of value p fires with probability 2 dt rate p", kind=float, layered=True)
+    inc: float = arg(None, "potentiation: W += inc g(W) where pre and post fired", kind=float, layered=True)
+    dec: float = arg(None, "depression: W -= dec g(W) where post fired and pre did not", kind=float, layered=True)
+    beta: tuple = arg(None, "threshold multipliers, one per layer", kind=float, layered=True)
+    alpha_scale: float = arg(None, "scale of the data-based factors alpha", kind=float, layered=True)
+    alpha: tuple = arg((), "fixed scale factors, one per layer, instead of the data-based ones (src.Sleep's None)",
+                       layered=True)
+    alpha_softmax: bool = arg(SLEEP["alpha_softmax"], "the output layer's factor sees softmax probabilities (iCaRL's "
+                                                      "script)", layered=True)
     sleep_after: tuple = arg((), "sleep only after these tasks (1 for the first; default: after every task; the "
                                  "cross-modal rehearsal script's is 2: its first sleep's result is not used)")
-    sleep_steps: int = arg(15000, "time steps of the first sleep")
-    sleep_steps_increment: int = arg(5000, "extra steps per later task: T_k = sleep_steps + (k-1) increment")
-    dt: float = arg(0.001, "simulation time step (s)")
-    decay: float = arg(0.999, "membrane decay per step")
-    mask_size: int = arg(11, "side of the square window of the rate map shown each step")
-    sleep_input: str = arg("mean", "'mean' (the mean image seen, through the window), 'class-means' (one class's "
-                                   "mean per step) or 'replica' (masked means of current-task images)")
-    sleep_data: str = arg("seen", "what each sleep reads: 'seen' (every training image so far), 'current' (task "
-                                  "k's images: nothing kept), 'current+means' (and a kept mean image per class) or "
-                                  "'first' (the first task's images: the cross-modal script's)")
-    sleep_samples: int = arg(10, "sleep input replica: images averaged per step")
-    sleep_mask_fraction: float = arg(0.25, "sleep input replica: fraction of pixels each step's mask keeps")
-    plasticity: tuple = arg((1.0, 1.0, 1.0), "multiplier of inc and dec per layer (0 freezes a layer: an ablation)")
-    plasticity_factor: str = arg("original", "g(w): 'original' 2 sigmoid(-w / 0.001) or 'logistic' sigmoid(w)")
-    sleep_bias: str = arg("ignore", "with --bias: 'ignore', 'current' or 'unit' (src.sleep)")
-    sleep_exp: str = arg("exact", "the numba engine's exp: 'exact' or 'fast' (SIMD, float32-accurate; "
-                                  "for searches and variants, not the protocol)")
+    sleep_steps: int = arg(SLEEP["steps"], "time steps of the first sleep", layered=True)
+    sleep_steps_increment: int = arg(SLEEP["steps_increment"], "extra steps per later task: T_k = sleep_steps + (k-1) "
+                                                               "increment", layered=True)
+    dt: float = arg(SLEEP["dt"], "simulation time step (s)", layered=True)
+    decay: float = arg(SLEEP["decay"], "membrane decay per step", layered=True)
+    mask_size: int = arg(SLEEP["mask_size"], "side of the square window of the rate map shown each step", layered=True)
+    sleep_input: str = arg(SLEEP["input"], "'mean' (the mean image seen, through the window), 'class-means' (one "
+                                           "class's mean per step) or 'replica' (masked means of current-task images)",
+                           layered=True)
+    sleep_data: str = arg(SLEEP["data"], "what each sleep reads: 'seen' (every training image so far), 'current' "
+                                         "(task k's images: nothing kept), 'current+means' (and a kept mean image per "
+                                         "class) or 'first' (the first task's images: the cross-modal script's)",
+                          layered=True)
+    sleep_samples: int = arg(SLEEP["samples"], "sleep input replica: images averaged per step", layered=True)
+    sleep_mask_fraction: float = arg(SLEEP["mask_fraction"], "sleep input replica: fraction of pixels each step's mask "
+                                                             "keeps", layered=True)
+    plasticity: tuple = arg(SLEEP["plasticity"], "multiplier of inc and dec per layer (0 freezes a layer: an ablation)",
+                            layered=True)
+    plasticity_factor: str = arg(SLEEP["factor"], "g(w): 'original' 2 sigmoid(-w / 0.001) or 'logistic' sigmoid(w)",
+                                 layered=True)
+    sleep_bias: str = arg(SLEEP["bias"], "with --bias: 'ignore', 'current' or 'unit' (src.sleep)", layered=True)
+    sleep_exp: str = arg(SLEEP["exp"], "the numba engine's exp: 'exact' or 'fast' (SIMD, float32-accurate; for "
+                                       "searches and variants, not the protocol)", layered=True)
     # the other methods
     ewc_lambda: float = arg(10.0, "EWC: strength lambda of the penalty lambda/2 sum F (W - W*)^2")
     si_c: float = arg(0.01, "SI: strength c of the penalty c sum Omega (W - W*)^2")
     si_xi: float = arg(0.1, "SI: damping xi in Omega += path / (change^2 + xi)")
-    lwf_lambda: float = arg(4.0, "LwF: strength of the distillation from the previous network's outputs (chosen on validation)")
-    lwf_temperature: float = arg(2.0, "LwF: temperature T of the distillation (logits; the ReLU output has none)")
+    lwf_lambda: float = arg(4.0, "LwF: strength of the distillation from the previous network's outputs (chosen on "
+                                 "validation)", layered=True)
+    lwf_temperature: float = arg(2.0, "LwF: temperature T of the distillation (logits; the ReLU output has none)",
+                                 layered=True)
     lwf_outputs: str = arg("earlier", "LwF: the outputs distilled, 'earlier' (the earlier tasks' classes) or 'all' (the "
-                                      "new task's too, towards the previous network's outputs)")
+                                      "new task's too, towards the previous network's outputs)", layered=True)
     lwf_schedule: str = arg("constant", "LwF: the strength at task k, 'constant' (--lwf-lambda) or 'growing' "
-                                        "(--lwf-lambda (k - 1)^2 / k)")
+                                        "(--lwf-lambda (k - 1)^2 / k)", layered=True)
     lwf_lambdas: tuple = arg((), "LwF: one strength per task in the order learnt (the first is not used), instead "
                                  "of --lwf-lambda and --lwf-schedule")
-    merge_init: str = arg("shared", "merging: 'shared' initial weights for every copy, or 'own'")
+    merge_init: str = arg("shared", "merging: 'shared' initial weights for every copy, or 'own'", layered=True)
     slda_shrinkage: float = arg(0.1, "SLDA: the shared covariance shrunk towards I, (1 - s) S + s I")
     analytic_ridge: float = arg(0.001, "analytic head: the ridge r of W = (G + r I)^-1 C (chosen on validation)")
     # analyses
@@ -155,9 +173,12 @@ class Config:
     origin: dict = field(default=None, init=False, repr=False, metadata=dict(derived=True))
 
 
-DEFAULTS = Config()
 FIELDS = {f.name: f for f in dataclasses.fields(Config) if not f.metadata.get("derived")}
 SCIENCE = [k for k, f in FIELDS.items() if not f.metadata["runtime"]]   # what names the run folder
+# the bottom layer: every field at its default, marked as the defaults' so that resolving it sets nothing of yours
+# (dataclasses.replace drops the mark: replace(DEFAULTS, ...) is a Config that writes every field)
+DEFAULTS = Config(**{k: f.metadata["default"] for k, f in FIELDS.items()})
+DEFAULTS.origin = dict.fromkeys(FIELDS, "defaults")
 LISTS = dict(methods=str, seeds=int, hidden=int, task_epochs=int, sleep_after=int, beta=float, plasticity=float, alpha=float,
              lwf_lambdas=float)   # options of several values
 # src.Sleep's fields and the config fields they come from
@@ -212,6 +233,9 @@ PRESETS = {
     **{f"icarl-{size}": ("original", {"mnist": dict(c, alpha_softmax=True),
                                       "fashion-mnist": dict(ICARL_FASHION[size], alpha_softmax=True, lr=0.065, dropout=0.2)})
        for size, c in ICARL.items()},
+    # FashionMNIST/run_sleep_with_replay.m below 2.5 % rehearsal (percent_replay < 0.025): the MNIST class
+    # task's constants, not Fashion-MNIST's
+    "fashion-replay-low": ("original", {"fashion-mnist": ORIGINAL["mnist"]}),
 }
 
 
@@ -283,40 +307,57 @@ class Parser(argparse.ArgumentParser):
         fail(f"{message} (see --help)", self.prog)
 
 
-def parse_args(argv, prog="mnist_exp.py", parser=None):
-    """The Config fields an option gives (and a --config FILE's), from argv. Inside a notebook kernel,
-    unknown arguments (the kernel's own) are ignored. parser: one with a study script's own options,
-    which come back too."""
+# a value that begins as a negative number does; argparse takes -1,1,1 or -1e-3 for an option
+NEGATIVE = re.compile(r"-\.?\d")
+
+
+def joined(argv, valued):
+    """argv with a negative value joined to its option (--plasticity -1,1,1 as --plasticity=-1,1,1). valued:
+    {option: whether it takes several values}; of those, a lone negative number (-1 2 3) is left to argparse."""
+    out = []
+    for a in argv:
+        if out and out[-1] in valued and NEGATIVE.match(a) and ("," in a or not valued[out[-1]]):
+            out[-1] += "=" + a
+        else:
+            out.append(a)
+    return out
+
+
+def parse_args(argv, prog=None, parser=None):
+    """The Config fields of a --config FILE and those the options give, two dicts, from argv. Inside a notebook
+    kernel, unknown arguments (the kernel's own) are ignored. parser: one with a study script's own options,
+    which come back too. prog: the script (default: the one running)."""
     p = parser or Parser(prog=prog, description=__doc__, allow_abbrev=False,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="start from this config.json (for example a run folder's), then apply the options")
     for name, f in FIELDS.items():
-        shown = "from the preset" if f.default is None else " ".join(map(str, f.default)) if isinstance(f.default, tuple) \
-            else f.default
+        default, kind = f.metadata["default"], f.metadata["kind"]
+        shown = "from the preset" if default is None else " ".join(map(str, default)) if isinstance(default, tuple) \
+            else default
         kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {shown or 'none'})")
-        if isinstance(f.default, bool):
+        if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif name in LISTS:
             kw.update(nargs="*" if name == "alpha" else "+", type=str)
         else:
-            kw["type"] = f.metadata["kind"] or type(f.default)
+            kw["type"] = kind
         p.add_argument(option(name), **kw)
-    args, unknown = p.parse_known_args(argv)
+    valued = {option(k): k in LISTS for k, f in FIELDS.items() if f.metadata["kind"] is not bool}
+    args, unknown = p.parse_known_args(joined(argv, valued))
     if unknown and not INTERACTIVE:
         p.error(f"unrecognized arguments: {' '.join(unknown)}")
     given = vars(args)
     path = given.pop("config", None)
-    base = read_config(path) if path else {}
     for name, kind in LISTS.items():
         if name in given:   # "a,b" as well as "a b"
             try:
                 given[name] = tuple(kind(s) for v in given[name] for s in v.split(",") if s)
             except ValueError:
                 fail(f"{option(name)} takes {'whole numbers' if kind is int else 'numbers'}; got {' '.join(given[name])}", prog)
-    return {**base, **given}
+    return read_config(path, prog=prog) if path else {}, given
 
 
-def read_config(path, what="--config", text=False):
+def read_config(path, what="--config", text=False, prog=None):
     """The Config fields of a config.json (a run folder's, or one written by hand; text: its contents)."""
     try:
         if text:
@@ -327,26 +368,29 @@ def read_config(path, what="--config", text=False):
         if not isinstance(fields, dict):
             raise ValueError(f"a JSON {type(fields).__name__}, not an object of fields")
     except (OSError, ValueError) as err:
-        fail(f"{what} {path}: cannot read it as a config.json ({err}); fix or delete it")
+        fail(f"{what} {path}: cannot read it as a config.json ({err}); fix or delete it", prog)
     unknown = sorted(set(fields) - set(FIELDS) - {"versions"})
     if unknown:
-        fail(f"{what} {path}: unknown fields {', '.join(unknown)}")
+        fail(f"{what} {path}: unknown fields {', '.join(unknown)}", prog)
     return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items() if k in FIELDS}
 
 
 # ---------------------------------------------------------------- the one precedence
 def yours(cfg):
-    """The fields a Config sets to something other than their default."""
+    """The fields a Config sets: a value on a layered field (None there is not yours), another field's value
+    where it is not the default; of a resolved Config (and DEFAULTS), not those still at the default it took."""
     norm = lambda v: tuple(v) if isinstance(v, list) else v
-    return {k: norm(getattr(cfg, k)) for k in FIELDS if norm(getattr(cfg, k)) != getattr(DEFAULTS, k)}
+    taken = lambda k, v: (cfg.origin or {}).get(k) == "defaults" and v == getattr(DEFAULTS, k)
+    values = {k: norm(getattr(cfg, k)) for k in FIELDS}
+    return {k: v for k, v in values.items() if v != FIELDS[k].default and not taken(k, v)}
 
 
-def resolve(cfg=DEFAULTS, argv=(), prog="mnist_exp.py"):
-    """The config that runs: DEFAULTS < protocol < preset < quick < yours (cfg's own settings, then argv's
-    options), checked; with cfg.sleep (src.Sleep) and cfg.origin (where each field not at its default
-    came from)."""
-    PROG[0] = prog
-    mine = {**yours(cfg), **parse_args(list(argv), prog)}
+def resolve(cfg=DEFAULTS, argv=(), prog=None):
+    """The config that runs: DEFAULTS < protocol < preset < quick < yours (cfg's own settings, then a --config
+    file's fields, then the options typed), checked; with cfg.sleep (src.Sleep) and cfg.origin (the layer each
+    field came from). prog: the script whose errors these are (default: the one running)."""
+    filed, given = parse_args(list(argv), prog)
+    mine = {**yours(cfg), **filed, **given}
     bad = lambda name, v, choices: fail(f"{option(name)} must be one of {', '.join(choices)}; got {v!r}", prog)
     protocol, dataset = mine.get("protocol", "original"), mine.get("dataset", "mnist")
     if protocol not in PROTOCOLS:
@@ -365,7 +409,8 @@ def resolve(cfg=DEFAULTS, argv=(), prog="mnist_exp.py"):
     unknown = sorted(set(constants[dataset]) - set(FIELDS))
     if unknown:
         fail(f"--preset {preset} sets unknown fields: {', '.join(unknown)}", prog)
-    layers = [("protocol", PROTOCOLS[protocol]), ("preset", dict(constants[dataset], preset=preset)),
+    layers = [("defaults", {k: getattr(DEFAULTS, k) for k in FIELDS}), ("protocol", PROTOCOLS[protocol]),
+              ("preset", dict(constants[dataset], preset=preset)),
               ("quick", quick_sizes(dataset) if mine.get("quick") else {}), ("yours", mine)]
     values, origin = {}, {}
     for layer, settings in layers:
@@ -378,17 +423,22 @@ def resolve(cfg=DEFAULTS, argv=(), prog="mnist_exp.py"):
     if problems:
         fail("; ".join(problems), prog)
     values = {k: as_float(k, v) for k, v in values.items()}   # 1 and 1.0 are one setting (and one folder name)
+    values.update({k: tuple(dict.fromkeys(values[k])) for k in ("methods", "seeds")})   # repeats merged
     out = Config(**values)
-    out.origin = {k: origin[k] for k in values if values[k] != getattr(DEFAULTS, k)}
+    out.origin = origin
     lower = {k: v for _, settings in layers[:-1] for k, v in settings.items()}   # what yours would replace
-    check(out, {k: v for k, v in mine.items() if as_float(k, v) != as_float(k, lower.get(k, getattr(DEFAULTS, k)))}, prog)
+    # an option typed counts even at the value below it; a Config's (or a --config file's) where it changes it
+    counted = set(given) | {k for k, v in mine.items() if as_float(k, v) != as_float(k, lower[k])}
+    problems = check(out, counted)
+    if problems:
+        fail("; ".join(dict.fromkeys(problems)), prog)
+    out.sleep = sleep_constants(out)
     return out
 
 
 def as_float(name, value):
     """A number of a float field as a float (a list of them too)."""
-    f = FIELDS[name]
-    if (LISTS.get(name) or f.metadata["kind"] or type(f.default)) is not float or value is None:
+    if (LISTS.get(name) or FIELDS[name].metadata["kind"]) is not float or value is None:
         return value
     return tuple(float(v) for v in value) if isinstance(value, (tuple, list)) else float(value)
 
@@ -396,20 +446,19 @@ def as_float(name, value):
 def typed(name, value):
     """'' when the value has its field's type (a number where a number goes, ...), else what is wrong."""
     f = FIELDS[name]
-    kind = LISTS.get(name) or f.metadata["kind"] or type(f.default)
+    kind, none = LISTS.get(name) or f.metadata["kind"], value is None and f.metadata["default"] is None
     number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or isinstance(v, int)) \
         and math.isfinite(v)
-    if name in LISTS or name == "beta":
-        ok = value is None and f.default is None or isinstance(value, tuple) and all(
-            isinstance(v, str) if kind is str else number(v) for v in value)
+    if name in LISTS:
+        ok = none or isinstance(value, tuple) and all(isinstance(v, str) if kind is str else number(v) for v in value)
         words = f"a list of {'names' if kind is str else 'whole numbers' if kind is int else 'finite numbers'}"
     elif kind is bool:
         ok, words = isinstance(value, bool), "true or false"
     elif kind in (int, float):
-        ok = number(value) or (value is None and f.default is None)
+        ok = number(value) or none
         words = "a whole number" if kind is int else "a finite number"
     else:
-        ok, words = isinstance(value, str) or (value is None and f.default is None), "a string"
+        ok, words = isinstance(value, str) or none, "a string"
     return "" if ok else f"{option(name)} must be {words}; got {value!r}"
 
 
@@ -421,8 +470,24 @@ def default_preset(protocol, methods, memory):
     return "replica" if protocol == "replica" else "original"
 
 
-def check(cfg, mine, prog):
-    """Every check of a resolved config; fails with all problems on one line."""
+def seeds_problem(seeds):
+    """'' when every seed is one torch's generators take (a whole number from 0 to 2^32 - 1), else what is wrong."""
+    if seeds and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2 ** 32 for s in seeds):
+        return ""
+    return f"--seeds must be whole numbers from 0 to {2 ** 32 - 1}; got {' '.join(map(str, seeds))}"
+
+
+def sleep_constants(cfg):
+    """The sleep's constants (src.Sleep) of a config with a method that sleeps, else None; a ValueError names
+    a constant that src.Sleep does not allow."""
+    if not any(m in SLEEPING for m in cfg.methods) or cfg.rate is None:
+        return None
+    return src.Sleep(**{s: getattr(cfg, c) for s, c in SLEEP_FIELDS.items() if s != "alpha"}, alpha=cfg.alpha or None)
+
+
+def check(cfg, counted):
+    """Every problem of a resolved config, each naming its option ([]: none); it changes nothing. counted: the
+    fields you set that count (APPLIES: an option that would do nothing is refused)."""
     spec = data.DATASETS[cfg.dataset]
     n_layers = len(cfg.hidden) + 1 if isinstance(cfg.hidden, tuple) else 0
     problems = [f"--methods: unknown method {m!r} (choose from {', '.join(METHODS)})" for m in cfg.methods if m not in METHODS]
@@ -433,8 +498,8 @@ def check(cfg, mine, prog):
                 probe_per_class=1, pca_components=1, classes_per_task=1, n_tasks=0, sleep_window=0)
     problems += [f"{option(k)} must be a whole number >= {low}; got {getattr(cfg, k)}" for k, low in ints.items()
                  if not whole(getattr(cfg, k), low)]
-    if not cfg.seeds or not all(whole(s, 0) and s < 2 ** 32 for s in cfg.seeds):
-        problems.append(f"--seeds must be whole numbers from 0 to {2 ** 32 - 1}; got {' '.join(map(str, cfg.seeds))}")
+    if seeds_problem(cfg.seeds):
+        problems.append(seeds_problem(cfg.seeds))
     if not cfg.hidden or not all(whole(h, 1) for h in cfg.hidden):
         problems.append(f"--hidden needs one or more widths, each a whole number >= 1; got {' '.join(map(str, cfg.hidden))}")
     elif network_bytes(cfg) > memory_bytes():   # (an allocation error deep in torch otherwise)
@@ -468,7 +533,7 @@ def check(cfg, mine, prog):
         problems.append(f"--sleep-after takes task numbers from 1 to {learnt}; got {' '.join(map(str, cfg.sleep_after))}")
     if not all(whole(e, 1) for e in cfg.task_epochs):
         problems.append(f"--task-epochs must be whole numbers >= 1; got {' '.join(map(str, cfg.task_epochs))}")
-    if cfg.task_epochs and "epochs" in mine:
+    if cfg.task_epochs and "epochs" in counted:
         problems.append("--epochs and --task-epochs both set the epochs: give one")
     if cfg.task_epochs and "parallel" in cfg.methods:
         problems.append("--task-epochs applies to methods that learn task by task; parallel trains once on all tasks "
@@ -483,7 +548,7 @@ def check(cfg, mine, prog):
         problems.append(f"--lwf-lambdas must be >= 0; got {' '.join(map(str, cfg.lwf_lambdas))}")
     elif cfg.lwf_lambdas and whole(cfg.classes_per_task, 1) and len(cfg.lwf_lambdas) != learnt:
         problems.append(f"--lwf-lambdas needs one strength per task learnt ({learnt}); got {len(cfg.lwf_lambdas)}")
-    if cfg.lwf_lambdas and {"lwf_lambda", "lwf_schedule"} & set(mine):
+    if cfg.lwf_lambdas and {"lwf_lambda", "lwf_schedule"} & counted:
         problems.append("--lwf-lambdas sets every task's strength: give it or --lwf-lambda / --lwf-schedule, not both")
     if not 0 <= cfg.slda_shrinkage <= 1:
         problems.append(f"--slda-shrinkage must be in [0, 1]; got {cfg.slda_shrinkage}")
@@ -500,10 +565,8 @@ def check(cfg, mine, prog):
     if sleepers and cfg.rate is None:
         problems.append(f"--preset {cfg.preset} has no sleep constants (it is a baseline's training): run --methods "
                         f"{', '.join(sleepers)} with a sleep's preset, or set --rate, --inc, --dec, --beta and --alpha-scale")
-    try:   # the sleep's constants, for the methods that sleep: src.Sleep says what each may be
-        if sleepers and cfg.rate is not None:
-            cfg.sleep = src.Sleep(**{s: getattr(cfg, c) for s, c in SLEEP_FIELDS.items() if s != "alpha"},
-                                  alpha=cfg.alpha or None)
+    try:   # src.Sleep says what each of the sleep's constants may be
+        sleep_constants(cfg)
     except (ValueError, TypeError) as err:
         name, _, rest = str(err).partition(" ")
         problems.append(f"{option(SLEEP_FIELDS.get(name, name))} {rest}")
@@ -520,8 +583,8 @@ def check(cfg, mine, prog):
     if len(set(sleepers.values())) > 1:
         problems.append(f"--methods {', '.join(sleepers)} need different presets (the protocol's and the iCaRL "
                         "script's): run them as separate commands")
-    for name, applies, needs in APPLIES:   # mine: what you set to something other than the layers below give
-        if name in mine and not applies(cfg):
+    for name, applies, needs in APPLIES:
+        if name in counted and not applies(cfg):
             problems.append(f"{option(name)} applies only with {needs}")
     device = cfg.device.split(":")[0]
     if device not in ("auto", "cpu", "cuda"):
@@ -535,9 +598,7 @@ def check(cfg, mine, prog):
     on_gpu = device == "cuda" or (device == "auto" and cfg.engine != "numba" and src.torch.cuda.is_available())
     if cfg.sleep_exp == "fast" and (cfg.engine == "torch" or on_gpu):
         problems.append("--sleep-exp fast is the numba engine's: it needs --engine numba (or auto) and the CPU")
-    if problems:
-        fail("; ".join(dict.fromkeys(problems)), prog)
-    cfg.methods, cfg.seeds = tuple(dict.fromkeys(cfg.methods)), tuple(dict.fromkeys(cfg.seeds))
+    return problems
 
 
 def network_bytes(cfg):

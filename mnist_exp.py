@@ -13,8 +13,8 @@ and config.json; a re-run skips the jobs that are finished.
 
 In a notebook or VS Code's interactive window: edit a value in the Config cell and run the cells; the
 last cells train once and then sleep with other constants as often as you like. Which value runs:
-defaults < --protocol < --preset < --quick's sizes < yours (a Config-cell value other than its default,
-then a command-line option).
+defaults < --protocol < --preset < --quick's sizes < yours (a value written in the Config cell, where a
+protocol's or preset's field reads None until you write one; then an option typed on the command line).
 """
 import dataclasses
 import os
@@ -27,8 +27,9 @@ import runner
 import visualize
 from methods import evaluate, initial_net, prepare, run_method, sleep_task, train_task
 
-# %% Config: edit a value and run the cells. None: from the protocol's preset. Each line is also an option
-# (--sleep-steps 20000); their meaning: python mnist_exp.py --help (config.py).
+# %% Config: edit a value and run the cells. None: the protocol's or preset's (its default: python mnist_exp.py
+# --help); any value written there is yours. Each line is also an option (--sleep-steps 20000); their meaning:
+# python mnist_exp.py --help (config.py).
 cfg = config.Config(
     methods=("sequential", "src", "merging", "parallel"),   # also ewc, si, icarl, icarl-src, ncm, slda, analytic
     seeds=(0,),
@@ -37,17 +38,18 @@ cfg = config.Config(
     preset=None,               # None: the protocol's own; or tuned, tuned-class-means, beyond, replay-10, ...
     quick=False,               # a smoke test: few images, one epoch, short sleeps
     # data and tasks
-    classes_per_task=2, task_order="fixed", n_tasks=0, n_per_task=5000, train_limit=0, test_limit=0, validation=0, score_on="test",
+    classes_per_task=None, task_order="fixed", n_tasks=0, n_per_task=None, train_limit=0, test_limit=0, validation=0,
+    score_on="test",
     replay=0.0,                # rehearsal: fraction of the earlier tasks' images
     memory=0, exemplars="herding", distillation=False,   # iCaRL
     # network and training
-    hidden=(1200, 1200),
-    init="uniform", init_scale=0.01, bias=False,
-    output="relu-mse",         # or linear-ce
-    dropout=0.25, inverted_dropout=False,
-    lr=0.1, momentum=0.5, keep_momentum=True,
+    hidden=None,               # one width per hidden layer: (400, 400), ...
+    init=None, init_scale=0.01, bias=None,
+    output=None,               # relu-mse or linear-ce
+    dropout=None, inverted_dropout=None,
+    lr=None, momentum=None, keep_momentum=None,
     batch_size=100,
-    epochs=2, task_epochs=(),  # or one number per task: (2, 20)
+    epochs=None, task_epochs=(),  # or one number per task: (2, 20)
     dtype="float32",
     # sleep
     rate=None,                 # input rate
@@ -55,17 +57,17 @@ cfg = config.Config(
     dec=None,                  # depression
     beta=None,                 # threshold multiplier per layer
     alpha_scale=None,          # scale of the data-based factors
-    alpha=(), alpha_softmax=False,
+    alpha=None, alpha_softmax=None,
     sleep_after=(),            # or the tasks after which to sleep: (2,)
-    sleep_steps=15000, sleep_steps_increment=5000,
-    dt=0.001, decay=0.999, mask_size=11,
-    sleep_input="mean",        # or class-means, replica
-    sleep_data="seen",         # or current, current+means
-    sleep_samples=10, sleep_mask_fraction=0.25,
-    plasticity=(1.0, 1.0, 1.0), plasticity_factor="original", sleep_bias="ignore", sleep_exp="exact",
+    sleep_steps=None, sleep_steps_increment=None,
+    dt=None, decay=None, mask_size=None,
+    sleep_input=None,          # mean, class-means or replica
+    sleep_data=None,           # seen, current, current+means
+    sleep_samples=None, sleep_mask_fraction=None,
+    plasticity=None, plasticity_factor=None, sleep_bias=None, sleep_exp=None,
     # the other methods
-    ewc_lambda=10.0, si_c=0.01, si_xi=0.1, merge_init="shared", slda_shrinkage=0.1, analytic_ridge=0.001,
-    lwf_lambda=4.0, lwf_temperature=2.0, lwf_outputs="earlier", lwf_schedule="constant",   # or all, growing
+    ewc_lambda=10.0, si_c=0.01, si_xi=0.1, merge_init=None, slda_shrinkage=0.1, analytic_ridge=0.001,
+    lwf_lambda=None, lwf_temperature=None, lwf_outputs=None, lwf_schedule=None,   # earlier or all, constant or growing
     lwf_lambdas=(),            # or one LwF strength per task
     # analyses
     sleep_window=0,            # N > 0: the spikes per N sleep steps and the accuracy during sleep

@@ -196,8 +196,8 @@ def main(argv):
     p.add_argument("--png-dir", default="", help="where the figure goes (default: --out)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    if not args.seeds or min(args.seeds) < 0:
-        config.fail(f"--seeds must be whole numbers >= 0; got {args.seeds}", "patches.py")
+    if config.seeds_problem(args.seeds):   # mnist_exp.py's rule: what torch's generators take
+        config.fail(config.seeds_problem(args.seeds), "patches.py")
     runner.writable(args.out, "--out")
     png_dir = args.png_dir or args.out
     runner.writable(png_dir, "--png-dir")

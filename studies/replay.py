@@ -49,13 +49,27 @@ def preset(fraction, dataset):
 def options(fraction, dataset="mnist", nominal=False):
     """mnist_exp.py's options for one fraction (as given: it names the run folder; 0.10 finds 0.1's preset);
     nominal: the cross-modal second sleep's own length."""
-    try:
-        name, steps = preset(float(fraction), dataset), NOMINAL.get(float(fraction), NOMINAL_HIGH)
-    except ValueError:   # not a number: mnist_exp.py's one-line error says so
-        name, steps = None, NOMINAL_HIGH
+    name, steps = preset(float(fraction), dataset), NOMINAL.get(float(fraction), NOMINAL_HIGH)
     return ["--replay", fraction] + (["--dataset", dataset] if dataset != "mnist" else []) + (["--preset", name] if name else []) \
         + (["--sleep-after", "2"] if dataset == "mnist-fashion" else []) \
         + (["--sleep-steps", str(steps), "--sleep-steps-increment", "0"] if nominal else [])   # T_2 = steps
+
+
+def fractions(args):
+    """--fractions (default: the dataset's sweep), each a fraction in [0, 1] given once (0.1 and 0.10 are one run
+    folder); else one line that names it."""
+    given = args.fractions or FRACTIONS[args.dataset]
+    try:
+        values = [float(f) for f in given]
+    except ValueError:
+        values = []   # one is not a number
+    if len(values) < len(given) or not all(0 <= v <= 1 for v in values):
+        config.fail("--fractions takes the rows' --replay values, and --replay must be a fraction in [0, 1] (0.05: 5 % "
+                    f"of the earlier tasks' images); got {' '.join(given)}", "replay.py")
+    twice = [f for f, v in zip(given, values) if values.count(v) > 1]
+    if twice:
+        config.fail(f"--fractions gives one fraction more than once ({', '.join(twice)}): give each once", "replay.py")
+    return given
 
 
 def rows(args):
@@ -64,7 +78,7 @@ def rows(args):
                     "255 steps)", "replay.py")
     group = args.dataset + (", the second sleep's nominal length" if args.nominal_lengths else "")
     return [sweep.Row(label(f), options(f, args.dataset, args.nominal_lengths), "src" if args.nominal_lengths else
-                      "sequential,src", group=group) for f in args.fractions or FRACTIONS[args.dataset]]
+                      "sequential,src", group=group) for f in fractions(args)]
 
 
 def with_baseline(results):
@@ -104,11 +118,8 @@ def figure(results):
 
 
 def label(fraction):
-    """The row's name in the table: the fraction in percent (as given when it is not a number)."""
-    try:
-        return f"{100 * float(fraction):g} %"
-    except ValueError:
-        return fraction
+    """The row's name in the table: the fraction in percent."""
+    return f"{100 * float(fraction):g} %"
 
 
 def arguments(p):

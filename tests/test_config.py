@@ -1,6 +1,8 @@
 """The configuration: one precedence, every option acts or is refused, the run folder's name, bad files."""
 import dataclasses
+import glob
 import json
+import os
 import subprocess
 import sys
 
@@ -8,6 +10,7 @@ import pytest
 import torch
 
 import config
+import src
 from config import DEFAULTS, ConfigError, resolve
 
 
@@ -34,7 +37,7 @@ def test_one_precedence_defaults_protocol_preset_quick_yours(monkeypatch):
     cfg = resolve(DEFAULTS, ["--preset", "variant", "--quick", "--sleep-steps", "20", "--inc", "0.1", "--epochs", "5"])
     assert (cfg.sleep_steps, cfg.sleep.steps, cfg.inc, cfg.sleep.inc, cfg.epochs) == (20, 20, 0.1, 0.1, 5)
     # a Config cell's edit counts as yours, and the command line wins over it
-    cell = dataclasses.replace(DEFAULTS, inc=0.07, epochs=4, preset="variant")
+    cell = config.Config(inc=0.07, epochs=4, preset="variant")
     cfg = resolve(cell, [])
     assert (cfg.sleep.inc, cfg.epochs, cfg.sleep_steps) == (0.07, 4, 7000)
     assert resolve(cell, ["--inc", "0.09"]).sleep.inc == 0.09
@@ -125,9 +128,9 @@ def test_an_option_that_cannot_act_is_refused_in_one_line(argv, message):
     assert message in got and "\n" not in got
 
 
-def test_settings_at_their_default_do_not_count_or_rename():
+def test_settings_at_their_default_do_not_rename():
     name = config.run_name(resolve())
-    assert name == config.run_name(resolve(DEFAULTS, ["--sleep-data", "seen", "--validation", "0", "--memory", "0"]))
+    assert name == config.run_name(resolve(DEFAULTS, ["--sleep-data", "seen", "--validation", "0", "--hidden", "1200", "1200"]))
     assert name != config.run_name(resolve(DEFAULTS, ["--sleep-data", "current"]))
     assert name != config.run_name(resolve(DEFAULTS, ["--validation", "100"]))
     # how to run does not name the folder; a new field at its default never would
@@ -155,11 +158,36 @@ def test_a_run_folders_config_resolves_to_the_same_folder(tmp_path):
 
 
 def test_command_line_errors_are_one_line_with_exit_code_2():
-    for argv in (["--methods", "src", "--distillation"], ["--junk"], ["--epochs", "x"]):
+    # 10 is EWC's default: typed, it is refused as any other value; -1,1,1 is a value, not an option
+    for argv, message in ((["--methods", "src", "--distillation"], "--distillation applies only"), (["--junk"], "--junk"),
+                          (["--epochs", "x"], "--epochs"),
+                          (["--methods", "sequential,src", "--ewc-lambda", "10", "--quick"], "--ewc-lambda applies only"),
+                          (["--plasticity", "-1,1,1"], "--plasticity must be >= 0")):
         proc = subprocess.run([sys.executable, "mnist_exp.py", *argv], capture_output=True, text=True,
                               cwd=config.ROOT, timeout=120)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-        assert proc.stderr.startswith("mnist_exp.py: error: ") and not proc.stdout
+        assert proc.stderr.startswith("mnist_exp.py: error: ") and message in proc.stderr and not proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["studies/replay.py", "--fractions", "abc"], "replay.py: error: --fractions takes the rows' --replay values"),
+    (["studies/replay.py", "--fractions", "0.1", "0.10"], "replay.py: error: --fractions gives one fraction more than once"),
+    (["studies/replay.py", "--fractions", "0", "--out", "/dev/null/x"], "replay.py: error: --out /dev/null/x/replay: cannot"),
+    (["studies/patches.py", "--seeds", "99999999999"], "patches.py: error: --seeds must be whole numbers from 0 to 4294967295"),
+    (["studies/patches.py", "--out", "/dev/null/x"], "patches.py: error: --out /dev/null/x: cannot write there"),
+])
+def test_a_study_scripts_errors_are_one_line_with_its_name(args, message):
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=config.ROOT, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_an_error_names_the_script_that_runs_without_being_told(monkeypatch, capsys):
+    monkeypatch.setattr(config, "INTERACTIVE", False)
+    monkeypatch.setattr(sys, "argv", ["studies/tune.py", "--methods", "srcc"])
+    with pytest.raises(SystemExit) as stop:
+        resolve(DEFAULTS, ["--methods", "srcc"])
+    assert stop.value.code == 2 and capsys.readouterr().err.startswith("tune.py: error: --methods: unknown method 'srcc'")
+    assert not hasattr(config, "PROG")   # no name left behind by an earlier resolve
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
@@ -174,6 +202,22 @@ def test_duplicates_are_merged_and_help_shows_real_defaults(capsys):
         config.resolve(config.DEFAULTS, ["--help"])
     out = capsys.readouterr().out
     assert "(default: None)" not in out and "(default: )" not in out and "(default: from the preset)" in out
+
+
+@pytest.mark.parametrize("value", ["10", "5"])   # 10 is EWC's default
+def test_an_option_typed_at_its_default_is_yours_as_any_value(value):
+    assert error("--methods", "sequential,src", "--ewc-lambda", value) == "--ewc-lambda applies only with --methods ewc"
+    assert "--epochs and --task-epochs both set" in error("--n-tasks", "2", "--task-epochs", "2", "5", "--epochs", "2")
+    # and it wins over the protocol's and the preset's values
+    assert resolve(DEFAULTS, ["--protocol", "replica", "--hidden", "1200", "1200"]).hidden == (1200, 1200)
+    cfg = resolve(DEFAULTS, ["--preset", "lwf", "--methods", "lwf", "--epochs", "2", "--no-bias", "--lwf-lambda", "4"])
+    assert (cfg.epochs, cfg.bias, cfg.lwf_lambda, cfg.hidden) == (2, False, 4.0, (256,))
+
+
+def test_negative_numbers_are_values_however_they_are_written():
+    assert error("--plasticity", "-1,1,1") == "--plasticity must be >= 0; got [-1.,  1.,  1.]"
+    assert error("--inc", "-1e-3") == "--inc must be >= 0; got -0.001"
+    assert "--seeds must be whole numbers from 0" in error("--seeds", "-1", "2")
 
 
 def test_quick_in_the_config_applies_the_quick_sizes_it_does_not_override():
@@ -205,12 +249,61 @@ def test_a_run_without_sleep_needs_no_sleep_constants():
     assert resolve(DEFAULTS, ["--protocol", "replica", "--methods", "icarl-src", "--memory", "100"]).preset == "replica"
 
 
-def test_the_config_cell_lists_every_field_at_its_default():
-    # The experiment's Config cell shows each field with its default: unedited, it sets nothing of its own
-    # (a default changed in config.py but not there would otherwise become a silent setting of every run).
+def config_cell(edits=None):
+    """The text of mnist_exp.py's Config cell and the Config it makes, with lines edited as a user does."""
     source = open(f"{config.ROOT}/mnist_exp.py").read()
     call = source[source.index("cfg = config.Config(") + len("cfg = "):source.index("\n)\n") + 2]
-    cell = eval(call, {"config": config})
+    for old, new in (edits or {}).items():
+        assert call.count(old) == 1, old
+        call = call.replace(old, new)
+    return call, eval(call, {"config": config})
+
+
+def test_a_value_written_in_the_config_cell_is_yours_even_at_its_default():
+    replica = {'protocol="original"': 'protocol="replica"'}
+    cfg = resolve(config_cell(replica)[1])   # None: the protocol's and preset's
+    assert (cfg.hidden, cfg.sleep.steps) == ((4000, 4000), 400)
+    cfg = resolve(config_cell(dict(replica, **{"hidden=None": "hidden=(1200, 1200)",
+                                               "sleep_steps=None": "sleep_steps=15000"}))[1])
+    assert (cfg.hidden, cfg.sleep.steps, cfg.init) == ((1200, 1200), 15000, "torch")
+    assert config.describe(cfg).endswith("yours: protocol=replica, hidden=(1200, 1200), sleep_steps=15000")
+
+
+def test_every_field_a_protocol_or_preset_sets_is_none_until_yours():
+    # every sleep constant is a preset's
+    set_by = {k for settings in config.PROTOCOLS.values() for k in settings} | set(config.SLEEP_FIELDS.values()) | \
+        {k for _, constants in config.PRESETS.values() for fields in constants.values() for k in fields}
+    assert {k for k in set_by if getattr(config.Config(), k) is not None} == set()
+    # their defaults, DEFAULTS', are declared once: the sleep's are src.Sleep's own
+    own = src.Sleep(rate=1, inc=0, dec=0, beta=(1, 1, 1), alpha_scale=1)
+    assert all(getattr(DEFAULTS, c) == getattr(own, s) for s, c in config.SLEEP_FIELDS.items() if s not in (*src.SEARCHED, "alpha"))
+
+
+def test_the_authors_constants_are_written_once():
+    # the Fashion-MNIST rehearsal script's below 2.5 % are the MNIST class task's seven: derived from them
+    cfg = resolve(DEFAULTS, ["--dataset", "fashion-mnist", "--preset", "fashion-replay-low"])
+    assert {k: getattr(cfg, k) for k in config.ORIGINAL["mnist"]} == config.ORIGINAL["mnist"]
+    files = [*glob.glob(f"{config.ROOT}/*.py"), *glob.glob(f"{config.ROOT}/studies/*.py"), *glob.glob(f"{config.ROOT}/presets/*.json")]
+    assert [os.path.basename(p) for p in files if "239.515363" in open(p).read() or "14.548273" in open(p).read()] == ["config.py"]
+
+
+def test_checking_returns_the_problems_and_changes_nothing():
+    cfg = resolve(DEFAULTS, ["--methods", "sequential,src"])
+    assert config.check(cfg, set()) == []
+    bad = dataclasses.replace(cfg, methods=("src", "src", "ewc9"), inc=-1.0)
+    bad.origin = cfg.origin
+    before = dict(vars(bad))
+    problems = config.check(bad, {"ewc_lambda"})
+    assert {"--methods: unknown method 'ewc9' (choose from " + ", ".join(config.METHODS) + ")", "--inc must be >= 0; got -1.0",
+            "--ewc-lambda applies only with --methods ewc"} <= set(problems)
+    assert vars(bad) == before   # no sleep built, no repeat merged
+
+
+def test_the_config_cell_lists_every_field_at_its_default():
+    # The experiment's Config cell shows each field with its default, or None (a protocol's or preset's field):
+    # unedited, it sets nothing of its own (a default changed in config.py but not there would otherwise become
+    # a silent setting of every run).
+    call, cell = config_cell()
     assert config.yours(cell) == {}
     listed = {line.split("=")[0].strip() for part in call.splitlines()[1:] for line in part.split("#")[0].split(", ")
               if "=" in line}

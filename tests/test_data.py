@@ -1,5 +1,7 @@
 """Data: files verified, tasks split as the original (first n images of each digit pair, in dataset order)."""
+import errno
 import os
+import pathlib
 import shutil
 
 import pytest
@@ -64,6 +66,51 @@ def test_missing_data_without_network_says_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(data.DataError, match="unknown dataset"):
         data.ensure_files("cifar", str(tmp_path))
     assert not any(name.endswith(".part") for _, _, files in os.walk(tmp_path) for name in files)
+
+
+def test_a_folder_in_place_of_a_data_file_is_named(tmp_path):
+    (tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte").mkdir(parents=True)
+    with pytest.raises(data.DataError) as info:
+        data.ensure_files("mnist", str(tmp_path))
+    assert str(info.value).startswith(f"{tmp_path / 'MNIST' / 'raw' / 't10k-images-idx3-ubyte'} is not a file (a folder?)")
+    assert "move it away" in str(info.value) and "torchvision" not in str(info.value)
+
+
+def full_disk(*args):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_while_fetching_names_the_file_and_leaves_nothing_partial(tmp_path, monkeypatch):
+    import torchvision
+    raw = tmp_path / "MNIST" / "raw"
+
+    def fetched(tmp):   # the fallback's four files, in its temporary folder
+        for name in data.FILES:
+            (pathlib.Path(tmp) / name).write_bytes(b"idx")
+        return {name: os.path.join(tmp, name) for name in data.FILES}
+
+    def copy_until_full(source, target):
+        pathlib.Path(target).write_bytes(b"i")
+        full_disk()
+
+    monkeypatch.setitem(data.DATASETS["mnist"], "torchvision", "NoSuchDataset")   # offline: the fallback
+    monkeypatch.setitem(data.FALLBACKS, "mnist", fetched)
+    monkeypatch.setattr(shutil, "copyfile", copy_until_full)
+    with pytest.raises(data.DataError) as info:
+        data.ensure_files("mnist", str(tmp_path))
+    assert str(info.value).startswith(f"cannot write {raw / 'train-images-idx3-ubyte'} (No space left on device): free some space")
+    assert os.listdir(raw) == []   # the .part file is gone
+
+    def torchvision_on_a_full_disk(root, **kwargs):   # a partial file, then the error
+        (raw / "train-labels-idx1-ubyte").write_bytes(b"partial")
+        full_disk()
+
+    monkeypatch.setattr(torchvision.datasets, "FullDisk", torchvision_on_a_full_disk, raising=False)
+    monkeypatch.setitem(data.DATASETS["mnist"], "torchvision", "FullDisk")
+    with pytest.raises(data.DataError) as info:
+        data.ensure_files("mnist", str(tmp_path))
+    assert str(info.value).startswith(f"cannot write {raw} (No space left on device): free some space")
+    assert os.listdir(raw) == []   # torchvision's partial file is gone
 
 
 @pytest.mark.skipif(shutil.which("apt-get") is None and not os.path.exists(os.path.join(data.DEFAULT_DATA_DIR, "FashionMNIST")),
