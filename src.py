@@ -197,7 +197,7 @@ def sleep_model(model, images, constants, *, task=1, seed=0, engine="auto", prog
 
     images: the sleep data, [n, ...] as the model takes them (the scale factors alpha come from their
     activations through the model, the input spikes from their mean image, which must be square).
-    constants: a Sleep, or the name of a preset ("original", "weights-only", ...: its MNIST constants). The
+    constants: a Sleep, or the name of a preset ("original", "beyond-weights-only", ...: its MNIST constants). The
     sleep lasts constants.length(task) steps and draws its input from torch.Generator().manual_seed(seed).
     Anything but those modules is refused with a ValueError that names it. This is src.sleep on the same
     weights: the sequential is read as a Net (models.py) and the slept weights written back."""

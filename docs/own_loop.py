@@ -40,7 +40,7 @@ for k, task in enumerate([(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)], start=1):
             optimiser.step()
     model.eval()
     if not args.no_sleep:   # the sleep reads task k's training images only; the optimiser keeps its momentum
-        slept, info = src.sleep_model(model, train_x[mine], "weights-only", task=k, seed=k)
+        slept, info = src.sleep_model(model, train_x[mine], "beyond-weights-only", task=k, seed=k)
         model.load_state_dict(slept.state_dict())
     with torch.no_grad():
         correct = model(test_x).argmax(1) == test_y

@@ -331,7 +331,8 @@ result = dict(tuning=dict(study=study_name, storage=storage, trials=complete, pr
               params=best.params)
 # the variant: the protocol options of the study that differ from the defaults, then what the search found
 how = {"validation", "quick", "protocol", "train_limit", "test_limit", "probe_per_class", "methods"}   # how it measured
-how |= set(config.QUICK) - named   # --quick's sizes, unless given
+if cfg.quick:
+    how |= set(config.QUICK) - named   # --quick's sizes, unless given
 if not SLEEPS:   # a baseline's preset sets no sleep (mnist_exp.py refuses a method that sleeps with it)
     how |= set(config.SLEEP_FIELDS.values())
 variant = {k: v for k, v in protocol.items() if k not in how and v != getattr(config.DEFAULTS, k)}

@@ -1,6 +1,6 @@
 """Leads for a sleep that keeps nothing but the weights, probed on the validation split.
 
-`--preset weights-only` keeps nothing between tasks besides the network: the sleep after task k reads only
+`--preset beyond-weights-only` keeps nothing between tasks besides the network: the sleep after task k reads only
 task k's training images. Each lead below changes one thing of it, still keeping nothing, and is scored on
 the held-out training images of the tuning seeds (the test set is not read):
 
@@ -117,7 +117,7 @@ def main(argv):
                     f"{args.leads}, {args.workers}, {' '.join(map(str, args.seeds))}, {args.gamma}", "weights_only.py")
     if "gamma" in {a[2:].split("=")[0] for a in argv if a.startswith("--")} and "interpolate" not in leads:
         config.fail("--gamma applies only with the lead interpolate (--leads ...,interpolate)", "weights_only.py")
-    cfg = config.resolve(config.DEFAULTS, ["--preset", "weights-only", "--methods", "src", "--validation", "1000"],
+    cfg = config.resolve(config.DEFAULTS, ["--preset", "beyond-weights-only", "--methods", "src", "--validation", "1000"],
                          "weights_only.py")
     run_dir = os.path.join(args.out, "weights-only-leads")
     runner.writable(run_dir, "--out")

@@ -298,7 +298,7 @@ def test_every_job_records_the_bytes_it_keeps_between_tasks(small):
     seen = (ctx.train_y < 10).sum().item() * 784
     rec = dict(exemplar_bytes=100 * 784, sleep_keeps_bytes=seen, sleep_reads="every training image of the tasks seen")
     assert methods.kept_between_tasks(methods.METHODS["icarl-src"], rec, net, cfg, ctx)[0] == seen
-    weights_only = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--preset", "weights-only",
+    weights_only = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--preset", "beyond-weights-only",
                                                     "--sleep-steps", "300", "--sleep-steps-increment", "100"])
     rec = methods.run_method("src", 0, weights_only, methods.prepare(weights_only), shared={})[0]
     assert rec["kept_bytes"] == 0 and rec["kept_what"] == "nothing"
@@ -461,7 +461,7 @@ def test_sleep_model_refuses_what_it_cannot_sleep_in_one_line(module, named):
     from src import sleep_model
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10), module, torch.nn.Linear(10, 10))
     with pytest.raises(ValueError) as err:
-        sleep_model(model, torch.rand(5, 784), "weights-only")
+        sleep_model(model, torch.rand(5, 784), "beyond-weights-only")
     assert named in str(err.value) and "module 2" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(ValueError, match="no preset 'nope'"):
         sleep_model(torch.nn.Sequential(torch.nn.Linear(784, 10)), torch.rand(5, 784), "nope")
