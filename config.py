@@ -77,7 +77,8 @@ class Config:
     protocol: str = arg("original", "'original' (the authors' MATLAB, PROTOCOL.md) or 'replica' (the earlier Python replica)")
     preset: str = arg(None, "named sleep constants, and for a variant its training (presets/NAME.json); "
                             "default: the protocol's own (iCaRL + sleep: the iCaRL script's for the memory)", kind=str)
-    quick: bool = arg(False, "a smoke test: few images, one epoch, short sleeps (QUICK)")
+    quick: bool = arg(False, "a smoke test: 500 images a task, one epoch in minibatches of 10, short sleeps (QUICK); "
+                             "its networks learn each task, so forgetting and the sleep's effect show")
     # layered: the fields a protocol or preset sets (every sleep constant is a preset's)
     # data and tasks
     classes_per_task: int = arg(2, "classes per task: (0, 1), (2, 3), ...", layered=True)
@@ -258,7 +259,8 @@ def read_presets(folder):
 PRESETS.update(read_presets(os.path.join(ROOT, "presets")))
 
 # --quick: a smoke test's sizes
-QUICK = dict(train_limit=3000, test_limit=1000, n_per_task=500, epochs=1, sleep_steps=1000,
+# (minibatches of 10: 50 steps a task, as many images as one epoch of 100s, but enough steps to learn the task)
+QUICK = dict(train_limit=3000, test_limit=1000, n_per_task=500, epochs=1, batch_size=10, sleep_steps=1000,
              sleep_steps_increment=500, probe_per_class=20)
 
 def quick_sizes(dataset):
