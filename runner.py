@@ -279,8 +279,10 @@ def run(cfg):
     except KeyboardInterrupt as stop:
         if config.INTERACTIVE:
             raise
-        # (a stop sent by another process, a sweep's, is reported there: here it goes to run.log alone)
-        log(run_dir, "stopped; the finished jobs are kept: run the same command again to resume", echo=not stop.args)
+        # (a quiet run stopped by another process's signal, as a sweep stops its rows, is reported by that
+        # process: here the line goes to run.log alone)
+        log(run_dir, "stopped; the finished jobs are kept: run the same command again to resume",
+            echo=not (cfg.quiet and stop.args))
         raise SystemExit(130)
     finally:
         if handle:
