@@ -174,7 +174,7 @@ def test_rehearsal_adds_a_random_fraction_of_the_earlier_tasks_rounded_to_hundre
 
 def test_icarl_trains_on_the_task_plus_its_exemplars_padded_to_whole_minibatches(small, monkeypatch):
     cfg, ctx = small
-    cfg = dataclasses.replace(cfg, output="linear-ce", memory=50)
+    cfg = dataclasses.replace(cfg, output="linear-ce", memory=50, batch_size=100)   # minibatches of the protocol's 100
     seen, train = [], models.train
     monkeypatch.setattr(models, "train", lambda net, x, y, **kw: (seen.append((x, y)), train(net, x, y, **kw))[1])
     rec, _ = methods.run_method("icarl", 0, cfg, ctx, shared={})
