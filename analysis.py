@@ -127,6 +127,15 @@ def cl_metrics(stages, final):
     return dict(acc=acc, bwt=float(np.mean(bwt)), forgetting=float(np.mean(forgetting)))
 
 
+def text(mean, std=float("nan"), sign=False):
+    """A mean and its sample std as every table prints them, to one decimal: the mean alone without a std,
+    n/a without a mean; sign: the mean with its sign (a difference)."""
+    if mean is None or np.isnan(mean):
+        return "n/a"
+    head = f"{mean:+.1f}" if sign else f"{mean:.1f}"
+    return head if std is None or np.isnan(std) else f"{head} ± {std:.1f}"
+
+
 def mean_std(values):
     """Mean and sample standard deviation (ddof 1) over seeds; the std is NaN for a single seed."""
     v = np.asarray(values, dtype=np.float64)

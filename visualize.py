@@ -124,7 +124,7 @@ def tables(run_dir):
         summary.append(dict(method=method, seeds=[r["seed"] for r in group], finals=values["all"],
                             diverged=sum("diverged" in r for r in group),
                             **{k: analysis.mean_std(v) for k, v in values.items()}))
-    fmt = lambda v: "n/a" if np.isnan(v[0]) else f"{v[0]:.1f}" + ("" if np.isnan(v[1]) else f" ± {v[1]:.1f}")
+    fmt = lambda v: analysis.text(*v)
     text = "method,n,seeds,diverged," + ",".join(f"{k}_mean,{k}_std" for k in keys) + "\n"
     for row in summary:
         text += (f"{row['method']},{len(row['seeds'])},{' '.join(map(str, row['seeds']))},{row['diverged']},"

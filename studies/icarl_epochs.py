@@ -21,6 +21,7 @@ import sys
 
 import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import sweep  # first: the pinned code paths, and matplotlib's file backend
+import analysis
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -64,7 +65,7 @@ def table(results):
         if not {"icarl", "icarl-src"} <= set(got):   # a row still running: its job files are not yet its table
             return ""
         d = sweep.paired(row, "icarl", "icarl-src", nme)
-        return "" if d is None else f"{d[0]:+.1f} ± {d[1]:.1f}"
+        return "" if d is None else analysis.text(d[0], d[1], sign=True)
     for row, got in results:
         m, e = row.group, epochs_of(row)
         lines.append(f"| {m} | {e} | {sweep.fmt(got.get('icarl'))} | {sweep.fmt(got.get('icarl-src'))} | "

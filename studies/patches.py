@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+import analysis
 import models
 import runner
 import src
@@ -117,23 +118,19 @@ def trial(setting, overlap, seed):
     return out
 
 
-def mean_std(values):
-    return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
-
-
 def table(results):
     lines = ["| setting | overlap | after task 1 (%) | after task 2 (%) | after sleep (%) | n |", "|---|---|---|---|---|---|"]
     for setting in SETTINGS:
         for overlap in SETTINGS[setting]["overlaps"]:
             got = [r for r in results if r["setting"] == setting and r["overlap"] == overlap]
             if got:
-                lines.append(f"| {setting} | {overlap} | " + " | ".join(mean_std([r["accuracy"][st] for r in got]) for st in STAGES)
+                lines.append(f"| {setting} | {overlap} | " + " | ".join(analysis.text(*analysis.mean_std([r["accuracy"][st] for r in got])) for st in STAGES)
                              + f" | {len(got)} |")
     got = [r for r in results if r["setting"] == "softmax"]
     if got:
         lines += ["", "Softmax setting: image 1's drive to its own output against the strongest task-2 output's (cf_analysis).",
                   "", "| stage | own output | strongest task-2 output |", "|---|---|---|"]
-        lines += [f"| after {st} | {mean_std([r['drives'][st][0] for r in got])} | {mean_std([r['drives'][st][1] for r in got])} |"
+        lines += [f"| after {st} | {analysis.text(*analysis.mean_std([r['drives'][st][0] for r in got]))} | {analysis.text(*analysis.mean_std([r['drives'][st][1] for r in got]))} |"
                   for st in STAGES]
     return lines
 

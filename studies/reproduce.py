@@ -169,8 +169,7 @@ def per_seed(entry, method, metric, manifest, out):
 # %% Does it hold?
 def spread(values):
     """Mean ± sample std (the mean alone for one value), rounded as the docs print them."""
-    mean, std = analysis.mean_std(values)
-    return f"{mean:.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
+    return analysis.text(*analysis.mean_std(values))
 
 
 def holds(want, got, metric, tolerance):

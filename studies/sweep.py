@@ -24,6 +24,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 
+import analysis
 import runner
 import visualize
 
@@ -58,7 +59,7 @@ def fmt(value):
     if value is None:
         return "not run"
     mean, std, n, diverged = value
-    return (f"{mean:.1f} ± {std:.1f} (n={n}" if n > 1 else f"{mean:.1f} (n=1") + (f", {diverged} diverged)" if diverged else ")")
+    return analysis.text(mean, std if n > 1 else None) + f" (n={n}" + (f", {diverged} diverged)" if diverged else ")")
 
 
 def folder(row, options=None):

@@ -20,6 +20,7 @@ import sys
 
 import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import sweep  # first: the pinned code paths, and matplotlib's file backend
+import analysis
 import matplotlib.pyplot as plt
 
 EPOCHS = {"mnist": [str(e) for e in range(5, 41, 5)], "fashion-mnist": [str(e) for e in range(5, 41, 5)],   # the scripts'
@@ -38,7 +39,7 @@ def rows(args):
 
 
 def cell(value):
-    return "" if value is None else f"{value[0]:.1f} ± {value[1]:.1f}"
+    return "" if value is None else analysis.text(value[0], value[1])
 
 
 def table(results):

@@ -130,8 +130,7 @@ def main(argv):
         split="validation: the last 1000 training images of each class", finals=results), indent=1))
     print("| lead | final on validation (%) | per seed |\n|---|---|---|")
     for lead, f in results.items():
-        mean, std = analysis.mean_std(f)
-        print(f"| {lead} | {mean:.1f} ± {std:.1f} | {', '.join(f'{v:.1f}' for v in f)} |")
+        print(f"| {lead} | {analysis.text(*analysis.mean_std(f))} | {', '.join(f'{v:.1f}' for v in f)} |")
 
 
 if __name__ == "__main__":

@@ -112,3 +112,9 @@ def test_capacity_counts_directions_and_measures_overlap_on_known_subspaces():
     # a silent layer uses no direction, and its overlap is undefined
     silent = analysis.capacity([np.zeros((24, 6))], labels, [(0,), (1,)])[0]
     assert silent["dims"] == [0, 0] and np.isnan(silent["overlap"][0][1])
+
+
+def test_every_table_prints_a_mean_and_its_std_one_way():
+    assert analysis.text(45.04, 6.05) == "45.0 ± 6.0" and analysis.text(2.0, 0.44, sign=True) == "+2.0 ± 0.4"
+    assert analysis.text(*analysis.mean_std([70.0])) == "70.0"   # one seed: no std
+    assert analysis.text(float("nan"), 1.0) == "n/a" and analysis.text(-0.5, None, sign=True) == "-0.5"
