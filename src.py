@@ -583,6 +583,9 @@ def _numba_kernel(WT, sizes, w_off, n_off, v, ptr, idx, t0, alpha, thr, inc, dec
     """NumbaEngine's steps: WT[b] holds every layer's weights transposed ([in (+ extra), out], flattened from
     w_off[l]; with extra = 1 the last row is the bias, an input that fires every step, plastic if
     bias_plastic); v and counts are flattened per neuron from n_off[l]."""
+    # The scalars come in one array of the weights' dtype (consts): passed as Python floats, numba would type
+    # them float64 and promote every float32 product with them, so float32 sleeps would round differently from
+    # the torch engine's; in the array they keep the weights' dtype.
     decay, width, one, two, zero = consts[0], consts[1], consts[2], consts[3], consts[4]
     B, L, T = WT.shape[0], sizes.shape[0] - 1, (ptr.shape[0] - 1) // WT.shape[0]
     widest = sizes.max()
