@@ -213,7 +213,7 @@ def plot_accuracy(table, cols, path, names=None):
     methods = list(table)
     ncols = len(methods) if len(methods) <= 4 else -(-len(methods) // 2)
     nrows = -(-len(methods) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols + 3.2, 3.6 * nrows), squeeze=False, sharey=True)
     for ax in axes.flat[len(methods):]:
         ax.set_visible(False)
     for ax, method in zip(axes.flat, methods):
