@@ -104,11 +104,3 @@ def test_the_script_prints_the_floor_and_the_ratio(tmp_path):
     # mnist_exp.py's options, after -- too, change the count: one method, its five tasks and evaluations
     text = bench("--quick", "--no-run", "--out", out, "--", "--methods", "sequential")
     assert "| sequential |" in text and "| src |" not in text and "(6 passes over 1,000 images)" in text
-
-
-@pytest.mark.slow
-def test_the_script_times_a_run_and_another_checkout(tmp_path):
-    text = bench("--quick", "--methods", "sequential", "--no-figures", "--quiet", "--against", ROOT,
-                 "--out", str(tmp_path / "bench.md"))
-    assert re.search(r"Run / floor: \*\*[\d.]+\*\* \([\d.]+ s wall, median of 1", text)
-    assert re.search(r"this checkout / that one = [\d.]+", text)
