@@ -20,7 +20,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import config
+import constants
 import methods
+
+# The two protocols' sleep constants (constants.py; the original's steps are the protocol's defaults)
+ORIGINAL = dict(vars(config.DEFAULTS), **constants.ORIGINAL["mnist"])
+REPLICA = constants.REPLICA_SLEEP
+
+
+def values(*names, of):
+    """The options that set these fields to their values in `of`."""
+    return [a for k in names for a in (config.option(k), *map(str, of[k] if isinstance(of[k], tuple) else [of[k]]))]
+
 
 # The factors: name, what changes (original -> replica), options towards the replica, options back, whether
 # training changes. Two groups hold factors that only make sense together: the replica's inc/dec are sized
@@ -35,13 +46,12 @@ FACTORS = [
     ("torch training loop", "dropout inverted, momentum reset per task", ["--inverted-dropout", "--no-keep-momentum"],
      ["--no-inverted-dropout", "--keep-momentum"], True),
     ("plasticity rule", "g(w), inc/dec 0.032/0.0033 -> sigmoid(w), 0.001/0.0001",
-     ["--plasticity-factor", "logistic", "--inc", "0.001", "--dec", "0.0001"],
-     ["--plasticity-factor", "original", "--inc", "0.032064", "--dec", "0.003344"], False),
-    ("sleep length", "15000 + 5000(k-1) -> 400 + 133(k-1) steps", ["--sleep-steps", "400", "--sleep-steps-increment", "133"],
-     ["--sleep-steps", "15000", "--sleep-steps-increment", "5000"], False),
-    ("sleep input", "window of the seen tasks' mean -> masked means of current-task images", ["--sleep-input", "replica"],
-     ["--sleep-input", "mean"], False),
-    ("scale factors", "data-based -> fixed", ["--alpha", "14.983829", "253.17746", "7.770772"], ["--alpha"], False),
+     values("plasticity_factor", "inc", "dec", of=REPLICA), values("plasticity_factor", "inc", "dec", of=ORIGINAL), False),
+    ("sleep length", "15000 + 5000(k-1) -> 400 + 133(k-1) steps", values("sleep_steps", "sleep_steps_increment", of=REPLICA),
+     values("sleep_steps", "sleep_steps_increment", of=ORIGINAL), False),
+    ("sleep input", "window of the seen tasks' mean -> masked means of current-task images",
+     values("sleep_input", of=REPLICA), values("sleep_input", of=ORIGINAL), False),
+    ("scale factors", "data-based -> fixed", values("alpha", of=REPLICA), ["--alpha"], False),
 ]
 
 

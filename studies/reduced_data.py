@@ -18,24 +18,21 @@ import project  # noqa: F401  (first: the root's library on the import path, stu
 import sweep  # first: the pinned code paths, and matplotlib's file backend
 import matplotlib.pyplot as plt
 
-# [rate, inc, dec, beta per layer, alpha_scale] of each script
-CONSTANTS = {10: (42.162268, 0.022175, 0.076886, (37.312702, 7.101362, 32.780841), 14.308178),
-             20: (56.274254, 0.089164, 0.094930, (39.355043, 18.459940, 35.408674), 2.683161),
-             40: (29.393650, 0.031111, 0.000001, (8.102056, 26.252258, 33.832234), 2.023822)}
+import constants
 
 
 def options(epochs, scored="test", data="seen"):
-    rate, inc, dec, beta, alpha_scale = CONSTANTS[epochs]
+    c = constants.REDUCED[epochs]   # the script's own sleep constants
     return ["--classes-per-task", "10", "--n-per-task", "5000", "--lr", "0.01", "--epochs", str(epochs),
-            "--sleep-steps", "20000", "--rate", str(rate), "--inc", str(inc), "--dec", str(dec),
-            "--beta", *map(str, beta), "--alpha-scale", str(alpha_scale), "--sleep-data", data,
+            "--sleep-steps", "20000", "--rate", str(c["rate"]), "--inc", str(c["inc"]), "--dec", str(c["dec"]),
+            "--beta", *map(str, c["beta"]), "--alpha-scale", str(c["alpha_scale"]), "--sleep-data", data,
             "--score-on", scored]
 
 
 def rows(args=None):
     return [sweep.Row(f"{e} epochs, {scored} accuracy" + (", sleep on the 5 000 trained on" if data == "current" else ""),
                       options(e, scored, data), group=f"{scored}-{data}")
-            for e in CONSTANTS for scored, data in (("test", "seen"), ("train", "seen"), ("test", "current"))]
+            for e in constants.REDUCED for scored, data in (("test", "seen"), ("train", "seen"), ("test", "current"))]
 
 
 def figure(results):
@@ -49,7 +46,7 @@ def figure(results):
                       if row.group == group and method in got]
             if not (group == "test-current" and method == "sequential"):   # the same as test-seen's
                 sweep.curve(ax, points, fmt="o" + line, color=color, label=f"{label}, {where}")
-    ax.set_xticks(list(CONSTANTS))
+    ax.set_xticks(list(constants.REDUCED))
     ax.set_xlabel("epochs on the first 5 000 training images (lr 0.01)")
     ax.set_ylabel("accuracy, all 10 classes (%)")
     ax.grid(alpha=0.3)

@@ -51,6 +51,7 @@ from types import SimpleNamespace
 
 import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import config  # first: the pinned code paths and threads
+import constants
 import methods
 import numpy as np
 import optuna
@@ -116,7 +117,7 @@ if not SLEEPS and (args.batch != 4 or args.start or args.decades != 2.0):
     problems.append("--batch, --start and --decades apply only with --method src (a baseline's candidates run one by one)")
 if args.fixed_training and SLEEPS:
     problems.append("--fixed-training applies only with --method ewc, si or lwf")
-BUILT_IN = ("original", "replica", *(f"icarl-{size}" for size in config.ICARL))
+BUILT_IN = tuple(constants.BUILT_IN)   # (a file of that name would hide the built-in preset)
 if args.save_preset and (cfg.quick or args.save_preset in BUILT_IN or not args.save_preset.replace("-", "").isalnum()):
     problems.append(f"--save-preset takes a name of letters, digits and '-' other than {', '.join(BUILT_IN)}, and no "
                     f"--quick run saves one; got {args.save_preset!r}" + (" with --quick" if cfg.quick else ""))

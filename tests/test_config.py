@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import config
+import constants
 import src
 from config import DEFAULTS, ConfigError, resolve
 
@@ -27,7 +28,7 @@ def error(*argv, cfg=DEFAULTS):
 
 
 def test_one_precedence_defaults_protocol_preset_quick_yours(monkeypatch):
-    monkeypatch.setitem(config.PRESETS, "variant", ("original", {"mnist": dict(config.ORIGINAL["mnist"], epochs=3,
+    monkeypatch.setitem(config.PRESETS, "variant", ("original", {"mnist": dict(constants.ORIGINAL["mnist"], epochs=3,
                                                                               sleep_steps=7000, inc=0.5)}))
     cfg = resolve(DEFAULTS, ["--preset", "variant"])
     assert (cfg.epochs, cfg.sleep_steps, cfg.sleep.inc, cfg.rate) == (3, 7000, 0.5, 239.515363)
@@ -282,9 +283,9 @@ def test_every_field_a_protocol_or_preset_sets_is_none_until_yours():
 def test_the_authors_constants_are_written_once():
     # the Fashion-MNIST rehearsal script's below 2.5 % are the MNIST class task's seven: derived from them
     cfg = resolve(DEFAULTS, ["--dataset", "fashion-mnist", "--preset", "fashion-replay-low"])
-    assert {k: getattr(cfg, k) for k in config.ORIGINAL["mnist"]} == config.ORIGINAL["mnist"]
+    assert {k: getattr(cfg, k) for k in constants.ORIGINAL["mnist"]} == constants.ORIGINAL["mnist"]
     files = [*glob.glob(f"{config.ROOT}/*.py"), *glob.glob(f"{config.ROOT}/studies/*.py"), *glob.glob(f"{config.ROOT}/presets/*.json")]
-    assert [os.path.basename(p) for p in files if "239.515363" in open(p).read() or "14.548273" in open(p).read()] == ["config.py"]
+    assert [os.path.basename(p) for p in files if "239.515363" in open(p).read() or "14.548273" in open(p).read()] == ["constants.py"]
 
 
 def test_checking_returns_the_problems_and_changes_nothing():

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import config
+import constants
 import data
 import runner
 import visualize
@@ -671,7 +672,7 @@ def test_task2_length_rows_are_two_tasks_and_the_table_reads_each_stage(tmp_path
     cfg = config.resolve(config.DEFAULTS, [*task2_length.options("fashion-mnist", "15"), "--methods", "sequential,src"])
     assert (cfg.n_tasks, cfg.task_epochs, cfg.dataset, cfg.preset, cfg.sleep_steps, cfg.sleep.length(2)) == \
         (2, (2, 15), "fashion-mnist", "original", 15000, 20000)
-    assert cfg.rate == config.ORIGINAL["fashion-mnist"]["rate"]
+    assert cfg.rate == constants.ORIGINAL["fashion-mnist"]["rate"]
     monkeypatch.chdir(tmp_path)
     rows = "".join(f"{m},{s},{stage},{t1 + s},{t2},{(t1 + s + t2) / 2}\n" for s in (0, 1)
                    for m, stage, t1, t2 in (("sequential", "train_2", 0.0, 99.0), ("src", "train_2", 10.0, 98.0),
