@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 import codepath  # noqa: F401  (before torch: the pinned code paths and threads)
 import constants
 import data
+import icarl
 import src
-from methods import METHODS
+from methods import METHODS, SLEEP_FIELDS
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 INTERACTIVE = "ipykernel" in sys.modules      # a Jupyter kernel or VS Code's interactive window
@@ -182,12 +183,6 @@ DEFAULTS = Config(**{k: f.metadata["default"] for k, f in FIELDS.items()})
 DEFAULTS.origin = dict.fromkeys(FIELDS, "defaults")
 LISTS = dict(methods=str, seeds=int, hidden=int, task_epochs=int, sleep_after=int, beta=float, plasticity=float, alpha=float,
              lwf_lambdas=float)   # options of several values
-# src.Sleep's fields and the config fields they come from
-SLEEP_FIELDS = dict(rate="rate", inc="inc", dec="dec", beta="beta", alpha_scale="alpha_scale", alpha="alpha",
-                    alpha_softmax="alpha_softmax", steps="sleep_steps", steps_increment="sleep_steps_increment",
-                    dt="dt", decay="decay", mask_size="mask_size", input="sleep_input", data="sleep_data",
-                    samples="sleep_samples", mask_fraction="sleep_mask_fraction", plasticity="plasticity",
-                    factor="plasticity_factor", bias="sleep_bias", exp="sleep_exp")
 option = lambda name: "--" + name.replace("_", "-")
 
 # --protocol: the training every field of which differs from the original's; its sleep is its preset.
@@ -222,25 +217,32 @@ def quick_sizes(dataset):
     return {k: v for k, v in QUICK.items() if not (pair and k.startswith("sleep_steps"))}
 
 
+def listed(names):
+    """'a, b and c'."""
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+
+
 SLEEPING = [m for m, spec in METHODS.items() if spec.sleep]
-DISTILLING = [m for m, spec in METHODS.items() if spec.distill]
 ICARL_METHODS = [m for m, spec in METHODS.items() if spec.exemplars]
+# the fields methods own (Method.options): {field: (the Options declaring it, the methods that declare those)}
+OWNED = {k: (group, [m for m, s in METHODS.items() if group in s.options])
+         for spec in METHODS.values() for group in spec.options for k in group.rules}
+
+
+def owned_applies(name):
+    """APPLIES's row of a field methods own: it acts only with one of them (and what else they declare it needs)."""
+    group, owners = OWNED[name]
+    test, words = group.also.get(name, (lambda c: True, ""))
+    return (name, lambda c: any(m in owners for m in c.methods) and test(c),
+            group.who(owners) + (f" and {words}" if words else ""))
+
+
 # fields that act only with a method, a setting or another field: (field, applies?, what it needs)
-APPLIES = [(k, lambda c: any(m in ICARL_METHODS for m in c.methods), "an iCaRL method (--methods icarl or icarl-src)")
-           for k in ("memory", "exemplars", "distillation")] + [
+APPLIES = [
     (k, lambda c: c.sleep_input == "replica", "--sleep-input replica") for k in ("sleep_samples", "sleep_mask_fraction")] + [
-    ("merge_init", lambda c: "merging" in c.methods, "--methods merging"),
     ("replay", lambda c: any(m in METHODS and not (METHODS[m].joint or METHODS[m].statistics) for m in c.methods),
-     "a method that trains task by task (parallel trains on every image at once; ncm, slda and analytic train no network)"),
-    ("slda_shrinkage", lambda c: "slda" in c.methods, "--methods slda"),
-    ("analytic_ridge", lambda c: "analytic" in c.methods, "--methods analytic"),
-    ("ewc_lambda", lambda c: "ewc" in c.methods, "--methods ewc"),
-    ("si_c", lambda c: "si" in c.methods, "--methods si"),
-    ("si_xi", lambda c: "si" in c.methods, "--methods si"),
-    *[(k, lambda c: any(m in DISTILLING for m in c.methods), "--methods " + " or ".join(DISTILLING))
-      for k in ("lwf_lambda", "lwf_outputs", "lwf_schedule", "lwf_lambdas")],
-    ("lwf_temperature", lambda c: any(m in DISTILLING for m in c.methods) and c.output == "linear-ce",
-     "--methods " + " or ".join(DISTILLING) + " and --output linear-ce"),
+     "a method that trains task by task (parallel trains on every image at once; "
+     f"{listed([m for m, s in METHODS.items() if s.statistics])} train no network)"),
     ("alpha_scale", lambda c: not c.alpha, "data-based scale factors (no --alpha)"),
     ("sleep_exp", lambda c: c.plasticity_factor == "original", "--plasticity-factor original (the logistic g keeps its exp)"),
     ("sleep_bias", lambda c: c.bias, "--bias"),
@@ -248,10 +250,13 @@ APPLIES = [(k, lambda c: any(m in ICARL_METHODS for m in c.methods), "an iCaRL m
      "the test set (it is not read with --validation or --score-on train)"),
     ("score_on", lambda c: not c.validation, "the test set or the training images (--validation scores on its own split)"),
     ("png_dir", lambda c: c.figures, "figures (not --no-figures)"),
-    ("sleep_after", lambda c: any(m in SLEEPING for m in c.methods), "a method that sleeps (" + ", ".join(SLEEPING) + ")"),
-    ("sleep_window", lambda c: any(m in SLEEPING for m in c.methods), "a method that sleeps (" + ", ".join(SLEEPING) + ")"),
-] + [(k, lambda c: any(m in SLEEPING for m in c.methods), "a method that sleeps (" + ", ".join(SLEEPING) + ")")
-     for k in SLEEP_FIELDS.values()]
+    *map(owned_applies, OWNED)]
+
+
+def scenario(cfg):
+    """The learning scenario of a config (Method.scenarios): 'class', class-incremental; 'cross-modal', the pair
+    of datasets (--dataset mnist-fashion) learnt as two tasks on one shared head."""
+    return "cross-modal" if "parts" in data.DATASETS[cfg.dataset] else "class"
 
 
 # ---------------------------------------------------------------- the command line
@@ -289,7 +294,8 @@ def parse_args(argv, prog=None, parser=None):
         default, kind = f.metadata["default"], f.metadata["kind"]
         shown = "from the preset" if default is None else " ".join(map(str, default)) if isinstance(default, tuple) \
             else default
-        kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {shown or 'none'})")
+        rules = "".join(f"{words}; " for words, _ in OWNED[name][0].rules[name]) if name in OWNED else ""
+        kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata['help']} ({rules}default: {shown or 'none'})")
         if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif name in LISTS:
@@ -442,15 +448,16 @@ def sleep_constants(cfg):
 
 def check(cfg, counted):
     """Every problem of a resolved config, each naming its option ([]: none); it changes nothing. counted: the
-    fields you set that count (APPLIES: an option that would do nothing is refused)."""
+    fields you set that count (APPLIES: an option that would do nothing is refused). What a method declares
+    (methods.Method: its options' rules, what it needs, its scenarios) is checked here."""
     spec = data.DATASETS[cfg.dataset]
     n_layers = len(cfg.hidden) + 1 if isinstance(cfg.hidden, tuple) else 0
     problems = [f"--methods: unknown method {m!r} (choose from {', '.join(METHODS)})" for m in cfg.methods if m not in METHODS]
     if not cfg.methods:
         problems.append(f"--methods needs at least one method ({', '.join(METHODS)})")
     whole = lambda v, low: isinstance(v, int) and not isinstance(v, bool) and v >= low
-    ints = dict(workers=1, batch_size=1, epochs=1, n_per_task=0, train_limit=0, test_limit=0, validation=0, memory=0,
-                probe_per_class=1, pca_components=1, classes_per_task=1, n_tasks=0, sleep_window=0)
+    ints = dict(workers=1, batch_size=1, epochs=1, n_per_task=0, train_limit=0, test_limit=0, validation=0,
+                probe_per_class=1, pca_components=1, classes_per_task=1, n_tasks=0)
     problems += [f"{option(k)} must be a whole number >= {low}; got {getattr(cfg, k)}" for k, low in ints.items()
                  if not whole(getattr(cfg, k), low)]
     if seeds_problem(cfg.seeds):
@@ -462,15 +469,14 @@ def check(cfg, counted):
                         f"{network_bytes(cfg) / 2 ** 30:.1f} GiB, more than this machine's {memory_bytes() / 2 ** 30:.0f} GiB")
     elif any(m in SLEEPING for m in cfg.methods) and cfg.beta is not None and len(cfg.beta) != n_layers:
         problems.append(f"--beta needs one value per layer ({n_layers}); got {len(cfg.beta)}")
+    unfit = [m for m in cfg.methods if m in METHODS and scenario(cfg) not in METHODS[m].scenarios]
+    if unfit:
+        fit = [m for m, s in METHODS.items() if scenario(cfg) in s.scenarios]
+        problems.append(f"--dataset {cfg.dataset} runs {listed(fit)}; not {', '.join(unfit)}")
     if "parts" in spec:   # the cross-modal pair: its tasks are its datasets
         if cfg.classes_per_task != spec["classes"] // len(spec["parts"]):
             problems.append(f"--dataset {cfg.dataset} learns its {len(spec['parts'])} datasets as its tasks: "
                             f"--classes-per-task must be {spec['classes'] // len(spec['parts'])}; got {cfg.classes_per_task}")
-        other = [m for m in cfg.methods if m in METHODS and (METHODS[m].penalty or METHODS[m].distill or
-                                                                METHODS[m].exemplars or METHODS[m].statistics)]
-        if other:
-            problems.append(f"--dataset {cfg.dataset} runs sequential, control, src, merging and parallel; not "
-                            f"{', '.join(other)}")
         if cfg.task_order != "fixed":
             problems.append(f"--dataset {cfg.dataset} learns its datasets in their order (its constants and "
                             "--sleep-data first are the first dataset's): --task-order must be fixed")
@@ -495,25 +501,26 @@ def check(cfg, counted):
                         "together (run it with --epochs, as a separate command)")
     if not (isinstance(cfg.mask_size, int) and cfg.mask_size <= spec["side"]):
         problems.append(f"--mask-size must be a whole number from 1 to the image side, {spec['side']}; got {cfg.mask_size}")
-    problems += [f"{option(k)} must be > 0; got {getattr(cfg, k)}" for k in ("lr", "init_scale", "si_xi", "analytic_ridge", "lwf_temperature")
-                 if not getattr(cfg, k) > 0]
-    problems += [f"{option(k)} must be >= 0; got {getattr(cfg, k)}" for k in ("momentum", "ewc_lambda", "si_c", "lwf_lambda")
-                 if not getattr(cfg, k) >= 0]
-    if not all(v >= 0 for v in cfg.lwf_lambdas):
-        problems.append(f"--lwf-lambdas must be >= 0; got {' '.join(map(str, cfg.lwf_lambdas))}")
-    elif cfg.lwf_lambdas and whole(cfg.classes_per_task, 1) and len(cfg.lwf_lambdas) != learnt:
+    problems += [f"{option(k)} must be > 0; got {getattr(cfg, k)}" for k in ("lr", "init_scale") if not getattr(cfg, k) > 0]
+    if not cfg.momentum >= 0:
+        problems.append(f"--momentum must be >= 0; got {cfg.momentum}")
+    broken = set()   # the methods' own fields (Method.options) that break a rule they declare: the first one
+    for k, (group, _) in OWNED.items():
+        values = getattr(cfg, k) if k in LISTS else (getattr(cfg, k),)
+        words = next((words for words, test in group.rules[k] if not all(map(test, values))), "")
+        if words:
+            broken.add(k)
+            problems.append(f"{option(k)} must be {words}; got {' '.join(map(str, values)) if k in LISTS else repr(values[0])}")
+    if cfg.lwf_lambdas and "lwf_lambdas" not in broken and whole(cfg.classes_per_task, 1) and len(cfg.lwf_lambdas) != learnt:
         problems.append(f"--lwf-lambdas needs one strength per task learnt ({learnt}); got {len(cfg.lwf_lambdas)}")
     if cfg.lwf_lambdas and {"lwf_lambda", "lwf_schedule"} & counted:
         problems.append("--lwf-lambdas sets every task's strength: give it or --lwf-lambda / --lwf-schedule, not both")
-    if not 0 <= cfg.slda_shrinkage <= 1:
-        problems.append(f"--slda-shrinkage must be in [0, 1]; got {cfg.slda_shrinkage}")
     if not 0 <= cfg.dropout < 1:
         problems.append(f"--dropout must be in [0, 1); got {cfg.dropout}")
     if not 0 <= cfg.replay <= 1:
         problems.append(f"--replay must be a fraction in [0, 1] (0.05: 5 % of the earlier tasks' images); got {cfg.replay}")
     choices = dict(task_order=("fixed", "random"), score_on=("test", "train"), dtype=("float32", "float64"), engine=("auto", "numba", "torch"), init=("uniform", "torch"),
-                   output=("relu-mse", "linear-ce"), merge_init=("shared", "own"), exemplars=("herding", "random"),
-                   lwf_outputs=("earlier", "all"), lwf_schedule=("constant", "growing"))
+                   output=("relu-mse", "linear-ce"))
     problems += [f"{option(k)} must be one of {', '.join(v)}; got {getattr(cfg, k)!r}"
                  for k, v in choices.items() if getattr(cfg, k) not in v]
     sleepers = [m for m in cfg.methods if m in SLEEPING]
@@ -525,13 +532,12 @@ def check(cfg, counted):
     except (ValueError, TypeError) as err:
         name, _, rest = str(err).partition(" ")
         problems.append(f"{option(SLEEP_FIELDS.get(name, name))} {rest}")
+    wanted = {}   # what the methods run need (Method.needs), each named by the first that declares it
+    for m in cfg.methods:
+        for need in METHODS[m].needs if m in METHODS else ():
+            wanted.setdefault(need, m)
+    problems += [f"--methods {m} needs {words.format(**vars(cfg))}" for (test, words), m in wanted.items() if not test(cfg)]
     icarl = [m for m in cfg.methods if m in ICARL_METHODS]
-    if icarl and not (whole(cfg.memory, 10) and cfg.memory <= 20000):
-        problems.append(f"--methods {icarl[0]} needs --memory, a whole number of exemplars from 10 to 20000; got {cfg.memory}")
-    if icarl and cfg.n_per_task == 0:
-        problems.append(f"--methods {icarl[0]} needs --n-per-task >= 1 (its minibatches are padded with the task's next images)")
-    if icarl and cfg.output != "linear-ce":
-        problems.append(f"--methods {icarl[0]} needs --output linear-ce (iCaRL, as the authors run it, trains a softmax output)")
     sleepers = {m: METHODS[m].sleep_constants for m in cfg.methods if m in SLEEPING}
     if icarl and not cfg.origin.get("preset") == "yours":   # iCaRL's runs take the iCaRL script's preset
         sleepers.update({m: "icarl" for m in icarl})
@@ -578,6 +584,16 @@ def check_data(cfg, ctx):
             problems.append(f"--n-per-task {cfg.n_per_task}: task {k} has only {have} training images here "
                             "(after --train-limit and --validation); use at most that")
             break
+    if any(m in ICARL_METHODS for m in cfg.methods):   # each class's exemplars are chosen among its images
+        have = lambda c: int((ctx.train_y == c).sum().item())
+        for k in range(1, len(ctx.tasks) + 1):   # (with --task-order random, any class may be task k's)
+            fewest = min(ctx.tasks[k - 1] if cfg.task_order == "fixed" else range(ctx.n_classes), key=have)
+            keep = icarl.per_class(cfg.memory, k, cfg.classes_per_task)
+            if have(fewest) < keep:
+                problems.append(f"--memory {cfg.memory}: after task {k} each of its classes keeps {keep} exemplars, and "
+                                f"class {fewest} has only {have(fewest)} training images here (after --train-limit and "
+                                "--validation); lower --memory")
+                break
     shown = ctx.eval_y[:len(ctx.eval_chunks[0])]
     for c in range(ctx.n_classes):
         if (shown == c).sum().item() < cfg.probe_per_class:

@@ -2,12 +2,15 @@
 
 A method is a declaration (`Method`): what it does around plain training of task after task, which of
 its stages are the same as other methods' (computed once per seed), and what it reads and keeps between
-tasks. `run_method` is the only loop; `train_task`, `sleep_task` and `evaluate` are its steps, and the
+tasks; the Config fields it owns and the values they take, what else it needs of a config, the scenarios
+it runs and its search (config.check refuses what they rule out; studies/tune.py searches it). Adding a
+method is its row here, its step in the loop, and its fields in config.Config (and the Config cell of
+mnist_exp.py). `run_method` is the only loop; `train_task`, `sleep_task` and `evaluate` are its steps, and the
 experiment's interactive cells call them directly.
 """
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,6 +23,50 @@ import icarl
 import models
 import sleep_analysis
 import src
+
+
+# ---------------------------------------------------------------- what a method declares
+# A rule an option's value keeps (each value of a list): (what it must be, the test of one value)
+def number(x):
+    return f"{x:g}".replace("e+", "e")
+
+
+def at_least(low):
+    return f">= {number(low)}", lambda v: v >= low
+
+
+def above(low):
+    return f"> {number(low)}", lambda v: v > low
+
+
+def at_most(high):
+    return f"<= {number(high)}", lambda v: v <= high
+
+
+def within(low, high):
+    return f"in [{number(low)}, {number(high)}]", lambda v: low <= v <= high
+
+
+def whole(low):
+    return f"a whole number >= {low}", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def one_of(*choices):
+    return f"one of {', '.join(choices)}", lambda v: v in choices
+
+
+def named(methods):
+    return "--methods " + " or ".join(methods)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Config fields that act only with a method that declares them (config.check refuses them otherwise):
+    rules: {field: the rules its value keeps}; who(methods): the words that name those methods; also:
+    {field: (test of the config, words)}, a further setting the field acts only with."""
+    rules: dict
+    who: object = named
+    also: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -36,25 +83,65 @@ class Method:
     statistics: str = ""       # "ncm", "slda" (no network) or "analytic" (a ridge head on frozen features): statistics
                                # of each task's images, read once (baselines.py)
     shared: tuple = ("init",)  # stages that are the same for every method declaring them: computed once per seed
+    options: tuple = ()        # Options: the Config fields it owns
+    needs: tuple = ()          # (test of the config, words formatted with its fields): what it needs, else refused
+    scenarios: tuple = ("class",)   # the learning scenarios it runs (config.scenario)
+    search: dict = field(default_factory=dict)   # studies/tune.py's search: {field: (kind, range or choices)}
 
+
+# src.Sleep's fields and the Config fields they come from: the sleep's options
+SLEEP_FIELDS = dict(rate="rate", inc="inc", dec="dec", beta="beta", alpha_scale="alpha_scale", alpha="alpha",
+                    alpha_softmax="alpha_softmax", steps="sleep_steps", steps_increment="sleep_steps_increment",
+                    dt="dt", decay="decay", mask_size="mask_size", input="sleep_input", data="sleep_data",
+                    samples="sleep_samples", mask_fraction="sleep_mask_fraction", plasticity="plasticity",
+                    factor="plasticity_factor", bias="sleep_bias", exp="sleep_exp")
+# (src.Sleep checks the constants; --sleep-after's task numbers: config.check)
+SLEEP = Options(dict(dict.fromkeys(SLEEP_FIELDS.values(), ()), sleep_after=(), sleep_window=(whole(0),)),
+                who=lambda methods: f"a method that sleeps ({', '.join(methods)})")
+# studies/tune.py's CMA-ES: log-uniform, --decades either side of the start constants
+SLEEP_SEARCH = dict.fromkeys(("rate", "inc", "dec", "beta"), ("log", "--decades"))
+LWF = Options(dict(lwf_lambda=(at_least(0),), lwf_temperature=(above(0),), lwf_outputs=(one_of("earlier", "all"),),
+                   lwf_schedule=(one_of("constant", "growing"),), lwf_lambdas=(at_least(0),)),
+              also=dict(lwf_temperature=(lambda cfg: cfg.output == "linear-ce", "--output linear-ce")))
+ICARL = Options(dict(memory=(whole(0),), exemplars=(one_of("herding", "random"),), distillation=()),
+                who=lambda methods: f"an iCaRL method ({named(methods)})")
+ICARL_NEEDS = (
+    (lambda cfg: isinstance(cfg.memory, int) and 10 <= cfg.memory <= 20000,
+     "--memory, a whole number of exemplars from 10 to 20000; got {memory}"),
+    (lambda cfg: cfg.n_per_task != 0, "--n-per-task >= 1 (its minibatches are padded with the task's next images)"),
+    (lambda cfg: cfg.output == "linear-ce",
+     "--output linear-ce (iCaRL, as the authors run it, trains a softmax output)"))
+# EWC's and SI's strengths: the searches span the class-incremental range up to 1e9 (there the earlier tasks'
+# weights are frozen in place); 1e12 leaves three decades above it, and far larger ones overflow training
+STRENGTH = (at_least(0), at_most(1e12))
+CROSS_MODAL = ("class", "cross-modal")   # also the pair of datasets (--dataset mnist-fashion)
 
 METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper bound (what each keeps between
     # tasks is measured by kept_between_tasks and recorded in every job)
-    "sequential": Method(shared=("init", "train_1")),
-    "control": Method(last_only=True),   # learns only the last task, from the initial weights (the cross-modal control)
-    "ewc": Method(penalty="ewc", shared=("init", "train_1")),
+    "sequential": Method(shared=("init", "train_1"), scenarios=CROSS_MODAL),
+    # learns only the last task, from the initial weights (the cross-modal control)
+    "control": Method(last_only=True, scenarios=CROSS_MODAL),
+    "ewc": Method(penalty="ewc", shared=("init", "train_1"), options=(Options(dict(ewc_lambda=STRENGTH)),),
+                  search=dict(ewc_lambda=("log", (1.0, 1e9)))),
     # SI integrates its path already while training task 1, so that stage is its own
-    "si": Method(penalty="si"),
-    "lwf": Method(distill=True, shared=("init", "train_1")),
-    "lwf-src": Method(distill=True, sleep=True, shared=("init", "train_1")),
-    "merging": Method(restart=True, merge=True, shared=("init", "train_1")),
-    "src": Method(sleep=True, shared=("init", "train_1")),
-    "icarl": Method(exemplars=True, shared=("init", "train_1")),
-    "icarl-src": Method(exemplars=True, sleep=True, sleep_constants="icarl", shared=("init", "train_1")),
+    "si": Method(penalty="si", options=(Options(dict(si_c=STRENGTH, si_xi=(above(0),))),),
+                 search=dict(si_c=("log", (1e-2, 1e9)))),
+    "lwf": Method(distill=True, shared=("init", "train_1"), options=(LWF,),
+                  search=dict(lwf_lambda=("log", (0.01, 100.0)), lwf_schedule=("choice", ("constant", "growing")),
+                              lwf_outputs=("choice", ("earlier", "all")), lwf_temperature=("log", (0.5, 8.0)))),
+    "lwf-src": Method(distill=True, sleep=True, shared=("init", "train_1"), options=(LWF, SLEEP), search=SLEEP_SEARCH),
+    "merging": Method(restart=True, merge=True, shared=("init", "train_1"), scenarios=CROSS_MODAL,
+                      options=(Options(dict(merge_init=(one_of("shared", "own"),))),)),
+    "src": Method(sleep=True, shared=("init", "train_1"), options=(SLEEP,), scenarios=CROSS_MODAL, search=SLEEP_SEARCH),
+    "icarl": Method(exemplars=True, shared=("init", "train_1"), options=(ICARL,), needs=ICARL_NEEDS),
+    "icarl-src": Method(exemplars=True, sleep=True, sleep_constants="icarl", shared=("init", "train_1"),
+                        options=(ICARL, SLEEP), needs=ICARL_NEEDS),
     "ncm": Method(statistics="ncm", shared=()),
-    "slda": Method(statistics="slda", shared=()),
-    "analytic": Method(statistics="analytic", shared=("init", "train_1")),   # a ridge head on task 1's frozen features
-    "parallel": Method(joint=True),
+    "slda": Method(statistics="slda", shared=(), options=(Options(dict(slda_shrinkage=(within(0, 1),))),)),
+    # a ridge head on task 1's frozen features
+    "analytic": Method(statistics="analytic", shared=("init", "train_1"),
+                       options=(Options(dict(analytic_ridge=(above(0),))),)),
+    "parallel": Method(joint=True, scenarios=CROSS_MODAL),
 }
 
 # ---------------------------------------------------------------- data and initial weights

@@ -62,7 +62,7 @@ from tqdm.auto import tqdm
 # %% Config: the search; the protocol it evaluates is mnist_exp.py's (config.py)
 p = config.Parser(prog="tune.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                   allow_abbrev=False)
-p.add_argument("--method", default="src", choices=["src", "lwf-src", "ewc", "si", "lwf"],
+p.add_argument("--method", default="src", choices=[m for m, spec in methods.METHODS.items() if spec.search],
                help="what to tune (default: src; lwf-src: the sleep's constants for a network trained with LwF's "
                     "distillation, whose options are the protocol's: --lwf-outputs, --lwf-schedule, ...)")
 p.add_argument("--fixed-training", action="store_true",
@@ -142,11 +142,9 @@ if SLEEPS and len(start["beta"]) != len(cfg.beta):
 CENTRE = dict(rate=start["rate"], inc=start["inc"], dec=start["dec"], **{f"beta_{l + 1}": b for l, b in enumerate(start["beta"])}) \
     if SLEEPS else {}
 SPACE = {k: (c / 10 ** args.decades, c * 10 ** args.decades) for k, c in CENTRE.items()}
-# A baseline's options, and the training it may need: {field: (kind, range or choices)}. EWC's and SI's strengths
-# span the whole class-incremental range (at 1e9 the earlier tasks' weights are frozen in place).
-OWN = dict(ewc=dict(ewc_lambda=("log", (1.0, 1e9))), si=dict(si_c=("log", (1e-2, 1e9))),
-           lwf=dict(lwf_lambda=("log", (0.01, 100.0)), lwf_schedule=("choice", ("constant", "growing")),
-                    lwf_outputs=("choice", ("earlier", "all")), lwf_temperature=("log", (0.5, 8.0))))
+# A baseline's options (its declared search, methods.METHODS), and the training it may need: {field: (kind, range
+# or choices)}
+OWN = {m: spec.search for m, spec in methods.METHODS.items() if spec.search and not spec.sleep}
 TRAINING = dict(output=("choice", ("relu-mse", "linear-ce")), lr=("log", (1e-3, 0.3)), momentum=("choice", (0.0, 0.5, 0.9)),
                 epochs=("int", (1, 20)), hidden=("choice", ("256", "1000", "400-400", "1200-1200")),
                 bias=("choice", (False, True)), dropout=("choice", (0.0, 0.25)), init=("choice", ("uniform", "torch")))
