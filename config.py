@@ -537,10 +537,10 @@ def check(cfg, counted):
         for need in METHODS[m].needs if m in METHODS else ():
             wanted.setdefault(need, m)
     problems += [f"--methods {m} needs {words.format(**vars(cfg))}" for (test, words), m in wanted.items() if not test(cfg)]
-    icarl = [m for m in cfg.methods if m in ICARL_METHODS]
+    icarls = [m for m in cfg.methods if m in ICARL_METHODS]
     sleepers = {m: METHODS[m].sleep_constants for m in cfg.methods if m in SLEEPING}
-    if icarl and not cfg.origin.get("preset") == "yours":   # iCaRL's runs take the iCaRL script's preset
-        sleepers.update({m: "icarl" for m in icarl})
+    if icarls and not cfg.origin.get("preset") == "yours":   # iCaRL's runs take the iCaRL script's preset
+        sleepers.update({m: "icarl" for m in icarls})
     if len(set(sleepers.values())) > 1:
         problems.append(f"--methods {', '.join(sleepers)} need different presets (the protocol's and the iCaRL "
                         "script's): run them as separate commands")
