@@ -26,8 +26,10 @@ final accuracy so far is below the P-th percentile of the complete trials' at th
 recorded as pruned, and the best trial is chosen among the complete ones only. Each seed's first
 training is done once per run of this script and shared by every batch.
 
-A study is stored as it goes (runs/tune-<study>/study.db): stop it at any time and run the same command
-to resume. The best constants are written to runs/tune-<study>/best.json; only --save-preset NAME writes
+A candidate runs the method's own schedule, as mnist_exp.py does (--sleep-after included). A study is
+stored as it goes (runs/tune-<study>/study.db): stop it at any time (Ctrl-C) and run the same command to
+resume. The batch in flight is evaluated first, and each batch's sampler is seeded from the trials begun
+before it, so a resumed study ends where an uninterrupted one would. The best constants are written to runs/tune-<study>/best.json; only --save-preset NAME writes
 presets/NAME.json, which `python mnist_exp.py --preset NAME` uses (a committed preset is replaced only
 when named so): the tuned constants and every protocol option of the study that differs from mnist_exp.py's
 defaults (--init torch, --sleep-data current, ...), except --validation, the data limits and
@@ -62,6 +64,7 @@ from tqdm.auto import tqdm
 PROG = "tune.py"
 ARGV = ["--quick", "--trials", "8"]   # the command's options when the cells are run one by one (a smoke test)
 SLEEP_METHODS = ("src", "lwf-src")    # searches of the sleep's constants (CMA-ES, batched)
+SEARCHED = ("rate", "inc", "dec", "beta")   # the sleep's constants searched (alpha_scale is redundant with the betas)
 MAX_DECADES = 10.0                    # --decades: beyond it the range's ends leave the floats' useful range
 # A baseline's options, and the training it may need: {field: (kind, range or choices)}. EWC's and SI's strengths
 # span the whole class-incremental range (at 1e9 the earlier tasks' weights are frozen in place).
@@ -139,9 +142,9 @@ def start_constants(args, cfg):
     """The sleep constants the search centres on: the --start preset's, or the command's own; None when the
     preset has none for the dataset (a baseline's preset)."""
     if not args.start:
-        return dict(rate=cfg.rate, inc=cfg.inc, dec=cfg.dec, beta=cfg.beta)
+        return {k: getattr(cfg, k) for k in SEARCHED}
     held = config.PRESETS[args.start][1].get(cfg.dataset, {})
-    return {k: held[k] for k in ("rate", "inc", "dec", "beta")} if {"rate", "inc", "dec", "beta"} <= set(held) else None
+    return {k: held[k] for k in SEARCHED} if set(SEARCHED) <= set(held) else None
 
 
 def check(args, cfg):
@@ -168,7 +171,7 @@ def check(args, cfg):
         problems.append("--fixed-training applies only with --method ewc, si or lwf")
     if sleeps and args.start and (args.start not in config.PRESETS or start_constants(args, cfg) is None):
         problems.append(f"--start must be a preset with sleep constants for {cfg.dataset}: " + ", ".join(
-            k for k, (_, held) in config.PRESETS.items() if {"rate", "inc", "dec", "beta"} <= set(held.get(cfg.dataset, {})))
+            k for k, (_, held) in config.PRESETS.items() if set(SEARCHED) <= set(held.get(cfg.dataset, {})))
             + f"; got {args.start!r}")
     elif sleeps:
         start = start_constants(args, cfg)
@@ -317,10 +320,14 @@ def checkpoint(study, trial, step, value, prune):
 
 
 # %% The study: resumable, shareable through its storage
+def protocol(cfg):
+    """The study's protocol: the run folder's fields, less the searched constants and the preset."""
+    return {k: v for k, v in config.science(cfg).items() if k not in {*SEARCHED, "preset"}}
+
+
 def search_record(args, cfg):
     """What the study searches and how it scores (its name hashes it): a different search never resumes into it."""
-    protocol = {k: v for k, v in config.science(cfg).items() if k not in {"rate", "inc", "dec", "beta", "preset"}}
-    return dict(protocol, tune_seeds=args.tune_seeds, prune=args.prune,
+    return dict(protocol(cfg), tune_seeds=args.tune_seeds, prune=args.prune,
                 **(dict(centre=centre(start_constants(args, cfg)), decades=args.decades, max_spikes=args.max_spikes_per_step)
                    if args.method in SLEEP_METHODS else dict(space=sorted(search_space(args, cfg)))))
 
@@ -385,28 +392,29 @@ def search(study, candidate_of, finals, seeds, trials, batch, prune, new_sampler
     (new_sampler(seed)), so what it draws follows from the stored trials alone, not from this process's past;
     a batch stopped by Ctrl-C stays in the study, marked, and is the next run's first batch."""
     done = lambda: len(study.get_trials(deepcopy=False, states=(COMPLETE, PRUNED)))
-    bar = tqdm(total=trials, initial=min(done(), trials), desc=study.study_name, disable=quiet)
-    while done() < trials:
-        t0, size = time.perf_counter(), min(batch, trials - done())
-        asked = taken_up(study, size)
-        try:
-            study.sampler = new_sampler(sum(t.state != WAITING for t in study.get_trials(deepcopy=False)))
-            while len(asked) < size:
-                asked.append(study.ask())
-            scores = mean_finals(finals, [candidate_of(t) for t in asked], seeds,
-                                 keep=lambda b, i, value: checkpoint(study, asked[b], i, value, prune))
-            while asked:
-                t, score = asked[0], scores[len(scores) - len(asked)]
-                t.set_user_attr("seconds", (time.perf_counter() - t0) / len(scores))
-                study.tell(t, state=PRUNED) if score is None else study.tell(t, score)
-                asked.pop(0)
-        except KeyboardInterrupt:
-            for t in asked:   # left running, marked: the next run evaluates them first
-                t.set_user_attr("stopped", True)
-            raise
-        bar.update(len(scores))
-        bar.set_postfix(best=f"{study.best_value:.1f}", pruned=len(study.get_trials(states=(PRUNED,))))
-    bar.close()
+    with tqdm(total=trials, initial=min(done(), trials), desc=study.study_name, disable=quiet) as bar:
+        while done() < trials:
+            t0, size = time.perf_counter(), min(batch, trials - done())
+            asked = taken_up(study, size)
+            try:
+                study.sampler = new_sampler(sum(t.state != WAITING for t in study.get_trials(deepcopy=False)))
+                while len(asked) < size:
+                    asked.append(study.ask())
+                scores = mean_finals(finals, [candidate_of(t) for t in asked], seeds,
+                                     keep=lambda b, i, value: checkpoint(study, asked[b], i, value, prune))
+                for t, score in zip(list(asked), scores):
+                    t.set_user_attr("seconds", (time.perf_counter() - t0) / size)
+                    if score is None:
+                        study.tell(t, state=PRUNED)
+                    else:
+                        study.tell(t, score)
+                    asked.remove(t)
+            except KeyboardInterrupt:
+                for t in asked:   # left running, marked: the next run evaluates them first
+                    t.set_user_attr("stopped", True)
+                raise
+            bar.update(size)
+            bar.set_postfix(best=f"{study.best_value:.1f}", pruned=len(study.get_trials(states=(PRUNED,))))
 
 
 # %% Result: the best trial, written to the study's folder (and saved as a preset with --save-preset)
@@ -424,8 +432,7 @@ def result(study, args, cfg, named, storage, command):
         how |= set(config.QUICK) - named   # --quick's sizes, unless given
     if args.method not in SLEEP_METHODS:   # a baseline's preset sets no sleep (mnist_exp.py refuses a method that sleeps with it)
         how |= set(config.SLEEP_FIELDS.values())
-    protocol = {k: v for k, v in config.science(cfg).items() if k not in {"rate", "inc", "dec", "beta", "preset"}}
-    variant = {k: v for k, v in protocol.items() if k not in how and v != getattr(config.DEFAULTS, k)}
+    variant = {k: v for k, v in protocol(cfg).items() if k not in how and v != getattr(config.DEFAULTS, k)}
     if args.method in SLEEP_METHODS:   # (alpha_scale: the one the candidates slept with)
         out["constants"] = dict(variant, rate=best.params["rate"], inc=best.params["inc"], dec=best.params["dec"],
                                 beta=[best.params[f"beta_{l + 1}"] for l in range(len(cfg.beta))],
