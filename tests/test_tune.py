@@ -1,11 +1,11 @@
 """The search (studies/tune.py), in-process: its refusals, its batches on a toy objective, a stopped study
 resumed, and the schedule it tunes against the one mnist_exp.py runs."""
 import json
-import os
 
 import optuna
 import pytest
 
+import config
 import methods
 import runner
 import tune
@@ -110,6 +110,15 @@ def test_a_stopped_study_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
     best = lambda folder: json.load(open(tmp_path / folder / "tune-s" / "best.json"))
     assert best("stopped")["params"] == best("whole")["params"]
     assert best("stopped")["tuning"]["mean_final"] == best("whole")["tuning"]["mean_final"]
+
+
+def test_the_schedule_says_which_task_trains_and_after_which_a_sleep_runs():
+    cfg = config.resolve(config.DEFAULTS, ["--sleep-after", "2", "4"])
+    steps = lambda method: methods.schedule(methods.METHODS[method], cfg, 5)
+    assert steps("src") == steps("icarl-src") == [(1, False), (2, True), (3, False), (4, True), (5, False)]
+    assert steps("sequential") == [(k, False) for k in range(1, 6)]
+    assert steps("control") == [(5, False)] and steps("parallel") == [(0, False)]   # the last task alone; all at once
+    assert methods.schedule(methods.METHODS["src"], config.DEFAULTS, 3) == [(1, True), (2, True), (3, True)]
 
 
 @pytest.mark.slow
