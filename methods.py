@@ -299,9 +299,9 @@ def lwf_strength(k, cfg):
     return cfg.lwf_lambda * ((k - 1) ** 2 / k if cfg.lwf_schedule == "growing" else 1.0)
 
 
-def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spikes=None, window=0, watch=None):
-    """SRC's sleep after task k with cfg.sleep (or constants: one src.Sleep per network), for one network or
-    a list of them (slept together by the batched engine). What it reads (the constants' data):
+def sleep_reads(k, cfg, ctx):
+    """Which training images sleep k reads (indices into ctx.train_x), by cfg.sleep's data and input: the one
+    policy of sleep_task, sleep_keeps and the speed benchmark's count. The data:
     - 'seen' (the original): every training image of tasks 1..k (not only the n_per_task each task trained
       on), for the scale factors and for the input's mean image (or one mean image per class seen);
     - 'current': only the n_per_task images task k trained on, for both: nothing is kept between tasks;
@@ -309,12 +309,11 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spik
       kept from the images its task trained on (a summary of classes x pixels numbers and one count per class);
     - 'first': every training image of the first task, for both, after every task (the cross-modal script's:
       MNIST's images only).
-    The input 'replica' shows task k's own images whatever the data; fixed alpha reads no image for the
-    scale factors. window, watch: src.sleep's (the spikes per window of steps, a function of the network
-    at the end of each window)."""
+    Returns (scale, means, sample), each None when not read: the images the scale factors and the plain mean
+    input are computed on (fixed alpha reads none, unless the input is their mean); those whose class means
+    make the input (input 'class-means', or data 'current+means'); those the input 'replica' samples from,
+    task k's own whatever the data."""
     c = cfg.sleep
-    if c is None:   # dataclasses.replace(cfg, ...) drops it: the config must go through config.resolve again
-        raise ValueError("cfg.sleep is not set: pass the config through config.resolve (with a method that sleeps)")
     trained_on = lambda j: data.task_indices(ctx.train_y, ctx.tasks[j - 1], cfg.n_per_task or None)
     if c.data == "seen":
         pool = data.task_indices(ctx.train_y, sum(ctx.tasks[:k], ()))
@@ -322,35 +321,45 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spik
         pool = data.task_indices(ctx.train_y, ctx.tasks[0])
     else:
         pool = torch.cat([trained_on(j) for j in (range(1, k + 1) if c.data == "current+means" else [k])])
-    # the images the scale factors (and the plain mean input) are computed on; not read when neither is used
-    needs_images = c.alpha is None or (c.input == "mean" and c.data != "current+means")
-    sleep_x = None if not needs_images else ctx.train_x[pool if c.data != "current+means" else trained_on(k)]
-    images, sample = None, None
-    if c.input != "replica" and (c.input == "class-means" or c.data == "current+means"):
-        labels = ctx.train_y[pool]
+    scale = None if c.alpha is not None and (c.input != "mean" or c.data == "current+means") else \
+        trained_on(k) if c.data == "current+means" else pool
+    means = pool if c.input != "replica" and (c.input == "class-means" or c.data == "current+means") else None
+    return scale, means, trained_on(k) if c.input == "replica" else None
+
+
+def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spikes=None, window=0, watch=None):
+    """SRC's sleep after task k with cfg.sleep (or constants: one src.Sleep per network), for one network or
+    a list of them (slept together by the batched engine), on the images sleep_reads names. window, watch:
+    src.sleep's (the spikes per window of steps, a function of the network at the end of each window)."""
+    c = cfg.sleep
+    if c is None:   # dataclasses.replace(cfg, ...) drops it: the config must go through config.resolve again
+        raise ValueError("cfg.sleep is not set: pass the config through config.resolve (with a method that sleeps)")
+    scale, means, sample = sleep_reads(k, cfg, ctx)
+    images = None
+    if means is not None:
+        labels = ctx.train_y[means]
         classes = labels.unique().tolist()
-        images = torch.stack([ctx.train_x[pool[labels == j]].mean(0) for j in classes])
+        images = torch.stack([ctx.train_x[means[labels == j]].mean(0) for j in classes])
         if c.input == "mean":   # the mean of the kept images: class means weighted by their counts
             counts = torch.tensor([(labels == j).sum().item() for j in classes], dtype=images.dtype, device=images.device)
             images = counts @ images / counts.sum()
-    elif c.input == "replica":
-        sample = (ctx.train_x[trained_on(k)], c.samples, c.mask_fraction)
-    return src.sleep(nets, sleep_x, c.length(k), generator(seed, "sleep", k), c if constants is None else constants,
-                     dropout=cfg.dropout, images=images, sample=sample, max_spikes=max_spikes, engine=cfg.engine,
-                     progress=progress, window=window, watch=watch)
+    return src.sleep(nets, None if scale is None else ctx.train_x[scale], c.length(k), generator(seed, "sleep", k),
+                     c if constants is None else constants, dropout=cfg.dropout, images=images,
+                     sample=None if sample is None else (ctx.train_x[sample], c.samples, c.mask_fraction),
+                     max_spikes=max_spikes, engine=cfg.engine, progress=progress, window=window, watch=watch)
 
 
 def sleep_keeps(cfg, ctx):
-    """What SRC's sleep reads, and how many bytes it must keep between tasks besides the weights, at the last
-    sleep (float32 numbers at 4 bytes; raw images at one byte per pixel, as the datasets store them)."""
-    pixels, n_classes, c = ctx.train_x.shape[1], ctx.n_classes, cfg.sleep
-    if c.data == "seen" and (c.alpha is None or c.input != "replica"):
-        seen = len(data.task_indices(ctx.train_y, sum(ctx.tasks, ())))
-        return "every training image of the tasks seen", seen * pixels
-    if c.data == "first" and (c.alpha is None or c.input != "replica"):
-        return "every training image of the first task", len(data.task_indices(ctx.train_y, ctx.tasks[0])) * pixels
-    if c.data == "current+means" and c.input != "replica":
-        return "task k's training images and a kept mean image per class", n_classes * (pixels + 1) * 4
+    """What SRC's sleep reads (sleep_reads), and how many bytes it must keep between tasks besides the weights,
+    at the last sleep (float32 numbers at 4 bytes; raw images at one byte per pixel, as the datasets store them)."""
+    pixels, c = ctx.train_x.shape[1], cfg.sleep
+    scale, means, _ = sleep_reads(len(ctx.tasks), cfg, ctx)
+    if c.data == "current+means" and means is not None:
+        return "task k's training images and a kept mean image per class", ctx.n_classes * (pixels + 1) * 4
+    read = scale if scale is not None else means
+    if c.data in ("seen", "first") and read is not None:   # raw images beyond task k's own
+        return dict(seen="every training image of the tasks seen", first="every training image of the first task")[
+            c.data], len(read) * pixels
     return "task k's training images", 0
 
 
@@ -418,6 +427,14 @@ def nme_accuracy(net, exemplars, gen, cfg, ctx):
 
 
 # ---------------------------------------------------------------- the one loop
+def schedule(spec, cfg, n_tasks):
+    """The loop's steps for a method (its Method) over n tasks: (task trained, whether a sleep follows it),
+    task 0 being one training on all tasks at once. run_method, the speed benchmark's count and the sleep's
+    search (studies/tune.py) all follow it."""
+    tasks = [0] if spec.joint else [n_tasks] if spec.last_only else range(1, n_tasks + 1)
+    return [(k, spec.sleep and (not cfg.sleep_after or k in cfg.sleep_after)) for k in tasks]
+
+
 def recorded_sleep(net, k, seed, cfg, ctx, rec, progress=False):
     """Sleep k of one network (sleep_task), with its record appended to rec["sleep"] (length, seconds, scale
     factors, spikes per step; with --sleep-window the firing and the accuracy during it); returns the slept
@@ -501,7 +518,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False, analyses=True):
     def nme(stage, net, k):   # iCaRL's nearest-mean-of-exemplars accuracy after a stage of task k
         rec["nme"].append(dict(stage=stage, **nme_accuracy(net, exemplars, generator(seed, "nme", k), cfg, ctx)))
 
-    for k in [0] if spec.joint else [len(ctx.tasks)] if spec.last_only else range(1, len(ctx.tasks) + 1):
+    for k, sleeps in schedule(spec, cfg, len(ctx.tasks)):
         start = net
         gen = generator(seed, "exemplars", k) if spec.exemplars else None
         memory = memory_set(exemplars, net, gen, cfg, ctx) if exemplars else None
@@ -525,7 +542,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False, analyses=True):
         if spec.penalty:
             omega = new if omega is None else [o + n for o, n in zip(omega, new)]
             anchor = [w.clone() for w in net.W]
-        if spec.sleep and (not cfg.sleep_after or k in cfg.sleep_after):
+        if sleeps:
             trained = net
             net = reach(f"sleep_{k}", lambda: slept(net, k), "sleep")
             if k in infos and analyses:   # what the sleep did (sleep_analysis.py)

@@ -56,15 +56,9 @@ def train_flops(sizes, bias=False):
 
 
 def scale_images(k, cfg, ctx):
-    """Images the data-based scale factors of sleep k read (methods.sleep_task's sleep_x); none with fixed --alpha."""
-    c = cfg.sleep
-    if c.alpha is not None:
-        return 0
-    if c.data == "seen":
-        return len(data.task_indices(ctx.train_y, sum(ctx.tasks[:k], ())))
-    if c.data == "first":
-        return len(data.task_indices(ctx.train_y, ctx.tasks[0]))
-    return len(data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task or None))   # current, current+means
+    """Images the data-based scale factors of sleep k read (methods.sleep_reads); none with fixed --alpha."""
+    scale = methods.sleep_reads(k, cfg, ctx)[0]
+    return 0 if cfg.sleep.alpha is not None else len(scale)
 
 
 def job_passes(method, seed, cfg, ctx, done):
@@ -85,7 +79,7 @@ def job_passes(method, seed, cfg, ctx, done):
         out.append((stage, "evaluation", evaluated, evaluated * forward))
 
     reach("init", "training", 0, 0)
-    for k in [0] if spec.joint else [len(ctx.tasks)] if spec.last_only else range(1, len(ctx.tasks) + 1):
+    for k, sleeps in methods.schedule(spec, cfg, len(ctx.tasks)):
         trained = len(methods.training_set(k, seed, cfg, ctx))
         reach(f"train_{k or 'all'}", "training", trained * methods.epochs_of(k, cfg), step)
         if spec.distill and k >= 2:   # LwF: the previous network's outputs on the task's images, once
@@ -93,7 +87,7 @@ def job_passes(method, seed, cfg, ctx, done):
         if spec.penalty == "ewc":     # the Fisher information: a forward and a backward per image of the task
             n = len(data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task or None))
             out.append((f"fisher_{k}", "training", n, n * step))
-        if spec.sleep and (not cfg.sleep_after or k in cfg.sleep_after):
+        if sleeps:
             reach(f"sleep_{k}", "scale factors", scale_images(k, cfg, ctx), forward)
             steps = cfg.sleep.length(k)
             out.append((f"sleep_{k}", "sleep steps", steps, 0))

@@ -26,8 +26,10 @@ final accuracy so far is below the P-th percentile of the complete trials' at th
 recorded as pruned, and the best trial is chosen among the complete ones only. Each seed's first
 training is done once per run of this script and shared by every batch.
 
-A study is stored as it goes (runs/tune-<study>/study.db): stop it at any time and run the same command
-to resume. The best constants are written to runs/tune-<study>/best.json; only --save-preset NAME writes
+A candidate runs the method's own schedule, as mnist_exp.py does (--sleep-after included). A study is
+stored as it goes (runs/tune-<study>/study.db): stop it at any time (Ctrl-C) and run the same command to
+resume. The batch in flight is evaluated first, and each batch's sampler is seeded from the trials begun
+before it, so a resumed study ends where an uninterrupted one would. The best constants are written to runs/tune-<study>/best.json; only --save-preset NAME writes
 presets/NAME.json, which `python mnist_exp.py --preset NAME` uses (a committed preset is replaced only
 when named so): the tuned constants and every protocol option of the study that differs from mnist_exp.py's
 defaults (--init torch, --sleep-data current, ...), except --validation, the data limits and
@@ -51,6 +53,7 @@ from types import SimpleNamespace
 
 import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import config  # first: the pinned code paths and threads
+import codepath
 import constants
 import methods
 import numpy as np
@@ -59,296 +62,429 @@ import runner
 import torch
 from tqdm.auto import tqdm
 
-# %% Config: the search; the protocol it evaluates is mnist_exp.py's (config.py)
-p = config.Parser(prog="tune.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                  allow_abbrev=False)
-p.add_argument("--method", default="src", choices=[m for m, spec in methods.METHODS.items() if spec.search],
-               help="what to tune (default: src; lwf-src: the sleep's constants for a network trained with LwF's "
-                    "distillation, whose options are the protocol's: --lwf-outputs, --lwf-schedule, ...)")
-p.add_argument("--fixed-training", action="store_true",
-               help="a baseline's search: only the method's own options, on the protocol's training")
-p.add_argument("--trials", type=int, default=120,
-               help="trials (candidates, complete or pruned) the study should hold in all (default: 120)")
-p.add_argument("--batch", type=int, default=4, help="SRC candidates evaluated together (default: 4)")
-p.add_argument("--tune-seeds", type=int, nargs="+", default=[100, 101, 102, 103],
-               help="tuning seeds (default: 100 101 102 103)")
-p.add_argument("--start", default="", metavar="PRESET",
-               help="preset whose constants centre the search (default: the constants this command's protocol, preset "
-                    "and options give, which are the authors' unless changed)")
-p.add_argument("--decades", type=float, default=2.0, help="search range either side of them, in decades (default: 2)")
-p.add_argument("--max-spikes-per-step", type=float, default=10.0,
-               help="spike budget of a candidate's sleep, hidden and output layers together, per step on average: "
-                    "the protocol fires ~0.1; denser candidates are stopped, which bounds the search's cost (default: 10)")
-p.add_argument("--prune", type=float, default=0.0, metavar="P",
-               help="after each tuning seed but the last, stop a candidate whose mean final accuracy so far is below "
-                    "the P-th percentile of the complete trials' at the same seed, once 4 have one; 50 is median "
-                    "pruning (default: 0, none)")
-p.add_argument("--storage", default="", help="Optuna storage URL (default: sqlite:///runs/tune-<study>/study.db)")
-p.add_argument("--stale-after", type=float, default=7200,
-               help="seconds after which a trial still marked running counts as abandoned (default: 7200)")
-p.add_argument("--study", default="", help="study name (default: method, dataset and a hash of the protocol)")
-p.add_argument("--save-preset", default="", metavar="NAME",
-               help="save the best constants as the preset NAME (replacing presets/NAME.json's entry for this dataset)")
-p.add_argument("--preset-dir", default=os.path.join(config.ROOT, "presets"),
-               help="where --save-preset writes (default: presets/, which mnist_exp.py reads)")
-args, protocol_args = p.parse_known_args()
-SLEEPS = args.method in ("src", "lwf-src")   # a search of the sleep's constants (CMA-ES, batched)
-if args.method == "lwf-src":
-    protocol_args += ["--methods", "lwf-src"]   # so that LwF's options apply
-named = {a[2:].split("=")[0].replace("-", "_") for a in protocol_args if a.startswith("--")}   # given, not added below
-if not any(a == "--validation" or a.startswith("--validation=") for a in protocol_args):   # held out by default
-    protocol_args += ["--validation", "30" if "--quick" in protocol_args else "1000"]
-if "--quick" in protocol_args and not any(a.startswith("--n-per-task") for a in protocol_args):
-    protocol_args += ["--n-per-task", "450"]   # what --quick's 3000 images leave each task after that hold-out
-cfg = config.resolve(config.DEFAULTS, protocol_args, "tune.py")
-problems = [f"--{k} must be a whole number >= 1; got {getattr(args, k)}" for k in ("trials", "batch") if getattr(args, k) < 1]
-if args.start and (args.start not in config.PRESETS or cfg.dataset not in config.PRESETS[args.start][1]):
-    problems.append(f"--start must be a preset with constants for {cfg.dataset}: "
-                    + ", ".join(k for k, v in config.PRESETS.items() if cfg.dataset in v[1]) + f"; got {args.start!r}")
-if not 0 <= args.prune < 100:
-    problems.append(f"--prune must be a percentile in [0, 100); got {args.prune}")
-if not args.decades > 0:
-    problems.append(f"--decades must be > 0; got {args.decades}")
-if set(args.tune_seeds) & set(range(5)) or min(args.tune_seeds) < 0 or len(set(args.tune_seeds)) < len(args.tune_seeds):
-    problems.append(f"--tune-seeds must be distinct whole numbers apart from the report seeds 0-4; got {args.tune_seeds}")
-problems += [f"--{k.replace('_', '-')} must be > 0; got {getattr(args, k)}" for k in ("max_spikes_per_step", "stale_after")
-             if not getattr(args, k) > 0]
-if not SLEEPS and (args.batch != 4 or args.start or args.decades != 2.0):
-    problems.append("--batch, --start and --decades apply only with --method src (a baseline's candidates run one by one)")
-if args.fixed_training and SLEEPS:
-    problems.append("--fixed-training applies only with --method ewc, si or lwf")
-BUILT_IN = tuple(constants.BUILT_IN)   # (a file of that name would hide the built-in preset)
-if args.save_preset and (cfg.quick or args.save_preset in BUILT_IN or not args.save_preset.replace("-", "").isalnum()):
-    problems.append(f"--save-preset takes a name of letters, digits and '-' other than {', '.join(BUILT_IN)}, and no "
-                    f"--quick run saves one; got {args.save_preset!r}" + (" with --quick" if cfg.quick else ""))
-elif args.save_preset and os.path.exists(os.path.join(args.preset_dir, f"{args.save_preset}.json")):
-    held = config.read_presets(args.preset_dir).get(args.save_preset, (cfg.protocol, {}))[0]
-    if held != cfg.protocol:   # one preset file belongs to one protocol
-        problems.append(f"--save-preset {args.save_preset}: that preset belongs to --protocol {held}; a study of "
-                        f"--protocol {cfg.protocol} needs another name")
-if cfg.validation < 1:
-    problems.append(f"--validation must be >= 1: a study scores on held-out training images, never on the test set; "
-                    f"got {cfg.validation}")
-if problems:
-    config.fail("; ".join(problems), "tune.py")
-
-# Log-uniform, --decades either side of the constants of the --start preset, or of the command's own:
-# CMA-ES starts at the centre of the space, so its first distribution is centred on them.
-start = config.PRESETS[args.start][1][cfg.dataset] if args.start else \
-    dict(rate=cfg.rate, inc=cfg.inc, dec=cfg.dec, beta=cfg.beta, alpha_scale=cfg.alpha_scale) if SLEEPS else {}
-if SLEEPS and len(start["beta"]) != len(cfg.beta):
-    config.fail(f"--start {args.start}: its constants have {len(start['beta'])} thresholds and this network has "
-                f"{len(cfg.beta)} layers; start from the command's own constants (--beta with one value per layer)", "tune.py")
-CENTRE = dict(rate=start["rate"], inc=start["inc"], dec=start["dec"], **{f"beta_{l + 1}": b for l, b in enumerate(start["beta"])}) \
-    if SLEEPS else {}
-SPACE = {k: (c / 10 ** args.decades, c * 10 ** args.decades) for k, c in CENTRE.items()}
+PROG = "tune.py"
+ARGV = ["--quick", "--trials", "8"]   # the command's options when the cells are run one by one (a smoke test)
+SLEEP_METHODS = tuple(m for m, spec in methods.METHODS.items() if spec.search and spec.sleep)   # searches of the
+# sleep's constants (CMA-ES, batched)
+SEARCHED = ("rate", "inc", "dec", "beta")   # the sleep's constants searched (alpha_scale is redundant with the betas)
+MAX_DECADES = 10.0                    # --decades: beyond it the range's ends leave the floats' useful range
 # A baseline's options (its declared search, methods.METHODS), and the training it may need: {field: (kind, range
 # or choices)}
 OWN = {m: spec.search for m, spec in methods.METHODS.items() if spec.search and not spec.sleep}
 TRAINING = dict(output=("choice", ("relu-mse", "linear-ce")), lr=("log", (1e-3, 0.3)), momentum=("choice", (0.0, 0.5, 0.9)),
                 epochs=("int", (1, 20)), hidden=("choice", ("256", "1000", "400-400", "1200-1200")),
                 bias=("choice", (False, True)), dropout=("choice", (0.0, 0.25)), init=("choice", ("uniform", "torch")))
-# (the training first: the temperature is drawn only once the output is known to be logits)
-BASELINE_SPACE = {} if SLEEPS else dict({} if args.fixed_training else TRAINING, **OWN[args.method])
 # LwF as published for this benchmark (Avalanche's split-MNIST example: one hidden layer of 256 with biases, plain
 # SGD at lr 0.001 for 10 epochs, every output distilled at T = 1, strength (k - 1)^2 / k): a candidate of its own
 PUBLISHED = dict(lwf=dict(lwf_lambda=1.0, lwf_schedule="growing", lwf_outputs="all", lwf_temperature=1.0, output="linear-ce",
                           lr=0.001, momentum=0.0, epochs=10, hidden="256", bias=True, dropout=0.0, init="torch"))
-
-protocol = {k: v for k, v in config.science(cfg).items() if k not in {"rate", "inc", "dec", "beta", "preset"}}
-# the study's name hashes what it searches and how it scores: a different search never resumes into it
-search = dict(protocol, tune_seeds=args.tune_seeds, prune=args.prune,
-              **(dict(centre=CENTRE, decades=args.decades, max_spikes=args.max_spikes_per_step) if SLEEPS
-                 else dict(space=sorted(BASELINE_SPACE))))
-study_name = args.study or f"{args.method}-{cfg.dataset}-{hashlib.sha1(json.dumps(search, sort_keys=True).encode()).hexdigest()[:8]}"
-tune_dir = os.path.join(cfg.out, f"tune-{study_name}")   # everything this study writes, unless --save-preset
-if not args.storage:   # the study's database goes in its folder; with --storage the folder waits for best.json
-    runner.writable(tune_dir, "--out")
-storage = args.storage or "sqlite:///" + os.path.join(tune_dir, "study.db")
-try:
-    config.data.ensure_files(cfg.dataset, cfg.data_dir)
-except config.data.DataError as err:
-    config.fail(str(err), "tune.py")
-ctx = methods.prepare(cfg)
-config.check_data(cfg, ctx)
+optuna.logging.set_verbosity(optuna.logging.WARNING)   # (not a line per trial)
+COMPLETE, RUNNING, PRUNED, WAITING = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING,
+                                      optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.WAITING)
 
 
-# %% Objectives: final accuracy on all classes, mean over the tuning seeds
-@functools.cache
-def first_network(seed):
-    """The network trained on task 1: the same for every candidate, so trained once per seed and study run."""
-    return methods.train_task(methods.initial_net(seed, cfg, ctx), 1, seed, cfg, methods.seeded(ctx, seed, cfg))
+# %% Config: the search's options; the protocol it evaluates is mnist_exp.py's (config.py)
+def parser():
+    p = config.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                      allow_abbrev=False)
+    p.add_argument("--method", default="src", choices=[m for m, spec in methods.METHODS.items() if spec.search],
+                   help="what to tune (default: src; lwf-src: the sleep's constants for a network trained with LwF's "
+                        "distillation, whose options are the protocol's: --lwf-outputs, --lwf-schedule, ...)")
+    p.add_argument("--fixed-training", action="store_true",
+                   help="a baseline's search: only the method's own options, on the protocol's training")
+    p.add_argument("--trials", type=int, default=120,
+                   help="trials (candidates, complete or pruned) the study should hold in all (default: 120)")
+    p.add_argument("--batch", type=int, default=4, help="SRC candidates evaluated together (default: 4)")
+    p.add_argument("--tune-seeds", type=int, nargs="+", default=[100, 101, 102, 103],
+                   help="tuning seeds (default: 100 101 102 103)")
+    p.add_argument("--start", default="", metavar="PRESET",
+                   help="preset whose constants centre the search (default: the constants this command's protocol, "
+                        "preset and options give, which are the authors' unless changed)")
+    p.add_argument("--decades", type=float, default=2.0,
+                   help=f"search range either side of them, in decades, up to {MAX_DECADES:g} (default: 2)")
+    p.add_argument("--max-spikes-per-step", type=float, default=10.0,
+                   help="spike budget of a candidate's sleep, hidden and output layers together, per step on average: "
+                        "the protocol fires ~0.1; denser candidates are stopped, which bounds the search's cost (default: 10)")
+    p.add_argument("--prune", type=float, default=0.0, metavar="P",
+                   help="after each tuning seed but the last, stop a candidate whose mean final accuracy so far is below "
+                        "the P-th percentile of the complete trials' at the same seed, once 4 have one; 50 is median "
+                        "pruning (default: 0, none)")
+    p.add_argument("--storage", default="", help="Optuna storage URL (default: sqlite:///runs/tune-<study>/study.db)")
+    p.add_argument("--stale-after", type=float, default=7200,
+                   help="seconds after which a trial still marked running counts as abandoned (default: 7200)")
+    p.add_argument("--study", default="", help="study name (default: method, dataset and a hash of the protocol)")
+    p.add_argument("--save-preset", default="", metavar="NAME",
+                   help="save the best constants as the preset NAME (replacing presets/NAME.json's entry for this dataset)")
+    p.add_argument("--preset-dir", default=os.path.join(config.ROOT, "presets"),
+                   help="where --save-preset writes (default: presets/, which mnist_exp.py reads)")
+    return p
 
 
-def src_finals(candidates, seed):
-    """Final accuracy of SRC for each candidate set of constants on one seed; the candidates share the
-    first training and sleep together in the batched engine. A candidate stops with the accuracy it has
-    when it breaks its network (a layer without positive weight, where alpha is undefined; training
-    diverged after its sleep) or when its sleep fires more than the spike budget."""
-    nets, finals, ctx_seed = {b: first_network(seed) for b in range(len(candidates))}, {}, methods.seeded(ctx, seed, cfg)
-    score = lambda net: methods.evaluate(net, cfg, ctx_seed, analyses=False)["accuracy"]["all"]
-    for k in range(1, len(ctx_seed.tasks) + 1):
-        if k > 1:
-            nets = {b: methods.train_task(net, k, seed, cfg, ctx_seed, distill=args.method == "lwf-src")
-                    for b, net in nets.items()}
-        for b in [b for b, net in nets.items() if not all(torch.isfinite(w).all() and w.max() > 0 for w in net.W)]:
-            finals[b] = score(nets.pop(b))
-        if not nets:
-            break
-        alive = [dataclasses.replace(cfg.sleep, rate=c["rate"], inc=c["inc"], dec=c["dec"],
-                                     beta=tuple(c[f"beta_{l + 1}"] for l in range(len(cfg.beta))))
-                 for c in (candidates[b] for b in nets)]
-        slept, infos = methods.sleep_task(list(nets.values()), k, seed, cfg, ctx_seed, constants=alive,
-                                          max_spikes=args.max_spikes_per_step * cfg.sleep.length(k))
-        nets = dict(zip(nets, slept))
-        for b, info in zip(list(nets), infos):
-            if info["stopped"]:
-                finals[b] = score(nets.pop(b))
-    finals.update({b: score(net) for b, net in nets.items()})
-    return [finals[b] for b in range(len(candidates))]
+def parse(argv):
+    """The search's options and the protocol's config of a command line, checked (one line, exit 2, on a bad
+    one): (args, cfg, named), named being the protocol's fields the command gives itself."""
+    args, protocol_args = parser().parse_known_args(argv)
+    if args.method == "lwf-src":
+        protocol_args += ["--methods", "lwf-src"]   # so that LwF's options apply
+    named = {a[2:].split("=")[0].replace("-", "_") for a in protocol_args if a.startswith("--")}   # given, not added below
+    if not any(a == "--validation" or a.startswith("--validation=") for a in protocol_args):   # held out by default
+        protocol_args += ["--validation", "30" if "--quick" in protocol_args else "1000"]
+    if "--quick" in protocol_args and not any(a.startswith("--n-per-task") for a in protocol_args):
+        protocol_args += ["--n-per-task", "450"]   # what --quick's 3000 images leave each task after that hold-out
+    cfg = config.resolve(config.DEFAULTS, protocol_args, PROG)
+    problems = check(args, cfg)
+    if problems:
+        config.fail("; ".join(problems), PROG)
+    return args, cfg, named
 
 
-def checkpoint(trial, step, value):
-    """Record a candidate's score after a seed; False when --prune stops it there: below the --prune-th
-    percentile of the complete trials' scores at the same step (when 4 or more have one)."""
-    trial.report(value, step)
-    if not args.prune:
-        return True
-    others = [t.intermediate_values[step] for t in study.get_trials(deepcopy=False, states=(COMPLETE,))
-              if step in t.intermediate_values]
-    return len(others) < 4 or value >= np.percentile(others, args.prune)
+def start_constants(args, cfg):
+    """The sleep constants the search centres on: the --start preset's, or the command's own; None when the
+    preset has none for the dataset (a baseline's preset)."""
+    if not args.start:
+        return {k: getattr(cfg, k) for k in SEARCHED}
+    held = config.PRESETS[args.start][1].get(cfg.dataset, {})
+    return {k: held[k] for k in SEARCHED} if set(SEARCHED) <= set(held) else None
 
 
-def src_scores(trials, candidates):
-    """Mean final accuracy over the tuning seeds of each candidate, None for those pruned. A candidate's
-    checkpoint after its i-th seed (step i of its record) is its mean final accuracy so far."""
-    finals = {b: [] for b in range(len(trials))}
-    for i, seed in enumerate(args.tune_seeds, start=1):
-        live = [b for b, f in finals.items() if f is not None]
-        for b, final in zip(live, src_finals([candidates[b] for b in live], seed)):
-            finals[b].append(final)
-            if i < len(args.tune_seeds) and not checkpoint(trials[b], i, np.mean(finals[b])):
-                finals[b] = None
-    return [None if f is None else float(np.mean(f)) for f in finals.values()]
+def check(args, cfg):
+    """What is wrong with a search's options, one phrase each ([] when nothing)."""
+    sleeps = args.method in SLEEP_METHODS
+    problems = [f"--{k} must be a whole number >= 1; got {getattr(args, k)}" for k in ("trials", "batch")
+                if getattr(args, k) < 1]
+    if not 0 <= args.prune < 100:
+        problems.append(f"--prune must be a percentile in [0, 100); got {args.prune}")
+    if not 0 < args.decades <= MAX_DECADES:
+        problems.append(f"--decades must be > 0 and at most {MAX_DECADES:g}; got {args.decades}")
+    if config.seeds_problem(args.tune_seeds) or set(args.tune_seeds) & set(range(5)) or \
+            len(set(args.tune_seeds)) < len(args.tune_seeds):
+        problems.append(f"--tune-seeds must be distinct whole numbers from 5 to {2 ** 32 - 1} (apart from the report "
+                        f"seeds 0-4); got {' '.join(map(str, args.tune_seeds))}")
+    problems += [f"--{k.replace('_', '-')} must be > 0; got {getattr(args, k)}" for k in ("max_spikes_per_step", "stale_after")
+                 if not getattr(args, k) > 0]
+    if not sleeps and (args.batch != 4 or args.start or args.decades != 2.0):
+        problems.append("--batch, --start and --decades apply only with --method src (a baseline's candidates run one by one)")
+    if sleeps and args.method not in cfg.methods:
+        problems.append(f"--methods: a search of --method {args.method} runs {args.method}; got --methods "
+                        f"{','.join(cfg.methods)}")
+    if args.fixed_training and sleeps:
+        problems.append("--fixed-training applies only with --method ewc, si or lwf")
+    if sleeps and args.start and (args.start not in config.PRESETS or start_constants(args, cfg) is None):
+        problems.append(f"--start must be a preset with sleep constants for {cfg.dataset}: " + ", ".join(
+            k for k, (_, held) in config.PRESETS.items() if set(SEARCHED) <= set(held.get(cfg.dataset, {})))
+            + f"; got {args.start!r}")
+    elif sleeps:
+        start = start_constants(args, cfg)
+        if len(start["beta"]) != len(cfg.beta):
+            problems.append(f"--start {args.start}: its constants have {len(start['beta'])} thresholds and this network "
+                            f"has {len(cfg.beta)} layers; start from the command's own constants (--beta with one value "
+                            "per layer)")
+        elif not all(v > 0 for v in centre(start).values()):   # a log-uniform range has no centre at 0
+            problems.append(f"{'--start ' + args.start if args.start else '--rate, --inc, --dec and --beta'}: the search "
+                            f"is log-uniform around these constants, so each must be > 0; got {centre(start)}")
+    built_in = tuple(constants.BUILT_IN)   # (a file of that name would hide the built-in preset)
+    if args.save_preset and (cfg.quick or args.save_preset in built_in or not args.save_preset.replace("-", "").isalnum()):
+        problems.append(f"--save-preset takes a name of letters, digits and '-' other than {', '.join(built_in)}, and no "
+                        f"--quick run saves one; got {args.save_preset!r}" + (" with --quick" if cfg.quick else ""))
+    elif args.save_preset and os.path.exists(os.path.join(args.preset_dir, f"{args.save_preset}.json")):
+        held = config.read_presets(args.preset_dir).get(args.save_preset, (cfg.protocol, {}))[0]
+        if held != cfg.protocol:   # one preset file belongs to one protocol
+            problems.append(f"--save-preset {args.save_preset}: that preset belongs to --protocol {held}; a study of "
+                            f"--protocol {cfg.protocol} needs another name")
+    if cfg.validation < 1:
+        problems.append(f"--validation must be >= 1: a study scores on held-out training images, never on the test set; "
+                        f"got {cfg.validation}")
+    return problems
 
 
-def suggest(trial):
-    """A baseline's candidate: {field: value} from BASELINE_SPACE (the temperature only for logits)."""
+# %% The search space: log-uniform, --decades either side of the start's constants (CMA-ES starts at the centre of
+# the space, so its first distribution is centred on them), or a baseline's options and training
+def centre(start):
+    """The searched constants of a start ({rate, inc, dec, beta}), each threshold by itself (beta_1, ...)."""
+    return dict(rate=start["rate"], inc=start["inc"], dec=start["dec"],
+                **{f"beta_{l + 1}": b for l, b in enumerate(start["beta"])})
+
+
+def search_space(args, cfg):
+    """{field: (kind, range or choices)} of the search (the training first: a baseline's temperature is drawn
+    only once the output is known to be logits)."""
+    if args.method in SLEEP_METHODS:
+        return {k: ("log", (c / 10 ** args.decades, c * 10 ** args.decades))
+                for k, c in centre(start_constants(args, cfg)).items()}
+    return dict({} if args.fixed_training else TRAINING, **OWN[args.method])
+
+
+def suggest(trial, space, cfg):
+    """A candidate: {field: value} from the space (the temperature only for logits); a trial taken up again
+    gives the values it holds."""
     params = {}
-    for name, (kind, space) in BASELINE_SPACE.items():
+    for name, (kind, values) in space.items():
         if name == "lwf_temperature" and params.get("output", cfg.output) != "linear-ce":
             continue
-        params[name] = trial.suggest_float(name, *space, log=True) if kind == "log" else \
-            trial.suggest_int(name, *space) if kind == "int" else trial.suggest_categorical(name, space)
+        params[name] = trial.suggest_float(name, *values, log=True) if kind == "log" else \
+            trial.suggest_int(name, *values) if kind == "int" else trial.suggest_categorical(name, values)
     return params
 
 
-def candidate(params):
+# %% Objectives: final accuracy on all classes, on one seed, of a batch of candidates
+def broken(net):
+    """Training or a sleep left a layer not finite, or without a positive weight (where alpha is undefined)."""
+    return not all(torch.isfinite(w).all() and w.max() > 0 for w in net.W)
+
+
+def sleep_finals(constants, first, steps, train, sleep, score):
+    """Final score of each candidate sleep (constants: one src.Sleep each) on one seed: the search's core, plain
+    values and functions. steps: the loop's schedule ((task trained, whether a sleep follows), methods.schedule);
+    first: the network after the first step's training, the same for every candidate; train(net, k): net trained
+    on task k; sleep(nets, k, constants): the slept networks, slept together, and each sleep's info; score(net):
+    its final accuracy. A candidate stops with the score it has when its network breaks (a layer not finite or
+    without positive weight) or its sleep stops (info "stopped": the spike budget)."""
+    nets, finals = dict.fromkeys(range(len(constants)), first), {}
+    for i, (k, sleeps) in enumerate(steps):
+        if i:
+            nets = {b: train(net, k) for b, net in nets.items()}
+        for b in [b for b, net in nets.items() if broken(net)]:
+            finals[b] = score(nets.pop(b))
+        if nets and sleeps:
+            slept, infos = sleep(list(nets.values()), k, [constants[b] for b in nets])
+            nets = dict(zip(nets, slept))
+            for b, info in zip(list(nets), infos):
+                if info["stopped"]:
+                    finals[b] = score(nets.pop(b))
+    finals.update({b: score(net) for b, net in nets.items()})
+    return [finals[b] for b in range(len(constants))]
+
+
+def src_finals(method, cfg, ctx, max_spikes_per_step):
+    """finals(candidates, seed) of a sleep's search: each candidate's final accuracy (sleep_finals) along the
+    method's own schedule, as mnist_exp.py runs it (--sleep-after included). Each seed's first training is done
+    once and shared by every batch."""
+    spec = methods.METHODS[method]
+    steps = methods.schedule(spec, cfg, len(ctx.tasks))
+
+    @functools.cache
+    def first(seed):
+        return methods.train_task(methods.initial_net(seed, cfg, ctx), steps[0][0], seed, cfg, methods.seeded(ctx, seed, cfg))
+
+    def finals(candidates, seed):
+        ctx_seed = methods.seeded(ctx, seed, cfg)
+        constants = [dataclasses.replace(cfg.sleep, rate=c["rate"], inc=c["inc"], dec=c["dec"],
+                                         beta=tuple(c[f"beta_{l + 1}"] for l in range(len(cfg.beta)))) for c in candidates]
+        return sleep_finals(
+            constants, first(seed), steps,
+            train=lambda net, k: methods.train_task(net, k, seed, cfg, ctx_seed, distill=spec.distill),
+            sleep=lambda nets, k, batch: methods.sleep_task(nets, k, seed, cfg, ctx_seed, constants=batch,
+                                                            max_spikes=max_spikes_per_step * cfg.sleep.length(k)),
+            score=lambda net: methods.evaluate(net, cfg, ctx_seed, analyses=False)["accuracy"]["all"])
+    return finals
+
+
+def baseline_finals(method, cfg, ctx):
+    """finals(candidates, seed) of a baseline's search: each candidate's final accuracy, run as mnist_exp.py runs it."""
+    def finals(candidates, seed):
+        return [methods.run_method(method, seed, *candidate(cfg, ctx, params), shared={}, analyses=False)[0]["rows"][-1]["all"]
+                for params in candidates]
+    return finals
+
+
+def candidate(cfg, ctx, params):
     """The config and data of a baseline's candidate (hidden widths "400-400" as a tuple)."""
     fields = dict(params, **({"hidden": tuple(int(h) for h in params["hidden"].split("-"))} if "hidden" in params else {}))
     run_cfg = dataclasses.replace(cfg, **fields)
     return run_cfg, SimpleNamespace(**dict(vars(ctx), sizes=(ctx.sizes[0], *run_cfg.hidden, ctx.outputs)))
 
 
-def baseline_score(trial, params):
-    """Mean final accuracy of a baseline's candidate over the tuning seeds, None when pruned after a seed."""
-    run_cfg, run_ctx = candidate(params)
-    finals = []
-    for i, seed in enumerate(args.tune_seeds, start=1):
-        rec, _ = methods.run_method(args.method, seed, run_cfg, run_ctx, shared={}, analyses=False)
-        finals.append(rec["rows"][-1]["all"])
-        if i < len(args.tune_seeds) and not checkpoint(trial, i, np.mean(finals)):
-            return None
-    return float(np.mean(finals))
+def mean_finals(finals, candidates, seeds, keep):
+    """Mean final accuracy over the seeds of each candidate, None for those stopped early, seed by seed:
+    finals(candidates, seed) scores the candidates still running; after the i-th seed (not the last), a
+    candidate b whose keep(b, i, mean so far) is False stops."""
+    kept = {b: [] for b in range(len(candidates))}
+    for i, seed in enumerate(seeds, start=1):
+        live = [b for b, f in kept.items() if f is not None]
+        for b, final in zip(live, finals([candidates[b] for b in live], seed) if live else []):
+            kept[b].append(final)
+            if i < len(seeds) and not keep(b, i, float(np.mean(kept[b]))):
+                kept[b] = None
+    return [None if f is None else float(np.mean(f)) for f in kept.values()]
+
+
+def checkpoint(study, trial, step, value, prune):
+    """Record a candidate's score after a seed; False when --prune stops it there: below the prune-th percentile
+    of the complete trials' scores at the same step (when 4 or more have one)."""
+    trial.report(value, step)
+    if not prune:
+        return True
+    others = [t.intermediate_values[step] for t in study.get_trials(deepcopy=False, states=(COMPLETE,))
+              if step in t.intermediate_values]
+    return len(others) < 4 or value >= np.percentile(others, prune)
 
 
 # %% The study: resumable, shareable through its storage
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-sampler = optuna.samplers.CmaEsSampler(seed=0, warn_independent_sampling=False) if SLEEPS else \
-    optuna.samplers.TPESampler(seed=0)
-try:
-    study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, direction="maximize",
-                                load_if_exists=True)
-except Exception as err:   # a storage URL optuna or its database driver cannot open
-    config.fail(f"--storage {storage}: cannot open it ({type(err).__name__}: {str(err).splitlines()[0]})", "tune.py")
-held = study.user_attrs.get("search")   # what the study searches and how it scores: a resume must match it
-if held is not None and held != json.dumps(search, sort_keys=True):
-    config.fail(f"study {study_name} was made with other settings (its tuning seeds, pruning, search space or protocol); "
-                "run its own command to resume it, or name a new one with --study", "tune.py")
-study.set_user_attr("search", json.dumps(search, sort_keys=True))
-runner.writable(tune_dir, "--out")
-COMPLETE, RUNNING, PRUNED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING,
-                             optuna.trial.TrialState.PRUNED)
-for t in study.get_trials(states=(RUNNING,)):   # left running by a process that was stopped
-    if time.time() - t.datetime_start.timestamp() > args.stale_after:
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-if SLEEPS and not study.trials:
-    study.enqueue_trial(CENTRE)   # the authors' constants are the first candidate
-elif not study.trials:   # a baseline: first the protocol's own settings, then its published form (LwF's) or, for
-    # one strength alone, every decade
-    own = {k: getattr(cfg, k) for k in BASELINE_SPACE}
+def protocol(cfg):
+    """The study's protocol: the run folder's fields, less the searched constants and the preset."""
+    return {k: v for k, v in config.science(cfg).items() if k not in {*SEARCHED, "preset"}}
+
+
+def search_record(args, cfg):
+    """What the study searches and how it scores (its name hashes it): a different search never resumes into it."""
+    return dict(protocol(cfg), tune_seeds=args.tune_seeds, prune=args.prune,
+                **(dict(centre=centre(start_constants(args, cfg)), decades=args.decades, max_spikes=args.max_spikes_per_step)
+                   if args.method in SLEEP_METHODS else dict(space=sorted(search_space(args, cfg)))))
+
+
+def open_study(args, cfg):
+    """The study (resumed when its storage holds it) and its folder; refuses one made with other settings."""
+    search = json.dumps(search_record(args, cfg), sort_keys=True)
+    name = args.study or f"{args.method}-{cfg.dataset}-{hashlib.sha1(search.encode()).hexdigest()[:8]}"
+    folder = os.path.join(cfg.out, f"tune-{name}")   # everything this study writes, unless --save-preset
+    if not args.storage:   # the study's database goes in its folder; with --storage the folder waits for best.json
+        runner.writable(folder, "--out")
+    storage = args.storage or "sqlite:///" + os.path.join(folder, "study.db")
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler(args, 0), direction="maximize",
+                                    load_if_exists=True)
+    except Exception as err:   # a storage URL optuna or its database driver cannot open
+        config.fail(f"--storage {storage}: cannot open it ({type(err).__name__}: {str(err).splitlines()[0]})", PROG)
+    held = study.user_attrs.get("search")
+    if held is not None and held != search:
+        config.fail(f"study {name} was made with other settings (its tuning seeds, pruning, search space or protocol); "
+                    "run its own command to resume it, or name a new one with --study", PROG)
+    study.set_user_attr("search", search)
+    runner.writable(folder, "--out")
+    return study, folder, storage
+
+
+def sampler(args, seed):
+    return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False) \
+        if args.method in SLEEP_METHODS else optuna.samplers.TPESampler(seed=seed)
+
+
+def first_candidates(study, args, cfg, space):
+    """A new study's first candidates: SRC's centre (the authors' constants unless changed); a baseline's
+    protocol settings, then its published form (LwF's) or, for one strength alone, every decade."""
+    if args.method in SLEEP_METHODS:
+        study.enqueue_trial(centre(start_constants(args, cfg)))
+        return
+    own = {k: getattr(cfg, k) for k in space}
     study.enqueue_trial(dict(own, hidden="-".join(map(str, cfg.hidden))) if "hidden" in own else own)
     if args.method in PUBLISHED and not args.fixed_training:
         study.enqueue_trial(PUBLISHED[args.method])
-    if len(BASELINE_SPACE) == 1:
-        (name, (_, (low, high))), = BASELINE_SPACE.items()
+    if len(space) == 1:
+        (name, (_, (low, high))), = space.items()
         for e in range(int(np.log10(low)), int(np.log10(high)) + 1):
             if 10.0 ** e != own[name]:
                 study.enqueue_trial({name: 10.0 ** e})
-done = lambda: len(study.get_trials(states=(COMPLETE, PRUNED)))   # candidates, complete or pruned
-total = args.trials
-bar = tqdm(total=total, initial=min(done(), total), desc=study_name, disable=cfg.quiet)
-while done() < total:
-    t0 = time.perf_counter()
-    if SLEEPS:
-        trials = [study.ask() for _ in range(args.batch)]
-        candidates = [{k: t.suggest_float(k, *SPACE[k], log=True) for k in SPACE} for t in trials]
-        scores = src_scores(trials, candidates)
-    else:
-        trials = [study.ask()]
-        scores = [baseline_score(trials[0], suggest(trials[0]))]
-    for t, score in zip(trials, scores):
-        t.set_user_attr("seconds", (time.perf_counter() - t0) / len(trials))
-        if score is None:
-            study.tell(t, state=PRUNED)
-        else:
-            study.tell(t, float(score))
-    bar.update(len(trials))
-    bar.set_postfix(best=f"{study.best_value:.1f}", pruned=len(study.get_trials(states=(PRUNED,))))
-bar.close()
+
+
+def taken_up(study, n):
+    """Up to n trials a stopped run left in flight (marked "stopped"), taken up again under their own numbers
+    and candidates, so that the study goes on as if it had not stopped."""
+    left = [t for t in study.get_trials(deepcopy=False, states=(RUNNING,)) if t.user_attrs.get("stopped")][:n]
+    trials = [optuna.trial.Trial(study, t._trial_id) for t in left]   # (optuna's handle of a running trial)
+    for t in trials:
+        t.set_user_attr("stopped", False)
+    return trials
+
+
+def search(study, candidate_of, finals, seeds, trials, batch, prune, new_sampler, quiet=False):
+    """Evaluate batches of candidates (candidate_of(trial): its values) until the study holds `trials` complete
+    or pruned, never more. Each batch is drawn by a sampler seeded with the number of trials begun before it
+    (new_sampler(seed)), so what it draws follows from the stored trials alone, not from this process's past;
+    a batch stopped by Ctrl-C stays in the study, marked, and is the next run's first batch."""
+    done = lambda: len(study.get_trials(deepcopy=False, states=(COMPLETE, PRUNED)))
+    with tqdm(total=trials, initial=min(done(), trials), desc=study.study_name, disable=quiet) as bar:
+        while done() < trials:
+            t0, size = time.perf_counter(), min(batch, trials - done())
+            asked = taken_up(study, size)
+            try:
+                study.sampler = new_sampler(sum(t.state != WAITING for t in study.get_trials(deepcopy=False)))
+                while len(asked) < size:
+                    asked.append(study.ask())
+                scores = mean_finals(finals, [candidate_of(t) for t in asked], seeds,
+                                     keep=lambda b, i, value: checkpoint(study, asked[b], i, value, prune))
+                for t, score in zip(list(asked), scores):
+                    t.set_user_attr("seconds", (time.perf_counter() - t0) / size)
+                    if score is None:
+                        study.tell(t, state=PRUNED)
+                    else:
+                        study.tell(t, score)
+                    asked.remove(t)
+            except KeyboardInterrupt:
+                for t in asked:   # left running, marked: the next run evaluates them first
+                    t.set_user_attr("stopped", True)
+                raise
+            bar.update(size)
+            bar.set_postfix(best=f"{study.best_value:.1f}", pruned=len(study.get_trials(states=(PRUNED,))))
+
 
 # %% Result: the best trial, written to the study's folder (and saved as a preset with --save-preset)
-best = study.best_trial
-complete = len(study.get_trials(states=(COMPLETE,)))
-print(f"best of {complete} complete trials ({done() - complete} pruned): {best.value:.2f} % "
-      f"(mean final accuracy on seeds {args.tune_seeds}), trial {best.number}")
-print(json.dumps(best.params, indent=1))
-result = dict(tuning=dict(study=study_name, storage=storage, trials=complete, pruned=done() - complete, seeds=args.tune_seeds,
-                          mean_final=best.value,
-                          scored_on=f"validation: the last {cfg.validation} training images of each class",
-                          code_path=config.codepath.CODE_PATH, saved_by="python studies/tune.py " + " ".join(sys.argv[1:])),
-              params=best.params)
-# the variant: the protocol options of the study that differ from the defaults, then what the search found
-how = {"validation", "quick", "protocol", "train_limit", "test_limit", "probe_per_class", "methods"}   # how it measured
-if cfg.quick:
-    how |= set(config.QUICK) - named   # --quick's sizes, unless given
-if not SLEEPS:   # a baseline's preset sets no sleep (mnist_exp.py refuses a method that sleeps with it)
-    how |= set(config.SLEEP_FIELDS.values())
-variant = {k: v for k, v in protocol.items() if k not in how and v != getattr(config.DEFAULTS, k)}
-if SLEEPS:
-    result["constants"] = dict(variant, rate=best.params["rate"], inc=best.params["inc"], dec=best.params["dec"],
-                               beta=[best.params[f"beta_{l + 1}"] for l in range(len(cfg.beta))], alpha_scale=start["alpha_scale"],
-                               sleep_input=cfg.sleep_input)
-else:   # the method's options and its training ("hidden" back to a list of widths)
-    found = dict(best.params, **({"hidden": [int(h) for h in best.params["hidden"].split("-")]} if "hidden" in best.params else {}))
-    result["constants"] = dict(variant, **found)
-    result["method"] = args.method
-runner.write_text(os.path.join(tune_dir, "best.json"), json.dumps(result, indent=1))
-print(f"best constants in {os.path.join(tune_dir, 'best.json')}")
-if args.save_preset:
-    path = os.path.join(args.preset_dir, f"{args.save_preset}.json")
-    presets = json.load(open(path)) if os.path.exists(path) else {}
-    presets[cfg.dataset] = dict(protocol=cfg.protocol, constants=result["constants"], tuning=result["tuning"])
-    runner.writable(args.preset_dir, "--preset-dir")
-    runner.write_text(path, json.dumps(presets, indent=1), "--preset-dir")
-    print(f"saved as preset {args.save_preset!r} in {path}: python mnist_exp.py --preset {args.save_preset}")
+def result(study, args, cfg, named, storage, command):
+    """best.json's content: the best complete trial, how it was found, and the variant it belongs to."""
+    best = study.best_trial
+    complete = len(study.get_trials(states=(COMPLETE,)))
+    pruned = len(study.get_trials(states=(PRUNED,)))
+    out = dict(tuning=dict(study=study.study_name, storage=storage, trials=complete, pruned=pruned, seeds=args.tune_seeds,
+                           mean_final=best.value, scored_on=f"validation: the last {cfg.validation} training images of each class",
+                           code_path=codepath.CODE_PATH, saved_by=command), params=best.params)
+    # the variant: the protocol options of the study that differ from the defaults, then what the search found
+    how = {"validation", "quick", "protocol", "train_limit", "test_limit", "probe_per_class", "methods"}   # how it measured
+    if cfg.quick:
+        how |= set(config.QUICK) - named   # --quick's sizes, unless given
+    if args.method not in SLEEP_METHODS:   # a baseline's preset sets no sleep (mnist_exp.py refuses a method that sleeps with it)
+        how |= set(config.SLEEP_FIELDS.values())
+    variant = {k: v for k, v in protocol(cfg).items() if k not in how and v != getattr(config.DEFAULTS, k)}
+    if args.method in SLEEP_METHODS:   # (alpha_scale: the one the candidates slept with)
+        out["constants"] = dict(variant, rate=best.params["rate"], inc=best.params["inc"], dec=best.params["dec"],
+                                beta=[best.params[f"beta_{l + 1}"] for l in range(len(cfg.beta))],
+                                alpha_scale=cfg.sleep.alpha_scale, sleep_input=cfg.sleep_input)
+    else:   # the method's options and its training ("hidden" back to a list of widths)
+        found = dict(best.params, **({"hidden": [int(h) for h in best.params["hidden"].split("-")]} if "hidden" in best.params else {}))
+        out["constants"] = dict(variant, **found)
+        out["method"] = args.method
+    return out
+
+
+def save(out, folder, args, cfg):
+    """Write best.json (result's) to the study's folder and, with --save-preset, the preset."""
+    runner.write_text(os.path.join(folder, "best.json"), json.dumps(out, indent=1))
+    print(f"best constants in {os.path.join(folder, 'best.json')}")
+    if args.save_preset:
+        path = os.path.join(args.preset_dir, f"{args.save_preset}.json")
+        presets = json.load(open(path)) if os.path.exists(path) else {}
+        presets[cfg.dataset] = dict(protocol=cfg.protocol, constants=out["constants"], tuning=out["tuning"])
+        runner.writable(args.preset_dir, "--preset-dir")
+        runner.write_text(path, json.dumps(presets, indent=1), "--preset-dir")
+        print(f"saved as preset {args.save_preset!r} in {path}: python mnist_exp.py --preset {args.save_preset}")
+
+
+# %% Run: python studies/tune.py OPTIONS (cell by cell: ARGV above)
+def main(argv):
+    args, cfg, named = parse(argv)
+    ctx = runner.checked_data(cfg)
+    study, folder, storage = open_study(args, cfg)
+    for t in study.get_trials(states=(RUNNING,)):   # left running by a process that ended without a word
+        if not t.user_attrs.get("stopped") and time.time() - t.datetime_start.timestamp() > args.stale_after:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    space = search_space(args, cfg)
+    if not study.trials:
+        first_candidates(study, args, cfg, space)
+    finals = src_finals(args.method, cfg, ctx, args.max_spikes_per_step) if args.method in SLEEP_METHODS else \
+        baseline_finals(args.method, cfg, ctx)
+    try:
+        search(study, lambda trial: suggest(trial, space, cfg), finals, args.tune_seeds, args.trials,
+               args.batch if args.method in SLEEP_METHODS else 1, args.prune, lambda seed: sampler(args, seed), cfg.quiet)
+    except KeyboardInterrupt:
+        if config.INTERACTIVE:
+            raise
+        print(f"{PROG}: stopped; the study keeps its finished trials and the batch in flight, which the same command "
+              "evaluates first when it resumes", file=sys.stderr)
+        raise SystemExit(130)
+    out, best = result(study, args, cfg, named, storage, " ".join(["python studies/tune.py", *argv])), study.best_trial
+    print(f"best of {out['tuning']['trials']} complete trials ({out['tuning']['pruned']} pruned): {best.value:.2f} % "
+          f"(mean final accuracy on seeds {args.tune_seeds}), trial {best.number}")
+    print(json.dumps(best.params, indent=1))
+    save(out, folder, args, cfg)
+
+
+if __name__ == "__main__":
+    main(ARGV if config.INTERACTIVE else sys.argv[1:])
