@@ -208,6 +208,25 @@ def band(ax, x, runs, **kw):
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
 
 
+def along(ax, order, stages, runs, label, **kw):
+    """A method's values at its stages on the x axis `order` (runs: [seed, stage]), as band draws them. A method
+    of one stage besides the shared init (parallel: train all; the control: the last task alone) is that one
+    point, ± std as a bar, and a dotted line at its level across the axis, labelled: a line from init would
+    cross stages it never had."""
+    own = [s for s in stages if s != "init"]
+    if len(own) != 1:
+        band(ax, [order.index(s) for s in stages], runs, label=label, **kw)
+        return
+    values = np.asarray(runs)[:, stages.index(own[0])]
+    mean, x = values.mean(), order.index(own[0])
+    point, = ax.plot([x], [mean], marker="D", markersize=5, linestyle="none", color=kw.get("color"),
+                     label=f"{label} ({own[0].replace('_', ' ')} only)")
+    if len(values) > 1:
+        std = values.std(ddof=1)
+        ax.vlines(x, mean - std, mean + std, color=point.get_color())
+    ax.axhline(mean, color=point.get_color(), linestyle=":", linewidth=1)
+
+
 def plot_accuracy(table, cols, path, names=None):
     """Accuracy after every stage, one panel per method; names: the task columns' legend labels."""
     methods = list(table)
@@ -250,8 +269,7 @@ def plot_stable_rank(table, cols, path):
     fig, axes = plt.subplots(1, len(cols), figsize=(5 * len(cols), 3.8), squeeze=False)
     for c, (ax, col) in enumerate(zip(axes[0], cols)):
         for method, stages in table.items():
-            band(ax, [order.index(s) for s in stages], np.array([stages[s] for s in stages]).transpose(1, 0, 2)[:, :, c],
-                 label=method)
+            along(ax, order, list(stages), np.array([stages[s] for s in stages]).transpose(1, 0, 2)[:, :, c], method)
         ax.set_xticks(range(len(order)), [s.replace("_", " ") for s in order], rotation=60, fontsize=8)
         ax.set_title(f"stable rank, {col.replace('_', ' ')}")
         ax.set_ylabel("stable rank ||W||_F^2 / ||W||_2^2")
@@ -280,12 +298,12 @@ def plot_capacity(table, cols, path):
             for m in shown:
                 stages = list(table[m])
                 runs = np.array([table[m][s] for s in stages]).transpose(1, 0, 2)   # [seed, stage, column]
-                x = [order.index(s) for s in stages]
                 if method == "overlap":
-                    band(ax, x, runs[:, :, cols.index(f"{layer}_overlap")], label=m)
+                    along(ax, order, stages, runs[:, :, cols.index(f"{layer}_overlap")], m)
                 else:
                     for col in [c for c in cols if c.startswith(layer + "_task_")]:
-                        band(ax, x, runs[:, :, cols.index(col)], label=col.split("_", 2)[2].replace("_", " "), linewidth=1.2)
+                        along(ax, order, stages, runs[:, :, cols.index(col)], col.split("_", 2)[2].replace("_", " "),
+                              linewidth=1.2)
             ax.set_xticks(range(len(order)), [s.replace("_", " ") for s in order], rotation=60, fontsize=7)
             what = "mean overlap of task subspaces" if method == "overlap" else f"{method}: components for 90 % variance"
             ax.set_title(f"{layer.replace('_', ' ')}, {what}", fontsize=9)
@@ -366,54 +384,51 @@ def plot_activations(npz_path, method, path):
         kinds = ["before", "after", "change"]
     else:
         rows, kinds = [(s, None) for s in maps], [""]
-    fig, axes = plt.subplots(len(rows), len(layers) * len(kinds), figsize=(2.5 * len(layers) * len(kinds), 2.3 * len(rows) + 0.8),
+    # each row has colour scales of its own: a stage's maps can be far fainter than another's (merging's merged
+    # network), which a scale over every stage draws as if empty. In a row, a layer's maps before and after share
+    # one scale, its change another (a colour bar right of them); of finite values only.
+    groups = [range(min(2, len(kinds)))] + ([[2]] if "change" in kinds else [])
+    K, L = len(kinds), len(layers)
+    fig, axes = plt.subplots(len(rows), L * K, figsize=(2.5 * L * K + 0.8 * L * len(groups), 2.3 * len(rows) + 0.8),
                              squeeze=False, layout="constrained")
     with np.errstate(invalid="ignore", over="ignore"):   # a broken sleep's maps: inf - inf is a nan, drawn grey
         panels = {(r, l): [maps[before][layer]] if after is None else
                   [maps[before][layer], maps[after][layer], maps[after][layer] - maps[before][layer]]
                   for r, (before, after) in enumerate(rows) for l, layer in enumerate(layers)}
-    # one colour bar per column: a layer's maps share one scale (before and after alike), its changes another,
-    # both of finite values only
-    shown = lambda l, ks: finite([p[k] for (_, pl), p in panels.items() if pl == l for k in ks])
-    scale = {}
-    for l in range(len(layers)):
-        both = shown(l, range(min(2, len(kinds))))
-        for k, kind in enumerate(kinds):
-            if kind == "change":
-                v = np.abs(shown(l, [k]))
-                scale[l, k] = float(v.max()) if v.size and v.max() > 0 else 1.0
-            else:
-                scale[l, k] = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
     when = dict(before="before sleep {}", after="after sleep {}", change="change in sleep {}")
-    images = {}
     for (r, l), ms in panels.items():
         before, after = rows[r]
         layer = layers[l].replace("_", " ")
-        for k, (m, kind) in enumerate(zip(ms, kinds)):
-            title = when[kind].format(before.replace("train_", "")) if kind else before.replace("_", " ")
-            image = heat(axes[r][l * len(kinds) + k], m, labels, f"{layer}, {title}", scale[l, k],
-                         empty_note(m, layer, kind == "change"), l == len(layers) - 1)
-            if images.get(l * len(kinds) + k) is None:   # the colour bar needs a panel that was drawn
-                images[l * len(kinds) + k] = image
+        for ks in groups:
+            change = kinds[ks[0]] == "change"
+            v = finite([ms[k] for k in ks])
+            if change:
+                limits = float(np.abs(v).max()) if v.size and np.abs(v).max() > 0 else 1.0
+            else:
+                limits = (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
+            drawn = [heat(axes[r][l * K + k], ms[k], labels, f"{layer}, " + (when[kinds[k]].format(
+                before.replace("train_", "")) if kinds[k] else before.replace("_", " ")), limits,
+                empty_note(ms[k], layer, change), l == L - 1) for k in ks]
+            image = next((i for i in drawn if i is not None), None)
+            if image is not None:   # empty panels have no scale
+                what = "change" if change else "output activation" if l == L - 1 else "value on the component"
+                bar = fig.colorbar(image, ax=[axes[r][l * K + k] for k in ks], location="right", shrink=0.9, aspect=15,
+                                   label=what)
+                bar.ax.yaxis.set_major_locator(plt.MaxNLocator(4))
+                bar.ax.tick_params(labelsize=6, length=2)
+                bar.ax.yaxis.label.set_size(7)
     for (r, c), ax in np.ndenumerate(axes):   # classes on the first column of a layer, components on the last row
-        if c % len(kinds):
+        if c % K:
             ax.set_yticklabels([]), ax.set_ylabel("")
         if r < len(rows) - 1:
             ax.set_xticklabels([]), ax.set_xlabel("")
     n_components = next(iter(maps.values()))[layers[0]].shape[1]
     grey = any(not np.isfinite(m).all() and np.isfinite(m).any() for ms in panels.values() for m in ms)
     fig.suptitle(f"{method}: activations of {len(labels)} test images, ordered by class (rows)\n{n_components} PCA "
-                 f"components (columns; the output layer raw){'; grey: not finite' if grey else ''}"
-                 + ("\nrow k: each layer before and after sleep k, which follows the training of task k" if kinds[0] else ""),
+                 f"components (columns; the output layer raw){'; grey: not finite' if grey else ''}; "
+                 f"each row has colour scales of its own" + ("\nrow k: each layer before and after sleep k, which "
+                                                              "follows the training of task k" if kinds[0] else ""),
                  fontsize=10)
-    for c, image in images.items():
-        if image is not None:   # a column of empty panels has no scale
-            what = "output activation" if c // len(kinds) == len(layers) - 1 else "value on the component"
-            bar = fig.colorbar(image, ax=list(axes[:, c]), location="bottom", shrink=0.8, aspect=15,
-                               label=f"{what}: after - before" if kinds[c % len(kinds)] == "change" else what)
-            bar.ax.xaxis.set_major_locator(plt.MaxNLocator(4))   # room for long labels
-            bar.ax.tick_params(labelsize=7, length=2)
-            bar.ax.xaxis.label.set_size(8)
     save(fig, path, 100)
     return True
 

@@ -202,5 +202,8 @@ def main(sweep, argv):
     runner.writable(png_dir, "--png-dir")
     figure = os.path.join(png_dir, f"{name}.png")
     fig = sweep.figure(results)
+    if not any(got for _, got in results):   # empty axes: each says why
+        for ax in fig.axes:
+            visualize.say(ax, f"no row has a finished job\nin {args.out}: --run runs them")
     runner.write_atomic(figure, lambda tmp: fig.savefig(tmp, dpi=110), "--png-dir")
     print(f"table in {table}, figure in {figure}")

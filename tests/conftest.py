@@ -1,5 +1,9 @@
 import os
+import runpy
 import sys
+from types import SimpleNamespace
+
+import pytest
 
 _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [_root, os.path.join(_root, "studies")]   # the library and the studies, as the scripts import them
@@ -11,3 +15,26 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _share = str(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
     for _name in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ.setdefault(_name, _share)
+
+
+@pytest.fixture
+def in_process(monkeypatch, capsys):
+    """in_process(PATH, *args, cwd=the root): `python PATH ARGS` run from cwd, in this process: the script's __main__
+    code under that sys.argv, without the seconds a fresh interpreter spends importing torch and the rest (for
+    a refusal, most of its time). Returns its exit code, stdout and stderr as subprocess.run names them."""
+    import config   # (here: after the threads above are set)
+    monkeypatch.setattr(config, "INTERACTIVE", False)   # as from a shell (the test process may hold ipykernel)
+    def run(path, *args, cwd=_root):
+        monkeypatch.setattr(sys, "argv", [path, *args])
+        before, code = os.getcwd(), 0
+        capsys.readouterr()   # this run's output only
+        try:
+            os.chdir(cwd)
+            runpy.run_path(os.path.join(_root, path), run_name="__main__")
+        except SystemExit as stop:
+            code = 0 if stop.code is None else stop.code
+        finally:
+            os.chdir(before)
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+    return run

@@ -3,7 +3,6 @@ import dataclasses
 import glob
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -158,14 +157,13 @@ def test_a_run_folders_config_resolves_to_the_same_folder(tmp_path):
     assert config.run_name(again) == config.run_name(cfg) and again.sleep == cfg.sleep
 
 
-def test_command_line_errors_are_one_line_with_exit_code_2():
+def test_command_line_errors_are_one_line_with_exit_code_2(in_process):
     # 10 is EWC's default: typed, it is refused as any other value; -1,1,1 is a value, not an option
     for argv, message in ((["--methods", "src", "--distillation"], "--distillation applies only"), (["--junk"], "--junk"),
                           (["--epochs", "x"], "--epochs"),
                           (["--methods", "sequential,src", "--ewc-lambda", "10", "--quick"], "--ewc-lambda applies only"),
                           (["--plasticity", "-1,1,1"], "--plasticity must be >= 0")):
-        proc = subprocess.run([sys.executable, "mnist_exp.py", *argv], capture_output=True, text=True,
-                              cwd=config.ROOT, timeout=120)
+        proc = in_process("mnist_exp.py", *argv)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert proc.stderr.startswith("mnist_exp.py: error: ") and message in proc.stderr and not proc.stdout
 
@@ -177,8 +175,8 @@ def test_command_line_errors_are_one_line_with_exit_code_2():
     (["studies/patches.py", "--seeds", "99999999999"], "patches.py: error: --seeds must be whole numbers from 0 to 4294967295"),
     (["studies/patches.py", "--out", "/dev/null/x"], "patches.py: error: --out /dev/null/x: cannot write there"),
 ])
-def test_a_study_scripts_errors_are_one_line_with_its_name(args, message):
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=config.ROOT, timeout=120)
+def test_a_study_scripts_errors_are_one_line_with_its_name(in_process, args, message):
+    proc = in_process(*args)
     assert proc.returncode == 2 and proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
 
 

@@ -156,7 +156,7 @@ def test_same_seed_same_numbers_and_quiet_still_reports(quick_run, tmp_path):
 
 
 @shares_quick_run
-def test_visualize_rebuilds_tables_and_figures_from_the_run_folder(quick_run, tmp_path):
+def test_visualize_rebuilds_tables_and_figures_from_the_run_folder(quick_run, tmp_path, in_process):
     _, run_dir, _, _ = quick_run
     summary = open(os.path.join(run_dir, "summary.md")).read()
     os.remove(os.path.join(run_dir, "summary.md"))
@@ -168,10 +168,10 @@ def test_visualize_rebuilds_tables_and_figures_from_the_run_folder(quick_run, tm
                                                           + [f"sleep_{a}_{m}.png" for m in sleeping
                                                              for a in ("confusion", "weights", "firing", "reactivation")])
     assert "accuracy.png" in proc.stdout
-    bad = run("visualize.py", str(tmp_path / "nothing"), "--png-dir", str(tmp_path / "nothing" / "png"), check=False)
+    bad = in_process("visualize.py", str(tmp_path / "nothing"), "--png-dir", str(tmp_path / "nothing" / "png"))
     assert bad.returncode == 2 and "is not a run folder" in bad.stderr and bad.stderr.count("\n") == 1
     os.makedirs(tmp_path / "empty" / "jobs")
-    bad = run("visualize.py", str(tmp_path / "empty"), "--png-dir", str(tmp_path / "empty" / "png"), check=False)
+    bad = in_process("visualize.py", str(tmp_path / "empty"), "--png-dir", str(tmp_path / "empty" / "png"))
     assert bad.returncode == 2 and "holds no finished job" in bad.stderr and bad.stderr.count("\n") == 1
     assert not (tmp_path / "nothing").exists()
 
@@ -206,11 +206,11 @@ def test_summary_reports_the_sample_std_and_the_stated_metrics(tmp_path):
     ("train-images-idx3-ubyte", "MNIST/raw", "is inside the dataset's folder; give the folder that holds MNIST/raw/"),
     ("t10k-labels-idx1-ubyte", "", "t10k-labels-idx1-ubyte in"),
 ])
-def test_data_problems_are_one_line_errors(tmp_path, name, given, message):
+def test_data_problems_are_one_line_errors(tmp_path, in_process, name, given, message):
     # a slip (--data-dir at the raw files) and a corrupt file, each with a file of the wrong content
     (tmp_path / "MNIST" / "raw").mkdir(parents=True)
     (tmp_path / "MNIST" / "raw" / name).write_bytes(b"not mnist")
-    proc = run("mnist_exp.py", "--quick", "--data-dir", str(tmp_path / given), "--out", str(tmp_path / "runs"), check=False)
+    proc = in_process("mnist_exp.py", "--quick", "--data-dir", str(tmp_path / given), "--out", str(tmp_path / "runs"))
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
@@ -389,7 +389,7 @@ def test_bridge_table_marks_a_factor_that_moves_the_mean_by_more_than_two_standa
     assert table["replica protocol"][-2] == "task k's training images; 0"
 
 
-def test_replay_sweep_table_reads_each_fractions_run_folder(tmp_path):
+def test_replay_sweep_table_reads_each_fractions_run_folder(tmp_path, in_process):
     # Fake summaries for three fractions in a runs/ folder under tmp_path; the others are "not run". At 10 % the
     # sweep reads the folder of the script's own constants (--preset replay-10).
     import replay
@@ -407,8 +407,7 @@ def test_replay_sweep_table_reads_each_fractions_run_folder(tmp_path):
     assert table["5 %"][1:] == ["68.8 ± 2.9 (n=5)", "78.5 ± 1.7 (n=5)", "+9.7 |"]
     assert table["0 %"][3] == "+25.7 |" and table["10 %"][3] == "-6.5 |" and table["25 %"][1] == "not run"
     assert (tmp_path / "out" / "replay.png").stat().st_size > 5000
-    bad = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "replay.py"), "--fractions", "2"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
+    bad = in_process("studies/replay.py", "--fractions", "2", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--replay must be a fraction" in bad.stderr
     # another dataset's table and figure get its own name: the MNIST figure in the same --png-dir stays
     fashion = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "replay.py"), "--dataset", "fashion-mnist", "--fractions",
@@ -490,7 +489,7 @@ print(sweep.finished(row))
     assert got["sequential"][2] == kept   # the stopped row's summary is made from the jobs it kept
 
 
-def test_two_identical_commands_share_the_jobs_and_compute_each_once(tmp_path):
+def test_two_identical_commands_share_the_jobs_and_compute_each_once(tmp_path, in_process):
     # Started together into a new folder: both exit 0, each job is computed by one of them (run.log has one
     # line per job), and both print the whole table.
     cmd = [sys.executable, "mnist_exp.py", "--quick", "--seeds", "4", "5", "--methods", "sequential,src", "--out",
@@ -511,14 +510,14 @@ def test_two_identical_commands_share_the_jobs_and_compute_each_once(tmp_path):
     assert "1 of 4 jobs to run" in proc.stdout or "0 of 4 jobs to run" in proc.stdout
     # one that parses but lacks what the tables read: visualize.py says so in one line, the experiment recomputes it
     open(os.path.join(run_dir, "jobs", "src-seed5.json"), "w").write('{"method": "src", "seed": 5, "rows": [{"stage": "x"}]}')
-    shown = run("visualize.py", run_dir, check=False)
+    shown = in_process("visualize.py", run_dir)
     assert shown.returncode == 2 and len(shown.stderr.strip().splitlines()) == 1, shown.stderr
     assert "src-seed5.json is damaged (AssertionError: no time)" in shown.stderr
     proc = run(*cmd[1:])
     assert "src-seed5.json or .npz is damaged (AssertionError: no time); computing it again" in proc.stdout
     # a garbage .npz: the figures' one-line error, not a traceback
     open(os.path.join(run_dir, "jobs", "src-seed4.npz"), "wb").write(b"not a zip file")
-    shown = run("visualize.py", run_dir, check=False)
+    shown = in_process("visualize.py", run_dir)
     assert shown.returncode == 2 and "src-seed4.npz is damaged (ValueError)" in shown.stderr, shown.stderr
     assert len(shown.stderr.strip().splitlines()) == 1
 
@@ -529,8 +528,8 @@ def test_two_identical_commands_share_the_jobs_and_compute_each_once(tmp_path):
     (["--n-per-task", "100000"], "--n-per-task 100000: task 1 has only"),
     (["--test-limit", "5"], "--probe-per-class 20: class 0 has only"),
 ])
-def test_sizes_the_data_cannot_give_are_one_line_errors(tmp_path, args, message):
-    proc = run("mnist_exp.py", "--quick", "--methods", "sequential", "--out", str(tmp_path), *args, check=False)
+def test_sizes_the_data_cannot_give_are_one_line_errors(tmp_path, in_process, args, message):
+    proc = in_process("mnist_exp.py", "--quick", "--methods", "sequential", "--out", str(tmp_path), *args)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert os.listdir(tmp_path) == []   # refused before the run folder is made
@@ -578,9 +577,10 @@ def test_folders_that_cannot_be_written_are_one_line_errors():
     ["studies/bridge.py", "--workers", "abc", "--run"], ["studies/replay.py", "--workers", "abc", "--run"],
     ["studies/tune.py", "--quick", "--storage", "junk://x", "--trials", "1"], ["studies/tune.py", "--trials", "0"],
 ])
-def test_the_study_scripts_refuse_bad_input_in_one_line(args, tmp_path):
+def test_the_study_scripts_refuse_bad_input_in_one_line(args, tmp_path, in_process):
     out = ["--out", str(tmp_path / "out")] if args[0] == "studies/tune.py" else []
-    proc = run(*args, *out, check=False)
+    # (tune.py runs as a process of its own: its search is module-level code)
+    proc = run(*args, *out, check=False) if args[0] == "studies/tune.py" else in_process(*args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"{os.path.basename(args[0])}: error: "), line

@@ -176,9 +176,9 @@ def test_check_reads_each_seeds_job_and_pairs_seeds(tmp_path):
 
 
 @pytest.mark.slow
-def test_list_then_the_quick_entries_run_and_hold(tmp_path):
+def test_list_then_the_quick_entries_run_and_hold(tmp_path, in_process):
     script = os.path.join(ROOT, "studies", "reproduce.py")
-    listed = subprocess.run([sys.executable, script, "--list"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    listed = in_process(script, "--list")
     assert listed.returncode == 0, listed.stderr
     assert all(name in listed.stdout for name in ENTRIES) and "hours on 2 cores" in listed.stdout
     quick = subprocess.run([sys.executable, script, "--quick", "--out", str(tmp_path)], cwd=ROOT, capture_output=True,
@@ -186,5 +186,5 @@ def test_list_then_the_quick_entries_run_and_hold(tmp_path):
     said = dict(line.split(None, 1) for line in quick.stdout.splitlines() if line.split(" ", 1)[0] in ENTRIES)
     assert said == {name: "holds" for name, e in ENTRIES.items() if e.get("quick")}, quick.stdout + quick.stderr
     assert quick.returncode == 0
-    bad = subprocess.run([sys.executable, script, "--only", "no-such-entry"], cwd=ROOT, capture_output=True, text=True)
+    bad = in_process(script, "--only", "no-such-entry")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no entry named no-such-entry" in bad.stderr
