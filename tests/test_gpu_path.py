@@ -139,13 +139,16 @@ def test_a_sleep_phase_on_the_gpu_in_either_engine():
     net = Net([torch.rand(20, 784, generator=gen) - 0.3, torch.rand(10, 20, generator=gen) - 0.3],
               [torch.zeros(20, 784), torch.zeros(10, 20)])
     x = torch.rand(50, 784, generator=gen)
-    c = src.Sleep(rate=239.5, inc=INC, dec=DEC, beta=[0.5, 0.5], alpha_scale=1.0, plasticity=(1, 1))
-    on_cpu, cpu_info = src.sleep(net, x, 700, torch.Generator().manual_seed(1), c, dropout=0.25, engine="numba")
+    alpha = tuple(src.scale_factors(net, x, 0.25, 1.0))   # fixed, and the mean image given: the same on either device
+    c = src.Sleep(rate=239.5, inc=INC, dec=DEC, beta=[0.5, 0.5], alpha_scale=1.0, alpha=alpha, plasticity=(1, 1))
+    sleep = lambda net, engine: src.sleep(net, None, 700, torch.Generator().manual_seed(1), c, dropout=0.25,
+                                          images=x.mean(0).to(net.W[0].device), engine=engine)
+    on_cpu, cpu_info = sleep(net, "numba")
     gpu_net = net.with_weights([w.cuda() for w in net.W], [v.cuda() for v in net.vW])
-    numba, info = src.sleep(gpu_net, x.cuda(), 700, torch.Generator().manual_seed(1), c, dropout=0.25, engine="numba")
-    assert all(w.device.type == "cuda" for w in numba.W)   # the CPU's raster and kernel: the CPU's spikes
-    assert info["spikes"] == cpu_info["spikes"]
-    assert all(torch.allclose(a.cpu(), b, rtol=0, atol=1e-5) for a, b in zip(numba.W, on_cpu.W))
-    torch_gpu, info = src.sleep(gpu_net, x.cuda(), 700, torch.Generator().manual_seed(1), c, dropout=0.25, engine="torch")
-    assert all(w.device.type == "cuda" for w in torch_gpu.W)   # its own float32 raster drawn there: other spikes,
-    assert sum(info["spikes"][1]) > 0 and not torch.equal(torch_gpu.W[0].cpu(), net.W[0])   # a sleep all the same
+    numba, info = sleep(gpu_net, "numba")   # the CPU's raster and kernel: the CPU's sleep, to the bit
+    assert all(w.device.type == "cuda" for w in numba.W)
+    assert info["spikes"] == cpu_info["spikes"] and all(torch.equal(a.cpu(), b) for a, b in zip(numba.W, on_cpu.W))
+    on_gpu, info = sleep(gpu_net, "torch")   # its own float32 raster drawn there: other draws, the same rate
+    assert all(w.device.type == "cuda" for w in on_gpu.W) and sum(info["spikes"][1]) > 0
+    assert abs(sum(info["spikes"][0]) - sum(cpu_info["spikes"][0])) < 0.1 * sum(cpu_info["spikes"][0])
+    assert not torch.equal(on_gpu.W[0].cpu(), net.W[0])
