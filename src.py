@@ -158,10 +158,9 @@ def sleep(nets, sleep_x, steps, generator, constants, *, dropout, images=None, s
         alpha = [list(c.alpha)] * len(batch)
     device = batch[0].W[0].device
     engine = placement(device, engine)[1]
-    # The raster is drawn where its engine runs: for the torch engine on a GPU there, in float32, from a generator
-    # there seeded by a draw of this one (other draws than the CPU's, the same statistics), so that no chunk waits
-    # for a copy; for the CPU (and the numba engine, wherever the weights are) as always, in float64 as MATLAB's
-    # double rate map.
+    # The raster is drawn where its engine runs. The torch engine on a GPU: there, in float32, from a generator there
+    # seeded by one draw of this one (other draws than the CPU's, the same statistics; no copy per chunk).
+    # Otherwise on the CPU in float64, as MATLAB's double rate map (the CPU's numbers, and the numba engine's).
     on_gpu = engine == "torch" and device.type != "cpu"
     draw = dict(device=device, dtype=torch.float32) if on_gpu else dict(device=torch.device("cpu"), dtype=torch.float64)
     if on_gpu:
@@ -322,7 +321,7 @@ def input_spikes(images, steps, generator, *, rate, dt, mask_size, device="cpu",
     images: the rate map [n_pixels] (the protocol: the mean image), or several [n_images, n_pixels], one
     of which, drawn uniformly, is shown at each step.
     With a sequence of B rates: [B, steps, n_pixels], the same windows and draws u for every rate.
-    Drawn on `device` (generator's) in `dtype`: float64 (the default) as MATLAB's double rate map."""
+    Drawn on `device` (the generator's) in `dtype`; the default, float64 on the CPU, as MATLAB's double rate map."""
     images = images.reshape(-1, images.shape[-1]).to(device, dtype)
     side = math.isqrt(images.shape[1])
     if side * side != images.shape[1] or not 1 <= mask_size <= side:
