@@ -65,7 +65,8 @@ class Config:
     out: str = arg("runs", "folder for run folders; a run folder is named by its config", True)
     data_dir: str = arg(data.DEFAULT_DATA_DIR, "where the datasets live (or set SRC_DATA_DIR)", True)
     device: str = arg("auto", "cpu, cuda (or cuda:N) or auto (cuda where there is one)", True)
-    engine: str = arg("auto", "sleep engine: numba (CPU), torch (any device) or auto", True)
+    engine: str = arg("auto", "sleep engine: numba (the CPU: with cuda the weights visit it for the sleep), torch "
+                      "(any device) or auto (numba on the CPU, torch on a GPU)", True)
     workers: int = arg(1, "processes sharing the jobs of this command (each claims jobs the others have not; at most the jobs "
                                  "to run and the cores)", True)
     force: bool = arg(False, "recompute jobs that already exist in the run folder", True)
@@ -547,18 +548,16 @@ def check(cfg, counted):
     for name, applies, needs in APPLIES:
         if name in counted and not applies(cfg):
             problems.append(f"{option(name)} applies only with {needs}")
-    device = cfg.device.split(":")[0]
-    if device not in ("auto", "cpu", "cuda"):
+    # where it runs is src.placement's decision, as methods.prepare's (--engine numba with cuda sleeps on the CPU)
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
         problems.append(f"--device must be cpu, cuda, cuda:N or auto; got {cfg.device!r}")
-    elif device == "cuda":
-        import torch
-        if not torch.cuda.is_available():
-            problems.append("--device cuda: this machine has no CUDA device that torch can use; use cpu or auto")
-        elif cfg.engine == "numba":
-            problems.append("--engine numba runs on the CPU; with --device cuda use --engine torch or auto")
-    on_gpu = device == "cuda" or (device == "auto" and cfg.engine != "numba" and src.torch.cuda.is_available())
-    if cfg.sleep_exp == "fast" and (cfg.engine == "torch" or on_gpu):
-        problems.append("--sleep-exp fast is the numba engine's: it needs --engine numba (or auto) and the CPU")
+    elif cfg.device.startswith("cuda") and not src.torch.cuda.is_available():
+        problems.append("--device cuda: this machine has no CUDA device that torch can use; use cpu or auto")
+    elif cfg.device.startswith("cuda:") and int(cfg.device[5:]) >= src.torch.cuda.device_count():
+        problems.append(f"--device {cfg.device}: this machine has {src.torch.cuda.device_count()} CUDA device(s), "
+                        "counted from cuda:0")
+    elif cfg.sleep_exp == "fast" and src.placement(cfg.device, cfg.engine)[1] != "numba":
+        problems.append("--sleep-exp fast is the numba engine's: it needs --engine numba (or auto on the CPU)")
     return problems
 
 

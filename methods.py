@@ -146,15 +146,15 @@ METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper b
 
 # ---------------------------------------------------------------- data and initial weights
 def prepare(cfg):
-    """Device, tasks and data of a config, on the device: train and evaluation images in [0, 1], flattened.
-    The evaluation images are the test set, or with cfg.validation the held-out training images."""
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    """Device, sleep engine, tasks and data of a config, on the device: train and evaluation images in [0, 1],
+    flattened. The evaluation images are the test set, or with cfg.validation the held-out training images.
+    The device and the engine are src.placement's, decided once here and carried in ctx."""
+    device, engine = src.placement(cfg.device, cfg.engine)
     train_x, train_y, test_x, test_y = data.load(cfg.dataset, cfg.data_dir)
     n_classes = data.DATASETS[cfg.dataset]["classes"]
     outputs = data.DATASETS[cfg.dataset].get("outputs", n_classes)   # mnist-fashion: class c is output c % 10
-    ctx = SimpleNamespace(device=device, dtype=getattr(torch, cfg.dtype), n_classes=n_classes, outputs=outputs,
-                          tasks=data.class_tasks(n_classes, cfg.classes_per_task)[:cfg.n_tasks or None],
+    ctx = SimpleNamespace(device=device, engine=engine, dtype=getattr(torch, cfg.dtype), n_classes=n_classes,
+                          outputs=outputs, tasks=data.class_tasks(n_classes, cfg.classes_per_task)[:cfg.n_tasks or None],
                           sizes=(train_x.shape[1], *cfg.hidden, outputs))
     keep = data.first_images(train_y, cfg.train_limit, cfg.dataset)   # (of a pair: the first n of each dataset)
     train_x, train_y = train_x[keep], train_y[keep]
@@ -346,7 +346,7 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spik
     return src.sleep(nets, None if scale is None else ctx.train_x[scale], c.length(k), generator(seed, "sleep", k),
                      c if constants is None else constants, dropout=cfg.dropout, images=images,
                      sample=None if sample is None else (ctx.train_x[sample], c.samples, c.mask_fraction),
-                     max_spikes=max_spikes, engine=cfg.engine, progress=progress, window=window, watch=watch)
+                     max_spikes=max_spikes, engine=ctx.engine, progress=progress, window=window, watch=watch)
 
 
 def sleep_keeps(cfg, ctx):

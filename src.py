@@ -15,7 +15,8 @@ Read top-down:
 - `sleep_on_spikes`: the deterministic core, a spike raster in, new weights out, run by one of two
   engines that compute the same thing: `TorchEngine`, the literal per-step loop (batched, any device:
   the GPU engine, and the reference the tests use), and `NumbaEngine`, an event-driven CPU kernel that
-  touches only the weight columns of the inputs that spiked and the rows of the neurons that fired.
+  touches only the weight columns of the inputs that spiked and the rows of the neurons that fired
+  (weights on a GPU come to the CPU for it); `placement` says which runs where.
 """
 import dataclasses
 import math
@@ -155,12 +156,21 @@ def sleep(nets, sleep_x, steps, generator, constants, *, dropout, images=None, s
         alpha = [scale_factors(net, sleep_x, dropout, e.alpha_scale, c.alpha_softmax) for net, e in zip(batch, each)]
     else:
         alpha = [list(c.alpha)] * len(batch)
+    device = batch[0].W[0].device
+    engine = placement(device, engine)[1]
+    # The raster is drawn where its engine runs. The torch engine on a GPU: there, in float32, from a generator there
+    # seeded by one draw of this one (other draws than the CPU's, the same statistics; no copy per chunk).
+    # Otherwise on the CPU in float64, as MATLAB's double rate map (the CPU's numbers, and the numba engine's).
+    on_gpu = engine == "torch" and device.type != "cpu"
+    draw = dict(device=device, dtype=torch.float32) if on_gpu else dict(device=torch.device("cpu"), dtype=torch.float64)
+    if on_gpu:
+        generator = torch.Generator(device).manual_seed(int(torch.randint(2 ** 62, (), generator=generator)))
     if sample is None:
         images = sleep_x.mean(0) if images is None else images
-        make = lambda n: input_spikes(images, n, generator, rate=rate, dt=c.dt, mask_size=c.mask_size)
+        make = lambda n: input_spikes(images, n, generator, rate=rate, dt=c.dt, mask_size=c.mask_size, **draw)
     else:
         pool, n_images, keep = sample
-        make = lambda n: sampled_input_spikes(pool, n, generator, rate=rate, dt=c.dt, n_images=n_images, keep=keep)
+        make = lambda n: sampled_input_spikes(pool, n, generator, rate=rate, dt=c.dt, n_images=n_images, keep=keep, **draw)
     biased = batch[0].bias
     spiking = [net.weights_only() if biased and c.bias == "ignore" else net.W for net in batch]
     W = [torch.stack(ws) for ws in zip(*spiking)]                                          # [B, out, in (+ 1)]
@@ -304,47 +314,48 @@ def scale_factors(net, x, dropout, alpha_scale, softmax=False, chunk=5000):
 
 # ---------------------------------------------------------------- input
 
-def input_spikes(images, steps, generator, *, rate, dt, mask_size):
+def input_spikes(images, steps, generator, *, rate, dt, mask_size, device="cpu", dtype=torch.float64):
     """[steps, n_pixels] bool: each step keeps one random mask_size x mask_size window of the rate map
     (corner uniform over the side - mask_size + 1 positions per axis) and fires each of its pixels, of
     value p, when u / (2 dt rate) <= p, u uniform in (0, 1]: probability 2 dt rate p.
     images: the rate map [n_pixels] (the protocol: the mean image), or several [n_images, n_pixels], one
     of which, drawn uniformly, is shown at each step.
-    With a sequence of B rates: [B, steps, n_pixels], the same windows and draws u for every rate."""
-    images = images.reshape(-1, images.shape[-1]).cpu().double()   # in float64, as MATLAB's double rate map
+    With a sequence of B rates: [B, steps, n_pixels], the same windows and draws u for every rate.
+    Drawn on `device` (the generator's) in `dtype`; the default, float64 on the CPU, as MATLAB's double rate map."""
+    images = images.reshape(-1, images.shape[-1]).to(device, dtype)
     side = math.isqrt(images.shape[1])
     if side * side != images.shape[1] or not 1 <= mask_size <= side:
         raise ValueError(f"the masked input needs square images and 1 <= mask_size <= their side; got "
                          f"{images.shape[1]} pixels and mask_size {mask_size}")
-    rates = torch.as_tensor(rate, dtype=torch.float64).reshape(-1, 1, 1, 1)
-    offsets = torch.arange(mask_size)
-    corner = torch.randint(side - mask_size + 1, (steps, 2), generator=generator)
-    which = torch.randint(len(images), (steps, 1, 1), generator=generator) if len(images) > 1 else 0
+    rates = torch.as_tensor(rate, dtype=dtype, device=device).reshape(-1, 1, 1, 1)
+    offsets = torch.arange(mask_size, device=device)
+    corner = torch.randint(side - mask_size + 1, (steps, 2), generator=generator, device=device)
+    which = torch.randint(len(images), (steps, 1, 1), generator=generator, device=device) if len(images) > 1 else 0
     rows = (corner[:, 0:1] + offsets)[:, :, None]
     cols = (corner[:, 1:2] + offsets)[:, None, :]
     p = images.reshape(-1, side, side)[which, rows, cols]
     # 1 - rand lies in (0, 1], like MATLAB's rand: a pixel whose mean is 0 never fires.
-    u = 1 - torch.rand(p.shape, generator=generator, dtype=torch.float64)
-    out = torch.zeros(len(rates), steps, side, side, dtype=torch.bool)
-    out[:, torch.arange(steps)[:, None, None], rows, cols] = u * (1 / (dt * rates)) / 2 <= p
+    u = 1 - torch.rand(p.shape, generator=generator, dtype=dtype, device=device)
+    out = torch.zeros(len(rates), steps, side, side, dtype=torch.bool, device=device)
+    out[:, torch.arange(steps, device=device)[:, None, None], rows, cols] = u * (1 / (dt * rates)) / 2 <= p
     out = out.reshape(len(rates), steps, -1)
     return out[0] if torch.as_tensor(rate).ndim == 0 else out
 
 
-def sampled_input_spikes(pool, steps, generator, *, rate, dt, n_images, keep):
+def sampled_input_spikes(pool, steps, generator, *, rate, dt, n_images, keep, device="cpu", dtype=torch.float64):
     """The earlier Python replica's input, [steps, n_pixels] bool (or [B, steps, n_pixels] for B rates):
     each step's rate map is the mean of n_images images drawn from pool (with replacement) times a mask
     that keeps each pixel with probability keep; a pixel of value p then fires with probability 2 dt rate p,
-    as in input_spikes."""
-    pool = pool.reshape(len(pool), -1).cpu().double()
+    as in input_spikes (and drawn, as there, on `device` in `dtype`)."""
+    pool = pool.reshape(len(pool), -1).to(device, dtype)
     if len(pool) == 0 or n_images < 1 or not 0 < keep <= 1:
         raise ValueError(f"the sampled input needs images, n_images >= 1 and keep in (0, 1]; got {len(pool)} "
                          f"images, {n_images}, {keep}")
-    rates = torch.as_tensor(rate, dtype=torch.float64).reshape(-1, 1, 1)
-    which = torch.randint(len(pool), (steps, n_images), generator=generator)
+    rates = torch.as_tensor(rate, dtype=dtype, device=device).reshape(-1, 1, 1)
+    which = torch.randint(len(pool), (steps, n_images), generator=generator, device=device)
     p = sum(pool[which[:, i]] for i in range(n_images)) / n_images                 # [steps, n_pixels]
-    p = p * (torch.rand(p.shape, generator=generator, dtype=torch.float64) < keep)
-    u = 1 - torch.rand(p.shape, generator=generator, dtype=torch.float64)          # in (0, 1], as input_spikes
+    p = p * (torch.rand(p.shape, generator=generator, dtype=dtype, device=device) < keep)
+    u = 1 - torch.rand(p.shape, generator=generator, dtype=dtype, device=device)   # in (0, 1], as input_spikes
     out = u * (1 / (dt * rates)) / 2 <= p
     return out[0] if torch.as_tensor(rate).ndim == 0 else out
 
@@ -414,9 +425,13 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
         raise ValueError(f"bias must be None, 'current' or 'unit'; got {bias!r}")
     extra = int(bias is not None)
     _check_weights(weights, extra)
-    batched = weights[0].ndim == 3
-    W = [(w if batched else w[None]).clone() for w in weights]
-    B, L, device = W[0].shape[0], len(W), W[0].device
+    batched, device = weights[0].ndim == 3, weights[0].device
+    engine = placement(device, engine)[1]
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {sorted(ENGINES)} or 'auto'; got {engine!r}")
+    # the numba kernel runs on the CPU: weights on a GPU go there for the sleep and come back (megabytes, once)
+    W = [(w if batched else w[None]).to("cpu" if engine == "numba" else device, copy=True) for w in weights]
+    B, L = W[0].shape[0], len(W)
     alpha, beta = _as_batch(alpha, B, L, "alpha", np.float64), _as_batch(beta, B, L, "beta", np.float64)
     inc, dec = _as_batch(inc, B, None, "inc", np.float64), _as_batch(dec, B, None, "dec", np.float64)
     plasticity = _as_batch(plasticity, 1, L, "plasticity", np.float64)[0]
@@ -428,12 +443,6 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
         raise ValueError("exp 'fast' is the original g's (2 / (1 + exp(w / width))); the logistic g keeps its exact exp")
     if window and on_window is None:
         raise ValueError("window needs on_window, the function called at the end of every window")
-    if engine == "auto":
-        engine = "numba" if device.type == "cpu" else "torch"
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {sorted(ENGINES)} or 'auto'; got {engine!r}")
-    if engine == "numba" and device.type != "cpu":
-        raise ValueError("the numba engine runs on the CPU; use engine='torch' for weights on a GPU")
     run = ENGINES[engine](W, alpha, beta, inc[:, None] * plasticity, dec[:, None] * plasticity, decay=decay,
                           factor=factor, bias=bias, budget=-1 if max_spikes is None else int(max_spikes), exp=exp)
     sizes = [W[0].shape[2] - extra] + [w.shape[1] for w in W]
@@ -442,7 +451,7 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     total = input_spikes.shape[-2] if torch.is_tensor(input_spikes) else total_steps
     bar = tqdm(total=total, desc="sleep", unit="step", unit_scale=True, disable=not progress, leave=False)
     t0, since = 0, [torch.zeros_like(c) for c in counts]   # since: the counts of the window under way
-    weights_so_far = lambda: [w.clone() if batched else w[0].clone() for w in run.weights()]   # a copy: the sleep goes on
+    weights_so_far = lambda: [(w if batched else w[0]).to(device, copy=True) for w in run.weights()]   # a copy: it goes on
     for spikes in chunks:
         spikes = spikes if batched else spikes[None]
         if spikes.ndim != 3 or spikes.shape[0] != B or spikes.shape[2] != sizes[0]:
@@ -469,7 +478,7 @@ def sleep_on_spikes(weights, input_spikes, alpha, beta, *, inc, dec, decay=0.999
     if window and t0 % window:   # the last, shorter window
         on_window(t0, since if batched else [c[0] for c in since], weights_so_far)
     bar.close()
-    W = run.weights()
+    W = [w.to(device) for w in run.weights()]
     if not batched:
         W, counts = [w[0] for w in W], [c[0] for c in counts]
     return W, counts
@@ -489,7 +498,10 @@ def _windows(spikes, t0, window):
 
 class TorchEngine:
     """The literal loop: every step, a dense matrix-vector product per layer; batched, on any device.
-    steps() returns the spike counts of the chunk and, on a non-finite weight, (network, step, layer)."""
+    steps() returns the spike counts of the chunk and, on a non-finite weight, (network, step, layer).
+    Within a chunk nothing waits for the device: the spikes stay on it, and the weights are checked once at
+    the chunk's end (a weight that is not finite stays so: g(inf) = 0, g(-inf) = 2); a chunk that broke one
+    is run again from its start, checked every step, to name the step."""
 
     def __init__(self, W, alpha, thr, inc, dec, *, decay, factor, bias, budget, exp):
         if exp != "exact":
@@ -499,33 +511,55 @@ class TorchEngine:
         self.decay, self.budget, self.factor, self.bias = decay, budget, factor, bias
         self.v = [w.new_zeros(w.shape[:2]) for w in W]
         self.spent = torch.zeros(W[0].shape[0], dtype=torch.int64, device=W[0].device)
+        # Plasticity on a GPU: on every row, kept where its neuron fired (asking which fired would make the host
+        # wait every step); on the CPU, where asking costs nothing, on the rows that fired alone (far less work).
+        # The same spikes either way, and weights equal but for the last bit of an exp (tests/test_gpu_path.py).
+        self.masked = W[0].device.type != "cpu"
 
     def steps(self, spikes, t0):
+        spikes = spikes.to(self.W[0].device)
+        start = [w.clone() for w in self.W], [v.clone() for v in self.v], self.spent.clone()
+        counts, _ = self._steps(spikes, t0, check=False)
+        if torch.stack([torch.isfinite(w).all() for w in self.W]).all():   # the chunk's one wait
+            return [c.cpu() for c in counts], None
+        self.W[:], self.v[:], self.spent = start
+        return None, self._steps(spikes, t0, check=True)[1]
+
+    def _steps(self, spikes, t0, check):
         W, v = self.W, self.v
-        spikes = spikes.to(W[0].device)
         counts = [spikes.sum(1)] + [torch.zeros(w.shape[:2], dtype=torch.int64, device=w.device) for w in W]
         for t in range(spikes.shape[1]):
             pre = spikes[:, t].to(W[0].dtype)                                   # [B, n_in]
             active = (self.spent <= self.budget)[:, None] if self.budget >= 0 else True
-            for l, w in enumerate(W):
+            for l in range(len(W)):
                 if self.bias:   # the bias's input fires every step
                     pre = torch.cat([pre, pre.new_ones(len(pre), 1)], 1)
-                v[l] = self.decay * v[l] + self.alpha[:, l, None] * torch.bmm(w, pre[:, :, None])[:, :, 0]
+                v[l] = self.decay * v[l] + self.alpha[:, l, None] * torch.bmm(W[l], pre[:, :, None])[:, :, 0]
                 post = (v[l] >= self.thr[:, l, None]) & active                  # [B, n_out]
-                b, j = post.nonzero(as_tuple=True)
-                rows = w[b, j]                                                  # weights into the neurons that fired
-                gw = g(rows, self.factor)
-                new = rows + torch.where(pre[b] > 0, self.inc[b, l, None] * gw, -self.dec[b, l, None] * gw)
-                if self.bias == "current":
-                    new[:, -1] = rows[:, -1]
-                rows = w[b, j] = new
-                if not torch.isfinite(rows).all():
-                    return None, (b[0].item(), t0 + t, l)
+                W[l] = self.plasticity(W[l], pre, post, l)
+                if check and not torch.isfinite(W[l]).all():
+                    return None, (int((~torch.isfinite(W[l])).flatten(1).any(1).nonzero()[0]), t0 + t, l)
                 v[l] = v[l].masked_fill(post, 0)
                 counts[l + 1] += post
                 self.spent += post.sum(1)
                 pre = post.to(W[0].dtype)
-        return [c.cpu() for c in counts], None
+        return counts, None
+
+    def plasticity(self, w, pre, post, l):
+        """w after one step of plasticity in layer l: W += inc g(W) where pre and post fired, W -= dec g(W) where
+        post fired and pre did not."""
+        if self.masked:
+            rows, pre, inc, dec = w, pre[:, None, :], self.inc[:, l, None, None], self.dec[:, l, None, None]
+        else:
+            b, j = post.nonzero(as_tuple=True)
+            rows, pre, inc, dec = w[b, j], pre[b], self.inc[b, l, None], self.dec[b, l, None]   # into the neurons that fired
+        new = rows + torch.where(pre > 0, inc, -dec) * g(rows, self.factor)
+        if self.bias == "current":
+            new[..., -1] = rows[..., -1]
+        if self.masked:
+            return torch.where(post[:, :, None], new, w)
+        w[b, j] = new
+        return w
 
     def weights(self):
         return self.W
@@ -552,7 +586,7 @@ class NumbaEngine:
 
     def steps(self, spikes, t0):
         B, T, n_in = spikes.shape
-        b, t, i = np.ascontiguousarray(spikes.nonzero().numpy().T)          # sorted by network, then step
+        b, t, i = np.ascontiguousarray(spikes.cpu().nonzero().numpy().T)    # sorted by network, then step
         # the inputs that fire at step t of network b are i[ptr[b T + t]:ptr[b T + t + 1]]
         ptr = np.concatenate([[0], np.cumsum(np.bincount(b * T + t, minlength=B * T))])
         input_counts = torch.from_numpy(np.bincount(b * n_in + i, minlength=B * n_in).reshape(B, n_in))
@@ -573,6 +607,17 @@ class NumbaEngine:
 
 
 ENGINES = {"torch": TorchEngine, "numba": NumbaEngine}
+
+
+def placement(device="auto", engine="auto"):
+    """Where a run computes, decided here alone: (the torch.device that trains and evaluates, the sleep's engine).
+    device: "auto" (CUDA where torch finds it, else the CPU), "cpu", "cuda", "cuda:N" or a torch.device;
+    engine: "auto" (numba on the CPU, torch on a GPU), "numba" or "torch". The numba engine with a GPU
+    trains there and sleeps on the CPU (sleep_on_spikes moves the weights there and back)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    return device, engine if engine != "auto" else "numba" if device.type == "cpu" else "torch"
 
 
 # ---------------------------------------------------------------- the fast kernel

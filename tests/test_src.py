@@ -235,7 +235,8 @@ def test_draws_lie_in_0_1_so_zero_pixels_never_fire(monkeypatch):
     # The spike test is u / (2 dt rate) <= p with u = 1 - rand in (0, 1], like MATLAB's rand. Forcing
     # rand to return 0 (u = 1, its edge) must leave pixels of value 0 silent and fire those at or above
     # 1 / (2 dt rate) = 0.5; a draw u = rand would fire the zeros (0 <= 0) and none of the others.
-    monkeypatch.setattr(torch, "rand", lambda *shape, generator=None, dtype=None: torch.zeros(*shape, dtype=dtype))
+    monkeypatch.setattr(torch, "rand", lambda *shape, generator=None, dtype=None, device=None:
+                        torch.zeros(*shape, dtype=dtype, device=device))
     image = torch.zeros(28, 28)
     image[:, 14:] = 0.5
     s = src.input_spikes(image.flatten(), 200, torch.Generator().manual_seed(0), rate=1000.0, dt=0.001,
