@@ -114,8 +114,10 @@ def stages_problem(rows, what, named):
     odd = [s for s in stages if not named(s)] + [s for s in set(stages) if stages.count(s) > 1]
     if odd:
         return f"{what}: a stage {odd[0]!r} that is not one"
-    if not all(r.keys() == rows[0].keys() and all(number(v) for k, v in r.items() if k != "stage") for r in rows):
-        return f"{what}: a value that is not a number, or columns that differ between stages"
+    if not all(r.keys() == rows[0].keys() for r in rows):
+        return f"{what}: columns that differ between stages"
+    if not all(number(v) for r in rows for k, v in r.items() if k != "stage"):
+        return f"{what}: a value that is not a number"
     return ""
 
 
@@ -274,10 +276,12 @@ def spawn(cfg, run_dir, workers):
     try:
         for p in procs:
             p.wait()
-    finally:
+    finally:   # (stopped: the workers stop too, and are awaited)
         for p in procs:
             if p.poll() is None:
                 p.terminate()
+        for p in procs:
+            p.wait()
     if any(p.returncode for p in procs):
         config.fail(f"a worker failed (exit code {max(p.returncode for p in procs)}); see its message above and "
                     f"{os.path.join(run_dir, 'run.log')}")
