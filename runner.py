@@ -102,7 +102,10 @@ JOB = re.compile(r"(.+)-seed(\d+)\.json")              # a job file's name: (met
 STAGE = re.compile(r"init|train_(\d+|all)|sleep_\d+|merged|final")
 SLEEP_ANALYSES = ("task", "confusion_before", "confusion_after", "class_accuracy_change", "weights", "spikes",
                   "reactivation", "correlation_before", "correlation_after")   # sleep_analysis.analyse's keys
-number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)   # (JSON's true is not a number here)
 
 
 def stages_problem(rows, what, named):

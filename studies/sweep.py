@@ -3,9 +3,10 @@
 A sweep is a declaration (`Sweep`): its rows (a label, mnist_exp.py's options and the methods to run), the
 table made from the finished rows and a figure. `main` gives every sweep the same command line: it checks
 every row's options before anything runs (a bad one is mnist_exp.py's one-line error), with --run runs
-the rows that are not finished (finished jobs are skipped, so a stopped sweep resumes; Ctrl-C stops it with
-one line), and rebuilds the table and the figure from the run folders alone. --out is the folder of the
-rows' run folders, as for mnist_exp.py; the table and the figure go in OUT/NAME/.
+the rows that are not finished (finished jobs are skipped, so a stopped sweep resumes; Ctrl-C or SIGTERM
+stops it, and the running row, with one line), and rebuilds the table and the figure from the run folders alone. --out is the folder of the
+rows' run folders, as for mnist_exp.py; the table and the figure go in OUT/NAME/. What it reads of a run
+folder is results.py's. A library: python studies/bridge.py (or another sweep) runs one.
 """
 import argparse
 import dataclasses
