@@ -435,6 +435,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if not os.path.isdir(os.path.join(args.run_dir, "jobs")):
         fail(f"{args.run_dir} is not a run folder (it has no jobs/): give a folder that mnist_exp.py wrote", "visualize.py")
+    results.read_jobs(args.run_dir)   # every job file checked before anything is written
     runner.writable(args.png_dir or os.path.join(args.run_dir, "png"), "--png-dir")
     written = main(args.run_dir, args.png_dir)
     print(f"tables in {args.run_dir}: results.csv, stable_rank.csv, capacity.csv, summary.csv, summary.md")

@@ -217,6 +217,7 @@ def test_the_printed_table_is_the_command_s_and_a_bad_job_file_is_computed_again
     shown = subprocess.run([sys.executable, "visualize.py", run_dir], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert shown.returncode == 2 and shown.stderr.count("\n") == 1, shown.stderr
     assert "sequential-seed1.json is damaged (rows: a stage 'train_one' that is not one)" in shown.stderr
+    assert not os.path.exists(os.path.join(run_dir, "png"))   # nothing written
     again = subprocess.run(cmd + ["--seeds", "0", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "| sequential | 2 |" in again.stdout, again.stderr
     assert "sequential-seed1.json or .npz is damaged (rows: a stage 'train_one' that is not one); computing it again" \
