@@ -305,6 +305,9 @@ def parse_args(argv, prog=None, parser=None):
             kw["type"] = kind
         p.add_argument(option(name), **kw)
     valued = {option(k): k in LISTS for k, f in FIELDS.items() if f.metadata["kind"] is not bool}
+    for o in map(option, LISTS):   # argparse keeps the last of a repeated option: --seeds 0 --seeds 1 would run seed 1
+        if sum(a == o or a.startswith(o + "=") for a in argv) > 1:
+            fail(f"{o} is given more than once: give its values once ({o} 0 1, or {o} 0,1)", prog)
     args, unknown = p.parse_known_args(joined(argv, valued))
     if unknown and not INTERACTIVE:
         p.error(f"unrecognized arguments: {' '.join(unknown)}")

@@ -23,6 +23,7 @@ import sys
 import config  # first: it pins the CPU code paths and threads before torch loads (codepath.py)
 import numpy as np
 import methods
+import results
 import runner
 import visualize
 from methods import evaluate, initial_net, prepare, run_method, sleep_task, train_task
@@ -82,14 +83,15 @@ print(config.describe(cfg))
 # %% Run: every (method, seed) job the run folder does not hold yet
 run_dir = runner.run(cfg)
 
-# %% Tables, rebuilt from the run folder's job files
-summary = visualize.tables(run_dir)
+# %% Tables, rebuilt from the job files of this command's methods and seeds (summary.md names the folder's others)
+asked = [(m, s) for s in cfg.seeds for m in cfg.methods]
+summary = results.tables(run_dir, asked)
 with open(os.path.join(run_dir, "summary.md")) as f:
     print(f.read())
 
 # %% Figures, rebuilt from the run folder alone (python visualize.py RUN_DIR does the same)
 if cfg.figures:
-    written = visualize.figures(run_dir, cfg.png_dir or os.path.join(run_dir, "png"))
+    written = visualize.figures(run_dir, cfg.png_dir or os.path.join(run_dir, "png"), asked)
     runner.log(run_dir, f"figures in {os.path.dirname(written[0])}")
 
 # %% Explore (interactive only): train task 1 of the first seed once, and keep it

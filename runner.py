@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -93,45 +94,113 @@ def versions(device):
 
 # ---------------------------------------------------------------- jobs
 def job_path(run_dir, method, seed):
+    """A job's files without their ending (.json, .npz, .lock): the one place their name is made (JOB reads it)."""
     return os.path.join(run_dir, "jobs", f"{method}-seed{seed}")
 
 
-def record_problem(rec):
-    """'' when a job's record holds what the tables read (its method, seed, times and every stage's accuracy
-    on each task and on all), else what it lacks."""
+JOB = re.compile(r"(.+)-seed(\d+)\.json")              # a job file's name: (method, seed)
+STAGE = re.compile(r"init|train_(\d+|all)|sleep_\d+|merged|final")
+SLEEP_ANALYSES = ("task", "confusion_before", "confusion_after", "class_accuracy_change", "weights", "spikes",
+                  "reactivation", "correlation_before", "correlation_after")   # sleep_analysis.analyse's keys
+
+
+def number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)   # (JSON's true is not a number here)
+
+
+def stages_problem(rows, what, named):
+    """'' when rows is a list of {stage, column: number}, each with the columns of the first and a stage of its own
+    that named(stage) allows; else what is wrong."""
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("stage"), str) for r in rows):
+        return f"{what}: not a list of stages"
+    stages = [r["stage"] for r in rows]
+    odd = [s for s in stages if not named(s)] + [s for s in set(stages) if stages.count(s) > 1]
+    if odd:
+        return f"{what}: a stage {odd[0]!r} that is not one"
+    if not all(r.keys() == rows[0].keys() for r in rows):
+        return f"{what}: columns that differ between stages"
+    if not all(number(v) for r in rows for k, v in r.items() if k != "stage"):
+        return f"{what}: a value that is not a number"
+    return ""
+
+
+def record_problem(rec, method=None, seed=None):
+    """'' when a job's record holds what its readers read, else what is wrong, in a few words: its method and seed
+    (those its file's name gives), its times, every stage's accuracy on each task and on all (numbers, the last
+    stage "final"), and its analyses of those stages (stable ranks, capacity, SRC's synthetic networks, iCaRL's
+    nearest-mean accuracy, the sleeps' analyses, whose contents are not checked)."""
     if not isinstance(rec, dict):
         return f"a JSON {type(rec).__name__}, not a job's record"
-    missing = [k for k in ("method", "seed", "rows", "time") if k not in rec]
+    missing = [k for k in ("method", "seed", "rows", "stable_rank", "time") if k not in rec]
     if missing:
         return "no " + ", ".join(missing)
+    if not isinstance(rec["method"], str) or type(rec["seed"]) is not int:
+        return "a method that is not a name or a seed that is not a whole number"
+    if method is not None and (rec["method"], rec["seed"]) != (method, seed):
+        return f"the record of {rec['method']} seed {rec['seed']}"
+    if not isinstance(rec["time"], dict) or not all(map(number, rec["time"].values())) or "total" not in rec["time"]:
+        return "no total time, or a time that is not a number"
+    problem = stages_problem(rec["rows"], "rows", STAGE.fullmatch)
+    if problem:
+        return problem
     rows = rec["rows"]
-    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and {"stage", "all"} <= set(r) for r in rows):
-        return "rows without a stage or an accuracy"
-    tasks = {k for k in rows[0] if k.startswith("task_") and k[5:].isdigit()}
-    if not tasks or not all(tasks <= set(r) for r in rows) or "total" not in rec["time"]:
-        return "rows without the tasks' accuracies, or no total time"
+    stages, columns = [r["stage"] for r in rows], list(rows[0]) if rows else []
+    tasks = [c for c in columns if c.startswith("task_") and c[5:].isdigit()]
+    if not rows or stages[-1] != "final" or "all" not in columns or tasks != [f"task_{k + 1}" for k in range(len(tasks))] \
+            or not tasks or len(rec.get("tasks", tasks)) != len(tasks):
+        return "rows without the accuracy on each task and on all, or without a last stage 'final'"
+    earlier = set(stages[:-1])
+    for key, named in (("stable_rank", earlier.__contains__), ("nme", set(stages).__contains__),
+                       ("synthetic", lambda s: s.startswith("synthetic_") and "sleep" + s[9:] in earlier)):
+        problem = stages_problem(rec.get(key, []), key, named)
+        if problem:
+            return problem
+    capacity = rec.get("capacity", [])
+    if rec["stable_rank"] and [r["stage"] for r in rec["stable_rank"]] != stages[:-1] or not isinstance(capacity, list) \
+            or capacity and [c.get("stage") if isinstance(c, dict) else None for c in capacity] != stages[:-1]:
+        return "stable ranks or capacity not of the stages of its rows"
+    if not all(isinstance(layer, dict) and {"dims", "overlap"} <= layer.keys() for c in capacity
+               for layer in (c.get("layers") if isinstance(c.get("layers"), list) else [None])):
+        return "capacity without each layer's dims and overlap"
+    sleeps, slept = rec.get("analysis", []), rec.get("sleep", [])
+    if not isinstance(sleeps, list) or not isinstance(slept, list) or not all(
+            isinstance(a, dict) and a.keys() >= set(SLEEP_ANALYSES) and f"sleep_{a['task']}" in earlier for a in sleeps) \
+            or not all(isinstance(s, dict) and {"task", "steps"} <= s.keys() for s in slept):
+        return "sleeps' analyses without their keys, or of a sleep its rows do not have"
+    if rec.get("diverged", "final") not in stages or not all(number(rec.get(k, 0)) for k in ("kept_bytes", "exemplar_bytes")) \
+            or not all(map(number, rec.get("exemplars", {}).values())):
+        return "a diverged stage it does not have, or kept bytes or exemplars that are not numbers"
     return ""
+
+
+def read_job(run_dir, method, seed):
+    """A job's record, checked (record_problem): (record, ''), or (None, what is wrong with its file), or (None, '')
+    when it has none (not finished)."""
+    path = job_path(run_dir, method, seed) + ".json"
+    if not os.path.exists(path):
+        return None, ""
+    try:
+        with open(path) as f:
+            rec = json.load(f)
+    except (OSError, ValueError) as err:   # a truncated or empty file, or not text
+        return None, type(err).__name__
+    problem = record_problem(rec, method, seed)
+    return (None, problem) if problem else (rec, "")
 
 
 def job_done(run_dir, method, seed, notice=True):
     """Whether the job's files are there and whole (a damaged one, with a one-line notice, is not: computing
     it again replaces its files)."""
-    path = job_path(run_dir, method, seed)
-    if not os.path.exists(path + ".json"):
-        return False
-    try:
-        with open(path + ".json") as f:
-            rec = json.load(f)
-        problem = record_problem(rec)
-        assert not problem, problem
-        with np.load(path + ".npz") as z:
-            z["labels"]
-        return True
-    except Exception as err:   # a truncated or empty file: JSONDecodeError, BadZipFile, KeyError, EOFError, ...
-        if notice:
-            print(f"{path}.json or .npz is damaged ({type(err).__name__}{': ' + str(err) if isinstance(err, AssertionError) else ''}); "
-                  "computing it again", flush=True)
-        return False
+    rec, problem = read_job(run_dir, method, seed)
+    if rec is not None:
+        try:
+            with np.load(job_path(run_dir, method, seed) + ".npz") as z:
+                z["labels"]
+        except Exception as err:   # BadZipFile, KeyError, EOFError, ...
+            problem = type(err).__name__
+    if problem and notice:
+        print(f"{job_path(run_dir, method, seed)}.json or .npz is damaged ({problem}); computing it again", flush=True)
+    return rec is not None and not problem
 
 
 def claim(run_dir, method, seed, wait=False):
@@ -188,7 +257,7 @@ def work(jobs, cfg, run_dir, ctx=None):
         jobs = later
 
 
-def _die_with_parent():
+def die_with_parent():
     """In a worker, before it starts (Linux): be sent SIGTERM when the parent dies, however it dies."""
     try:
         import ctypes
@@ -205,15 +274,17 @@ def spawn(cfg, run_dir, workers):
     cmd = [sys.executable, os.path.join(config.ROOT, "runner.py"), run_dir, "--methods", ",".join(cfg.methods),
            "--seeds", *map(str, cfg.seeds),
            "--device", cfg.device, "--engine", cfg.engine, "--data-dir", cfg.data_dir, "--quiet"]
-    procs = [subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    procs = [subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent if sys.platform == "linux" else None)
              for _ in range(workers)]
     try:
         for p in procs:
             p.wait()
-    finally:
+    finally:   # (stopped: the workers stop too, and are awaited)
         for p in procs:
             if p.poll() is None:
                 p.terminate()
+        for p in procs:
+            p.wait()
     if any(p.returncode for p in procs):
         config.fail(f"a worker failed (exit code {max(p.returncode for p in procs)}); see its message above and "
                     f"{os.path.join(run_dir, 'run.log')}")
@@ -229,6 +300,11 @@ def checked_data(cfg):
     return ctx
 
 
+def folder(cfg):
+    """The run folder of a config: OUT/NAME (config.run_name)."""
+    return os.path.join(cfg.out, config.run_name(cfg))
+
+
 def open_folder(cfg):
     """The run folder of a config, made and checked, with its config.json (written once: it names the folder),
     and the data, checked before the folder is made (a run refused for its sizes leaves no folder)."""
@@ -242,7 +318,7 @@ def open_folder(cfg):
     except OSError as err:
         config.fail(f"--data-dir {cfg.data_dir}: {err.strerror or err}; point it at a folder you can write")
     ctx = checked_data(cfg)
-    run_dir = os.path.join(cfg.out, config.run_name(cfg))
+    run_dir = folder(cfg)
     writable(os.path.join(run_dir, "jobs"), "--out")
     path = os.path.join(run_dir, "config.json")
     record = json.dumps(dict(config.science(cfg), versions=versions(torch.device("cpu"))), indent=1)
@@ -269,7 +345,7 @@ def run(cfg):
                 os.close(lock)
     log(run_dir, f"run folder {run_dir}: {len(todo)} of {len(jobs)} jobs to run ({config.describe(cfg)})")
     handle = threading.current_thread() is threading.main_thread() and not config.INTERACTIVE
-    previous = signal.signal(signal.SIGTERM, _stop) if handle else None
+    previous = signal.signal(signal.SIGTERM, interrupt) if handle else None
     t = time.perf_counter()
     try:
         if todo:
@@ -292,7 +368,8 @@ def run(cfg):
     return run_dir
 
 
-def _stop(signum, frame):
+def interrupt(signum, frame):
+    """A signal handler: SIGTERM stops as Ctrl-C does."""
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -304,7 +381,7 @@ if __name__ == "__main__":
     cfg = config.resolve(config.DEFAULTS, ["--config", os.path.join(run_dir, "config.json"), *sys.argv[2:]], "runner.py")
     if config.run_name(cfg) != os.path.basename(run_dir):
         config.fail(f"{run_dir}/config.json does not match the folder's name: delete the folder", "runner.py")
-    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         work([(m, s) for s in cfg.seeds for m in cfg.methods], cfg, run_dir)
     except KeyboardInterrupt:

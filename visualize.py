@@ -21,10 +21,6 @@ sleep_<analysis>_<method>.png   what each sleep did (sleep_analysis.py; first se
                   between-class correlation of activations (and the accuracy during sleep with --sleep-window)
 """
 import argparse
-import csv
-import glob
-import io
-import json
 import os
 import textwrap
 from collections import defaultdict
@@ -35,161 +31,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-import analysis
+import results
+import runner
 import sleep_analysis
 from config import Parser, fail
-from runner import record_problem, write_atomic, write_text
-
-
-# %% Tables
-def read_jobs(run_dir):
-    """The finished jobs of a run folder, in the order of the methods' table, then by seed."""
-    from methods import METHODS
-    recs, jobs_dir = [], os.path.join(run_dir, "jobs")
-    for name in sorted(os.listdir(jobs_dir) if os.path.isdir(jobs_dir) else []):
-        if name.endswith(".json") and not name.startswith("."):
-            try:
-                with open(os.path.join(jobs_dir, name)) as f:
-                    recs.append(json.load(f))
-                problem = record_problem(recs[-1])
-                assert not problem, problem
-            except (OSError, ValueError, AssertionError) as err:
-                fail(f"{os.path.join(jobs_dir, name)} is damaged ({type(err).__name__}{': ' + str(err) if str(err) else ''}): "
-                     "delete it and run the experiment's command again (or add --force)", "visualize.py")
-    if not recs:
-        fail(f"{run_dir} holds no finished job (jobs/*.json): is it a run folder of mnist_exp.py?", "visualize.py")
-    order = {m: i for i, m in enumerate(METHODS)}
-    return sorted(recs, key=lambda r: (order.get(r["method"], len(order)), r["method"], r["seed"]))
-
-
-def task_names(recs, n, dataset=None):
-    """The names of the n task columns: "T1 (0, 1)", ... by their digits (of a pair of datasets: by the
-    dataset) when every job learnt the same order; "T1", ... (the first task learnt, ...) when the order is
-    the seed's (--task-order random), and then one line per seed with its order."""
-    import data
-    orders = {tuple(map(tuple, r["tasks"])) for r in recs if "tasks" in r}
-    parts = data.DATASETS.get(dataset, {}).get("parts")
-    name = (lambda t: parts[t[0] // len(t)]) if parts else lambda t: ", ".join(map(str, t))
-    if len(orders) == 1:
-        return [f"T{k + 1} ({name(t)})" for k, t in enumerate(orders.pop())], ""
-    by_seed = {r["seed"]: r["tasks"] for r in recs if "tasks" in r}
-    return [f"T{k + 1}" for k in range(n)], ("Tk: the k-th task learnt; each seed's order: " + "; ".join(
-        f"seed {s}: " + " ".join("(" + name(t) + ")" for t in order) for s, order in sorted(by_seed.items()))
-        + ".\n\n" if by_seed else "")
-
-
-def run_dataset(run_dir):
-    """The dataset of a run folder (its config.json), None when it cannot be read."""
-    try:
-        with open(os.path.join(run_dir, "config.json")) as f:
-            return json.load(f).get("dataset")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def write_long_csv(path, recs, rows_of, digits):
-    """One row per method, seed and stage, of the rows rows_of(record) gives."""
-    cols = [c for c in rows_of(recs[0])[0] if c != "stage"]
-    lines = [",".join(["method", "seed", "stage", *cols])]
-    lines += [",".join([r["method"], str(r["seed"]), row["stage"]] + [f"{row.get(c, np.nan):.{digits}f}" for c in cols])
-              for r in recs for row in rows_of(r)]
-    write_text(path, "\n".join(lines) + "\n")
-
-
-def tables(run_dir):
-    """Write results.csv, stable_rank.csv, summary.csv and summary.md from the job files; returns the summary."""
-    recs = read_jobs(run_dir)
-    # iCaRL's nearest-mean-of-exemplars accuracy: a classifier of its own, a row "METHOD (NME)" after the method's
-    nme = [dict(r, method=f"{r['method']} (NME)", rows=r["nme"], synthetic=[]) for r in recs if r.get("nme")]
-    order = list(dict.fromkeys(m for r in recs for m in (r["method"], f"{r['method']} (NME)")))
-    scored = sorted(recs + nme, key=lambda r: (order.index(r["method"]), r["seed"]))
-    # results.csv: the method's stages, then SRC's synthetic diagnostic (not a stage: no metric reads it)
-    write_long_csv(os.path.join(run_dir, "results.csv"), scored, lambda r: r["rows"] + r.get("synthetic", []), 2)
-    nets = [r for r in recs if r["stable_rank"]]   # the methods with a network (not NCM, SLDA)
-    if nets:
-        write_long_csv(os.path.join(run_dir, "stable_rank.csv"), nets, lambda r: r["stable_rank"], 4)
-    if nets and all(r.get("capacity") for r in nets):
-        write_long_csv(os.path.join(run_dir, "capacity.csv"), nets, capacity_rows, 4)
-    cols = [k for k in recs[0]["rows"][0] if k.startswith("task_") and k[5:].isdigit()]
-    keys = cols + ["all", "task_il", "acc", "bwt", "forgetting", "seconds"]
-    summary = []
-    for method in dict.fromkeys(r["method"] for r in scored):
-        group = [r for r in scored if r["method"] == method]
-        # (task_il: nan in job files made before it was recorded)
-        values = {c: [r["rows"][-1].get(c, np.nan) for r in group] for c in cols + ["all", "task_il"]}
-        metrics = [analysis.cl_metrics([(row["stage"], [row[c] for c in cols]) for row in r["rows"][:-1]],
-                                       [r["rows"][-1][c] for c in cols]) for r in group]
-        values.update({m: [x[m] for x in metrics] for m in ("acc", "bwt", "forgetting")})
-        values["seconds"] = [r["time"]["total"] for r in group]
-        summary.append(dict(method=method, seeds=[r["seed"] for r in group], finals=values["all"],
-                            diverged=sum("diverged" in r for r in group),
-                            **{k: analysis.mean_std(v) for k, v in values.items()}))
-    fmt = lambda v: analysis.text(*v)
-    text = "method,n,seeds,diverged," + ",".join(f"{k}_mean,{k}_std" for k in keys) + "\n"
-    for row in summary:
-        text += (f"{row['method']},{len(row['seeds'])},{' '.join(map(str, row['seeds']))},{row['diverged']},"
-                 + ",".join(f"{row[k][0]:.3f},{row[k][1]:.3f}" for k in keys) + "\n")
-    write_text(os.path.join(run_dir, "summary.csv"), text)
-    with io.StringIO() as f:
-        names, orders = task_names(recs, len(cols), run_dataset(run_dir))
-        f.write("Mean ± sample standard deviation (ddof 1) over the n seeds; task-IL: each image classified among its "
-                "own task's outputs only (the task label given); ACC, BWT and forgetting as in "
-                "analysis.cl_metrics.\n\n" + orders)
-        f.write("| method | n | final, all classes (%) | " + " | ".join(names)
-                + " | task-IL | ACC | BWT | forgetting | s per job | finals per seed |\n" + "|---" * (len(keys) + 3) + "|\n")
-        for row in summary:
-            name = row["method"] + (f" ({row['diverged']} diverged)" if row["diverged"] else "")
-            f.write(f"| {name} | {len(row['seeds'])} | **{fmt(row['all'])}** | "
-                    + " | ".join(fmt(row[c]) for c in cols) + " | "
-                    + " | ".join(fmt(row[k]) for k in ("task_il", "acc", "bwt", "forgetting", "seconds")) + " | "
-                    + ", ".join(f"{v:.1f}" for v in row["finals"]) + " |\n")
-        for method in dict.fromkeys(r["method"] for r in recs if "diverged" in r):
-            f.write(f"\n{method}: the network's weights stopped being finite (diverged), scored as they are: "
-                    + ", ".join(f"seed {r['seed']} at {r['diverged']}" for r in recs
-                                if r["method"] == method and "diverged" in r) + ".\n")
-        for method in dict.fromkeys(r["method"] for r in recs if "sleep_reads" in r):
-            r = next(r for r in recs if r["method"] == method)
-            f.write(f"\n{method}: each sleep reads {r['sleep_reads']}.\n")
-        for method in dict.fromkeys(r["method"] for r in recs if "kept_bytes" in r):
-            r = next(r for r in recs if r["method"] == method)
-            f.write(f"\n{method}: kept between tasks besides the weights: {r['kept_what']}, {r['kept_bytes']:,} bytes.\n")
-        for method in dict.fromkeys(r["method"] for r in recs if "exemplars" in r):
-            r = next(r for r in recs if r["method"] == method)
-            f.write(f"\n{method}: its memory ends with {sum(r['exemplars'].values())} exemplar images "
-                    f"({r['exemplar_bytes']:,} bytes); NME: the nearest-mean-of-exemplars classifier.\n")
-        write_text(os.path.join(run_dir, "summary.md"), f.getvalue())
-    return summary
-
-
-def capacity_rows(rec):
-    """One row per stage: layer_L_task_T (components for 90 % of the variance) and layer_L_overlap (the mean
-    overlap of the subspaces of every pair of tasks)."""
-    rows = []
-    for entry in rec["capacity"]:
-        row = dict(stage=entry["stage"])
-        for l, layer in enumerate(entry["layers"]):
-            row.update({f"layer_{l + 1}_task_{t + 1}": d for t, d in enumerate(layer["dims"])})
-            m = np.array(layer["overlap"], dtype=np.float64)
-            row[f"layer_{l + 1}_overlap"] = float(np.nanmean(m[~np.eye(len(m), dtype=bool)])) if len(m) > 1 else np.nan
-        rows.append(row)
-    return rows
+from runner import write_atomic
 
 
 # %% Figures
-
-
-def read_table(path, skip=()):
-    """{method: {stage: [row of floats per seed]}} and the value columns (but `skip`), from a long-format CSV."""
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        fail(f"{path} is empty: run python visualize.py RUN_DIR to rebuild the tables", "visualize.py")
-    cols = [c for c in rows[0] if c not in ("method", "seed", "stage", *skip)]
-    table = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        if r["stage"] != "final":  # a copy of the method's last stage
-            table[r["method"]][r["stage"]].append([float(r[c]) for c in cols])
-    return table, cols
 
 
 def save(fig, path, dpi):
@@ -433,22 +282,22 @@ def plot_activations(npz_path, method, path):
     return True
 
 
-def figures(run_dir, png_dir):
-    """Every figure of a run folder (its tables written first); returns the paths written."""
+def figures(run_dir, png_dir, asked=None):
+    """Every figure of a run folder (its tables written first, of the same jobs); returns the paths written.
+    asked: [(method, seed)], the jobs to draw (results.tables); None: every job of the folder."""
     paths = [os.path.join(png_dir, "accuracy.png"), os.path.join(png_dir, "stable_rank.png")]
     first = {}
-    for path in sorted(glob.glob(os.path.join(run_dir, "jobs", "*-seed*.npz")),
-                       key=lambda p: int(p.rsplit("seed", 1)[1].split(".")[0])):
-        first.setdefault(os.path.basename(path).rsplit("-seed", 1)[0], path)
+    for method, seed in sorted(results.jobs_in(run_dir) if asked is None else asked, key=lambda job: job[1]):
+        first.setdefault(method, runner.job_path(run_dir, method, seed) + ".npz")
     os.makedirs(png_dir, exist_ok=True)
-    table, cols = read_table(os.path.join(run_dir, "results.csv"), skip=("task_il",))   # the figure: class-IL
-    names = task_names(read_jobs(run_dir), len(cols) - 1, run_dataset(run_dir))[0]
+    table, cols = results.read_table(os.path.join(run_dir, "results.csv"), skip=("task_il",))   # the figure: class-IL
+    names = results.task_names(results.read_jobs(run_dir, asked), len(cols) - 1, results.run_dataset(run_dir))[0]
     plot_accuracy(table, cols, paths[0], [n.replace("T", "task ", 1) + ("" if "(" in n else " learnt") for n in names])
     if os.path.exists(os.path.join(run_dir, "stable_rank.csv")):
-        plot_stable_rank(*read_table(os.path.join(run_dir, "stable_rank.csv")), paths[1])
+        plot_stable_rank(*results.read_table(os.path.join(run_dir, "stable_rank.csv")), paths[1])
     else:
         paths.pop()
-    capacity = read_table(os.path.join(run_dir, "capacity.csv")) if os.path.exists(os.path.join(run_dir, "capacity.csv")) else ({}, [])
+    capacity = results.read_table(os.path.join(run_dir, "capacity.csv")) if os.path.exists(os.path.join(run_dir, "capacity.csv")) else ({}, [])
     if any(m in capacity[0] for m in CAPACITY_FIGURE):
         paths.append(os.path.join(png_dir, "capacity.png"))
         plot_capacity(*capacity, paths[-1])
@@ -456,7 +305,7 @@ def figures(run_dir, png_dir):
         if plot_activations(path, method, os.path.join(png_dir, f"activations_{method}.png")):
             paths.append(os.path.join(png_dir, f"activations_{method}.png"))
     slept = {}
-    for r in read_jobs(run_dir):   # the first seed of each method that recorded its sleeps' analyses
+    for r in results.read_jobs(run_dir, asked):   # the first seed of each method that recorded its sleeps' analyses
         if r.get("analysis"):
             slept.setdefault(r["method"], r)
     for rec in slept.values():
@@ -589,7 +438,7 @@ def finish(fig, title, path):
 
 def main(run_dir, png_dir=None):
     """Rebuild every table and figure of a run folder from its job files."""
-    tables(run_dir)
+    results.tables(run_dir)
     return figures(run_dir, png_dir or os.path.join(run_dir, "png"))
 
 
@@ -601,8 +450,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if not os.path.isdir(os.path.join(args.run_dir, "jobs")):
         fail(f"{args.run_dir} is not a run folder (it has no jobs/): give a folder that mnist_exp.py wrote", "visualize.py")
-    from runner import writable
-    writable(args.png_dir or os.path.join(args.run_dir, "png"), "--png-dir")
+    results.read_jobs(args.run_dir)   # every job file checked before anything is written
+    runner.writable(args.png_dir or os.path.join(args.run_dir, "png"), "--png-dir")
     written = main(args.run_dir, args.png_dir)
     print(f"tables in {args.run_dir}: results.csv, stable_rank.csv, capacity.csv, summary.csv, summary.md")
     print("figures: " + ", ".join(written))

@@ -10,3 +10,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 if os.path.abspath(os.getcwd()) == os.path.dirname(os.path.abspath(__file__)):
     os.chdir(ROOT)
+if __name__ == "__main__":
+    print("project.py: error: a library, not a study: the studies' first import (python studies/bridge.py --help "
+          "runs a study)", file=sys.stderr)
+    raise SystemExit(2)

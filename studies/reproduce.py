@@ -25,7 +25,6 @@ import json
 import math
 import os
 import shlex
-import subprocess
 import sys
 
 import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
@@ -33,7 +32,7 @@ import config  # first: the pinned code paths and threads
 import codepath
 
 import analysis
-import runner
+import results
 
 PROG = "reproduce.py"
 MANIFEST = os.path.join(config.ROOT, "studies", "reproduce.json")
@@ -82,20 +81,14 @@ def shown(script, options, methods, seeds):
 
 def run_dir(options, methods, out, name):
     """mnist_exp.py's run folder for these options (the one its command fills)."""
-    argv = options + ([] if "--methods" in options else ["--methods", ",".join(methods)]) + ["--out", out]
-    cfg = config.resolve(config.DEFAULTS, argv, f"{PROG}, entry {name}")
-    return os.path.join(cfg.out, config.run_name(cfg))
+    return results.run_dir(options, ",".join(methods), out, f"{PROG}, entry {name}")
 
 
 # %% What the runs give: each seed's value of a method's metric
 def job(folder, method, seed):
     """A finished job's record (for "METHOD (NME)", iCaRL's nearest-mean scores as its rows); None when not finished."""
-    base = method.removesuffix(" (NME)")
-    if not runner.job_done(folder, base, seed, notice=False):
-        return None
-    with open(runner.job_path(folder, base, seed) + ".json") as f:
-        rec = json.load(f)
-    return dict(rec, rows=rec["nme"]) if method.endswith(" (NME)") else rec
+    rec = results.job(folder, method.removesuffix(" (NME)"), seed)
+    return rec and (dict(rec, rows=rec["nme"]) if method.endswith(" (NME)") else rec)
 
 
 def measure(rec, metric):
@@ -224,12 +217,9 @@ def compute(entries, manifest, out, workers):
             commands[key] = list(dict.fromkeys(commands.get(key, []) + methods))
     for (script, options, seeds), methods in commands.items():
         print(f"== {shown(script, list(options), methods, seeds)}", flush=True)
-        if script == "mnist_exp.py":
-            argv = list(options) + ([] if "--methods" in options else ["--methods", ",".join(methods)]) + [
-                "--seeds", *map(str, seeds), "--workers", str(workers), "--out", out, "--quiet", "--no-figures"]
-        else:
-            argv = [*options, "--seeds", *map(str, seeds), *STUDIES[script][1](out, workers)]
-        code = subprocess.run([sys.executable, os.path.join(config.ROOT, script), *argv]).returncode
+        code = results.experiment(options, ",".join(methods), seeds, out, workers) if script == "mnist_exp.py" else \
+            results.child([sys.executable, os.path.join(config.ROOT, script), *options, "--seeds", *map(str, seeds),
+                           *STUDIES[script][1](out, workers)])
         if code:
             print(f"(it failed: exit code {code}; its entries read what it finished)", flush=True)
 
@@ -278,7 +268,11 @@ def main(argv):
               + " on 2 cores (jobs that entries share counted once)")
         return 0
     if not args.check:
-        compute(entries, manifest, args.out, args.workers)
+        try:
+            compute(entries, manifest, args.out, args.workers)
+        except KeyboardInterrupt:   # Ctrl-C or SIGTERM: the run in progress stopped (results.child)
+            print(f"{PROG}: stopped; the finished jobs are kept: run the same command to resume", file=sys.stderr)
+            return 130
     verdicts = {e["name"]: verdict(e, manifest, args.out) for e in entries}
     for name, said in verdicts.items():
         print(f"{name:<{width}}  {said}")

@@ -3,30 +3,27 @@
 A sweep is a declaration (`Sweep`): its rows (a label, mnist_exp.py's options and the methods to run), the
 table made from the finished rows and a figure. `main` gives every sweep the same command line: it checks
 every row's options before anything runs (a bad one is mnist_exp.py's one-line error), with --run runs
-the rows that are not finished (finished jobs are skipped, so a stopped sweep resumes; Ctrl-C stops it with
-one line), and rebuilds the table and the figure from the run folders alone. --out is the folder of the
-rows' run folders, as for mnist_exp.py; the table and the figure go in OUT/NAME/.
+the rows that are not finished (finished jobs are skipped, so a stopped sweep resumes; Ctrl-C or SIGTERM
+stops it, and the running row, with one line), and rebuilds the table and the figure from the run folders alone. --out is the folder of the
+rows' run folders, as for mnist_exp.py; the table and the figure go in OUT/NAME/. What it reads of a run
+folder is results.py's. A library: python studies/bridge.py (or another sweep) runs one.
 """
 import argparse
-import csv
 import dataclasses
-import json
 import os
-import signal
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
+import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import config  # first: the pinned code paths and threads
 import matplotlib
-import numpy as np
 
 matplotlib.use("Agg")
 
 import analysis
+import results
 import runner
-import visualize
 
 SEEDS = ("0", "1", "2", "3", "4")   # the report seeds
 DATASET_SUFFIX = {"mnist": "", "fashion-mnist": "_fashion", "mnist-fashion": "_cross"}
@@ -64,66 +61,22 @@ def fmt(value):
 
 def folder(row, options=None):
     """The run folder of a row (or of other options of mnist_exp.py, in the same --out)."""
-    cfg = config.resolve(config.DEFAULTS, [*(row.options if options is None else options), "--methods", row.methods,
-                                           "--out", row.out])
-    return os.path.join(cfg.out, config.run_name(cfg))
-
-
-def job_files(run_dir):
-    """The finished job files of a run folder."""
-    jobs = os.path.join(run_dir, "jobs")
-    return [os.path.join(jobs, f) for f in os.listdir(jobs) if f.endswith(".json") and not f.startswith(".")] \
-        if os.path.isdir(jobs) else []
+    return results.run_dir(row.options if options is None else options, row.methods, row.out)
 
 
 def finished(row, options=None):
-    """{method: (mean, std, n, diverged)} of the final accuracy in a row's run folder (empty if none has
-    finished). A row stopped part way has job files newer than its summary: the summary is made again first."""
-    run_dir = folder(row, options)
-    path = os.path.join(run_dir, "summary.csv")
-    jobs = job_files(run_dir)
-    if jobs and (not os.path.exists(path) or max(map(os.path.getmtime, jobs)) > os.path.getmtime(path)):
-        visualize.tables(run_dir)
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return {r["method"]: (float(r["all_mean"]), float(r["all_std"]), int(r["n"]), int(r.get("diverged") or 0))
-                for r in csv.DictReader(f)}
+    """{method: (mean, std, n, diverged)} of the final accuracy in a row's run folder (results.finals)."""
+    return results.finals(folder(row, options))
 
 
 def paired(row, first, second, nme=False):
-    """second's final accuracy minus first's, seed by seed, in a row's run folder (a seed gives both the same
-    initial weights, task order and random streams): (mean, sample std, n), or None without two such seeds.
-    nme: iCaRL's nearest-mean-of-exemplars accuracy instead of the network's."""
-    jobs = os.path.join(folder(row), "jobs")
-    def final(method, seed):
-        with open(os.path.join(jobs, f"{method}-seed{seed}.json")) as f:
-            return json.load(f)["nme" if nme else "rows"][-1]["all"]
-    diffs = [final(second, s) - final(first, s) for s in sweep_seeds(jobs, first, second)]
-    return (float(np.mean(diffs)), float(np.std(diffs, ddof=1)), len(diffs)) if len(diffs) > 1 else None
+    """second's final accuracy minus first's, seed by seed, in a row's run folder (results.paired)."""
+    return results.paired(folder(row), first, second, nme)
 
 
 def stages(row, method):
-    """{stage: {column: (mean, sample std, n)}} of one method in a row's run folder (its results.csv): the
-    accuracy on each task and on all after every stage; {} when the folder has none."""
-    path = os.path.join(folder(row), "results.csv")
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        found = [r for r in csv.DictReader(f) if r["method"] == method]
-    out = {}
-    for stage in dict.fromkeys(r["stage"] for r in found):
-        got = [r for r in found if r["stage"] == stage]
-        out[stage] = {c: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
-                      for c in got[0] if c not in ("method", "seed", "stage") for v in [[float(r[c]) for r in got]]}
-    return out
-
-
-def sweep_seeds(jobs, *methods):
-    """The seeds every one of the methods has finished in a jobs folder."""
-    have = lambda m: {int(f[len(m) + 5:-5]) for f in os.listdir(jobs) if f.startswith(f"{m}-seed") and f.endswith(".json")} \
-        if os.path.isdir(jobs) else set()
-    return sorted(set.intersection(*(have(m) for m in methods)))
+    """{stage: {column: (mean, sample std, n)}} of one method in a row's run folder (results.stages)."""
+    return results.stages(folder(row), method)
 
 
 def curve(ax, points, **style):
@@ -152,24 +105,16 @@ def sleep_table(results, first, without="without sleep (%)", with_="with sleep (
 
 
 def run_rows(rows, seeds, workers, prog):
-    """Each row's mnist_exp.py in turn (finished jobs are skipped). Ctrl-C reaches this process alone (a row
-    runs in a session of its own): it stops the row's processes, which keep their finished jobs, and says so
-    in one line."""
-    child = None
+    """Each row's mnist_exp.py in turn (finished jobs are skipped). Ctrl-C or SIGTERM stops the row's processes,
+    which keep their finished jobs, and says so in one line; a kill -9 of this process stops them too
+    (results.child)."""
     try:
         for row in rows:
             print(f"== {row.label}", flush=True)
-            cmd = [sys.executable, os.path.join(config.ROOT, "mnist_exp.py"), *row.options, "--methods", row.methods,
-                   "--seeds", *seeds, "--workers", str(workers), "--out", row.out, "--quiet", "--no-figures"]
-            child = subprocess.Popen(cmd, start_new_session=True)
-            if child.wait():
+            if results.experiment(row.options, row.methods, seeds, row.out, workers):
                 config.fail(f"the row '{row.label}' failed; see its message above", prog)
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)   # a second Ctrl-C must not cut the clean-up short
-        if child is not None and child.poll() is None:
-            os.killpg(child.pid, signal.SIGTERM)
-            child.wait()
-        kept = sum(len(job_files(folder(r))) for r in rows)
+        kept = sum(len(results.jobs_in(folder(r))) for r in rows)
         print(f"{prog}: stopped; {kept} finished jobs kept; run the same command to resume", file=sys.stderr)
         raise SystemExit(130)
 
@@ -207,3 +152,8 @@ def main(sweep, argv):
             visualize.say(ax, f"no row has a finished job\nin {args.out}: --run runs them")
     runner.write_atomic(figure, lambda tmp: fig.savefig(tmp, dpi=110), "--png-dir")
     print(f"table in {table}, figure in {figure}")
+
+
+if __name__ == "__main__":
+    config.fail("a library, not a study: it runs the sweeps of bridge.py, replay.py, sensitivity.py, reduced_data.py, "
+                "task2_length.py and icarl_epochs.py (python studies/bridge.py --help)", "sweep.py")

@@ -19,8 +19,8 @@ import torch
 import config
 import constants
 import data
+import results
 import runner
-import visualize
 
 pytestmark = pytest.mark.slow   # runs the scripts: minutes (python -m pytest -m "not slow" leaves them out)
 
@@ -191,7 +191,7 @@ def test_summary_reports_the_sample_std_and_the_stated_metrics(tmp_path):
     for seed, final in finals.items():
         fake_job(tmp_path, "src", seed, [("init", [0, 0]), ("train_1", [99, 0]), ("sleep_1", [93, 5]),
                                          ("train_2", [40, 97]), ("sleep_2", final)])
-    visualize.tables(str(tmp_path))
+    results.tables(str(tmp_path))
     (row,) = read_csv(tmp_path / "summary.csv")
     overall = [sum(f) / 2 for f in finals.values()]
     assert row["n"] == "3" and float(row["all_mean"]) == pytest.approx(np.mean(overall), abs=1e-3)
@@ -512,9 +512,9 @@ def test_two_identical_commands_share_the_jobs_and_compute_each_once(tmp_path, i
     open(os.path.join(run_dir, "jobs", "src-seed5.json"), "w").write('{"method": "src", "seed": 5, "rows": [{"stage": "x"}]}')
     shown = in_process("visualize.py", run_dir)
     assert shown.returncode == 2 and len(shown.stderr.strip().splitlines()) == 1, shown.stderr
-    assert "src-seed5.json is damaged (AssertionError: no time)" in shown.stderr
+    assert "src-seed5.json is damaged (no stable_rank, time)" in shown.stderr
     proc = run(*cmd[1:])
-    assert "src-seed5.json or .npz is damaged (AssertionError: no time); computing it again" in proc.stdout
+    assert "src-seed5.json or .npz is damaged (no stable_rank, time); computing it again" in proc.stdout
     # a garbage .npz: the figures' one-line error, not a traceback
     open(os.path.join(run_dir, "jobs", "src-seed4.npz"), "wb").write(b"not a zip file")
     shown = in_process("visualize.py", run_dir)
@@ -622,8 +622,9 @@ def fake_folder(root, options, methods, summary=None, jobs=None, results=None):
     folder = root / "runs" / config.run_name(cfg)
     (folder / "jobs").mkdir(parents=True)
     for (method, seed), (final, nme) in (jobs or {}).items():
-        (folder / "jobs" / f"{method}-seed{seed}.json").write_text(json.dumps(
-            dict(rows=[dict(stage="final", all=final)], nme=[dict(stage="final", all=nme)])))
+        (folder / "jobs" / f"{method}-seed{seed}.json").write_text(json.dumps(dict(
+            method=method, seed=seed, rows=[dict(stage="final", task_1=final, all=final)], nme=[dict(stage="final", all=nme)],
+            stable_rank=[], time=dict(total=1.0))))
     if summary:   # written after the jobs, as a finished run writes it
         (folder / "summary.csv").write_text("method,n,all_mean,all_std\n" + "".join(
             f"{m},{n},{mean},{std}\n" for m, (mean, std, n) in summary.items()))

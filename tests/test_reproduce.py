@@ -166,7 +166,7 @@ def test_check_reads_each_seeds_job_and_pairs_seeds(tmp_path):
                     dict(stage="final", task_1=final, task_2=100 - final, all=final, task_il=99.0)]
             path = os.path.join(folder, "jobs", f"{method}-seed{seed}")
             with open(path + ".json", "w") as f:
-                json.dump(dict(method=method, seed=seed, rows=rows, time=dict(total=1.0), kept_bytes=0), f)
+                json.dump(dict(method=method, seed=seed, rows=rows, stable_rank=[], time=dict(total=1.0), kept_bytes=0), f)
             np.savez(path + ".npz", labels=np.zeros(1))
     manifest = {"made-up": entry}
     assert reproduce.verdict(entry, manifest, str(tmp_path)) == "holds"
