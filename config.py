@@ -487,6 +487,16 @@ def sleep_constants(cfg):
     return src.Sleep(**{s: getattr(cfg, c) for s, c in SLEEP_FIELDS.items() if s != "alpha"}, alpha=cfg.alpha or None)
 
 
+def preset_sleep(name, dataset="mnist"):
+    """A preset's sleep constants on a dataset (a src.Sleep, for src.sleep_model): what --preset NAME sleeps
+    with, through the one precedence (DEFAULTS < its protocol < the preset). A ValueError names the presets
+    with sleep constants for the dataset when NAME is not one of them."""
+    have = [k for k, (_, constants) in PRESETS.items() if "rate" in constants.get(dataset, {})]
+    if name not in have:
+        raise ValueError(f"{name!r} is not a preset with sleep constants for {dataset} (choose from {', '.join(have)})")
+    return resolve(Config(methods=("src",), dataset=dataset, protocol=PRESETS[name][0], preset=name)).sleep
+
+
 def check(cfg, counted):
     """Every problem of a resolved config, each naming its option ([]: none); it changes nothing. counted: the
     fields you set that count (APPLIES: an option that would do nothing is refused)."""

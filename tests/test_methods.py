@@ -461,7 +461,25 @@ def test_sleep_model_refuses_what_it_cannot_sleep_in_one_line(module, named):
     from src import sleep_model
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10), module, torch.nn.Linear(10, 10))
     with pytest.raises(ValueError) as err:
-        sleep_model(model, torch.rand(5, 784), "beyond-weights-only")
+        sleep_model(model, torch.rand(5, 784), config.preset_sleep("beyond-weights-only"))
     assert named in str(err.value) and "module 2" in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(ValueError, match="no preset 'nope'"):
-        sleep_model(torch.nn.Sequential(torch.nn.Linear(784, 10)), torch.rand(5, 784), "nope")
+
+
+def test_sleep_model_takes_a_sleep_and_a_preset_is_built_by_config():
+    from src import Sleep, sleep_model
+    # a preset's Sleep is what --preset NAME sleeps with, on each dataset the preset has
+    for name, dataset in (("beyond-weights-only", "mnist"), ("replica", "mnist"), ("original", "fashion-mnist")):
+        cfg = config.resolve(config.DEFAULTS, ["--preset", name, "--dataset", dataset, "--methods", "src"]
+                             + (["--protocol", "replica"] if name == "replica" else []))
+        assert config.preset_sleep(name, dataset) == cfg.sleep and isinstance(cfg.sleep, Sleep)
+    assert config.preset_sleep("original", "fashion-mnist").rate != config.preset_sleep("original").rate
+    with pytest.raises(ValueError, match="'nope' is not a preset with sleep constants for mnist"):
+        config.preset_sleep("nope")
+    with pytest.raises(ValueError, match="'lwf' is not a preset with sleep constants"):   # a baseline's training
+        config.preset_sleep("lwf")
+    linear = torch.nn.Sequential(torch.nn.Linear(784, 10))
+    with pytest.raises(ValueError) as err:   # a name: one line that says what to pass
+        sleep_model(linear, torch.rand(5, 784), "original")
+    assert str(err.value) == "constants must be a src.Sleep: for the preset 'original' pass config.preset_sleep('original')"
+    with pytest.raises(ValueError, match="must be a src.Sleep; got dict"):
+        sleep_model(linear, torch.rand(5, 784), dict(rate=1.0))
