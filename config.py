@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import codepath  # noqa: F401  (before torch: the pinned code paths and threads)
 import data
 import src
+import torch
 from methods import METHODS
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -602,12 +603,11 @@ def check(cfg, counted):
     if device not in ("auto", "cpu", "cuda"):
         problems.append(f"--device must be cpu, cuda, cuda:N or auto; got {cfg.device!r}")
     elif device == "cuda":
-        import torch
         if not torch.cuda.is_available():
             problems.append("--device cuda: this machine has no CUDA device that torch can use; use cpu or auto")
         elif cfg.engine == "numba":
             problems.append("--engine numba runs on the CPU; with --device cuda use --engine torch or auto")
-    on_gpu = device == "cuda" or (device == "auto" and cfg.engine != "numba" and src.torch.cuda.is_available())
+    on_gpu = device == "cuda" or (device == "auto" and cfg.engine != "numba" and torch.cuda.is_available())
     if cfg.sleep_exp == "fast" and (cfg.engine == "torch" or on_gpu):
         problems.append("--sleep-exp fast is the numba engine's: it needs --engine numba (or auto) and the CPU")
     return problems

@@ -36,15 +36,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import analysis
+import data
 import sleep_analysis
 from config import Parser, fail
-from runner import record_problem, write_atomic, write_text
+from methods import METHODS
+from runner import record_problem, writable, write_atomic, write_text
 
 
 # %% Tables
 def read_jobs(run_dir):
     """The finished jobs of a run folder, in the order of the methods' table, then by seed."""
-    from methods import METHODS
     recs, jobs_dir = [], os.path.join(run_dir, "jobs")
     for name in sorted(os.listdir(jobs_dir) if os.path.isdir(jobs_dir) else []):
         if name.endswith(".json") and not name.startswith("."):
@@ -66,7 +67,6 @@ def task_names(recs, n, dataset=None):
     """The names of the n task columns: "T1 (0, 1)", ... by their digits (of a pair of datasets: by the
     dataset) when every job learnt the same order; "T1", ... (the first task learnt, ...) when the order is
     the seed's (--task-order random), and then one line per seed with its order."""
-    import data
     orders = {tuple(map(tuple, r["tasks"])) for r in recs if "tasks" in r}
     parts = data.DATASETS.get(dataset, {}).get("parts")
     name = (lambda t: parts[t[0] // len(t)]) if parts else lambda t: ", ".join(map(str, t))
@@ -586,7 +586,6 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if not os.path.isdir(os.path.join(args.run_dir, "jobs")):
         fail(f"{args.run_dir} is not a run folder (it has no jobs/): give a folder that mnist_exp.py wrote", "visualize.py")
-    from runner import writable
     writable(args.png_dir or os.path.join(args.run_dir, "png"), "--png-dir")
     written = main(args.run_dir, args.png_dir)
     print(f"tables in {args.run_dir}: results.csv, stable_rank.csv, capacity.csv, summary.csv, summary.md")

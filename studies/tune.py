@@ -51,6 +51,8 @@ from types import SimpleNamespace
 
 import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import config  # first: the pinned code paths and threads
+import codepath
+import data
 import methods
 import numpy as np
 import optuna
@@ -167,8 +169,8 @@ if not args.storage:   # the study's database goes in its folder; with --storage
     runner.writable(tune_dir, "--out")
 storage = args.storage or "sqlite:///" + os.path.join(tune_dir, "study.db")
 try:
-    config.data.ensure_files(cfg.dataset, cfg.data_dir)
-except config.data.DataError as err:
+    data.ensure_files(cfg.dataset, cfg.data_dir)
+except data.DataError as err:
     config.fail(str(err), "tune.py")
 ctx = methods.prepare(cfg)
 config.check_data(cfg, ctx)
@@ -327,7 +329,7 @@ print(json.dumps(best.params, indent=1))
 result = dict(tuning=dict(study=study_name, storage=storage, trials=complete, pruned=done() - complete, seeds=args.tune_seeds,
                           mean_final=best.value,
                           scored_on=f"validation: the last {cfg.validation} training images of each class",
-                          code_path=config.codepath.CODE_PATH, saved_by="python studies/tune.py " + " ".join(sys.argv[1:])),
+                          code_path=codepath.CODE_PATH, saved_by="python studies/tune.py " + " ".join(sys.argv[1:])),
               params=best.params)
 # the variant: the protocol options of the study that differ from the defaults, then what the search found
 how = {"validation", "quick", "protocol", "train_limit", "test_limit", "probe_per_class", "methods"}   # how it measured

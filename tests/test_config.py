@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import config
+import methods
 import src
 from config import DEFAULTS, ConfigError, resolve
 
@@ -294,7 +295,7 @@ def test_checking_returns_the_problems_and_changes_nothing():
     bad.origin = cfg.origin
     before = dict(vars(bad))
     problems = config.check(bad, {"ewc_lambda"})
-    assert {"--methods: unknown method 'ewc9' (choose from " + ", ".join(config.METHODS) + ")", "--inc must be >= 0; got -1.0",
+    assert {"--methods: unknown method 'ewc9' (choose from " + ", ".join(methods.METHODS) + ")", "--inc must be >= 0; got -1.0",
             "--ewc-lambda applies only with --methods ewc"} <= set(problems)
     assert vars(bad) == before   # no sleep built, no repeat merged
 

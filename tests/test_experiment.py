@@ -18,6 +18,7 @@ import torch
 
 import config
 import data
+import methods
 import runner
 import visualize
 
@@ -161,7 +162,7 @@ def test_visualize_rebuilds_tables_and_figures_from_the_run_folder(quick_run, tm
     os.remove(os.path.join(run_dir, "summary.md"))
     proc = run("visualize.py", run_dir, "--png-dir", str(tmp_path / "png"))
     assert open(os.path.join(run_dir, "summary.md")).read() == summary
-    sleeping = [m for m in STAGES if config.METHODS[m].sleep]   # what each of their sleeps did
+    sleeping = [m for m in STAGES if methods.METHODS[m].sleep]   # what each of their sleeps did
     assert sorted(os.listdir(tmp_path / "png")) == sorted(["accuracy.png", "stable_rank.png", "capacity.png"]
                                                           + [f"activations_{m}.png" for m in STAGES]
                                                           + [f"sleep_{a}_{m}.png" for m in sleeping

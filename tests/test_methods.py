@@ -8,6 +8,7 @@ import data
 import methods
 import config
 import models
+import src
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_sleep_reads_every_seen_training_image(small, monkeypatch):
     # Not only the n_per_task images each task trained on: all training images of the tasks seen so far.
     cfg, ctx = small
     got = {}
-    monkeypatch.setattr(methods.src, "sleep", lambda nets, sleep_x, steps, generator, c, **kw: got.update(x=sleep_x, steps=steps))
+    monkeypatch.setattr(src, "sleep", lambda nets, sleep_x, steps, generator, c, **kw: got.update(x=sleep_x, steps=steps))
     net = methods.initial_net(0, cfg, ctx)
     methods.sleep_task(net, 2, 0, cfg, ctx)
     seen = torch.isin(ctx.train_y, torch.tensor([0, 1, 2, 3]))
@@ -117,7 +118,7 @@ def test_storage_free_sleeps_read_only_the_current_task(small, monkeypatch):
     # count-weighted mean is the mean of all images the tasks trained on.
     cfg, ctx = small
     got = {}
-    monkeypatch.setattr(methods.src, "sleep", lambda nets, sleep_x, steps, generator, c, **kw: got.update(x=sleep_x, **kw))
+    monkeypatch.setattr(src, "sleep", lambda nets, sleep_x, steps, generator, c, **kw: got.update(x=sleep_x, **kw))
     variant = lambda **kw: config.resolve(dataclasses.replace(cfg, **kw))
     net = methods.initial_net(0, cfg, ctx)
     own = [data.task_indices(ctx.train_y, ctx.tasks[j], cfg.n_per_task) for j in range(3)]
@@ -201,8 +202,8 @@ def test_icarl_trains_on_the_task_plus_its_exemplars_padded_to_whole_minibatches
 
 def test_icarl_sleep_uses_the_scripts_constants_for_the_memory_and_softmax_scale_factors(small, monkeypatch):
     _, ctx = small
-    calls, sleep = [], methods.src.sleep
-    monkeypatch.setattr(methods.src, "sleep", lambda *a, **kw: (calls.append(a[4]), sleep(*a, **kw))[1])
+    calls, sleep = [], src.sleep
+    monkeypatch.setattr(src, "sleep", lambda *a, **kw: (calls.append(a[4]), sleep(*a, **kw))[1])
     icarl = lambda *more: config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--sleep-steps", "300",
                                                            "--methods", "icarl-src", "--output", "linear-ce", *more])
     cfg = icarl("--memory", "100")
@@ -388,7 +389,7 @@ def test_cross_modal_pair_has_two_tasks_one_head_and_sleeps_on_the_first_only(mo
     trained, slept = [], []
     train = models.train
     monkeypatch.setattr(models, "train", lambda net, x, y, **kw: (trained.append((y.max().item(), kw["n_classes"])), train(net, x, y, **kw))[1])
-    monkeypatch.setattr(methods.src, "sleep", lambda net, x, *a, **kw: (slept.append(x), (net.clone(), dict(alpha=[1.0] * 3, spikes=[[0]] * 4)))[1])
+    monkeypatch.setattr(src, "sleep", lambda net, x, *a, **kw: (slept.append(x), (net.clone(), dict(alpha=[1.0] * 3, spikes=[[0]] * 4)))[1])
     rec, _ = methods.run_method("control", 0, cfg, ctx, {})
     assert [r["stage"] for r in rec["rows"]] == ["init", "train_2", "final"] and trained == [(9, 10)]   # Fashion only
     methods.run_method("src", 0, cfg, ctx, {})
