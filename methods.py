@@ -118,8 +118,9 @@ def initial_net(seed, cfg, ctx, copy=1):
 
 
 # the phases that draw random numbers, each its own stream (a phase's place in this list is its stream: new
-# phases go at the end)
-PHASES = ("train", "sleep", "replay", "exemplars", "nme", "order", "init")
+# phases go at the end); the last two are studies/weights_only.py's leads: a dream's image inversion before
+# task k's sleep, the sleeps interleaved with training (numbered in the order they run)
+PHASES = ("train", "sleep", "replay", "exemplars", "nme", "order", "init", "dreams", "interleave")
 
 
 def generator(seed, phase, k, device="cpu"):
