@@ -26,6 +26,7 @@ import constants
 import data
 import icarl
 import src
+import torch
 from methods import METHODS, SLEEP_FIELDS
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -450,6 +451,16 @@ def sleep_constants(cfg):
     return src.Sleep(**{s: getattr(cfg, c) for s, c in SLEEP_FIELDS.items() if s != "alpha"}, alpha=cfg.alpha or None)
 
 
+def preset_sleep(name, dataset="mnist"):
+    """A preset's sleep constants on a dataset (a src.Sleep, for src.sleep_model): what --preset NAME sleeps
+    with, through the one precedence (DEFAULTS < its protocol < the preset). A ValueError names the presets
+    with sleep constants for the dataset when NAME is not one of them."""
+    have = [k for k, (_, held) in PRESETS.items() if "rate" in held.get(dataset, {})]
+    if name not in have:
+        raise ValueError(f"{name!r} is not a preset with sleep constants for {dataset} (choose from {', '.join(have)})")
+    return resolve(Config(methods=("src",), dataset=dataset, protocol=PRESETS[name][0], preset=name)).sleep
+
+
 def check(cfg, counted):
     """Every problem of a resolved config, each naming its option ([]: none); it changes nothing. counted: the
     fields you set that count (APPLIES: an option that would do nothing is refused). What a method declares
@@ -554,10 +565,10 @@ def check(cfg, counted):
     # where it runs is src.placement's decision, as methods.prepare's (--engine numba with cuda sleeps on the CPU)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
         problems.append(f"--device must be cpu, cuda, cuda:N or auto; got {cfg.device!r}")
-    elif cfg.device.startswith("cuda") and not src.torch.cuda.is_available():
+    elif cfg.device.startswith("cuda") and not torch.cuda.is_available():
         problems.append("--device cuda: this machine has no CUDA device that torch can use; use cpu or auto")
-    elif cfg.device.startswith("cuda:") and int(cfg.device[5:]) >= src.torch.cuda.device_count():
-        problems.append(f"--device {cfg.device}: this machine has {src.torch.cuda.device_count()} CUDA device(s), "
+    elif cfg.device.startswith("cuda:") and int(cfg.device[5:]) >= torch.cuda.device_count():
+        problems.append(f"--device {cfg.device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                         "counted from cuda:0")
     elif cfg.sleep_exp == "fast" and src.placement(cfg.device, cfg.engine)[1] != "numba":
         problems.append("--sleep-exp fast is the numba engine's: it needs --engine numba (or auto on the CPU)")

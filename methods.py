@@ -200,19 +200,24 @@ def epochs_of(k, cfg):
 def initial_net(seed, cfg, ctx, copy=1):
     """The seed's initial weights (cfg.init), the same for every method. copy k > 1: the initial weights of
     merging's k-th copy when each copy has its own (merge_init "own"), from the seed's stream for copy k."""
-    gen = torch.Generator().manual_seed(seed if copy == 1 else
-                                        int(np.random.SeedSequence([seed, 2, copy]).generate_state(1)[0]))
-    return models.init_net(ctx.sizes, cfg.init_scale, gen, ctx.dtype, ctx.device, init=cfg.init,
+    return models.init_net(ctx.sizes, cfg.init_scale, generator(seed, "init", copy), ctx.dtype, ctx.device, init=cfg.init,
                            output=cfg.output.split("-")[0], inverted=cfg.inverted_dropout, bias=cfg.bias)
 
 
+# the phases that draw random numbers, each its own stream (a phase's place in this list is its stream: new
+# phases go at the end); the last two are studies/weights_only.py's leads: a dream's image inversion before
+# task k's sleep, the sleeps interleaved with training (numbered in the order they run)
+PHASES = ("train", "sleep", "replay", "exemplars", "nme", "order", "init", "dreams", "interleave")
+
+
 def generator(seed, phase, k, device="cpu"):
-    """The seed's random stream for one phase (training, sleep or the choice of replayed images) of task k
-    (k = 0: joint training).
+    """The seed's random stream for one phase (PHASES: training, sleep, the choice of replayed images, the
+    initial weights, ...) of task k (k = 0: joint training; init: merging's copy k).
     Every method draws the same numbers in the same phase (common random numbers), so methods differ
     only in what they do: sequential and SRC train task 1 identically, and their difference is the sleep."""
-    phases = ("train", "sleep", "replay", "exemplars", "nme", "order")
-    state = np.random.SeedSequence([seed, phases.index(phase), k]).generate_state(1)[0]
+    if (phase, k) == ("init", 1):   # every method's initial weights: the seed itself
+        return torch.Generator(device=device).manual_seed(seed)
+    state = np.random.SeedSequence([seed, PHASES.index(phase), k]).generate_state(1)[0]
     return torch.Generator(device=device).manual_seed(int(state))
 
 

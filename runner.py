@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 
+import numba
 import numpy as np
 import torch
 
@@ -86,7 +87,6 @@ def versions(device):
                                capture_output=True, text=True).stdout.strip()
     except OSError:
         commit, dirty = "", ""
-    import numba
     return dict(python=platform.python_version(), torch=torch.__version__, numpy=np.__version__, numba=numba.__version__,
                 commit=commit + ("-dirty" if dirty else ""), threads=torch.get_num_threads(), **codepath.describe(),
                 device=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine())

@@ -18,6 +18,7 @@ Read top-down:
   touches only the weight columns of the inputs that spiked and the rows of the neurons that fired
   (weights on a GPU come to the CPU for it); `placement` says which runs where.
 """
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -207,15 +208,15 @@ def sleep_model(model, images, constants, *, task=1, seed=0, engine="auto", prog
 
     images: the sleep data, [n, ...] as the model takes them (the scale factors alpha come from their
     activations through the model, the input spikes from their mean image, which must be square).
-    constants: a Sleep, or the name of a preset ("original", "beyond-weights-only", ...: its MNIST constants). The
-    sleep lasts constants.length(task) steps and draws its input from torch.Generator().manual_seed(seed).
+    constants: a Sleep (a preset's: config.preset_sleep("beyond-weights-only")). The sleep lasts
+    constants.length(task) steps and draws its input from torch.Generator().manual_seed(seed).
     Anything but those modules is refused with a ValueError that names it. This is src.sleep on the same
     weights: the sequential is read as a Net (models.py) and the slept weights written back."""
-    import copy
-    net = as_net(model)
-    c = preset_sleep(constants) if isinstance(constants, str) else constants
+    net, c = as_net(model), constants
+    if isinstance(c, str):   # the sleep knows no presets: config builds a preset's Sleep
+        raise ValueError(f"constants must be a src.Sleep: for the preset {c!r} pass config.preset_sleep({c!r})")
     if not isinstance(c, Sleep):
-        raise ValueError(f"constants must be a src.Sleep or a preset's name; got {type(c).__name__}")
+        raise ValueError(f"constants must be a src.Sleep; got {type(c).__name__}")
     if c.input != "mean":
         raise ValueError(f"sleep_model shows the mean of `images`; constants.input {c.input!r} needs labels or a pool "
                          "(use src.sleep, or methods.sleep_task)")
@@ -255,20 +256,6 @@ def as_net(model):
     W = [torch.cat([m.weight, m.bias[:, None]], 1).detach().clone() if bias else m.weight.detach().clone() for m in linear]
     return Net(W, [torch.zeros_like(w) for w in W], output="relu" if pattern.endswith("R") else "linear",
                inverted=True, bias=bias)
-
-
-def preset_sleep(name):
-    """The Sleep of a preset's MNIST constants (config.py's presets and presets/NAME.json)."""
-    import config
-    if name not in config.PRESETS or "mnist" not in config.PRESETS[name][1]:
-        raise ValueError(f"no preset {name!r} with MNIST constants: choose from "
-                         + ", ".join(k for k, v in config.PRESETS.items() if "mnist" in v[1]))
-    fields = dict({k: getattr(config.DEFAULTS, k) for k in config.SLEEP_FIELDS.values()},
-                  **(config.PROTOCOLS[config.PRESETS[name][0]]), **config.PRESETS[name][1]["mnist"])
-    if fields.get("rate") is None:
-        raise ValueError(f"preset {name!r} has no sleep constants (it is a baseline's training)")
-    made = {s: fields[c] for s, c in config.SLEEP_FIELDS.items() if c in fields}
-    return Sleep(**dict(made, alpha=tuple(made["alpha"]) or None))
 
 
 def restore(net, W, bias):

@@ -12,7 +12,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the project's root
-import data  # noqa: E402  (the project's modules pin the CPU code paths before torch loads)
+import config  # noqa: E402  (the project's modules pin the CPU code paths before torch loads)
+import data  # noqa: E402
 import src  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
@@ -29,6 +30,7 @@ if args.limit:
 model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 1200, bias=False), torch.nn.ReLU(),
                             torch.nn.Linear(1200, 1200, bias=False), torch.nn.ReLU(), torch.nn.Linear(1200, 10, bias=False))
 optimiser = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
+constants = config.preset_sleep("beyond-weights-only")   # the preset's MNIST constants, a src.Sleep
 
 for k, task in enumerate([(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)], start=1):
     mine = torch.isin(train_y, torch.tensor(task))
@@ -40,7 +42,7 @@ for k, task in enumerate([(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)], start=1):
             optimiser.step()
     model.eval()
     if not args.no_sleep:   # the sleep reads task k's training images only; the optimiser keeps its momentum
-        slept, info = src.sleep_model(model, train_x[mine], "beyond-weights-only", task=k, seed=k)
+        slept, info = src.sleep_model(model, train_x[mine], constants, task=k, seed=k)
         model.load_state_dict(slept.state_dict())
     with torch.no_grad():
         correct = model(test_x).argmax(1) == test_y

@@ -19,6 +19,7 @@ import project  # noqa: F401  (first: the root's library on the import path, stu
 import config  # first: the pinned code paths and threads
 import data
 import methods
+import numba
 import src
 import torch
 from runner import writable, write_text
@@ -97,7 +98,7 @@ if args.device != "cpu":
         rows.append((f"torch engine on {args.device}, B = {B}", args.literal_steps, rate, hidden(counts, B, args.literal_steps)))
 
 machine = (torch.cuda.get_device_name(0) + ", " if args.device != "cpu" else "") + \
-    f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, numba {src.numba.__version__}"
+    f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, numba {numba.__version__}"
 lines = [f"Sleep engines on the paper network after task 1 ({machine}); `{' '.join(['python', 'studies/bench_sleep.py'] + sys.argv[1:])}`.",
          "", "| engine | steps timed | hidden spikes per step | network-steps/s | vs literal |", "|---|---|---|---|---|"]
 lines += [f"| {name} | {steps} | {spikes:.2f} | {rate:,.0f} | {rate / lit:.0f}x |" for name, steps, rate, spikes in rows]

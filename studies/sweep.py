@@ -24,6 +24,7 @@ matplotlib.use("Agg")
 import analysis
 import results
 import runner
+import visualize
 
 SEEDS = ("0", "1", "2", "3", "4")   # the report seeds
 DATASET_SUFFIX = {"mnist": "", "fashion-mnist": "_fashion", "mnist-fashion": "_cross"}

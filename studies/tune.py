@@ -431,7 +431,7 @@ def result(study, args, cfg, named, storage, command):
     if cfg.quick:
         how |= set(config.QUICK) - named   # --quick's sizes, unless given
     if args.method not in SLEEP_METHODS:   # a baseline's preset sets no sleep (mnist_exp.py refuses a method that sleeps with it)
-        how |= set(config.SLEEP_FIELDS.values())
+        how |= set(methods.SLEEP_FIELDS.values())
     variant = {k: v for k, v in protocol(cfg).items() if k not in how and v != getattr(config.DEFAULTS, k)}
     if args.method in SLEEP_METHODS:   # (alpha_scale: the one the candidates slept with)
         out["constants"] = dict(variant, rate=best.params["rate"], inc=best.params["inc"], dec=best.params["dec"],

@@ -72,7 +72,7 @@ def run_lead(lead, seed, cfg, args):
         earlier = sum(ctx.tasks[:k - 1], ())
         idx = methods.training_set(k, seed, cfg, ctx)
         x, y = ctx.train_x[idx], ctx.train_y[idx]
-        if lead == "interleave":   # each epoch, then a sleep of its share of T_k (its own stream per epoch)
+        if lead == "interleave":   # each epoch, then a sleep of its share of T_k (each sleep its own stream)
             net, gen = net.clone(), methods.generator(seed, "train", k, ctx.device)
             if not cfg.keep_momentum:
                 net.vW = [torch.zeros_like(v) for v in net.vW]
@@ -80,8 +80,8 @@ def run_lead(lead, seed, cfg, args):
                 models.train(net, x, y, epochs=1, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum,
                              dropout=cfg.dropout, n_classes=ctx.n_classes, generator=gen)
                 net, _ = src.sleep(net, x, max(1, c.length(k) // cfg.epochs),
-                                   methods.generator(seed, "sleep", 100 * k + e), c, dropout=cfg.dropout,
-                                   engine=cfg.engine)
+                                   methods.generator(seed, "interleave", (k - 1) * cfg.epochs + e + 1), c,
+                                   dropout=cfg.dropout, engine=cfg.engine)
             continue
         images = None
         if lead == "dreams":
@@ -89,7 +89,7 @@ def run_lead(lead, seed, cfg, args):
             images = means
             if earlier:
                 with torch.enable_grad():
-                    dream = dreams(net, earlier, cfg.dropout, methods.generator(seed, "sleep", 100 + k))
+                    dream = dreams(net, earlier, cfg.dropout, methods.generator(seed, "dreams", k))
                 dream = (dream * means.mean() / dream.mean(1, keepdim=True)).clamp(0, 1)
                 images = torch.cat([dream, means])
         trained = methods.train_task(net, k, seed, cfg, ctx, distill=lead == "lwf")

@@ -1,7 +1,6 @@
 """What a method declares (methods.Method: its options and their ranges, what it needs, its scenarios, its search)
-is what config.check refuses, and the authors' constants are written once (constants.py)."""
+is what config.check refuses."""
 import dataclasses
-import glob
 import os
 import subprocess
 import sys
@@ -9,7 +8,6 @@ import sys
 import pytest
 
 import config
-import constants
 import methods
 from config import DEFAULTS, ConfigError, resolve
 
@@ -123,23 +121,3 @@ def test_icarls_memory_must_fit_the_images_each_class_holds():
         .startswith("--memory 20000: after task 2 each of its classes keeps 10000 exemplars, and class 1 has only 6742")
     # the full protocol's largest memory fits: 5000 of each class after task 1 (digit 5, the fewest, is task 3's)
     assert data_problems(["--methods", "icarl", "--output", "linear-ce", "--memory", "20000"]) == ""
-
-
-def test_the_authors_constants_are_written_once_in_constants_py():
-    numbers = set()
-
-    def collect(value):
-        if isinstance(value, dict):
-            for v in value.values():
-                collect(v)
-        elif isinstance(value, (tuple, list)):
-            for v in value:
-                collect(v)
-        elif isinstance(value, float) and len(repr(value).strip("0.-")) >= 6:   # the printed six decimals
-            numbers.add(repr(value))
-
-    collect([constants.ORIGINAL, constants.REPLICA_SLEEP, constants.ICARL, constants.ICARL_FASHION, constants.REDUCED])
-    assert len(numbers) > 50
-    files = [*glob.glob(f"{config.ROOT}/*.py"), *glob.glob(f"{config.ROOT}/studies/*.py")]
-    holding = {os.path.basename(p) for p in files for n in numbers if n in open(p).read()}
-    assert holding == {"constants.py"}

@@ -19,8 +19,8 @@ import torch
 import config
 import constants
 import data
+import methods
 import results
-import runner
 
 pytestmark = pytest.mark.slow   # runs the scripts: minutes (python -m pytest -m "not slow" leaves them out)
 
@@ -162,7 +162,7 @@ def test_visualize_rebuilds_tables_and_figures_from_the_run_folder(quick_run, tm
     os.remove(os.path.join(run_dir, "summary.md"))
     proc = run("visualize.py", run_dir, "--png-dir", str(tmp_path / "png"))
     assert open(os.path.join(run_dir, "summary.md")).read() == summary
-    sleeping = [m for m in STAGES if config.METHODS[m].sleep]   # what each of their sleeps did
+    sleeping = [m for m in STAGES if methods.METHODS[m].sleep]   # what each of their sleeps did
     assert sorted(os.listdir(tmp_path / "png")) == sorted(["accuracy.png", "stable_rank.png", "capacity.png"]
                                                           + [f"activations_{m}.png" for m in STAGES]
                                                           + [f"sleep_{a}_{m}.png" for m in sleeping
@@ -419,7 +419,6 @@ def test_replay_sweep_table_reads_each_fractions_run_folder(tmp_path, in_process
 
 def test_cross_replay_nominal_rows_run_src_alone_and_take_sequential_from_the_255_step_row(tmp_path, monkeypatch, capsys):
     import replay
-    import runner
     import sweep
     monkeypatch.chdir(tmp_path)
     faithful = replay.options("0.01", "mnist-fashion")
@@ -429,16 +428,16 @@ def test_cross_replay_nominal_rows_run_src_alone_and_take_sequential_from_the_25
     cfg = resolve(nominal, "src")
     assert cfg.sleep_steps + cfg.sleep_steps_increment == 4171 and cfg.sleep_after == (2,)   # T_2, the one sleep
     assert resolve(faithful, "sequential,src").sleep_steps == 255
-    for options, methods, text in ((faithful, "sequential,src", "sequential,5,82.6,0.4\nsrc,5,82.6,0.4\n"),
-                                   (nominal, "src", "src,5,85.0,1.0\n")):
-        folder = tmp_path / "runs" / config.run_name(resolve(options, methods))
+    for options, names, text in ((faithful, "sequential,src", "sequential,5,82.6,0.4\nsrc,5,82.6,0.4\n"),
+                                 (nominal, "src", "src,5,85.0,1.0\n")):
+        folder = tmp_path / "runs" / config.run_name(resolve(options, names))
         folder.mkdir(parents=True)
         (folder / "summary.csv").write_text("method,n,all_mean,all_std\n" + text)
     args = argparse.Namespace(dataset="mnist-fashion", nominal_lengths=True, fractions=["0.01"])
     rows = replay.rows(args)
     assert [r.methods for r in rows] == ["src"]
-    results = [(r, sweep.finished(r)) for r in rows]
-    assert sweep.sleep_table(replay.with_baseline(results), "f")[2] == "| 1 % | 82.6 ± 0.4 (n=5) | 85.0 ± 1.0 (n=5) | +2.4 |"
+    done = [(r, sweep.finished(r)) for r in rows]
+    assert sweep.sleep_table(replay.with_baseline(done), "f")[2] == "| 1 % | 82.6 ± 0.4 (n=5) | 85.0 ± 1.0 (n=5) | +2.4 |"
     with pytest.raises((SystemExit, config.ConfigError)) as refused:
         replay.rows(argparse.Namespace(dataset="fashion-mnist", nominal_lengths=True, fractions=None))
     assert "--nominal-lengths needs --dataset mnist-fashion" in capsys.readouterr().err + str(refused.value)
