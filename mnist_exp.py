@@ -83,15 +83,13 @@ print(config.describe(cfg))
 # %% Run: every (method, seed) job the run folder does not hold yet
 run_dir = runner.run(cfg)
 
-# %% Tables, rebuilt from the job files of this command's methods and seeds (summary.md names the folder's others)
-asked = [(m, s) for s in cfg.seeds for m in cfg.methods]
-summary = results.tables(run_dir, asked)
-with open(os.path.join(run_dir, "summary.md")) as f:
-    print(f.read())
+# %% Tables: the folder's files from all its jobs; printed, this command's methods and seeds (and what else it holds)
+results.tables(run_dir)
+print(results.asked_table(run_dir, [(m, s) for s in cfg.seeds for m in cfg.methods]))
 
 # %% Figures, rebuilt from the run folder alone (python visualize.py RUN_DIR does the same)
 if cfg.figures:
-    written = visualize.figures(run_dir, cfg.png_dir or os.path.join(run_dir, "png"), asked)
+    written = visualize.figures(run_dir, cfg.png_dir or os.path.join(run_dir, "png"))
     runner.log(run_dir, f"figures in {os.path.dirname(written[0])}")
 
 # %% Explore (interactive only): train task 1 of the first seed once, and keep it

@@ -152,18 +152,14 @@ def others(run_dir, asked):
             seeds[method].append(str(seed))
     return "" if not seeds else ("\nNot in this table (not asked for), the run folder also holds: " + "; ".join(
         f"{m} seed{'s' * (len(s) > 1)} {', '.join(s)}" for m, s in seeds.items())
-        + " (python visualize.py RUN_DIR tabulates every job).\n")
+        + " (the run folder's summary.md tabulates every job).\n")
 
 
-def tables(run_dir, asked=None):
-    """Write results.csv, stable_rank.csv, capacity.csv, summary.csv and summary.md from the job files; returns the
-    summary. asked: [(method, seed)], the jobs to tabulate (summary.md then names the folder's others in one
-    line); None: every job of the folder."""
-    recs = read_jobs(run_dir, asked)
-    # iCaRL's nearest-mean-of-exemplars accuracy: a classifier of its own, a row "METHOD (NME)" after the method's
-    nme = [dict(r, method=f"{r['method']} (NME)", rows=r["nme"], synthetic=[]) for r in recs if r.get("nme")]
-    order = list(dict.fromkeys(m for r in recs for m in (r["method"], f"{r['method']} (NME)")))
-    scored = sorted(recs + nme, key=lambda r: (order.index(r["method"]), r["seed"]))
+def tables(run_dir):
+    """Write results.csv, stable_rank.csv, capacity.csv, summary.csv and summary.md from every job file of the
+    folder (what the folder holds, whichever command ran it); returns the summary's rows."""
+    recs = read_jobs(run_dir)
+    scored = with_nme(recs)
     # results.csv: the method's stages, then SRC's synthetic diagnostic (not a stage: no metric reads it)
     write_long_csv(os.path.join(run_dir, "results.csv"), scored, lambda r: r["rows"] + r.get("synthetic", []), 2)
     nets = [r for r in recs if r["stable_rank"]]   # the methods with a network (not NCM, SLDA)
@@ -171,6 +167,29 @@ def tables(run_dir, asked=None):
         write_long_csv(os.path.join(run_dir, "stable_rank.csv"), nets, lambda r: r["stable_rank"], 4)
     if nets and all(r.get("capacity") for r in nets):
         write_long_csv(os.path.join(run_dir, "capacity.csv"), nets, capacity_rows, 4)
+    summary, text, markdown = summarise(recs, run_dir)
+    runner.write_text(os.path.join(run_dir, "summary.csv"), text)
+    runner.write_text(os.path.join(run_dir, "summary.md"), markdown)
+    return summary
+
+
+def asked_table(run_dir, asked):
+    """summary.md's table of the jobs asked for ([(method, seed)]), and one line naming what else the folder
+    holds: what a command prints (its files stay the whole folder's)."""
+    return summarise(read_jobs(run_dir, asked), run_dir)[2] + others(run_dir, asked)
+
+
+def with_nme(recs):
+    """The records, each method's seeds in order, iCaRL's nearest-mean-of-exemplars accuracy a classifier of its
+    own: a row "METHOD (NME)" after the method's."""
+    nme = [dict(r, method=f"{r['method']} (NME)", rows=r["nme"], synthetic=[]) for r in recs if r.get("nme")]
+    order = list(dict.fromkeys(m for r in recs for m in (r["method"], f"{r['method']} (NME)")))
+    return sorted(recs + nme, key=lambda r: (order.index(r["method"]), r["seed"]))
+
+
+def summarise(recs, run_dir):
+    """The summary of job records: its rows, summary.csv's text and summary.md's."""
+    scored = with_nme(recs)
     cols = tasks(recs[0])
     keys = cols + ["all", "task_il", "acc", "bwt", "forgetting", "seconds"]
     summary = []
@@ -190,7 +209,6 @@ def tables(run_dir, asked=None):
     for row in summary:
         text += (f"{row['method']},{len(row['seeds'])},{' '.join(map(str, row['seeds']))},{row['diverged']},"
                  + ",".join(f"{row[k][0]:.3f},{row[k][1]:.3f}" for k in keys) + "\n")
-    runner.write_text(os.path.join(run_dir, "summary.csv"), text)
     with io.StringIO() as f:
         names, orders = task_names(recs, len(cols), run_dataset(run_dir))
         f.write("Mean ± sample standard deviation (ddof 1) over the n seeds; task-IL: each image classified among its "
@@ -218,9 +236,7 @@ def tables(run_dir, asked=None):
             r = next(r for r in recs if r["method"] == method)
             f.write(f"\n{method}: its memory ends with {sum(r['exemplars'].values())} exemplar images "
                     f"({r['exemplar_bytes']:,} bytes); NME: the nearest-mean-of-exemplars classifier.\n")
-        f.write(others(run_dir, asked) if asked is not None else "")
-        runner.write_text(os.path.join(run_dir, "summary.md"), f.getvalue())
-    return summary
+        return summary, text, f.getvalue()
 
 
 def capacity_rows(rec):

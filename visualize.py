@@ -282,16 +282,15 @@ def plot_activations(npz_path, method, path):
     return True
 
 
-def figures(run_dir, png_dir, asked=None):
-    """Every figure of a run folder (its tables written first, of the same jobs); returns the paths written.
-    asked: [(method, seed)], the jobs to draw (results.tables); None: every job of the folder."""
+def figures(run_dir, png_dir):
+    """Every figure of a run folder, from all its jobs (its tables written first); returns the paths written."""
     paths = [os.path.join(png_dir, "accuracy.png"), os.path.join(png_dir, "stable_rank.png")]
     first = {}
-    for method, seed in sorted(results.jobs_in(run_dir) if asked is None else asked, key=lambda job: job[1]):
+    for method, seed in sorted(results.jobs_in(run_dir), key=lambda job: job[1]):
         first.setdefault(method, runner.job_path(run_dir, method, seed) + ".npz")
     os.makedirs(png_dir, exist_ok=True)
     table, cols = results.read_table(os.path.join(run_dir, "results.csv"), skip=("task_il",))   # the figure: class-IL
-    names = results.task_names(results.read_jobs(run_dir, asked), len(cols) - 1, results.run_dataset(run_dir))[0]
+    names = results.task_names(results.read_jobs(run_dir), len(cols) - 1, results.run_dataset(run_dir))[0]
     plot_accuracy(table, cols, paths[0], [n.replace("T", "task ", 1) + ("" if "(" in n else " learnt") for n in names])
     if os.path.exists(os.path.join(run_dir, "stable_rank.csv")):
         plot_stable_rank(*results.read_table(os.path.join(run_dir, "stable_rank.csv")), paths[1])
@@ -305,7 +304,7 @@ def figures(run_dir, png_dir, asked=None):
         if plot_activations(path, method, os.path.join(png_dir, f"activations_{method}.png")):
             paths.append(os.path.join(png_dir, f"activations_{method}.png"))
     slept = {}
-    for r in results.read_jobs(run_dir, asked):   # the first seed of each method that recorded its sleeps' analyses
+    for r in results.read_jobs(run_dir):   # the first seed of each method that recorded its sleeps' analyses
         if r.get("analysis"):
             slept.setdefault(r["method"], r)
     for rec in slept.values():
