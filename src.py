@@ -175,7 +175,7 @@ def sleep(nets, sleep_x, steps, generator, constants, *, dropout, images=None, s
         generator = torch.Generator(device).manual_seed(int(torch.randint(2 ** 62, (), generator=generator)))
     if c.input == "images":   # make(s, n): the raster of steps s..s+n-1
         shown = sleep_x if images is None else images
-        if shown is None or len(shown) == 0:
+        if shown is None:
             raise ValueError("the sleep input 'images' shows one image per step; got no images")
         make = lambda s, n: image_spikes(shown, s, n, generator, rate=rate, dt=c.dt, **draw)
     elif sample is None:
