@@ -111,3 +111,22 @@ def test_the_image_input_refuses_kept_means_only(capsys):
     assert info.value.code == 2 and err.count("\n") == 1
     assert err.endswith("error: --sleep-input images shows raw training images, one per step; data current+means "
                         "keeps only a mean image per class\n")
+
+
+def test_sleep_model_shows_its_images_one_per_step():
+    # src.sleep_model with the input 'images': the slept Linear weights are the literal loop's on those images.
+    gen = torch.Generator().manual_seed(6)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 9, bias=False), torch.nn.ReLU(),
+                                torch.nn.Linear(9, 4, bias=False)).double()
+    with torch.no_grad():
+        for layer in (model[1], model[3]):
+            layer.weight.copy_((torch.rand(layer.weight.shape, generator=gen, dtype=torch.float64) - 0.35) * 0.6)
+    pool = torch.rand(5, 4, 4, generator=gen, dtype=torch.float64)
+    c = src.Sleep(rate=300.0, inc=INC, dec=DEC, beta=(0.5, 0.6), alpha_scale=1.0, alpha=(1.3, 1.7), input="images",
+                  plasticity=(1.0, 1.0), steps=150)
+    slept, _ = src.sleep_model(model, pool, c, seed=3)
+    ref_W, _ = literal_sleep([model[1].weight.detach().numpy(), model[3].weight.detach().numpy()],
+                             literal_image_raster(pool.reshape(5, -1), 150, 3, 300.0, DT), (1.3, 1.7), (0.5, 0.6), INC, DEC)
+    for layer, rw, w0 in zip((slept[1], slept[3]), ref_W, (model[1], model[3])):
+        np.testing.assert_allclose(layer.weight.detach().numpy(), rw, rtol=0, atol=1e-12)
+        assert (layer.weight - w0.weight).abs().max() > 1e-3
