@@ -134,8 +134,9 @@ class Config:
     decay: float = arg(SLEEP["decay"], "membrane decay per step", layered=True)
     mask_size: int = arg(SLEEP["mask_size"], "side of the square window of the rate map shown each step", layered=True)
     sleep_input: str = arg(SLEEP["input"], "'mean' (the mean image seen, through the window), 'class-means' (one "
-                                           "class's mean per step) or 'replica' (masked means of current-task images)",
-                           layered=True)
+                                           "class's mean per step), 'replica' (masked means of current-task images) or "
+                                           "'images' (one training image per step, whole, in order: the ICLR 2020 "
+                                           "robustness sleep's)", layered=True)
     sleep_data: str = arg(SLEEP["data"], "what each sleep reads: 'seen' (every training image so far), 'current' "
                                          "(task k's images: nothing kept), 'current+means' (and a kept mean image per "
                                          "class) or 'first' (the first task's images: the cross-modal script's)",

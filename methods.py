@@ -314,10 +314,11 @@ def sleep_reads(k, cfg, ctx):
       kept from the images its task trained on (a summary of classes x pixels numbers and one count per class);
     - 'first': every training image of the first task, for both, after every task (the cross-modal script's:
       MNIST's images only).
-    Returns (scale, means, sample), each None when not read: the images the scale factors and the plain mean
+    Returns (scale, means, shown), each None when not read: the images the scale factors and the plain mean
     input are computed on (fixed alpha reads none, unless the input is their mean); those whose class means
-    make the input (input 'class-means', or data 'current+means'); those the input 'replica' samples from,
-    task k's own whatever the data."""
+    make the input (input 'class-means', or data 'current+means'); those the input draws image by image: the
+    input 'replica' samples from task k's own whatever the data, the input 'images' shows the first T_k of
+    the data's images in their order (all of them, again from the first, when T_k is longer: src.image_spikes)."""
     c = cfg.sleep
     trained_on = lambda j: data.task_indices(ctx.train_y, ctx.tasks[j - 1], cfg.n_per_task or None)
     if c.data == "seen":
@@ -329,7 +330,8 @@ def sleep_reads(k, cfg, ctx):
     scale = None if c.alpha is not None and (c.input != "mean" or c.data == "current+means") else \
         trained_on(k) if c.data == "current+means" else pool
     means = pool if c.input != "replica" and (c.input == "class-means" or c.data == "current+means") else None
-    return scale, means, trained_on(k) if c.input == "replica" else None
+    shown = trained_on(k) if c.input == "replica" else pool[:c.length(k)] if c.input == "images" else None
+    return scale, means, shown
 
 
 def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spikes=None, window=0, watch=None):
@@ -339,8 +341,8 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spik
     c = cfg.sleep
     if c is None:   # dataclasses.replace(cfg, ...) drops it: the config must go through config.resolve again
         raise ValueError("cfg.sleep is not set: pass the config through config.resolve (with a method that sleeps)")
-    scale, means, sample = sleep_reads(k, cfg, ctx)
-    images = None
+    scale, means, shown = sleep_reads(k, cfg, ctx)
+    images = ctx.train_x[shown] if c.input == "images" else None
     if means is not None:
         labels = ctx.train_y[means]
         classes = labels.unique().tolist()
@@ -350,7 +352,7 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spik
             images = counts @ images / counts.sum()
     return src.sleep(nets, None if scale is None else ctx.train_x[scale], c.length(k), generator(seed, "sleep", k),
                      c if constants is None else constants, dropout=cfg.dropout, images=images,
-                     sample=None if sample is None else (ctx.train_x[sample], c.samples, c.mask_fraction),
+                     sample=(ctx.train_x[shown], c.samples, c.mask_fraction) if c.input == "replica" else None,
                      max_spikes=max_spikes, engine=ctx.engine, progress=progress, window=window, watch=watch)
 
 
@@ -358,13 +360,13 @@ def sleep_keeps(cfg, ctx):
     """What SRC's sleep reads (sleep_reads), and how many bytes it must keep between tasks besides the weights,
     at the last sleep (float32 numbers at 4 bytes; raw images at one byte per pixel, as the datasets store them)."""
     pixels, c = ctx.train_x.shape[1], cfg.sleep
-    scale, means, _ = sleep_reads(len(ctx.tasks), cfg, ctx)
+    scale, means, shown = sleep_reads(len(ctx.tasks), cfg, ctx)
     if c.data == "current+means" and means is not None:
         return "task k's training images and a kept mean image per class", ctx.n_classes * (pixels + 1) * 4
-    read = scale if scale is not None else means
+    read = scale if scale is not None else means if means is not None else shown if c.input == "images" else None
     if c.data in ("seen", "first") and read is not None:   # raw images beyond task k's own
-        return dict(seen="every training image of the tasks seen", first="every training image of the first task")[
-            c.data], len(read) * pixels
+        some = f"the first {len(read)} training images" if read is shown else "every training image"
+        return f"{some} of " + dict(seen="the tasks seen", first="the first task")[c.data], len(read) * pixels
     return "task k's training images", 0
 
 

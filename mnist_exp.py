@@ -62,7 +62,7 @@ cfg = config.Config(
     sleep_after=(),            # or the tasks after which to sleep: (2,)
     sleep_steps=None, sleep_steps_increment=None,
     dt=None, decay=None, mask_size=None,
-    sleep_input=None,          # mean, class-means or replica
+    sleep_input=None,          # mean, class-means, replica or images
     sleep_data=None,           # seen, current, current+means
     sleep_samples=None, sleep_mask_fraction=None,
     plasticity=None, plasticity_factor=None, sleep_bias=None, sleep_exp=None,

@@ -11,7 +11,8 @@ Read top-down:
 - `Sleep`: every constant of a sleep schedule, checked once when made;
 - `sleep`: one sleep phase (scale factors, input, simulation);
 - `scale_factors`: the data-based factors alpha of each layer;
-- `input_spikes`: the masked Poisson input, from a torch.Generator;
+- `input_spikes`: the masked Poisson input, from a torch.Generator (`image_spikes`: the robustness
+  scripts' input, one whole training image per step; `sampled_input_spikes`: the earlier Python replica's);
 - `sleep_on_spikes`: the deterministic core, a spike raster in, new weights out, run by one of two
   engines that compute the same thing: `TorchEngine`, the literal per-step loop (batched, any device:
   the GPU engine, and the reference the tests use), and `NumbaEngine`, an event-driven CPU kernel that
@@ -62,7 +63,7 @@ CONSTANTS = {   # what each numeric constant may be: (words for the error messag
     "mask_fraction": ("in (0, 1]", lambda a: (a > 0) & (a <= 1)),
     "plasticity": (">= 0", lambda a: a >= 0),
 }
-CHOICES = dict(input=("mean", "class-means", "replica"), data=("seen", "current", "current+means", "first"),
+CHOICES = dict(input=("mean", "class-means", "replica", "images"), data=("seen", "current", "current+means", "first"),
                factor=("original", "logistic"), bias=("ignore", "current", "unit"), exp=("exact", "fast"))
 
 
@@ -91,7 +92,8 @@ class Sleep:
     dt: float = 0.001                # simulation time step (s)
     decay: float = 0.999             # membrane decay per step
     mask_size: int = 11              # side of the square window of the rate map shown each step
-    input: str = "mean"              # rate map: "mean" image, "class-means" (one class's per step) or "replica"
+    input: str = "mean"              # rate map: "mean" image, "class-means" (one class's per step), "replica" or
+                                     # "images" (one training image per step, whole, in order: image_spikes)
     data: str = "seen"               # what it reads: "seen", "current", "current+means" or "first" (methods.sleep_task)
     samples: int = 10                # input "replica": images averaged per step
     mask_fraction: float = 0.25      # input "replica": fraction of pixels each step's mask keeps
@@ -107,6 +109,9 @@ class Sleep:
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        if self.input == "images" and self.data == "current+means":
+            raise ValueError("input images shows raw training images, one per step; data current+means keeps only "
+                             "a mean image per class")
         for name in ("plasticity",) + (("alpha",) if self.alpha is not None else ()):
             if len(getattr(self, name)) != len(self.beta):
                 raise ValueError(f"{name} needs one value per layer, as beta ({len(self.beta)}); "
@@ -131,6 +136,8 @@ def sleep(nets, sleep_x, steps, generator, constants, *, dropout, images=None, s
     All networks see the same window positions and draws (one generator).
     sleep_x: the images the scale factors are computed on (the protocol: every training image seen).
     images: the rate maps shown through the window (see input_spikes); default the mean image of sleep_x.
+    With constants.input "images": the images shown whole, one per step in their order (image_spikes);
+    default sleep_x itself.
     sample: (pool, n, keep) replaces the window input by the earlier Python replica's: each step, the mean
     of n images drawn from pool, times a mask keeping each pixel with probability keep (sampled_input_spikes).
     With fixed constants.alpha, sleep_x is not read.
@@ -166,16 +173,22 @@ def sleep(nets, sleep_x, steps, generator, constants, *, dropout, images=None, s
     draw = dict(device=device, dtype=torch.float32) if on_gpu else dict(device=torch.device("cpu"), dtype=torch.float64)
     if on_gpu:
         generator = torch.Generator(device).manual_seed(int(torch.randint(2 ** 62, (), generator=generator)))
-    if sample is None:
+    if c.input == "images":   # make(s, n): the raster of steps s..s+n-1
+        shown = sleep_x if images is None else images
+        if shown is None:
+            raise ValueError("the sleep input 'images' shows one image per step; got no images")
+        make = lambda s, n: image_spikes(shown, s, n, generator, rate=rate, dt=c.dt, **draw)
+    elif sample is None:
         images = sleep_x.mean(0) if images is None else images
-        make = lambda n: input_spikes(images, n, generator, rate=rate, dt=c.dt, mask_size=c.mask_size, **draw)
+        make = lambda s, n: input_spikes(images, n, generator, rate=rate, dt=c.dt, mask_size=c.mask_size, **draw)
     else:
         pool, n_images, keep = sample
-        make = lambda n: sampled_input_spikes(pool, n, generator, rate=rate, dt=c.dt, n_images=n_images, keep=keep, **draw)
+        make = lambda s, n: sampled_input_spikes(pool, n, generator, rate=rate, dt=c.dt, n_images=n_images, keep=keep,
+                                                 **draw)
     biased = batch[0].bias
     spiking = [net.weights_only() if biased and c.bias == "ignore" else net.W for net in batch]
     W = [torch.stack(ws) for ws in zip(*spiking)]                                          # [B, out, in (+ 1)]
-    chunks = (make(min(chunk, steps - s)) for s in range(0, steps, chunk))
+    chunks = (make(s, min(chunk, steps - s)) for s in range(0, steps, chunk))
     windows, watched = [], []
 
     def on_window(step, counts, weights):
@@ -207,7 +220,8 @@ def sleep_model(model, images, constants, *, task=1, seed=0, engine="auto", prog
     (a slept copy of the model, the sleep's info: alpha, spikes); the model itself is left as it was.
 
     images: the sleep data, [n, ...] as the model takes them (the scale factors alpha come from their
-    activations through the model, the input spikes from their mean image, which must be square).
+    activations through the model, the input spikes from their mean image, which must be square; with
+    constants.input "images", from the images themselves, one per step in their order).
     constants: a Sleep (a preset's: config.preset_sleep("beyond-weights-only")). The sleep lasts
     constants.length(task) steps and draws its input from torch.Generator().manual_seed(seed).
     Anything but those modules is refused with a ValueError that names it. This is src.sleep on the same
@@ -217,9 +231,9 @@ def sleep_model(model, images, constants, *, task=1, seed=0, engine="auto", prog
         raise ValueError(f"constants must be a src.Sleep: for the preset {c!r} pass config.preset_sleep({c!r})")
     if not isinstance(c, Sleep):
         raise ValueError(f"constants must be a src.Sleep; got {type(c).__name__}")
-    if c.input != "mean":
-        raise ValueError(f"sleep_model shows the mean of `images`; constants.input {c.input!r} needs labels or a pool "
-                         "(use src.sleep, or methods.sleep_task)")
+    if c.input not in ("mean", "images"):
+        raise ValueError(f"sleep_model shows the mean of `images` or the images; constants.input {c.input!r} needs "
+                         "labels or a pool (use src.sleep, or methods.sleep_task)")
     if len(c.beta) != len(net.W):
         raise ValueError(f"the constants have {len(c.beta)} thresholds (beta) and the model {len(net.W)} Linear layers")
     x = images.reshape(len(images), -1).to(net.W[0].device, net.W[0].dtype)
@@ -321,10 +335,8 @@ def input_spikes(images, steps, generator, *, rate, dt, mask_size, device="cpu",
     rows = (corner[:, 0:1] + offsets)[:, :, None]
     cols = (corner[:, 1:2] + offsets)[:, None, :]
     p = images.reshape(-1, side, side)[which, rows, cols]
-    # 1 - rand lies in (0, 1], like MATLAB's rand: a pixel whose mean is 0 never fires.
-    u = 1 - torch.rand(p.shape, generator=generator, dtype=dtype, device=device)
     out = torch.zeros(len(rates), steps, side, side, dtype=torch.bool, device=device)
-    out[:, torch.arange(steps, device=device)[:, None, None], rows, cols] = u * (1 / (dt * rates)) / 2 <= p
+    out[:, torch.arange(steps, device=device)[:, None, None], rows, cols] = fires(p, rates, dt, generator)
     out = out.reshape(len(rates), steps, -1)
     return out[0] if torch.as_tensor(rate).ndim == 0 else out
 
@@ -342,9 +354,31 @@ def sampled_input_spikes(pool, steps, generator, *, rate, dt, n_images, keep, de
     which = torch.randint(len(pool), (steps, n_images), generator=generator, device=device)
     p = sum(pool[which[:, i]] for i in range(n_images)) / n_images                 # [steps, n_pixels]
     p = p * (torch.rand(p.shape, generator=generator, dtype=dtype, device=device) < keep)
-    u = 1 - torch.rand(p.shape, generator=generator, dtype=dtype, device=device)   # in (0, 1], as input_spikes
-    out = u * (1 / (dt * rates)) / 2 <= p
+    out = fires(p, rates, dt, generator)
     return out[0] if torch.as_tensor(rate).ndim == 0 else out
+
+
+def image_spikes(images, start, steps, generator, *, rate, dt, device="cpu", dtype=torch.float64):
+    """The robustness scripts' input (Tadros et al., ICLR 2020: sleepnn_old.m fed train_x(1:numiterations)),
+    [steps, n_pixels] bool (or [B, steps, n_pixels] for B rates): step t of the sleep, t = start, ...,
+    start + steps - 1, shows image t of `images` [n_images, n_pixels] whole (no window, no mask), each pixel
+    of value p firing with probability 2 dt rate p, as in input_spikes. Their sleeps are shorter than their
+    training sets (27 105 and 3 365 steps on 50 000 or 60 000 images) and MATLAB would stop with an index
+    error past the last image; here step t shows image t mod n_images: the images again, in the same order.
+    Drawn, as input_spikes, on `device` in `dtype`."""
+    if len(images) == 0:
+        raise ValueError("the image input needs images; got none")
+    rates = torch.as_tensor(rate, dtype=dtype, device=device).reshape(-1, 1, 1)
+    which = torch.arange(start, start + steps, device=images.device) % len(images)
+    out = fires(images.reshape(len(images), -1)[which].to(device, dtype), rates, dt, generator)
+    return out[0] if torch.as_tensor(rate).ndim == 0 else out
+
+
+def fires(p, rates, dt, generator):
+    """Which pixels of the rate maps p fire: those with u / (2 dt rate) <= p, u = 1 - rand, uniform in (0, 1]
+    like MATLAB's rand (a pixel of value 0 never fires); rates [B, 1, ...]: one draw u for all B rates."""
+    u = 1 - torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device)
+    return u * (1 / (dt * rates)) / 2 <= p
 
 
 # ---------------------------------------------------------------- the core
