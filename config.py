@@ -627,7 +627,7 @@ def check_data(cfg, ctx):
                                 f"class {fewest} has only {have(fewest)} training images here (after --train-limit and "
                                 "--validation); lower --memory")
                 break
-    shown = ctx.eval_y[:len(ctx.eval_chunks[0])]
+    shown = ctx.eval_y[:ctx.probes]
     for c in range(ctx.n_classes):
         if (shown == c).sum().item() < cfg.probe_per_class:
             problems.append(f"--probe-per-class {cfg.probe_per_class}: class {c} has only {(shown == c).sum().item()} "

@@ -338,6 +338,7 @@ class Tasks:
     train_y: torch.Tensor
     eval_chunks: object      # the evaluation images: the probe images first, then chunks of the rest
     eval_y: torch.Tensor
+    probes: int              # the probe images (the first chunk: activation maps, capacity)
 
     def images(self, idx):
         """The training images idx names: a tensor; of permuted tasks a view (data.Permuted) that makes each

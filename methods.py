@@ -201,7 +201,7 @@ def prepare(cfg):
     return data.Tasks(scenario=scenario(cfg), n_classes=n_classes, outputs=outputs, split=split,
                       tasks=split[:cfg.n_tasks or None], sizes=(train_x.shape[1], *cfg.hidden, outputs), device=device,
                       engine=engine, dtype=dtype, train_x=train_x, train_y=train_y.to(device), eval_chunks=eval_chunks,
-                      eval_y=torch.cat([test_y[probe], test_y[rest]]).to(device))
+                      eval_y=torch.cat([test_y[probe], test_y[rest]]).to(device), probes=len(probe))
 
 
 def task_order(seed, cfg, n):
