@@ -515,6 +515,9 @@ def check(cfg, counted):
                             "--sleep-data first are the first dataset's): --task-order must be fixed")
     permuted = "base" in spec   # (its tasks are --tasks, each of all ten digits)
     split = whole(cfg.tasks, 1) if permuted else whole(cfg.classes_per_task, 1)
+    if split and cfg.scenario == "domain" and not permuted and cfg.classes_per_task < 2:
+        problems.append(f"--scenario domain needs --classes-per-task >= 2 (a shared head of one output is always "
+                        f"right); got {cfg.classes_per_task}")
     if split and not permuted and spec["classes"] % cfg.classes_per_task:
         problems.append(f"--classes-per-task must divide the {spec['classes']} classes of {cfg.dataset}; got {cfg.classes_per_task}")
     elif split and whole(cfg.n_tasks, 0):

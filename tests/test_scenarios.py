@@ -8,6 +8,7 @@ import torch
 import config
 import data
 import methods
+import models
 from config import DEFAULTS, ConfigError, resolve
 
 
@@ -48,9 +49,9 @@ def test_domain_il_scores_the_shared_head_and_task_il_is_the_same_outputs():
     y = torch.tensor([0, 1, 2, 3])
     ctx = data.Tasks("domain", 4, 2, ((0, 1), (2, 3)), ((0, 1), (2, 3)), (4, 2), "cpu", "torch", torch.float32,
                      None, None, None, y, 0)
-    per_task, overall = methods.models.accuracy(scores.argmax(1), y, ctx.tasks, ctx.output(y))
+    per_task, overall = models.accuracy(scores.argmax(1), y, ctx.tasks, ctx.output(y))
     assert (per_task, overall) == ([100.0, 50.0], 75.0)
-    assert methods.models.task_il(scores, y, ctx.tasks, ctx.output(y), ctx.task_outputs) == 75.0
+    assert models.task_il(scores, y, ctx.tasks, ctx.output(y), ctx.task_outputs) == 75.0
 
 
 def test_a_permuted_task_is_its_images_under_one_permutation_of_the_pixels():
@@ -98,6 +99,7 @@ def test_without_a_seed_permuted_images_are_not_read():
     (["--scenario", "domain", "--dataset", "mnist-fashion", "--methods", "src"],
      "--scenario domain: --dataset mnist-fashion is its own scenario"),
     (["--scenario", "task"], "--scenario must be one of class, domain; got 'task'"),
+    (["--scenario", "domain", "--classes-per-task", "1"], "--scenario domain needs --classes-per-task >= 2"),
     (["--tasks", "3"], "--tasks applies only with --dataset permuted-mnist"),
     (["--dataset", "permuted-mnist", "--scenario", "domain", "--classes-per-task", "5"],
      "--classes-per-task applies only with a split dataset"),
