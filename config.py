@@ -27,7 +27,7 @@ import data
 import icarl
 import src
 import torch
-from methods import METHODS, SLEEP_FIELDS
+from methods import METHODS, SLEEP_FIELDS, scenario, split_of
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 INTERACTIVE = "ipykernel" in sys.modules      # a Jupyter kernel or VS Code's interactive window
@@ -75,8 +75,13 @@ class Config:
     figures: bool = arg(True, "draw the figures at the end (visualize.py)", True)
     png_dir: str = arg("", "where the figures go (default: RUN_DIR/png)", True)
     # what is computed: the protocol and preset
-    dataset: str = arg("mnist", "mnist, fashion-mnist, or mnist-fashion (cross-modal: MNIST, then Fashion-MNIST, "
-                                "one shared 10-way head)")
+    dataset: str = arg("mnist", "mnist, fashion-mnist, mnist-fashion (cross-modal: MNIST, then Fashion-MNIST, "
+                                "one shared 10-way head) or permuted-mnist (each task the ten digits under its own "
+                                "pixel permutation, drawn from the seed; the first task unpermuted, as van de Ven's "
+                                "runs; 28 x 28, not padded; with --scenario domain)")
+    scenario: str = arg("class", "'class' (class-incremental: an output per class) or 'domain' (domain-incremental: "
+                                 "every task on one shared head, the first or second digit of a pair; permuted-mnist's "
+                                 "ten digits); task-IL is a column of either")
     protocol: str = arg("original", "'original' (the authors' MATLAB, PROTOCOL.md) or 'replica' (the earlier Python replica)")
     preset: str = arg(None, "named sleep constants, and for a variant its training (presets/NAME.json); "
                             "default: the protocol's own (iCaRL + sleep: the iCaRL script's for the memory)", kind=str)
@@ -88,6 +93,8 @@ class Config:
     task_order: str = arg("fixed", "'fixed' (the tasks in the order of their digits) or 'random' (a permutation drawn "
                                    "from the seed: the same for every method and setting of that seed)")
     n_tasks: int = arg(0, "learn only the first n tasks of the order (0: all; 2: the task-2 length study's two tasks)")
+    tasks: int = arg(10, f"permuted-mnist: its tasks, each the ten digits under one permutation (1 to "
+                         f"{data.MAX_PERMUTATIONS})")
     n_per_task: int = arg(5000, "training images per task: the first n of its classes, in dataset order (0: all)", layered=True)
     train_limit: int = arg(0, "use only the first n training images (0: all; of a pair: of each dataset)")
     test_limit: int = arg(0, "use only the first n test images (0: all; of a pair: of each dataset)")
@@ -249,17 +256,14 @@ APPLIES = [
     ("alpha_scale", lambda c: not c.alpha, "data-based scale factors (no --alpha)"),
     ("sleep_exp", lambda c: c.plasticity_factor == "original", "--plasticity-factor original (the logistic g keeps its exp)"),
     ("sleep_bias", lambda c: c.bias, "--bias"),
+    ("tasks", lambda c: "base" in data.DATASETS[c.dataset], "--dataset permuted-mnist (a split's tasks are its classes')"),
+    ("classes_per_task", lambda c: "base" not in data.DATASETS[c.dataset],
+     "a split dataset (each of permuted-mnist's tasks holds the ten digits)"),
     ("test_limit", lambda c: not c.validation and c.score_on == "test",
      "the test set (it is not read with --validation or --score-on train)"),
     ("score_on", lambda c: not c.validation, "the test set or the training images (--validation scores on its own split)"),
     ("png_dir", lambda c: c.figures, "figures (not --no-figures)"),
     *map(owned_applies, OWNED)]
-
-
-def scenario(cfg):
-    """The learning scenario of a config (Method.scenarios): 'class', class-incremental; 'cross-modal', the pair
-    of datasets (--dataset mnist-fashion) learnt as two tasks on one shared head."""
-    return "cross-modal" if "parts" in data.DATASETS[cfg.dataset] else "class"
 
 
 # ---------------------------------------------------------------- the command line
@@ -371,6 +375,7 @@ def resolve(cfg=DEFAULTS, argv=(), prog=None):
     if belongs != protocol:
         fail(f"--preset {preset} belongs to --protocol {belongs}, not {protocol}: a mix of two protocols; "
              f"set the constants one by one instead", prog)
+    dataset = data.DATASETS[dataset].get("base", dataset)   # permuted MNIST: MNIST's constants
     if dataset not in constants:
         fail(f"--preset {preset} has no constants for {dataset} (it has: {', '.join(constants)})", prog)
     unknown = sorted(set(constants[dataset]) - set(FIELDS))
@@ -485,10 +490,23 @@ def check(cfg, counted):
                         f"{network_bytes(cfg) / 2 ** 30:.1f} GiB, more than this machine's {memory_bytes() / 2 ** 30:.0f} GiB")
     elif any(m in SLEEPING for m in cfg.methods) and cfg.beta is not None and len(cfg.beta) != n_layers:
         problems.append(f"--beta needs one value per layer ({n_layers}); got {len(cfg.beta)}")
-    unfit = [m for m in cfg.methods if m in METHODS and scenario(cfg) not in METHODS[m].scenarios]
-    if unfit:
-        fit = [m for m, s in METHODS.items() if scenario(cfg) in s.scenarios]
-        problems.append(f"--dataset {cfg.dataset} runs {listed(fit)}; not {', '.join(unfit)}")
+    if cfg.scenario not in ("class", "domain"):
+        problems.append(f"--scenario must be one of class, domain; got {cfg.scenario!r}")
+    elif cfg.scenario not in spec.get("scenarios", (cfg.scenario,)):
+        problems.append(f"--dataset {cfg.dataset} is learnt domain-incrementally (each task the ten digits on one "
+                        "10-way head): add --scenario domain")
+    elif "parts" in spec and cfg.scenario == "domain":
+        problems.append(f"--scenario domain: --dataset {cfg.dataset} is its own scenario (its two datasets on one "
+                        "shared head, cross-modal); drop --scenario")
+    else:
+        unfit = [m for m in cfg.methods if m in METHODS and scenario(cfg) not in METHODS[m].scenarios]
+        if unfit:
+            fit = [m for m, s in METHODS.items() if scenario(cfg) in s.scenarios]
+            why = "".join(f" ({METHODS[m].why})" for m in dict.fromkeys(unfit) if METHODS[m].why)
+            where = f"--dataset {cfg.dataset}" if "parts" in spec else f"--scenario {cfg.scenario}"
+            problems.append(f"{where} runs {listed(fit)}; not {', '.join(unfit)}{why}")
+    if not (whole(cfg.tasks, 1) and cfg.tasks <= data.MAX_PERMUTATIONS):
+        problems.append(f"--tasks must be a whole number from 1 to {data.MAX_PERMUTATIONS}; got {cfg.tasks}")
     if "parts" in spec:   # the cross-modal pair: its tasks are its datasets
         if cfg.classes_per_task != spec["classes"] // len(spec["parts"]):
             problems.append(f"--dataset {cfg.dataset} learns its {len(spec['parts'])} datasets as its tasks: "
@@ -496,16 +514,21 @@ def check(cfg, counted):
         if cfg.task_order != "fixed":
             problems.append(f"--dataset {cfg.dataset} learns its datasets in their order (its constants and "
                             "--sleep-data first are the first dataset's): --task-order must be fixed")
-    if whole(cfg.classes_per_task, 1) and spec["classes"] % cfg.classes_per_task:
+    permuted = "base" in spec   # (its tasks are --tasks, each of all ten digits)
+    split = whole(cfg.tasks, 1) if permuted else whole(cfg.classes_per_task, 1)
+    if split and cfg.scenario == "domain" and not permuted and cfg.classes_per_task < 2:
+        problems.append(f"--scenario domain needs --classes-per-task >= 2 (a shared head of one output is always "
+                        f"right); got {cfg.classes_per_task}")
+    if split and not permuted and spec["classes"] % cfg.classes_per_task:
         problems.append(f"--classes-per-task must divide the {spec['classes']} classes of {cfg.dataset}; got {cfg.classes_per_task}")
-    elif whole(cfg.classes_per_task, 1) and whole(cfg.n_tasks, 0):
-        n = spec["classes"] // cfg.classes_per_task
+    elif split and whole(cfg.n_tasks, 0):
+        n, per_task = split_of(cfg)
         if cfg.n_tasks > n:
-            problems.append(f"--n-tasks must be at most the {n} tasks of {cfg.classes_per_task} classes; got {cfg.n_tasks}")
+            problems.append(f"--n-tasks must be at most the {n} tasks of {per_task} classes; got {cfg.n_tasks}")
         elif cfg.task_epochs and len(cfg.task_epochs) != (cfg.n_tasks or n):
             problems.append(f"--task-epochs needs one number per task learnt ({cfg.n_tasks or n}); got "
                             f"{' '.join(map(str, cfg.task_epochs))}")
-    learnt = (cfg.n_tasks or spec["classes"] // cfg.classes_per_task) if whole(cfg.classes_per_task, 1) else 0
+    learnt = (cfg.n_tasks or split_of(cfg)[0]) if split else 0
     if not all(whole(k, 1) and k <= learnt for k in cfg.sleep_after):
         problems.append(f"--sleep-after takes task numbers from 1 to {learnt}; got {' '.join(map(str, cfg.sleep_after))}")
     if not all(whole(e, 1) for e in cfg.task_epochs):
@@ -527,7 +550,7 @@ def check(cfg, counted):
         if words:
             broken.add(k)
             problems.append(f"{option(k)} must be {words}; got {' '.join(map(str, values)) if k in LISTS else repr(values[0])}")
-    if cfg.lwf_lambdas and "lwf_lambdas" not in broken and whole(cfg.classes_per_task, 1) and len(cfg.lwf_lambdas) != learnt:
+    if cfg.lwf_lambdas and "lwf_lambdas" not in broken and split and len(cfg.lwf_lambdas) != learnt:
         problems.append(f"--lwf-lambdas needs one strength per task learnt ({learnt}); got {len(cfg.lwf_lambdas)}")
     if cfg.lwf_lambdas and {"lwf_lambda", "lwf_schedule"} & counted:
         problems.append("--lwf-lambdas sets every task's strength: give it or --lwf-lambda / --lwf-schedule, not both")
@@ -592,7 +615,7 @@ def check_data(cfg, ctx):
     """The checks that need the data's counts (ctx from methods.prepare)."""
     problems = []
     # every task of the split (with --task-order random and --n-tasks, any may be learnt)
-    for k, classes in enumerate(data.class_tasks(ctx.n_classes, cfg.classes_per_task), start=1):
+    for k, classes in enumerate(ctx.split, start=1):
         have = int(sum((ctx.train_y == c).sum().item() for c in classes))
         if have < cfg.n_per_task or not have:
             problems.append(f"--n-per-task {cfg.n_per_task}: task {k} has only {have} training images here "
@@ -608,7 +631,7 @@ def check_data(cfg, ctx):
                                 f"class {fewest} has only {have(fewest)} training images here (after --train-limit and "
                                 "--validation); lower --memory")
                 break
-    shown = ctx.eval_y[:len(ctx.eval_chunks[0])]
+    shown = ctx.eval_y[:ctx.probes]
     for c in range(ctx.n_classes):
         if (shown == c).sum().item() < cfg.probe_per_class:
             problems.append(f"--probe-per-class {cfg.probe_per_class}: class {c} has only {(shown == c).sum().item()} "

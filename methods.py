@@ -11,7 +11,6 @@ experiment's interactive cells call them directly.
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -85,7 +84,8 @@ class Method:
     shared: tuple = ("init",)  # stages that are the same for every method declaring them: computed once per seed
     options: tuple = ()        # Options: the Config fields it owns
     needs: tuple = ()          # (test of the config, words formatted with its fields): what it needs, else refused
-    scenarios: tuple = ("class",)   # the learning scenarios it runs (config.scenario)
+    scenarios: tuple = ("class", "domain")   # the learning scenarios it runs (scenario(cfg))
+    why: str = ""              # why it runs in no other scenario (its refusal says it)
     search: dict = field(default_factory=dict)   # studies/tune.py's search: {field: (kind, range or choices)}
 
 
@@ -114,13 +114,17 @@ ICARL_NEEDS = (
 # EWC's and SI's strengths: the searches span the class-incremental range up to 1e9 (there the earlier tasks'
 # weights are frozen in place); 1e12 leaves three decades above it, and far larger ones overflow training
 STRENGTH = (at_least(0), at_most(1e12))
-CROSS_MODAL = ("class", "cross-modal")   # also the pair of datasets (--dataset mnist-fashion)
+EVERY = ("class", "domain", "cross-modal")   # also the pair of datasets (--dataset mnist-fashion)
+# iCaRL in domain-IL: its memory is shared out among the classes as they arrive (round(K / classes seen) each),
+# and on a shared head no class arrives after the first task, so it says nothing of later tasks' images
+CLASS_ONLY = dict(scenarios=("class",), why="iCaRL's memory is shared out among classes as they arrive, and in "
+                                           "domain-IL none arrives after the first task")
 
 METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper bound (what each keeps between
     # tasks is measured by kept_between_tasks and recorded in every job)
-    "sequential": Method(shared=("init", "train_1"), scenarios=CROSS_MODAL),
+    "sequential": Method(shared=("init", "train_1"), scenarios=EVERY),
     # learns only the last task, from the initial weights (the cross-modal control)
-    "control": Method(last_only=True, scenarios=CROSS_MODAL),
+    "control": Method(last_only=True, scenarios=EVERY),
     "ewc": Method(penalty="ewc", shared=("init", "train_1"), options=(Options(dict(ewc_lambda=STRENGTH)),),
                   search=dict(ewc_lambda=("log", (1.0, 1e9)))),
     # SI integrates its path already while training task 1, so that stage is its own
@@ -130,32 +134,48 @@ METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper b
                   search=dict(lwf_lambda=("log", (0.01, 100.0)), lwf_schedule=("choice", ("constant", "growing")),
                               lwf_outputs=("choice", ("earlier", "all")), lwf_temperature=("log", (0.5, 8.0)))),
     "lwf-src": Method(distill=True, sleep=True, shared=("init", "train_1"), options=(LWF, SLEEP), search=SLEEP_SEARCH),
-    "merging": Method(restart=True, merge=True, shared=("init", "train_1"), scenarios=CROSS_MODAL,
+    "merging": Method(restart=True, merge=True, shared=("init", "train_1"), scenarios=EVERY,
                       options=(Options(dict(merge_init=(one_of("shared", "own"),))),)),
-    "src": Method(sleep=True, shared=("init", "train_1"), options=(SLEEP,), scenarios=CROSS_MODAL, search=SLEEP_SEARCH),
-    "icarl": Method(exemplars=True, shared=("init", "train_1"), options=(ICARL,), needs=ICARL_NEEDS),
+    "src": Method(sleep=True, shared=("init", "train_1"), options=(SLEEP,), scenarios=EVERY, search=SLEEP_SEARCH),
+    "icarl": Method(exemplars=True, shared=("init", "train_1"), options=(ICARL,), needs=ICARL_NEEDS, **CLASS_ONLY),
     "icarl-src": Method(exemplars=True, sleep=True, sleep_constants="icarl", shared=("init", "train_1"),
-                        options=(ICARL, SLEEP), needs=ICARL_NEEDS),
+                        options=(ICARL, SLEEP), needs=ICARL_NEEDS, **CLASS_ONLY),
     "ncm": Method(statistics="ncm", shared=()),
     "slda": Method(statistics="slda", shared=(), options=(Options(dict(slda_shrinkage=(within(0, 1),))),)),
     # a ridge head on task 1's frozen features
     "analytic": Method(statistics="analytic", shared=("init", "train_1"),
                        options=(Options(dict(analytic_ridge=(above(0),))),)),
-    "parallel": Method(joint=True, scenarios=CROSS_MODAL),
+    "parallel": Method(joint=True, scenarios=EVERY),
 }
 
 # ---------------------------------------------------------------- data and initial weights
+def scenario(cfg):
+    """The learning scenario of a config (Method.scenarios, data.Tasks): 'class', class-incremental; 'domain',
+    domain-incremental (--scenario domain: split datasets on one head of classes_per_task outputs; permuted MNIST);
+    'cross-modal', the pair of datasets (--dataset mnist-fashion) learnt as two tasks on one shared head."""
+    return "cross-modal" if "parts" in data.DATASETS[cfg.dataset] else cfg.scenario
+
+
+def split_of(cfg):
+    """(tasks, classes per task) of a config's split: a permuted task holds the ten digits."""
+    spec = data.DATASETS[cfg.dataset]
+    if "base" in spec:
+        return cfg.tasks, spec["classes"]
+    return spec["classes"] // cfg.classes_per_task, cfg.classes_per_task
+
+
 def prepare(cfg):
-    """Device, sleep engine, tasks and data of a config, on the device: train and evaluation images in [0, 1],
-    flattened. The evaluation images are the test set, or with cfg.validation the held-out training images.
-    The device and the engine are src.placement's, decided once here and carried in ctx."""
+    """The scenario's tasks and data (data.Tasks), on the device: train and evaluation images in [0, 1], flattened.
+    The evaluation images are the test set, or with cfg.validation the held-out training images. The device and
+    the engine are src.placement's, decided once here and carried in the Tasks. Permuted MNIST's images are its
+    one set (data.Permuted), their permutations the seed's (seeded)."""
     device, engine = src.placement(cfg.device, cfg.engine)
     train_x, train_y, test_x, test_y = data.load(cfg.dataset, cfg.data_dir)
-    n_classes = data.DATASETS[cfg.dataset]["classes"]
-    outputs = data.DATASETS[cfg.dataset].get("outputs", n_classes)   # mnist-fashion: class c is output c % 10
-    ctx = SimpleNamespace(device=device, engine=engine, dtype=getattr(torch, cfg.dtype), n_classes=n_classes,
-                          outputs=outputs, tasks=data.class_tasks(n_classes, cfg.classes_per_task)[:cfg.n_tasks or None],
-                          sizes=(train_x.shape[1], *cfg.hidden, outputs))
+    spec, (n_tasks, per_task) = data.DATASETS[cfg.dataset], split_of(cfg)
+    n_classes = n_tasks * per_task if "base" in spec else spec["classes"]
+    # the outputs: one per class (class-IL), a shared head of a task's size (domain-IL), or the pair's 10
+    outputs = per_task if scenario(cfg) == "domain" else spec.get("outputs", n_classes)
+    dtype = getattr(torch, cfg.dtype)
     keep = data.first_images(train_y, cfg.train_limit, cfg.dataset)   # (of a pair: the first n of each dataset)
     train_x, train_y = train_x[keep], train_y[keep]
     keep = data.first_images(test_y, cfg.test_limit, cfg.dataset)
@@ -166,13 +186,22 @@ def prepare(cfg):
         held = data.holdout_mask(train_y, cfg.validation)
         test_x, test_y = train_x[held], train_y[held]
         train_x, train_y = train_x[~held], train_y[~held]
-    ctx.train_x, ctx.train_y = train_x.to(device, ctx.dtype), train_y.to(device)
+    train_x, test_x = train_x.to(device, dtype), test_x.to(device, dtype)
+    if "base" in spec:   # every task's images are the one set, permuted when read
+        train_x, test_x = data.Permuted(train_x), data.Permuted(test_x)
+        train_y, test_y = (data.permuted_labels(y, n_tasks, per_task) for y in (train_y, test_y))
     probe = analysis.probe_indices(test_y, cfg.probe_per_class, n_classes)
     rest = np.setdiff1d(np.arange(len(test_y)), probe)
     # evaluation data: the probe images (for the activation maps) first, then the rest of the test set
-    ctx.eval_chunks = [test_x[probe].to(device, ctx.dtype)] + list(test_x[rest].to(device, ctx.dtype).split(2000))
-    ctx.eval_y = torch.cat([test_y[probe], test_y[rest]]).to(device)
-    return ctx
+    if "base" in spec:
+        eval_chunks = data.Chunks(test_x, [torch.as_tensor(probe)] + list(torch.as_tensor(rest).split(2000)))
+    else:
+        eval_chunks = [test_x[probe]] + list(test_x[rest].split(2000))
+    split = data.class_tasks(n_classes, per_task)
+    return data.Tasks(scenario=scenario(cfg), n_classes=n_classes, outputs=outputs, split=split,
+                      tasks=split[:cfg.n_tasks or None], sizes=(train_x.shape[1], *cfg.hidden, outputs), device=device,
+                      engine=engine, dtype=dtype, train_x=train_x, train_y=train_y.to(device), eval_chunks=eval_chunks,
+                      eval_y=torch.cat([test_y[probe], test_y[rest]]).to(device), probes=len(probe))
 
 
 def task_order(seed, cfg, n):
@@ -186,10 +215,16 @@ def task_order(seed, cfg, n):
 
 def seeded(ctx, seed, cfg):
     """The data of one seed: ctx with its tasks in the seed's order (task_order), the first cfg.n_tasks of
-    them. Each task keeps its digits, so records and tables name a task by them (rec["tasks"])."""
-    numbered = data.class_tasks(ctx.n_classes, cfg.classes_per_task)
-    order = [numbered[i] for i in task_order(seed, cfg, len(numbered))]
-    return SimpleNamespace(**dict(vars(ctx), tasks=tuple(order[:cfg.n_tasks or None])))
+    them. Each task keeps its digits, so records and tables name a task by them (rec["tasks"]); a permuted task
+    (digits 10 t ... 10 t + 9) gets its pixel permutation, drawn from the seed alone."""
+    order = [ctx.split[i] for i in task_order(seed, cfg, len(ctx.split))]
+    seeds = dict(tasks=tuple(order[:cfg.n_tasks or None]))
+    if isinstance(ctx.train_x, data.Permuted):   # each task's permutation, from the seed (the first: none)
+        perms = data.permutations(len(ctx.split), ctx.train_x.shape[1], generator(seed, "permute", 0)).to(ctx.device)
+        test = ctx.eval_chunks.images
+        seeds.update(train_x=data.Permuted(ctx.train_x.images, perms),
+                     eval_chunks=data.Chunks(data.Permuted(test.images, perms), ctx.eval_chunks.index))
+    return dataclasses.replace(ctx, **seeds)
 
 
 def epochs_of(k, cfg):
@@ -205,9 +240,10 @@ def initial_net(seed, cfg, ctx, copy=1):
 
 
 # the phases that draw random numbers, each its own stream (a phase's place in this list is its stream: new
-# phases go at the end); the last two are studies/weights_only.py's leads: a dream's image inversion before
-# task k's sleep, the sleeps interleaved with training (numbered in the order they run)
-PHASES = ("train", "sleep", "replay", "exemplars", "nme", "order", "init", "dreams", "interleave")
+# phases go at the end); dreams and interleave are studies/weights_only.py's leads: a dream's image inversion
+# before task k's sleep, the sleeps interleaved with training (numbered in the order they run); permute:
+# permuted MNIST's pixel permutations
+PHASES = ("train", "sleep", "replay", "exemplars", "nme", "order", "init", "dreams", "interleave", "permute")
 
 
 def generator(seed, phase, k, device="cpu"):
@@ -224,17 +260,18 @@ def generator(seed, phase, k, device="cpu"):
 # ---------------------------------------------------------------- the steps of the loop
 @torch.no_grad()
 def evaluate(net, cfg, ctx, analyses=True):
-    """What the experiment records of a network: accuracy on each task and on all test images (class-incremental:
-    the argmax over every output), and task_il, the accuracy when each image is classified among its own task's
+    """What the experiment records of a network: accuracy on each task and on all test images (the argmax over
+    every output: class-incremental, or domain-incremental's shared head), and task_il, the accuracy when each image is classified among its own task's
     outputs only (task-incremental: the same outputs, the task label given); with
     analyses, the confusion matrix, the stable rank of each layer, the activations of the probe images (the first chunk of
     the test pass) and the capacity each task uses in each layer, measured on them (analysis.capacity)."""
     probe_acts = models.forward(net, ctx.eval_chunks[0], cfg.dropout)
     out = torch.cat([probe_acts[-1]] + [models.forward(net, xb, cfg.dropout)[-1] for xb in ctx.eval_chunks[1:]])
     pred = out.argmax(1)
-    per_task, overall = models.accuracy(pred, ctx.eval_y, ctx.tasks, ctx.eval_y % ctx.outputs)
+    target = ctx.output(ctx.eval_y)
+    per_task, overall = models.accuracy(pred, ctx.eval_y, ctx.tasks, target)
     accuracy = dict(**{f"task_{k + 1}": a for k, a in enumerate(per_task)}, all=overall,
-                    task_il=models.task_il(out, ctx.eval_y, ctx.tasks, ctx.eval_y % ctx.outputs))
+                    task_il=models.task_il(out, ctx.eval_y, ctx.tasks, target, ctx.task_outputs))
     if not analyses:
         return dict(accuracy=accuracy)
     acts = [a.cpu().numpy() for a in probe_acts]
@@ -272,17 +309,17 @@ def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, memory=None, p
     if not cfg.keep_momentum:
         net.vW = [torch.zeros_like(v) for v in net.vW]
     idx = training_set(k, seed, cfg, ctx)
-    x, y = ctx.train_x[idx], ctx.train_y[idx] % ctx.outputs   # the output each image trains towards
+    x, y = ctx.images(idx), ctx.output(ctx.train_y[idx])   # the output each image trains towards
     if memory is not None:
         short = -(len(idx) + len(memory[0])) % cfg.batch_size
         pad = data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task + short)[cfg.n_per_task - 1:][:short]
-        one_hot = lambda labels: torch.nn.functional.one_hot(labels, ctx.n_classes).to(x.dtype)
+        one_hot = lambda labels: torch.nn.functional.one_hot(labels, ctx.outputs).to(x.dtype)
         x = torch.cat([x, memory[0], ctx.train_x[pad]])
-        y = torch.cat([one_hot(y), memory[1], one_hot(ctx.train_y[pad])])
+        y = torch.cat([one_hot(y), memory[1], one_hot(ctx.output(ctx.train_y[pad]))])
     soft = None
     if distill and k >= 2:
-        taught = torch.isin(torch.arange(ctx.n_classes, device=x.device),
-                            torch.tensor(sum(ctx.tasks[:k - 1], ()), device=x.device))
+        taught = torch.isin(torch.arange(ctx.outputs, device=x.device),   # (domain-IL: the shared head's)
+                            torch.tensor(ctx.task_outputs(sum(ctx.tasks[:k - 1], ())), device=x.device))
         if cfg.lwf_outputs == "all":   # the new task's outputs too, towards the old network's (near zero)
             taught[:] = True
         with torch.no_grad():
@@ -350,7 +387,7 @@ def sleep_task(nets, k, seed, cfg, ctx, progress=False, constants=None, max_spik
         if c.input == "mean":   # the mean of the kept images: class means weighted by their counts
             counts = torch.tensor([(labels == j).sum().item() for j in classes], dtype=images.dtype, device=images.device)
             images = counts @ images / counts.sum()
-    return src.sleep(nets, None if scale is None else ctx.train_x[scale], c.length(k), generator(seed, "sleep", k),
+    return src.sleep(nets, None if scale is None else ctx.images(scale), c.length(k), generator(seed, "sleep", k),
                      c if constants is None else constants, dropout=cfg.dropout, images=images,
                      sample=(ctx.train_x[shown], c.samples, c.mask_fraction) if c.input == "replica" else None,
                      max_spikes=max_spikes, engine=ctx.engine, progress=progress, window=window, watch=watch)
@@ -366,17 +403,26 @@ def sleep_keeps(cfg, ctx):
     read = scale if scale is not None else means if means is not None else shown if c.input == "images" else None
     if c.data in ("seen", "first") and read is not None:   # raw images beyond task k's own
         some = f"the first {len(read)} training images" if read is shown else "every training image"
-        return f"{some} of " + dict(seen="the tasks seen", first="the first task")[c.data], len(read) * pixels
+        return f"{some} of " + dict(seen="the tasks seen", first="the first task")[c.data], image_bytes(read, ctx)
     return "task k's training images", 0
+
+
+def image_bytes(idx, ctx):
+    """Bytes of the raw training images idx names, at a byte per pixel; of permuted tasks, each image once and
+    each task's permutation (a 16-bit pixel index per pixel)."""
+    pixels = ctx.train_x.shape[1]
+    if isinstance(ctx.train_x, data.Permuted):
+        n = len(ctx.train_x.images)
+        return len(torch.unique(idx % n)) * pixels + len(torch.unique(idx // n)) * 2 * pixels
+    return len(idx) * pixels
 
 
 def kept_between_tasks(spec, rec, net, cfg, ctx):
     """Bytes a network method carries from one task to the next besides the network itself, at the last task,
     and what they are (raw images at a byte per pixel, numbers at their own size)."""
     weights = sum(w.numel() * w.element_size() for w in net.W)
-    pixels = ctx.train_x.shape[1]
     if spec.joint:
-        return len(training_set(0, 0, cfg, ctx)) * pixels, "every training image (it trains on all tasks at once)"
+        return image_bytes(training_set(0, 0, cfg, ctx), ctx), "every training image (it trains on all tasks at once)"
     if spec.penalty:
         return 2 * weights, "the weights after the last task and one importance per weight"
     if spec.merge:
@@ -385,8 +431,8 @@ def kept_between_tasks(spec, rec, net, cfg, ctx):
     if spec.exemplars:
         images["the exemplar images"] = rec["exemplar_bytes"]
     if cfg.replay:
-        earlier = len(data.task_indices(ctx.train_y, sum(ctx.tasks[:-1], ())))
-        images["every earlier task's training images (rehearsal draws from them)"] = earlier * pixels
+        earlier = data.task_indices(ctx.train_y, sum(ctx.tasks[:-1], ()))
+        images["every earlier task's training images (rehearsal draws from them)"] = image_bytes(earlier, ctx)
     statistics = {}
     if spec.sleep and rec["sleep_keeps_bytes"]:
         (statistics if cfg.sleep.data == "current+means" else images)[
@@ -406,7 +452,7 @@ def memory_set(exemplars, net, gen, cfg, ctx):
     x = ctx.train_x[idx]
     if cfg.distillation:
         return x, torch.softmax(models.forward(net, x, cfg.dropout, gen)[-1], 1)
-    return x, torch.nn.functional.one_hot(ctx.train_y[idx], ctx.n_classes).to(x.dtype)
+    return x, torch.nn.functional.one_hot(ctx.output(ctx.train_y[idx]), ctx.outputs).to(x.dtype)
 
 
 def update_exemplars(exemplars, net, k, gen, cfg, ctx):
@@ -543,7 +589,7 @@ def run_method(method, seed, cfg, ctx, shared, progress=False, analyses=True):
             nme(f"train_{k}", net, k)
         if spec.penalty == "ewc":   # online EWC: the Fisher information of every task so far, summed
             idx = data.task_indices(ctx.train_y, ctx.tasks[k - 1], cfg.n_per_task or None)
-            new = models.fisher(net, ctx.train_x[idx], ctx.train_y[idx], cfg.dropout, ctx.n_classes)
+            new = models.fisher(net, ctx.images(idx), ctx.output(ctx.train_y[idx]), cfg.dropout, ctx.outputs)
         elif spec.penalty == "si":  # SI: each weight's share of the loss decrease, over its squared change
             new = [p / ((w - w0).square() + cfg.si_xi) for p, w, w0 in zip(path, net.W, start.W)]
         if spec.penalty:
@@ -594,31 +640,33 @@ def activation_maps(acts, spec, cfg, ctx):
 def run_statistics(spec, rec, seed, cfg, ctx, shared):
     """A baseline that learns statistics instead of weights (NCM, SLDA; the analytic head on the features
     of the network trained on task 1, then frozen): after each task, fold its training images into the
-    statistics and score the classifier they make; the same record as run_method's, without the analyses."""
-    x_eval = torch.cat(ctx.eval_chunks)
+    statistics and score the classifier they make; the same record as run_method's, without the analyses.
+    Its classes are the outputs (domain-IL: a shared output's images of every task pool into one class)."""
+    x_eval = torch.cat(list(ctx.eval_chunks))
     if spec.statistics == "analytic":   # task 1's network, as sequential training makes it (the same stage)
         net = shared["train_1"][0] if "train_1" in shared else train_task(initial_net(seed, cfg, ctx), 1, seed, cfg, ctx)
         # the last hidden layer's evaluation-mode activations
         features = lambda x: torch.cat([models.forward(net, xb, cfg.dropout)[-2] for xb in x.split(2000)])
-        stats, x_eval = baselines.RidgeHead(ctx.sizes[-2], ctx.n_classes), features(x_eval)
+        stats, x_eval = baselines.RidgeHead(ctx.sizes[-2], ctx.outputs), features(x_eval)
     else:
         features = lambda x: x
-        stats = baselines.ClassStatistics(ctx.train_x.shape[1], ctx.n_classes, covariance=spec.statistics == "slda")
+        stats = baselines.ClassStatistics(ctx.train_x.shape[1], ctx.outputs, covariance=spec.statistics == "slda")
     for k in range(1, len(ctx.tasks) + 1):
         t = time.perf_counter()
         idx = training_set(k, seed, cfg, ctx)
         with torch.no_grad():
-            stats.add(features(ctx.train_x[idx]), ctx.train_y[idx])
+            stats.add(features(ctx.train_x[idx]), ctx.output(ctx.train_y[idx]))
         rec["time"]["train"] += time.perf_counter() - t
         t = time.perf_counter()
         score = dict(ncm=lambda: baselines.ncm_scores(stats, x_eval),
                      slda=lambda: baselines.slda_scores(stats, x_eval, cfg.slda_shrinkage),
                      analytic=lambda: baselines.ridge_scores(stats, x_eval, cfg.analytic_ridge))
         scores = score[spec.statistics]()
-        per_task, overall = models.accuracy(scores.argmax(1), ctx.eval_y.cpu(), ctx.tasks)
+        target = ctx.output(ctx.eval_y).cpu()
+        per_task, overall = models.accuracy(scores.argmax(1), ctx.eval_y.cpu(), ctx.tasks, target)
         rec["time"]["eval"] += time.perf_counter() - t
         rec["rows"].append(dict(stage=f"train_{k}", **{f"task_{j + 1}": a for j, a in enumerate(per_task)}, all=overall,
-                                task_il=models.task_il(scores, ctx.eval_y.cpu(), ctx.tasks)))
+                                task_il=models.task_il(scores, ctx.eval_y.cpu(), ctx.tasks, target, ctx.task_outputs)))
     rec["rows"].append(dict(rec["rows"][-1], stage="final"))
     rec["kept_bytes"] = stats.kept_bytes()
     rec["kept_what"] = "its features' statistics (the network: task 1's, frozen)" \

@@ -34,12 +34,13 @@ from methods import evaluate, initial_net, prepare, run_method, sleep_task, trai
 cfg = config.Config(
     methods=("sequential", "src", "merging", "parallel"),   # also ewc, si, icarl, icarl-src, ncm, slda, analytic
     seeds=(0,),
-    dataset="mnist",           # or fashion-mnist
+    dataset="mnist",           # or fashion-mnist, mnist-fashion, permuted-mnist (with scenario="domain")
+    scenario="class",          # or domain: every task on one shared head
     protocol="original",       # the authors' MATLAB; or replica (the earlier Python replica)
     preset=None,               # None: the protocol's own; or tuned, tuned-class-means, beyond, replay-10, ...
     quick=False,               # a smoke test: few images, one epoch, short sleeps
     # data and tasks
-    classes_per_task=None, task_order="fixed", n_tasks=0, n_per_task=None, train_limit=0, test_limit=0, validation=0,
+    classes_per_task=None, tasks=10, task_order="fixed", n_tasks=0, n_per_task=None, train_limit=0, test_limit=0, validation=0,
     score_on="test",
     replay=0.0,                # rehearsal: fraction of the earlier tasks' images
     memory=0, exemplars="herding", distillation=False,   # iCaRL

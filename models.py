@@ -212,14 +212,14 @@ def predict(net, x, dropout, chunk=2000):
     return torch.cat([forward(net, xb, dropout)[-1].argmax(1) for xb in x.split(chunk)])
 
 
-def task_il(scores, y, tasks, target=None):
+def task_il(scores, y, tasks, target=None, outputs_of=tuple):
     """Task-incremental accuracy in percent: each image of a learnt task classified among its own task's outputs
     only (as if the task label were given), over the images of all the tasks. scores: [images, outputs], larger is
-    more likely (outputs, logits, negative distances); y, target: as accuracy's."""
-    outputs = scores.shape[1]
-    allowed = torch.zeros(max(max(t) for t in tasks) + 1, outputs, dtype=torch.bool, device=scores.device)
+    more likely (outputs, logits, negative distances); y, target: as accuracy's; outputs_of(task): its outputs
+    (data.Tasks.task_outputs; by default its classes)."""
+    allowed = torch.zeros(max(max(t) for t in tasks) + 1, scores.shape[1], dtype=torch.bool, device=scores.device)
     for t in tasks:
-        allowed[torch.tensor(t)[:, None], torch.tensor([c % outputs for c in t])[None]] = True
+        allowed[torch.tensor(t)[:, None], torch.tensor(outputs_of(t))[None]] = True
     learnt = torch.isin(y, torch.tensor(sum(map(tuple, tasks), ()), device=y.device))
     target = (y if target is None else target)[learnt]
     pred = scores[learnt].masked_fill(~allowed[y[learnt]], -torch.inf).argmax(1)

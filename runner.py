@@ -249,7 +249,7 @@ def work(jobs, cfg, run_dir, ctx=None):
                     rec, maps = run_method(method, seed, cfg, ctx, shared.setdefault(seed, {}), progress=not cfg.quiet)
                     rec["time"]["total"] = time.perf_counter() - t
                     rec["versions"] = versions(ctx.device)
-                    save_job(run_dir, rec, maps, ctx.eval_y[:len(ctx.eval_chunks[0])].cpu().numpy())
+                    save_job(run_dir, rec, maps, ctx.eval_y[:ctx.probes].cpu().numpy())
                     log(run_dir, f"{method:>10} seed {seed}: final {rec['rows'][-1]['all']:.2f} %  "
                         + "  ".join(f"{k} {v:.1f}s" for k, v in rec["time"].items()), echo=not cfg.quiet)
             finally:

@@ -49,7 +49,6 @@ import json
 import os
 import sys
 import time
-from types import SimpleNamespace
 
 import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import config  # first: the pinned code paths and threads
@@ -291,7 +290,7 @@ def candidate(cfg, ctx, params):
     """The config and data of a baseline's candidate (hidden widths "400-400" as a tuple)."""
     fields = dict(params, **({"hidden": tuple(int(h) for h in params["hidden"].split("-"))} if "hidden" in params else {}))
     run_cfg = dataclasses.replace(cfg, **fields)
-    return run_cfg, SimpleNamespace(**dict(vars(ctx), sizes=(ctx.sizes[0], *run_cfg.hidden, ctx.outputs)))
+    return run_cfg, dataclasses.replace(ctx, sizes=(ctx.sizes[0], *run_cfg.hidden, ctx.outputs))
 
 
 def mean_finals(finals, candidates, seeds, keep):

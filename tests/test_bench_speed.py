@@ -4,13 +4,13 @@ import os
 import re
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 import bench_speed
 import config
+import data
 import methods
 import models
 import runner
@@ -36,8 +36,9 @@ def test_the_default_methods_passes_by_hand():
     # 4 evaluation images
     cfg = config.resolve(config.DEFAULTS, ["--hidden", "8", "--classes-per-task", "1", "--n-per-task", "2",
                                            "--beta", "1", "1", "--plasticity", "1", "1", "--device", "cpu"])
-    ctx = SimpleNamespace(n_classes=2, tasks=((0,), (1,)), train_y=torch.tensor([0, 1, 0, 0, 1]), eval_y=torch.zeros(4),
-                          sizes=(4, 8, 2))
+    ctx = data.Tasks(scenario="class", n_classes=2, outputs=2, split=((0,), (1,)), tasks=((0,), (1,)), sizes=(4, 8, 2),
+                     device="cpu", engine="numba", dtype=torch.float32, train_x=None,
+                     train_y=torch.tensor([0, 1, 0, 0, 1]), eval_chunks=None, eval_y=torch.zeros(4), probes=0)
     rows = bench_speed.passes(cfg, ctx)
     total = lambda method, part: sum(r[5] for r in rows if r[0] == method and r[3] == part)
     forward, step = 96, 224

@@ -104,7 +104,7 @@ def test_the_replica_protocol_and_its_preset():
     (["--hidden", "0", "0"], "--hidden needs one or more widths"),
     (["--hidden", "1000000000"], "--hidden 1000000000: the network's weights, momentum and a copy need 17747.3 GiB, more than"),
     (["--lr", "inf"], "--lr must be a finite number; got inf"),
-    (["--dataset", "cifar"], "--dataset must be one of mnist, fashion-mnist, mnist-fashion; got 'cifar'"),
+    (["--dataset", "cifar"], "--dataset must be one of mnist, fashion-mnist, mnist-fashion, permuted-mnist; got 'cifar'"),
     (["--classes-per-task", "0"], "--classes-per-task must be a whole number >= 1; got 0"),
     (["--classes-per-task", "3"], "--classes-per-task must divide"),
     (["--mask-size", "100"], "--mask-size must be a whole number from 1 to the image side, 28; got 100"),

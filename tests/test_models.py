@@ -295,4 +295,5 @@ def test_task_il_scores_each_image_among_its_own_tasks_outputs():
     # images of classes no task has are not scored
     assert models.task_il(scores, torch.tensor([0, 1, 9, 3]), [(0, 1), (2, 3)]) == pytest.approx(200 / 3)
     # a pair of datasets (class c is output c % 4): a task that spans every output is scored as class-IL
-    assert models.task_il(scores, torch.tensor([4, 5, 6, 7]), [(0, 1, 2, 3), (4, 5, 6, 7)], torch.tensor([0, 1, 2, 3])) == 25.0
+    assert models.task_il(scores, torch.tensor([4, 5, 6, 7]), [(0, 1, 2, 3), (4, 5, 6, 7)], torch.tensor([0, 1, 2, 3]),
+                          lambda t: tuple(c % 4 for c in t)) == 25.0
