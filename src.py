@@ -21,6 +21,7 @@ Read top-down:
 import copy
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 
 import codepath  # noqa: F401  (before torch and numba: the pinned code paths and threads)
@@ -95,12 +96,14 @@ class Sleep:
     data: str = "seen"               # what it reads: "seen", "current", "current+means" or "first" (methods.sleep_task)
     samples: int = 10                # input "replica": images averaged per step
     mask_fraction: float = 0.25      # input "replica": fraction of pixels each step's mask keeps
-    plasticity: tuple = (1.0, 1.0, 1.0)   # multiplier of inc and dec per layer (0 freezes a layer)
+    plasticity: tuple = None         # multiplier of inc and dec per layer (0 freezes a layer); default 1 per beta
     factor: str = "original"         # g(w): "original" 2 sigmoid(-w / 0.001) or "logistic" sigmoid(w)
     bias: str = "ignore"             # networks with biases: "ignore", "current" or "unit" (see sleep)
     exp: str = "exact"               # the numba engine's exp: "exact" or "fast" (see sleep_on_spikes)
 
     def __post_init__(self):
+        if self.plasticity is None:
+            object.__setattr__(self, "plasticity", (1.0,) * len(np.atleast_1d(self.beta)))
         for name in ("beta", "plasticity") + (("alpha",) if self.alpha is not None else ()):
             object.__setattr__(self, name, tuple(float(v) for v in np.atleast_1d(getattr(self, name))))
         check_constants(**{k: getattr(self, k) for k in CONSTANTS if getattr(self, k) is not None})
@@ -201,30 +204,53 @@ def sleep(nets, sleep_x, steps, generator, constants, *, dropout, images=None, s
     return (slept, infos) if isinstance(nets, (list, tuple)) else (slept[0], infos[0])
 
 
-def sleep_model(model, images, constants, *, task=1, seed=0, engine="auto", progress=False):
+def sleep_model(model, images, constants, *, task, seed, engine="auto", progress=True):
     """Sleep your own PyTorch network: a torch.nn.Sequential of nn.Flatten, nn.Linear (all with biases or none),
     nn.ReLU and nn.Dropout (read as the evaluation-mode network), ending in a Linear (logits) or a ReLU. Returns
-    (a slept copy of the model, the sleep's info: alpha, spikes); the model itself is left as it was.
+    (a slept copy of the model, info); the model itself is left as it was.
 
-    images: the sleep data, [n, ...] as the model takes them (the scale factors alpha come from their
-    activations through the model, the input spikes from their mean image, which must be square).
-    constants: a Sleep (a preset's: config.preset_sleep("beyond-weights-only")). The sleep lasts
-    constants.length(task) steps and draws its input from torch.Generator().manual_seed(seed).
-    Anything but those modules is refused with a ValueError that names it. This is src.sleep on the same
-    weights: the sequential is read as a Net (models.py) and the slept weights written back."""
+    images: the sleep data, a tensor (or numpy array) [n, ...] of pixels in [0, 1] as the model takes them. The
+    sleep reads these images and nothing else: the scale factors alpha come from their activations through the
+    model, the input spikes from their mean image (which must be square). What to pass is yours: the presets'
+    own runs read every training image seen so far ("original", --sleep-data seen) or the last task's only
+    ("beyond-weights-only", --sleep-data current); a preset's Sleep.data says which, and is not read here.
+    constants: a Sleep (a preset's: config.preset_sleep("beyond-weights-only")), or "auto": calibrate(model,
+    images, seed=seed), the constants set from this network and these images (see calibrate).
+    task, seed (required): the sleep lasts constants.length(task) steps and draws its input from
+    torch.Generator().manual_seed(seed): give each sleep its own seed, or every sleep sees the same input.
+    progress: a progress bar of the sleep's steps (False: quiet).
+    info: "alpha", the scale factor of each Linear layer; "spikes", the spike count of every neuron, one list
+    per layer starting with the inputs (info["spikes"][0] has one count per pixel, then one list per Linear
+    layer, the output last); "stopped", False (no spike budget here).
+    A layer that never fired is a warning naming it (the sleep changed nothing there or above: its threshold
+    is too high for this network; "auto" sets it). Float16 and bfloat16 models sleep in float32 and come back
+    in their dtype. Anything but those modules, or a bad argument, is a one-line ValueError that names it.
+    This is src.sleep on the same weights: the sequential is read as a Net (models.py) and the slept weights
+    written back."""
     net, c = as_net(model), constants
-    if isinstance(c, str):   # the sleep knows no presets: config builds a preset's Sleep
-        raise ValueError(f"constants must be a src.Sleep: for the preset {c!r} pass config.preset_sleep({c!r})")
+    for name, value, low in (("task", task, 1), ("seed", seed, 0)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be a whole number >= {low}; got {value!r}")
+    x = sleep_images(images, net)
+    if isinstance(c, str) and c == "auto":
+        c = calibrate(net, x, seed=seed, engine=engine)
+    elif isinstance(c, str):   # the sleep knows no presets: config builds a preset's Sleep
+        raise ValueError(f"constants must be a src.Sleep or 'auto': for the preset {c!r} pass config.preset_sleep({c!r})")
     if not isinstance(c, Sleep):
-        raise ValueError(f"constants must be a src.Sleep; got {type(c).__name__}")
+        raise ValueError(f"constants must be a src.Sleep or 'auto'; got {type(c).__name__}")
     if c.input != "mean":
         raise ValueError(f"sleep_model shows the mean of `images`; constants.input {c.input!r} needs labels or a pool "
                          "(use src.sleep, or methods.sleep_task)")
     if len(c.beta) != len(net.W):
         raise ValueError(f"the constants have {len(c.beta)} thresholds (beta) and the model {len(net.W)} Linear layers")
-    x = images.reshape(len(images), -1).to(net.W[0].device, net.W[0].dtype)
     slept, info = sleep(net, x, c.length(task), torch.Generator().manual_seed(seed), c, dropout=0.0, engine=engine,
                         progress=progress)
+    for l, n in enumerate(info["spikes"][1:], start=1):
+        if not any(n):
+            warnings.warn(f"Linear layer {l} of the model never fired during the sleep (threshold beta {c.beta[l - 1]:g} "
+                          "is too high for this network): the sleep changed nothing there or above; "
+                          "constants='auto' calibrates the thresholds", stacklevel=2)
+            break
     out = copy.deepcopy(model)
     with torch.no_grad():
         for layer, w in zip([m for m in out if isinstance(m, torch.nn.Linear)], slept.W):
@@ -232,6 +258,29 @@ def sleep_model(model, images, constants, *, task=1, seed=0, engine="auto", prog
             if layer.bias is not None:
                 layer.bias.copy_(w[:, -1])
     return out, info
+
+
+def sleep_images(images, net):
+    """The sleep's images as net's inputs, [n, n_in] in its dtype and device; a ValueError naming `images` for a
+    set that is empty, of another size than the network's input, or of values outside [0, 1] (pixels)."""
+    if not torch.is_tensor(images):
+        try:
+            images = torch.as_tensor(np.asarray(images))
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"images must be a tensor or an array of pixels; got {type(images).__name__}") from None
+    n_in = net.W[0].shape[1] - int(net.bias)
+    if images.ndim == 0 or len(images) == 0 or images.numel() == 0:
+        raise ValueError(f"images is empty (shape {tuple(images.shape)}): the sleep needs training images")
+    x = images.reshape(len(images), -1)
+    if x.shape[1] != n_in:
+        raise ValueError(f"images must have {n_in} values per image, as the model's first Linear layer takes; "
+                         f"got {x.shape[1]} (shape {tuple(images.shape)})")
+    x = x.to(net.W[0].device, net.W[0].dtype)
+    low, high = x.min().item(), x.max().item()
+    if not (0 <= low and high <= 1):   # also NaN
+        raise ValueError(f"images must be pixels in [0, 1] (the input spikes fire with probability proportional "
+                         f"to them); got values from {low:g} to {high:g}: divide by 255 or undo the normalisation")
+    return x
 
 
 def as_net(model):
@@ -254,8 +303,139 @@ def as_net(model):
         raise ValueError("sleep_model needs every Linear layer with a bias or none with one")
     bias = linear[0].bias is not None
     W = [torch.cat([m.weight, m.bias[:, None]], 1).detach().clone() if bias else m.weight.detach().clone() for m in linear]
+    for l, w in enumerate(W, start=1):
+        if not torch.isfinite(w).all():
+            raise ValueError(f"the model's Linear layer {l} has non-finite weights (NaN or inf): did training diverge?")
+    if W[0].dtype in (torch.float16, torch.bfloat16):   # the engines compute in float32 or float64
+        W = [w.float() for w in W]
     return Net(W, [torch.zeros_like(w) for w in W], output="relu" if pattern.endswith("R") else "linear",
                inverted=True, bias=bias)
+
+
+# ---------------------------------------------------------------- calibration
+
+CALIBRATION_STEPS = 2000   # the measuring sleep: two membrane time constants (decay 0.999: 1000 steps)
+# calibrate's targets, dimensionless, and the constants of --preset beyond-weights-only they reproduce on the
+# project's network (docs/usage.md#calibrated-constants: the derivation and the command that measured them)
+FIRING = (None, None, None)   # filled below
+INPUT_RATE = None
+INC, DEC = None, None
+SCHEDULE = dict(steps=5000, steps_increment=30000)   # beyond-weights-only's: T_k = 5000 + 30000 (k - 1)
+
+
+def calibrate(model, images, *, firing=None, input_rate=None, inc=None, dec=None, seed=0, dropout=0.0,
+              steps=CALIBRATION_STEPS, engine="auto", **fields):
+    """A Sleep whose constants that depend on the network's scale are set from the network and the sleep's images.
+
+    model: an nn.Sequential (as sleep_model takes) or a Net (models.py; dropout: its rate, as src.sleep's).
+    images: the sleep's images (pixels in [0, 1]); the scale factors alpha are their data-based ones
+    (alpha_scale 1: beta is then in units of each layer's scale) and the input is their mean image.
+    The targets, each in (0, 1), dimensionless (defaults: what the constants of --preset beyond-weights-only
+    give on the project's network, FIRING, INPUT_RATE, INC and DEC):
+    - firing: each Linear layer's firing rate, spikes per neuron per step, in a sleep of `steps` steps without
+      plasticity: its threshold beta is bisected (in log space, layer by layer from the input) until the layer
+      fires at that rate; one number for every layer, or one per layer (default: FIRING's hidden rate for
+      every hidden layer, its output rate for the last);
+    - input_rate: the input's expected spikes per pixel per step (sets rate from the mean image's intensity,
+      through the window of mask_size pixels);
+    - inc, dec: the plasticity's steps relative to the weights' scale, the root mean square of all the weights
+      (biases apart): inc = inc_target x rms(W), dec = dec_target x rms(W).
+    seed: the measuring sleep's input (its own: the real sleep draws another); fields: any other Sleep field
+    (steps, steps_increment, decay, mask_size, bias, ...; by default beyond-weights-only's schedule SCHEDULE).
+    A layer that cannot fire at its target (its lower layers silent, or no positive weight) is a ValueError naming it."""
+    net = model if isinstance(model, Net) else as_net(model)
+    x, L = sleep_images(images, net), len(net.W)
+    f = np.atleast_1d(np.asarray(default_firing(L) if firing is None else firing, dtype=np.float64))
+    if f.ndim != 1 or len(f) not in (1, L):
+        raise ValueError(f"firing needs one target, or one per Linear layer ({L}); got {firing}")
+    firing = tuple(np.broadcast_to(f, (L,)).tolist())
+    targets = dict(firing=firing, input_rate=INPUT_RATE if input_rate is None else input_rate,
+                   inc=INC if inc is None else inc, dec=DEC if dec is None else dec)
+    for name, value in targets.items():   # rates in (0, 1); inc and dec ratios > 0
+        a, rate = np.asarray(value, dtype=np.float64), name in ("firing", "input_rate")
+        if not (np.isfinite(a).all() and (a > 0).all() and (a < 1 if rate else a > 0).all()):
+            raise ValueError(f"{name} must be {'a rate in (0, 1)' if rate else 'a ratio > 0'}; got {value}")
+    scale = torch.cat([w.flatten() for w in net.weights_only()]).double().pow(2).mean().sqrt().item()
+    c = Sleep(**dict(dict(SCHEDULE, rate=1.0, inc=targets["inc"] * scale, dec=targets["dec"] * scale, beta=(1.0,) * L,
+                          alpha_scale=1.0), **fields))
+    mean = x.mean(0)
+    c = dataclasses.replace(c, rate=input_rate_for(mean, targets["input_rate"], c.dt, c.mask_size))
+    alpha = tuple(scale_factors(net, x, dropout, c.alpha_scale, c.alpha_softmax))
+    beta, spikes = (), 0
+    for l in range(L):
+        b, spikes = threshold_for(net, l, alpha, beta, spikes, firing[l], c, mean, steps, seed, engine)
+        beta += (b,)
+    return dataclasses.replace(c, beta=beta)
+
+
+def firing_rates(model, images, constants, *, steps=CALIBRATION_STEPS, seed=0, dropout=0.0, engine="auto"):
+    """The spikes per neuron per step of the input and of each Linear layer (a list, inputs first) in a sleep of
+    `steps` steps with `constants` and no plasticity (the weights fixed): the rates calibrate sets."""
+    net = model if isinstance(model, Net) else as_net(model)
+    c = dataclasses.replace(constants, plasticity=(0.0,) * len(constants.beta))
+    _, info = sleep(net, sleep_images(images, net), steps, torch.Generator().manual_seed(seed), c, dropout=dropout,
+                    engine=engine)
+    return [sum(n) / (len(n) * steps) for n in info["spikes"]]
+
+
+def default_firing(L):
+    """FIRING for a network of L Linear layers: its hidden layers' rate for each hidden layer, its output's last."""
+    hidden = math.exp(np.mean(np.log(FIRING[:-1])))
+    return (hidden,) * (L - 1) + (FIRING[-1],)
+
+
+def input_rate_for(image, target, dt, mask_size):
+    """The rate at which the masked input (input_spikes) of this rate map fires `target` spikes per pixel per step,
+    in expectation: pixel i fires with probability min(1, 2 dt rate p_i) while the window covers it."""
+    side = math.isqrt(image.numel())
+    if side * side != image.numel() or not 1 <= mask_size <= side:
+        raise ValueError(f"the masked input needs square images and 1 <= mask_size <= their side; got "
+                         f"{image.numel()} pixels and mask_size {mask_size}")
+    p = image.reshape(side, side).double().cpu()
+    positions = side - mask_size + 1   # how many window positions cover each pixel, per axis
+    cover = torch.tensor([min(i, positions - 1) - max(0, i - mask_size + 1) + 1 for i in range(side)], dtype=torch.float64)
+    cover = torch.outer(cover, cover) / positions ** 2
+    expected = lambda rate: (cover * (2 * dt * rate * p).clamp(max=1)).mean().item()
+    if expected(1e12) <= target:
+        raise ValueError(f"input_rate {target} is more than these images can fire ({expected(1e12):.3g} spikes per "
+                         "pixel per step with every covered pixel firing)")
+    lo, hi = 1e-6, 1e12
+    while hi / lo > 1 + 1e-9:   # expected(rate) increases with rate
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if expected(mid) < target else (lo, mid)
+    return hi
+
+
+def threshold_for(net, l, alpha, beta, below, target, c, image, steps, seed, engine, candidates=8, rounds=8,
+                  tolerance=0.01):
+    """beta of layer l (those below it given, firing `below` spikes in all) at which it fires `target` spikes per
+    neuron per step in a sleep of `steps` steps without plasticity: `rounds` rounds of `candidates` thresholds,
+    log-spaced across the bracket, slept at once by the batched engine, until one is within `tolerance`
+    (relative) of the target. A candidate past twice the target stops there (max_spikes: its rate only needs
+    to be known as too high). Returns (beta, the spikes of layers 1..l+1 at that beta)."""
+    prefix = net.with_weights(net.W[:l + 1], net.vW[:l + 1])
+    fixed = dataclasses.replace(c, beta=beta + (1.0,), alpha=alpha[:l + 1], plasticity=(0.0,) * (l + 1))
+    n = net.W[l].shape[0]
+    lo, hi = 1e-6, 1e6
+    for _ in range(rounds):
+        betas = np.geomspace(lo, hi, candidates)
+        _, infos = sleep([prefix] * candidates, None, steps, torch.Generator().manual_seed(seed),
+                         [dataclasses.replace(fixed, beta=beta + (float(b),)) for b in betas], dropout=0.0,
+                         images=image, engine=engine, max_spikes=below + 2 * target * n * steps)
+        rates = np.array([math.inf if i["stopped"] else sum(i["spikes"][-1]) / (n * steps) for i in infos])
+        if rates[0] < target:
+            raise ValueError(f"calibrate: Linear layer {l + 1} fires at most {rates[0]:.3g} spikes per neuron per step "
+                             f"(threshold {lo:g}), below its firing target {target:g}: lower the targets of the layers "
+                             "below it, or the network cannot fire there")
+        if rates[-1] > target:
+            raise ValueError(f"calibrate: Linear layer {l + 1} fires at {rates[-1]:.3g} spikes per neuron per step even at "
+                             f"threshold {hi:g}, above its firing target {target:g}")
+        close = int(np.argmin(np.abs(rates - target)))
+        k = int(np.argmax(rates < target))   # the first candidate below the target: it lies between k - 1 and k
+        if abs(rates[close] - target) <= tolerance * target:
+            break
+        lo, hi = float(betas[k - 1]), float(betas[k])
+    return float(betas[close]), sum(sum(n) for n in infos[close]["spikes"][1:])
 
 
 def restore(net, W, bias):
