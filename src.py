@@ -233,7 +233,7 @@ def sleep_model(model, images, constants, *, task, seed, engine="auto", progress
             raise ValueError(f"{name} must be a whole number >= {low}; got {value!r}")
     x = sleep_images(images, net)
     if isinstance(c, str) and c == "auto":
-        c = calibrate(net, x, seed=seed, engine=engine)
+        c = calibrate(net, x, seed=seed)
     elif isinstance(c, str):   # the sleep knows no presets: config builds a preset's Sleep
         raise ValueError(f"constants must be a src.Sleep or 'auto': for the preset {c!r} pass config.preset_sleep({c!r})")
     if not isinstance(c, Sleep):
@@ -315,42 +315,47 @@ def as_net(model):
 # ---------------------------------------------------------------- calibration
 
 CALIBRATION_STEPS = 2000   # the measuring sleep: two membrane time constants (decay 0.999: 1000 steps)
-# calibrate's targets, dimensionless, and the constants of --preset beyond-weights-only they reproduce on the
-# project's network (docs/usage.md#calibrated-constants: the derivation and the command that measured them)
-FIRING = (None, None, None)   # filled below
-INPUT_RATE = None
-INC, DEC = None, None
+# calibrate's default targets: what the constants of --preset beyond-weights-only amount to on the project's
+# network after task 1 (tuning seed 100, validation split; python studies/calibration.py; docs/usage.md#calibrated-constants)
+HIDDEN_FIRING = 0.014   # spikes per neuron per step of each hidden layer (there 0.0148 and 0.0138)
+OUTPUT_FIRING = 0.025   # of the output layer (there 0.0249: a tenth of the units, task 1's two classes, at 0.125)
+INPUT_RATE = 0.025      # spikes per pixel per step of the input (there 0.0246: rate 364 on task 1's mean image)
+INC, DEC = 0.93, 1.7    # inc and dec / the root mean square of the weights (there 0.0058 and 0.0109 / 0.00624)
 SCHEDULE = dict(steps=5000, steps_increment=30000)   # beyond-weights-only's: T_k = 5000 + 30000 (k - 1)
 
 
-def calibrate(model, images, *, firing=None, input_rate=None, inc=None, dec=None, seed=0, dropout=0.0,
-              steps=CALIBRATION_STEPS, engine="auto", **fields):
-    """A Sleep whose constants that depend on the network's scale are set from the network and the sleep's images.
+def calibrate(model, images, *, firing=None, input_rate=INPUT_RATE, inc=INC, dec=DEC, seed=0, dropout=0.0,
+              steps=CALIBRATION_STEPS, **fields):
+    """A Sleep whose constants that depend on the network's scale are set from the network and the sleep's images,
+    so that what remains are dimensionless targets (their defaults above: what --preset beyond-weights-only's
+    constants amount to on the project's network; docs/usage.md#calibrated-constants).
 
     model: an nn.Sequential (as sleep_model takes) or a Net (models.py; dropout: its rate, as src.sleep's).
-    images: the sleep's images (pixels in [0, 1]); the scale factors alpha are their data-based ones
-    (alpha_scale 1: beta is then in units of each layer's scale) and the input is their mean image.
-    The targets, each in (0, 1), dimensionless (defaults: what the constants of --preset beyond-weights-only
-    give on the project's network, FIRING, INPUT_RATE, INC and DEC):
-    - firing: each Linear layer's firing rate, spikes per neuron per step, in a sleep of `steps` steps without
-      plasticity: its threshold beta is bisected (in log space, layer by layer from the input) until the layer
-      fires at that rate; one number for every layer, or one per layer (default: FIRING's hidden rate for
-      every hidden layer, its output rate for the last);
-    - input_rate: the input's expected spikes per pixel per step (sets rate from the mean image's intensity,
-      through the window of mask_size pixels);
-    - inc, dec: the plasticity's steps relative to the weights' scale, the root mean square of all the weights
-      (biases apart): inc = inc_target x rms(W), dec = dec_target x rms(W).
-    seed: the measuring sleep's input (its own: the real sleep draws another); fields: any other Sleep field
-    (steps, steps_increment, decay, mask_size, bias, ...; by default beyond-weights-only's schedule SCHEDULE).
-    A layer that cannot fire at its target (its lower layers silent, or no positive weight) is a ValueError naming it."""
+    images: the sleep's images, pixels in [0, 1] (as sleep_model's): the scale factors alpha are their
+    data-based ones, with alpha_scale 1 (each beta is then in units of its layer's scale factor), and the
+    input is their mean image.
+    - firing: each Linear layer's firing rate, in (0, 1): spikes per neuron per step in a sleep of `steps`
+      steps without plasticity (the first steps of the real sleep, before the weights move). Each layer's
+      threshold beta is searched, layer by layer from the input, until the layer fires at it (within 1 %).
+      One rate for every layer, or one per layer; default HIDDEN_FIRING for each hidden layer and
+      OUTPUT_FIRING for the last.
+    - input_rate: the input's expected spikes per pixel per step, in (0, 1): sets `rate` from the mean
+      image's intensity (a pixel p fires with probability 2 dt rate p while the mask_size window covers it).
+    - inc, dec: the plasticity's steps as ratios > 0 to the weights' scale, the root mean square of all the
+      weights (biases apart): Sleep.inc = inc rms(W), Sleep.dec = dec rms(W).
+    seed: the measuring sleep's input (the real sleep draws its own); fields: any other Sleep field (steps,
+    steps_increment, decay, mask_size, bias, ...; the schedule by default SCHEDULE, beyond-weights-only's).
+    A target out of its range, or a layer that cannot fire at its target, is a ValueError naming the target.
+    The cost: one pass of the images through the network, and about 40 runs of each layer alone on the
+    layer below's spikes (no plasticity: a second or so for the project's network on one core)."""
     net = model if isinstance(model, Net) else as_net(model)
     x, L = sleep_images(images, net), len(net.W)
-    f = np.atleast_1d(np.asarray(default_firing(L) if firing is None else firing, dtype=np.float64))
+    f = np.atleast_1d(np.asarray((HIDDEN_FIRING,) * (L - 1) + (OUTPUT_FIRING,) if firing is None else firing,
+                                 dtype=np.float64))
     if f.ndim != 1 or len(f) not in (1, L):
         raise ValueError(f"firing needs one target, or one per Linear layer ({L}); got {firing}")
     firing = tuple(np.broadcast_to(f, (L,)).tolist())
-    targets = dict(firing=firing, input_rate=INPUT_RATE if input_rate is None else input_rate,
-                   inc=INC if inc is None else inc, dec=DEC if dec is None else dec)
+    targets = dict(firing=firing, input_rate=input_rate, inc=inc, dec=dec)
     for name, value in targets.items():   # rates in (0, 1); inc and dec ratios > 0
         a, rate = np.asarray(value, dtype=np.float64), name in ("firing", "input_rate")
         if not (np.isfinite(a).all() and (a > 0).all() and (a < 1 if rate else a > 0).all()):
@@ -361,9 +366,17 @@ def calibrate(model, images, *, firing=None, input_rate=None, inc=None, dec=None
     mean = x.mean(0)
     c = dataclasses.replace(c, rate=input_rate_for(mean, targets["input_rate"], c.dt, c.mask_size))
     alpha = tuple(scale_factors(net, x, dropout, c.alpha_scale, c.alpha_softmax))
-    beta, spikes = (), 0
-    for l in range(L):
-        b, spikes = threshold_for(net, l, alpha, beta, spikes, firing[l], c, mean, steps, seed, engine)
+    W = net.W if net.bias and c.bias != "ignore" else net.weights_only()   # as src.sleep: a bias is an input always on
+    s = input_spikes(mean, steps, torch.Generator().manual_seed(seed), rate=c.rate, dt=c.dt, mask_size=c.mask_size)
+    beta = ()
+    for l, w in enumerate(W):
+        s = s.to(w.device, w.dtype)
+        s = torch.cat([s, s.new_ones(len(s), 1)], 1) if w.shape[1] > s.shape[1] else s
+        b, s = threshold_for(alpha[l] * s @ w.T, firing[l], c.decay)
+        if b is None:
+            raise ValueError(f"firing: Linear layer {l + 1} fires at {s:.3g} spikes per neuron per step even at threshold "
+                             f"{1e-6 if s < firing[l] else 1e6:g}, so never at its target {firing[l]:g}"
+                             + (" (the layers below it are silent, or its weights are not positive)" if s < firing[l] else ""))
         beta += (b,)
     return dataclasses.replace(c, beta=beta)
 
@@ -376,12 +389,6 @@ def firing_rates(model, images, constants, *, steps=CALIBRATION_STEPS, seed=0, d
     _, info = sleep(net, sleep_images(images, net), steps, torch.Generator().manual_seed(seed), c, dropout=dropout,
                     engine=engine)
     return [sum(n) / (len(n) * steps) for n in info["spikes"]]
-
-
-def default_firing(L):
-    """FIRING for a network of L Linear layers: its hidden layers' rate for each hidden layer, its output's last."""
-    hidden = math.exp(np.mean(np.log(FIRING[:-1])))
-    return (hidden,) * (L - 1) + (FIRING[-1],)
 
 
 def input_rate_for(image, target, dt, mask_size):
@@ -406,36 +413,37 @@ def input_rate_for(image, target, dt, mask_size):
     return hi
 
 
-def threshold_for(net, l, alpha, beta, below, target, c, image, steps, seed, engine, candidates=8, rounds=8,
-                  tolerance=0.01):
-    """beta of layer l (those below it given, firing `below` spikes in all) at which it fires `target` spikes per
-    neuron per step in a sleep of `steps` steps without plasticity: `rounds` rounds of `candidates` thresholds,
-    log-spaced across the bracket, slept at once by the batched engine, until one is within `tolerance`
-    (relative) of the target. A candidate past twice the target stops there (max_spikes: its rate only needs
-    to be known as too high). Returns (beta, the spikes of layers 1..l+1 at that beta)."""
-    prefix = net.with_weights(net.W[:l + 1], net.vW[:l + 1])
-    fixed = dataclasses.replace(c, beta=beta + (1.0,), alpha=alpha[:l + 1], plasticity=(0.0,) * (l + 1))
-    n = net.W[l].shape[0]
+def threshold_for(impulse, target, decay, candidates=8, rounds=8, tolerance=0.01):
+    """The threshold at which a layer driven by `impulse` ([T, n]: alpha_l W_l s_{l-1} at each step) fires `target`
+    spikes per neuron per step without plasticity, and its spikes [T, n] there: `rounds` rounds of `candidates`
+    thresholds, log-spaced across the bracket and run at once, until one is within `tolerance` (relative)."""
     lo, hi = 1e-6, 1e6
     for _ in range(rounds):
         betas = np.geomspace(lo, hi, candidates)
-        _, infos = sleep([prefix] * candidates, None, steps, torch.Generator().manual_seed(seed),
-                         [dataclasses.replace(fixed, beta=beta + (float(b),)) for b in betas], dropout=0.0,
-                         images=image, engine=engine, max_spikes=below + 2 * target * n * steps)
-        rates = np.array([math.inf if i["stopped"] else sum(i["spikes"][-1]) / (n * steps) for i in infos])
-        if rates[0] < target:
-            raise ValueError(f"calibrate: Linear layer {l + 1} fires at most {rates[0]:.3g} spikes per neuron per step "
-                             f"(threshold {lo:g}), below its firing target {target:g}: lower the targets of the layers "
-                             "below it, or the network cannot fire there")
-        if rates[-1] > target:
-            raise ValueError(f"calibrate: Linear layer {l + 1} fires at {rates[-1]:.3g} spikes per neuron per step even at "
-                             f"threshold {hi:g}, above its firing target {target:g}")
+        spikes = integrate(impulse, torch.as_tensor(betas, dtype=impulse.dtype, device=impulse.device), decay)
+        rates = spikes.flatten(1).double().mean(1).cpu().numpy()   # decreasing with the threshold
+        if rates[0] < target or rates[-1] > target:   # out of reach: (None, the rate at the nearest end)
+            return None, rates[0] if rates[0] < target else rates[-1]
         close = int(np.argmin(np.abs(rates - target)))
-        k = int(np.argmax(rates < target))   # the first candidate below the target: it lies between k - 1 and k
         if abs(rates[close] - target) <= tolerance * target:
             break
+        k = int(np.argmax(rates < target))   # the first candidate below the target: it lies between k - 1 and k
         lo, hi = float(betas[k - 1]), float(betas[k])
-    return float(betas[close]), sum(sum(n) for n in infos[close]["spikes"][1:])
+    return float(betas[close]), spikes[close]
+
+
+def integrate(impulse, beta, decay):
+    """The spikes [K, T, n] of a layer without plasticity at K thresholds beta: each step v = decay v + impulse_t,
+    the neurons with v >= beta fire and are reset to 0 (sleep_on_spikes's step, the weights fixed: a layer then
+    depends on the layer below only through its spikes, so each is run alone for all candidates at once)."""
+    v = impulse.new_zeros(len(beta), impulse.shape[1])
+    out = torch.empty(len(beta), *impulse.shape, dtype=torch.bool, device=impulse.device)
+    decay, beta = torch.tensor(decay, dtype=impulse.dtype, device=impulse.device), beta[:, None]
+    for t in range(len(impulse)):
+        v = decay * v + impulse[t]
+        out[:, t] = fired = v >= beta
+        v = v.masked_fill(fired, 0)
+    return out
 
 
 def restore(net, W, bias):
