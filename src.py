@@ -215,7 +215,8 @@ def sleep_model(model, images, constants, *, task, seed, engine="auto", progress
     own runs read every training image seen so far ("original", --sleep-data seen) or the last task's only
     ("beyond-weights-only", --sleep-data current); a preset's Sleep.data says which, and is not read here.
     constants: a Sleep (a preset's: config.preset_sleep("beyond-weights-only")), or "auto": calibrate(model,
-    images, seed=seed), the constants set from this network and these images (see calibrate).
+    images, seed=seed), the constants set from this network and these images at this call (see calibrate; in
+    a loop of tasks, calibrate once at the first sleep and pass that Sleep to every sleep: docs/usage.md).
     task, seed (required): the sleep lasts constants.length(task) steps and draws its input from
     torch.Generator().manual_seed(seed): give each sleep its own seed, or every sleep sees the same input.
     progress: a progress bar of the sleep's steps (False: quiet).
