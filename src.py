@@ -10,6 +10,7 @@ utils/create_masked_input.m); PROTOCOL.md states the protocol step by step.
 Read top-down:
 - `Sleep`: every constant of a sleep schedule, checked once when made;
 - `sleep`: one sleep phase (scale factors, input, simulation);
+- `sleep_model`, `calibrate`: a user's nn.Sequential slept, and the constants set from the network itself;
 - `scale_factors`: the data-based factors alpha of each layer;
 - `input_spikes`: the masked Poisson input, from a torch.Generator;
 - `sleep_on_spikes`: the deterministic core, a spike raster in, new weights out, run by one of two
@@ -270,7 +271,7 @@ def sleep_images(images, net):
         except (TypeError, ValueError, RuntimeError):
             raise ValueError(f"images must be a tensor or an array of pixels; got {type(images).__name__}") from None
     n_in = net.W[0].shape[1] - int(net.bias)
-    if images.ndim == 0 or len(images) == 0 or images.numel() == 0:
+    if images.ndim == 0 or images.numel() == 0:
         raise ValueError(f"images is empty (shape {tuple(images.shape)}): the sleep needs training images")
     x = images.reshape(len(images), -1)
     if x.shape[1] != n_in:
@@ -286,7 +287,8 @@ def sleep_images(images, net):
 
 def as_net(model):
     """A Net (models.py) with the weights of a Sequential of Flatten, Linear, ReLU and Dropout (ValueError naming
-    any other module, or a layout a Net cannot be: a Linear not followed by a ReLU before the next one, mixed biases)."""
+    any other module, or a layout a Net cannot be: a Linear not followed by a ReLU before the next one, mixed biases;
+    and a layer's non-finite weights). Float16 and bfloat16 weights are read as float32."""
     if not isinstance(model, torch.nn.Sequential):
         raise ValueError(f"sleep_model sleeps a torch.nn.Sequential; got {type(model).__name__}")
     kinds = (torch.nn.Flatten, torch.nn.Linear, torch.nn.ReLU, torch.nn.Dropout)
@@ -319,7 +321,7 @@ CALIBRATION_STEPS = 2000   # the measuring sleep: two membrane time constants (d
 # calibrate's default targets: what the constants of --preset beyond-weights-only amount to on the project's
 # network after task 1 (tuning seed 100, validation split; python studies/calibration.py; docs/usage.md#calibrated-constants)
 HIDDEN_FIRING = 0.014   # spikes per neuron per step of each hidden layer (there 0.0148 and 0.0138)
-OUTPUT_FIRING = 0.025   # of the output layer (there 0.0249: a tenth of the units, task 1's two classes, at 0.125)
+OUTPUT_FIRING = 0.025   # of the output layer (there 0.0249)
 INPUT_RATE = 0.025      # spikes per pixel per step of the input (there 0.0246: rate 364 on task 1's mean image)
 INC, DEC = 5.8, 10.9    # inc and dec / G_WIDTH, the width of g (there 0.0058 and 0.0109)
 SCHEDULE = dict(steps=5000, steps_increment=30000)   # beyond-weights-only's: T_k = 5000 + 30000 (k - 1)
