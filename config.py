@@ -151,7 +151,7 @@ class Config:
     sleep_samples: int = arg(SLEEP["samples"], "sleep input replica: images averaged per step", layered=True)
     sleep_mask_fraction: float = arg(SLEEP["mask_fraction"], "sleep input replica: fraction of pixels each step's mask "
                                                              "keeps", layered=True)
-    plasticity: tuple = arg(SLEEP["plasticity"], "multiplier of inc and dec per layer (0 freezes a layer: an ablation)",
+    plasticity: tuple = arg((1.0, 1.0, 1.0), "multiplier of inc and dec per layer (0 freezes a layer: an ablation)",
                             layered=True)
     plasticity_factor: str = arg(SLEEP["factor"], "g(w): 'original' 2 sigmoid(-w / 0.001) or 'logistic' sigmoid(w)",
                                  layered=True)

@@ -10,6 +10,7 @@ utils/create_masked_input.m); PROTOCOL.md states the protocol step by step.
 Read top-down:
 - `Sleep`: every constant of a sleep schedule, checked once when made;
 - `sleep`: one sleep phase (scale factors, input, simulation);
+- `sleep_model`, `calibrate`: a user's nn.Sequential slept, and the constants set from the network itself;
 - `scale_factors`: the data-based factors alpha of each layer;
 - `input_spikes`: the masked Poisson input, from a torch.Generator (`image_spikes`: the robustness
   scripts' input, one whole training image per step; `sampled_input_spikes`: the earlier Python replica's);
@@ -22,6 +23,7 @@ Read top-down:
 import copy
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 
 import codepath  # noqa: F401  (before torch and numba: the pinned code paths and threads)
@@ -97,12 +99,14 @@ class Sleep:
     data: str = "seen"               # what it reads: "seen", "current", "current+means" or "first" (methods.sleep_task)
     samples: int = 10                # input "replica": images averaged per step
     mask_fraction: float = 0.25      # input "replica": fraction of pixels each step's mask keeps
-    plasticity: tuple = (1.0, 1.0, 1.0)   # multiplier of inc and dec per layer (0 freezes a layer)
+    plasticity: tuple = None         # multiplier of inc and dec per layer (0 freezes a layer); default 1 per beta
     factor: str = "original"         # g(w): "original" 2 sigmoid(-w / 0.001) or "logistic" sigmoid(w)
     bias: str = "ignore"             # networks with biases: "ignore", "current" or "unit" (see sleep)
     exp: str = "exact"               # the numba engine's exp: "exact" or "fast" (see sleep_on_spikes)
 
     def __post_init__(self):
+        if self.plasticity is None:
+            object.__setattr__(self, "plasticity", (1.0,) * len(np.atleast_1d(self.beta)))
         for name in ("beta", "plasticity") + (("alpha",) if self.alpha is not None else ()):
             object.__setattr__(self, name, tuple(float(v) for v in np.atleast_1d(getattr(self, name))))
         check_constants(**{k: getattr(self, k) for k in CONSTANTS if getattr(self, k) is not None})
@@ -214,31 +218,55 @@ def sleep(nets, sleep_x, steps, generator, constants, *, dropout, images=None, s
     return (slept, infos) if isinstance(nets, (list, tuple)) else (slept[0], infos[0])
 
 
-def sleep_model(model, images, constants, *, task=1, seed=0, engine="auto", progress=False):
+def sleep_model(model, images, constants, *, task, seed, engine="auto", progress=True):
     """Sleep your own PyTorch network: a torch.nn.Sequential of nn.Flatten, nn.Linear (all with biases or none),
     nn.ReLU and nn.Dropout (read as the evaluation-mode network), ending in a Linear (logits) or a ReLU. Returns
-    (a slept copy of the model, the sleep's info: alpha, spikes); the model itself is left as it was.
+    (a slept copy of the model, info); the model itself is left as it was.
 
-    images: the sleep data, [n, ...] as the model takes them (the scale factors alpha come from their
-    activations through the model, the input spikes from their mean image, which must be square; with
-    constants.input "images", from the images themselves, one per step in their order).
-    constants: a Sleep (a preset's: config.preset_sleep("beyond-weights-only")). The sleep lasts
-    constants.length(task) steps and draws its input from torch.Generator().manual_seed(seed).
-    Anything but those modules is refused with a ValueError that names it. This is src.sleep on the same
-    weights: the sequential is read as a Net (models.py) and the slept weights written back."""
+    images: the sleep data, a tensor (or numpy array) [n, ...] of pixels in [0, 1] as the model takes them. The
+    sleep reads these images and nothing else: the scale factors alpha come from their activations through the
+    model, the input spikes from their mean image (which must be square; with constants.input "images", from
+    the images themselves, one per step in their order). What to pass is yours: the presets'
+    own runs read every training image seen so far ("original", --sleep-data seen) or the last task's only
+    ("beyond-weights-only", --sleep-data current); a preset's Sleep.data says which, and is not read here.
+    constants: a Sleep (a preset's: config.preset_sleep("beyond-weights-only")), or "auto": calibrate(model,
+    images, seed=seed), the constants set from this network and these images at this call (see calibrate; in
+    a loop of tasks, calibrate once at the first sleep and pass that Sleep to every sleep: docs/usage.md).
+    task, seed (required): the sleep lasts constants.length(task) steps and draws its input from
+    torch.Generator().manual_seed(seed): give each sleep its own seed, or every sleep sees the same input.
+    progress: a progress bar of the sleep's steps (False: quiet).
+    info: "alpha", the scale factor of each Linear layer; "spikes", the spike count of every neuron, one list
+    per layer starting with the inputs (info["spikes"][0] has one count per pixel, then one list per Linear
+    layer, the output last); "stopped", False (no spike budget here).
+    A layer that never fired is a warning naming it (the sleep changed nothing there or above: its threshold
+    is too high for this network; "auto" sets it). Float16 and bfloat16 models sleep in float32 and come back
+    in their dtype. Anything but those modules, or a bad argument, is a one-line ValueError that names it.
+    This is src.sleep on the same weights: the sequential is read as a Net (models.py) and the slept weights
+    written back."""
     net, c = as_net(model), constants
-    if isinstance(c, str):   # the sleep knows no presets: config builds a preset's Sleep
-        raise ValueError(f"constants must be a src.Sleep: for the preset {c!r} pass config.preset_sleep({c!r})")
+    for name, value, low in (("task", task, 1), ("seed", seed, 0)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be a whole number >= {low}; got {value!r}")
+    x = sleep_images(images, net)
+    if isinstance(c, str) and c == "auto":
+        c = calibrate(net, x, seed=seed)
+    elif isinstance(c, str):   # the sleep knows no presets: config builds a preset's Sleep
+        raise ValueError(f"constants must be a src.Sleep or 'auto': for the preset {c!r} pass config.preset_sleep({c!r})")
     if not isinstance(c, Sleep):
-        raise ValueError(f"constants must be a src.Sleep; got {type(c).__name__}")
+        raise ValueError(f"constants must be a src.Sleep or 'auto'; got {type(c).__name__}")
     if c.input not in ("mean", "images"):
         raise ValueError(f"sleep_model shows the mean of `images` or the images; constants.input {c.input!r} needs "
                          "labels or a pool (use src.sleep, or methods.sleep_task)")
     if len(c.beta) != len(net.W):
         raise ValueError(f"the constants have {len(c.beta)} thresholds (beta) and the model {len(net.W)} Linear layers")
-    x = images.reshape(len(images), -1).to(net.W[0].device, net.W[0].dtype)
     slept, info = sleep(net, x, c.length(task), torch.Generator().manual_seed(seed), c, dropout=0.0, engine=engine,
                         progress=progress)
+    for l, n in enumerate(info["spikes"][1:], start=1):
+        if not any(n):
+            warnings.warn(f"Linear layer {l} of the model never fired during the sleep (threshold beta {c.beta[l - 1]:g} "
+                          "is too high for this network): the sleep changed nothing there or above; "
+                          "constants='auto' calibrates the thresholds", stacklevel=2)
+            break
     out = copy.deepcopy(model)
     with torch.no_grad():
         for layer, w in zip([m for m in out if isinstance(m, torch.nn.Linear)], slept.W):
@@ -248,9 +276,33 @@ def sleep_model(model, images, constants, *, task=1, seed=0, engine="auto", prog
     return out, info
 
 
+def sleep_images(images, net):
+    """The sleep's images as net's inputs, [n, n_in] in its dtype and device; a ValueError naming `images` for a
+    set that is empty, of another size than the network's input, or of values outside [0, 1] (pixels)."""
+    if not torch.is_tensor(images):
+        try:
+            images = torch.as_tensor(np.asarray(images))
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"images must be a tensor or an array of pixels; got {type(images).__name__}") from None
+    n_in = net.W[0].shape[1] - int(net.bias)
+    if images.ndim == 0 or images.numel() == 0:
+        raise ValueError(f"images is empty (shape {tuple(images.shape)}): the sleep needs training images")
+    x = images.reshape(len(images), -1)
+    if x.shape[1] != n_in:
+        raise ValueError(f"images must have {n_in} values per image, as the model's first Linear layer takes; "
+                         f"got {x.shape[1]} (shape {tuple(images.shape)})")
+    x = x.to(net.W[0].device, net.W[0].dtype)
+    low, high = x.min().item(), x.max().item()
+    if not (0 <= low and high <= 1):   # also NaN
+        raise ValueError(f"images must be pixels in [0, 1] (the input spikes fire with probability proportional "
+                         f"to them); got values from {low:g} to {high:g}: divide by 255 or undo the normalisation")
+    return x
+
+
 def as_net(model):
     """A Net (models.py) with the weights of a Sequential of Flatten, Linear, ReLU and Dropout (ValueError naming
-    any other module, or a layout a Net cannot be: a Linear not followed by a ReLU before the next one, mixed biases)."""
+    any other module, or a layout a Net cannot be: a Linear not followed by a ReLU before the next one, mixed biases;
+    and a layer's non-finite weights). Float16 and bfloat16 weights are read as float32."""
     if not isinstance(model, torch.nn.Sequential):
         raise ValueError(f"sleep_model sleeps a torch.nn.Sequential; got {type(model).__name__}")
     kinds = (torch.nn.Flatten, torch.nn.Linear, torch.nn.ReLU, torch.nn.Dropout)
@@ -268,8 +320,149 @@ def as_net(model):
         raise ValueError("sleep_model needs every Linear layer with a bias or none with one")
     bias = linear[0].bias is not None
     W = [torch.cat([m.weight, m.bias[:, None]], 1).detach().clone() if bias else m.weight.detach().clone() for m in linear]
+    for l, w in enumerate(W, start=1):
+        if not torch.isfinite(w).all():
+            raise ValueError(f"the model's Linear layer {l} has non-finite weights (NaN or inf): did training diverge?")
+    if W[0].dtype in (torch.float16, torch.bfloat16):   # the engines compute in float32 or float64
+        W = [w.float() for w in W]
     return Net(W, [torch.zeros_like(w) for w in W], output="relu" if pattern.endswith("R") else "linear",
                inverted=True, bias=bias)
+
+
+# ---------------------------------------------------------------- calibration
+
+CALIBRATION_STEPS = 2000   # the measuring sleep: two membrane time constants (decay 0.999: 1000 steps)
+# calibrate's default targets: what the constants of --preset beyond-weights-only amount to on the project's
+# network after task 1 (tuning seed 100, validation split; python studies/calibration.py; docs/usage.md#calibrated-constants)
+HIDDEN_FIRING = 0.014   # spikes per neuron per step of each hidden layer (there 0.0148 and 0.0138)
+OUTPUT_FIRING = 0.025   # of the output layer (there 0.0249)
+INPUT_RATE = 0.025      # spikes per pixel per step of the input (there 0.0246: rate 364 on task 1's mean image)
+INC, DEC = 5.8, 10.9    # inc and dec / G_WIDTH, the width of g (there 0.0058 and 0.0109)
+SCHEDULE = dict(steps=5000, steps_increment=30000)   # beyond-weights-only's: T_k = 5000 + 30000 (k - 1)
+
+
+def calibrate(model, images, *, firing=None, input_rate=INPUT_RATE, inc=INC, dec=DEC, seed=0, dropout=0.0,
+              steps=CALIBRATION_STEPS, **fields):
+    """A Sleep whose constants that depend on the network's scale are set from the network and the sleep's images,
+    so that what remains are dimensionless targets (their defaults above: what --preset beyond-weights-only's
+    constants amount to on the project's network; docs/usage.md#calibrated-constants).
+
+    model: an nn.Sequential (as sleep_model takes) or a Net (models.py; dropout: its rate, as src.sleep's).
+    images: the sleep's images, pixels in [0, 1] (as sleep_model's): the scale factors alpha are their
+    data-based ones, with alpha_scale 1 (each beta is then in units of its layer's scale factor), and the
+    input is their mean image.
+    - firing: each Linear layer's firing rate, in (0, 1): spikes per neuron per step in a sleep of `steps`
+      steps without plasticity (the first steps of the real sleep, before the weights move). Each layer's
+      threshold beta is searched, layer by layer from the input, until the layer fires at it (within 1 %).
+      One rate for every layer, or one per layer; default HIDDEN_FIRING for each hidden layer and
+      OUTPUT_FIRING for the last.
+    - input_rate: the input's expected spikes per pixel per step, in (0, 1): sets `rate` from the mean
+      image's intensity (a pixel p fires with probability 2 dt rate p while the mask_size window covers it).
+    - inc, dec: the plasticity's steps as ratios > 0 to G_WIDTH, the width of g(w) (Sleep.inc = inc G_WIDTH):
+      g acts on weights below about 5 G_WIDTH whatever the network's scale, so its width, not the weights'
+      scale, is the rule's. (Relative to the weights' root mean square instead, the defaults depress a
+      network with PyTorch's initialisation, rms 0.02, three times as hard as the project's, rms 0.006: task 1
+      fell to 0 % after the first sleep in docs/own_loop.py's loop; docs/usage.md#calibrated-constants.)
+    seed: the measuring sleep's input (the real sleep draws its own); fields: any other Sleep field (steps,
+    steps_increment, decay, mask_size, bias, ...; the schedule by default SCHEDULE, beyond-weights-only's).
+    A target out of its range is a ValueError naming it; a layer that cannot fire within 10 % of its target is a
+    warning naming it and its rate, and gets the threshold nearest the target (the lowest tried, 1e-6, where it
+    cannot fire as often: most of its neurons driven below rest by the sleep's input).
+    The cost: one pass of the images through the network, and about 40 runs of each layer alone on the
+    layer below's spikes (no plasticity: a second or so for the project's network on one core)."""
+    net = model if isinstance(model, Net) else as_net(model)
+    x, L = sleep_images(images, net), len(net.W)
+    f = np.atleast_1d(np.asarray((HIDDEN_FIRING,) * (L - 1) + (OUTPUT_FIRING,) if firing is None else firing,
+                                 dtype=np.float64))
+    if f.ndim != 1 or len(f) not in (1, L):
+        raise ValueError(f"firing needs one target, or one per Linear layer ({L}); got {firing}")
+    firing = tuple(np.broadcast_to(f, (L,)).tolist())
+    targets = dict(firing=firing, input_rate=input_rate, inc=inc, dec=dec)
+    for name, value in targets.items():   # rates in (0, 1); inc and dec ratios > 0
+        a, rate = np.asarray(value, dtype=np.float64), name in ("firing", "input_rate")
+        if not (np.isfinite(a).all() and (a > 0).all() and (a < 1 if rate else a > 0).all()):
+            raise ValueError(f"{name} must be {'a rate in (0, 1)' if rate else 'a ratio > 0'}; got {value}")
+    c = Sleep(**dict(dict(SCHEDULE, rate=1.0, inc=targets["inc"] * G_WIDTH, dec=targets["dec"] * G_WIDTH, beta=(1.0,) * L,
+                          alpha_scale=1.0), **fields))
+    mean = x.mean(0)
+    c = dataclasses.replace(c, rate=input_rate_for(mean, targets["input_rate"], c.dt, c.mask_size))
+    alpha = tuple(scale_factors(net, x, dropout, c.alpha_scale, c.alpha_softmax))
+    W = net.W if net.bias and c.bias != "ignore" else net.weights_only()   # as src.sleep: a bias is an input always on
+    s = input_spikes(mean, steps, torch.Generator().manual_seed(seed), rate=c.rate, dt=c.dt, mask_size=c.mask_size)
+    beta = ()
+    for l, w in enumerate(W):
+        s = s.to(w.device, w.dtype)
+        s = torch.cat([s, s.new_ones(len(s), 1)], 1) if w.shape[1] > s.shape[1] else s
+        b, s, rate = threshold_for(alpha[l] * s @ w.T, firing[l], c.decay)
+        if not 0.9 * firing[l] <= rate <= 1.1 * firing[l]:   # out of reach, or too few neurons for a finer rate
+            warnings.warn(f"calibrate: Linear layer {l + 1} fires at {rate:.3g} spikes per neuron per step at its nearest "
+                          f"threshold ({b:.3g}), not at its firing target {firing[l]:g}", stacklevel=2)
+        beta += (b,)
+    return dataclasses.replace(c, beta=beta)
+
+
+def firing_rates(model, images, constants, *, steps=CALIBRATION_STEPS, seed=0, dropout=0.0, engine="auto"):
+    """The spikes per neuron per step of the input and of each Linear layer (a list, inputs first) in a sleep of
+    `steps` steps with `constants` and no plasticity (the weights fixed): the rates calibrate sets."""
+    net = model if isinstance(model, Net) else as_net(model)
+    c = dataclasses.replace(constants, plasticity=(0.0,) * len(constants.beta))
+    _, info = sleep(net, sleep_images(images, net), steps, torch.Generator().manual_seed(seed), c, dropout=dropout,
+                    engine=engine)
+    return [sum(n) / (len(n) * steps) for n in info["spikes"]]
+
+
+def input_rate_for(image, target, dt, mask_size):
+    """The rate at which the masked input (input_spikes) of this rate map fires `target` spikes per pixel per step,
+    in expectation: pixel i fires with probability min(1, 2 dt rate p_i) while the window covers it."""
+    side = math.isqrt(image.numel())
+    if side * side != image.numel() or not 1 <= mask_size <= side:
+        raise ValueError(f"the masked input needs square images and 1 <= mask_size <= their side; got "
+                         f"{image.numel()} pixels and mask_size {mask_size}")
+    p = image.reshape(side, side).double().cpu()
+    positions = side - mask_size + 1   # how many window positions cover each pixel, per axis
+    cover = torch.tensor([min(i, positions - 1) - max(0, i - mask_size + 1) + 1 for i in range(side)], dtype=torch.float64)
+    cover = torch.outer(cover, cover) / positions ** 2
+    expected = lambda rate: (cover * (2 * dt * rate * p).clamp(max=1)).mean().item()
+    if expected(1e12) <= target:
+        raise ValueError(f"input_rate {target} is more than these images can fire ({expected(1e12):.3g} spikes per "
+                         "pixel per step with every covered pixel firing)")
+    lo, hi = 1e-6, 1e12
+    while hi / lo > 1 + 1e-9:   # expected(rate) increases with rate
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if expected(mid) < target else (lo, mid)
+    return hi
+
+
+def threshold_for(impulse, target, decay, candidates=8, rounds=8, tolerance=0.01):
+    """The threshold at which a layer driven by `impulse` ([T, n]: alpha_l W_l s_{l-1} at each step) fires `target`
+    spikes per neuron per step without plasticity, its spikes [T, n] and its rate there: `rounds` rounds of
+    `candidates` thresholds, log-spaced across the bracket (1e-6 to 1e6) and run at once, until one is within
+    `tolerance` (relative), or the nearest."""
+    lo, hi = 1e-6, 1e6
+    for _ in range(rounds):
+        betas = np.geomspace(lo, hi, candidates)
+        spikes = integrate(impulse, torch.as_tensor(betas, dtype=impulse.dtype, device=impulse.device), decay)
+        rates = spikes.flatten(1).double().mean(1).cpu().numpy()   # decreasing with the threshold
+        close = int(np.argmin(np.abs(rates - target)))
+        if abs(rates[close] - target) <= tolerance * target or rates[0] < target or rates[-1] > target:
+            break   # (out of reach: the nearest end of the bracket)
+        k = int(np.argmax(rates < target))   # the first candidate below the target: it lies between k - 1 and k
+        lo, hi = float(betas[k - 1]), float(betas[k])
+    return float(betas[close]), spikes[close], float(rates[close])
+
+
+def integrate(impulse, beta, decay):
+    """The spikes [K, T, n] of a layer without plasticity at K thresholds beta: each step v = decay v + impulse_t,
+    the neurons with v >= beta fire and are reset to 0 (sleep_on_spikes's step, the weights fixed: a layer then
+    depends on the layer below only through its spikes, so each is run alone for all candidates at once)."""
+    v = impulse.new_zeros(len(beta), impulse.shape[1])
+    out = torch.empty(len(beta), *impulse.shape, dtype=torch.bool, device=impulse.device)
+    decay, beta = torch.tensor(decay, dtype=impulse.dtype, device=impulse.device), beta[:, None]
+    for t in range(len(impulse)):
+        v = decay * v + impulse[t]
+        out[:, t] = fired = v >= beta
+        v = v.masked_fill(fired, 0)
+    return out
 
 
 def restore(net, W, bias):

@@ -464,7 +464,7 @@ def test_sleep_model_refuses_what_it_cannot_sleep_in_one_line(module, named):
     from src import sleep_model
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10), module, torch.nn.Linear(10, 10))
     with pytest.raises(ValueError) as err:
-        sleep_model(model, torch.rand(5, 784), config.preset_sleep("beyond-weights-only"))
+        sleep_model(model, torch.rand(5, 784), config.preset_sleep("beyond-weights-only"), task=1, seed=0)
     assert named in str(err.value) and "module 2" in str(err.value) and "\n" not in str(err.value)
 
 
@@ -482,7 +482,8 @@ def test_sleep_model_takes_a_sleep_and_a_preset_is_built_by_config():
         config.preset_sleep("lwf")
     linear = torch.nn.Sequential(torch.nn.Linear(784, 10))
     with pytest.raises(ValueError) as err:   # a name: one line that says what to pass
-        sleep_model(linear, torch.rand(5, 784), "original")
-    assert str(err.value) == "constants must be a src.Sleep: for the preset 'original' pass config.preset_sleep('original')"
-    with pytest.raises(ValueError, match="must be a src.Sleep; got dict"):
-        sleep_model(linear, torch.rand(5, 784), dict(rate=1.0))
+        sleep_model(linear, torch.rand(5, 784), "original", task=1, seed=0)
+    assert str(err.value) == ("constants must be a src.Sleep or 'auto': for the preset 'original' pass "
+                              "config.preset_sleep('original')")
+    with pytest.raises(ValueError, match="must be a src.Sleep or 'auto'; got dict"):
+        sleep_model(linear, torch.rand(5, 784), dict(rate=1.0), task=1, seed=0)
