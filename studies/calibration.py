@@ -14,7 +14,6 @@ import argparse
 
 import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import codepath  # noqa: F401  (before torch: the pinned code paths and threads)
-import numpy as np
 import torch
 
 import config

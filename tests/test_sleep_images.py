@@ -124,7 +124,7 @@ def test_sleep_model_shows_its_images_one_per_step():
     pool = torch.rand(5, 4, 4, generator=gen, dtype=torch.float64)
     c = src.Sleep(rate=300.0, inc=INC, dec=DEC, beta=(0.5, 0.6), alpha_scale=1.0, alpha=(1.3, 1.7), input="images",
                   plasticity=(1.0, 1.0), steps=150)
-    slept, _ = src.sleep_model(model, pool, c, seed=3)
+    slept, _ = src.sleep_model(model, pool, c, task=1, seed=3, progress=False)
     ref_W, _ = literal_sleep([model[1].weight.detach().numpy(), model[3].weight.detach().numpy()],
                              literal_image_raster(pool.reshape(5, -1), 150, 3, 300.0, DT), (1.3, 1.7), (0.5, 0.6), INC, DEC)
     for layer, rw, w0 in zip((slept[1], slept[3]), ref_W, (model[1], model[3])):

@@ -1,7 +1,6 @@
 """src.sleep_model as a user calls it: required task and seed, what it reads and returns, and bad input in one line."""
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 
