@@ -512,7 +512,7 @@ def test_two_identical_commands_share_the_jobs_and_compute_each_once(tmp_path, i
     assert all("| src | 2 |" in out for out, _ in outs)
     # a damaged job file is computed again, with a one-line notice; the others are kept
     open(os.path.join(run_dir, "jobs", "src-seed5.json"), "w").write('{"method": "src", "ro')
-    proc = run(*cmd[1:])
+    proc = in_process(*cmd[1:])   # (one job: in this process, no start-up to pay)
     assert "src-seed5.json or .npz is damaged (JSONDecodeError); computing it again" in proc.stdout
     assert open(os.path.join(run_dir, "run.log")).read().count("src seed 5: final") == 2
     assert "1 of 4 jobs to run" in proc.stdout or "0 of 4 jobs to run" in proc.stdout
@@ -521,7 +521,7 @@ def test_two_identical_commands_share_the_jobs_and_compute_each_once(tmp_path, i
     shown = in_process("visualize.py", run_dir)
     assert shown.returncode == 2 and len(shown.stderr.strip().splitlines()) == 1, shown.stderr
     assert "src-seed5.json is damaged (no stable_rank, time)" in shown.stderr
-    proc = run(*cmd[1:])
+    proc = in_process(*cmd[1:])
     assert "src-seed5.json or .npz is damaged (no stable_rank, time); computing it again" in proc.stdout
     # a garbage .npz: the figures' one-line error, not a traceback
     open(os.path.join(run_dir, "jobs", "src-seed4.npz"), "wb").write(b"not a zip file")
@@ -615,11 +615,11 @@ def test_the_study_scripts_refuse_bad_input_in_one_line(args, tmp_path, in_proce
     assert not (tmp_path / "out").exists()   # a refused study leaves no folder
 
 
-def test_workers_finish_a_run_whose_sleeping_jobs_are_done(tmp_path):
+def test_workers_finish_a_run_whose_sleeping_jobs_are_done(tmp_path, in_process):
     # Only sequential's job is left; the workers must accept the command's own --inc (it acts on src's jobs).
     common = ["mnist_exp.py", "--quick", *SMALL, "--inc", "0.05", "--seeds", "7", "--out", str(tmp_path), "--no-figures",
               "--quiet"]
-    run(*common, "--methods", "src")
+    assert in_process(*common, "--methods", "src").returncode == 0   # (the workers' run below is the one in processes)
     proc = run(*common, "--methods", "sequential,src", "--workers", "2")
     assert "1 of 2 jobs to run" in proc.stdout and "| sequential | 1 |" in proc.stdout and "| src | 1 |" in proc.stdout
 
