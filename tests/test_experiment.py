@@ -35,6 +35,10 @@ STAGES = {
 }
 
 
+# a --quick run made smaller still, for the tests of a run's bookkeeping (its jobs, folders, tables), not of its numbers
+SMALL = ["--n-tasks", "2", "--hidden", "20", "20"]
+
+
 def run(*args, check=True):
     proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
     if check and proc.returncode:
@@ -269,7 +273,7 @@ def test_the_script_runs_cell_by_cell_in_a_kernel(tmp_path):
     (cell,) = [c for c in nb.cells if "cfg = config.Config(" in c.source]
     edits = {"    quick=False,": "    quick=True,", "    inc=None,": "    inc=0.05,", "    epochs=None,": "    epochs=3,",
              '    methods=("sequential", "src", "merging", "parallel"),': '    methods=("sequential", "src"),',
-             '    out="runs",': f"    out={str(tmp_path)!r},"}
+             '    out="runs",': f"    out={str(tmp_path)!r},", "    hidden=None, ": "    hidden=(20, 20), "}
     for old, new in edits.items():
         assert cell.source.count(old) == 1, old
         cell.source = cell.source.replace(old, new)
@@ -279,7 +283,7 @@ def test_the_script_runs_cell_by_cell_in_a_kernel(tmp_path):
     # says where, instead of printing stale numbers as final
     assert "after task 1:" in text and "after sleep 1:" in text
     assert "final:" in text or re.search(r"diverged at (train|sleep)_\d \(weights not finite\)", text), text[-500:]
-    assert "yours: quick=True, epochs=3, inc=0.05" in text
+    assert "yours: quick=True, hidden=(20, 20), epochs=3, inc=0.05" in text
     (run_dir,) = glob.glob(str(tmp_path / "mnist-original-original-quick-*"))
     assert [r["method"] for r in read_csv(os.path.join(run_dir, "summary.csv"))] == ["sequential", "src"]
     recorded = json.load(open(os.path.join(run_dir, "config.json")))
@@ -293,28 +297,32 @@ def file_hashes(folder):
     return {p: open(p, "rb").read() for p in glob.glob(os.path.join(folder, "*"))}
 
 
-def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tmp_path):
+def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tmp_path, in_process):
+    # the script as a process once (its smoke test); the rest in this process
     presets = file_hashes(os.path.join(ROOT, "presets"))
-    cmd = ["studies/tune.py", "--quick", "--trials", "2", "--batch", "2", "--tune-seeds", "100", "--out", str(tmp_path)]
+    cmd = ["studies/tune.py", "--quick", *SMALL, "--trials", "2", "--batch", "2", "--tune-seeds", "100", "--out", str(tmp_path)]
     proc = run(*cmd)
     (best,) = glob.glob(str(tmp_path / "tune-src-mnist-*" / "best.json"))
     result = json.load(open(best))
-    assert set(result["constants"]) == {"rate", "inc", "dec", "beta", "alpha_scale", "sleep_input"}
+    # the searched constants, and the variant's fields the command gave (SMALL's)
+    assert set(result["constants"]) == {"rate", "inc", "dec", "beta", "alpha_scale", "sleep_input", "n_tasks", "hidden"}
     assert result["tuning"]["trials"] == 2 and result["tuning"]["seeds"] == [100] and 0 < result["tuning"]["mean_final"] <= 100
-    assert "best of 2 complete trials (0 pruned)" in run(*cmd).stdout   # the study is stored: nothing left to do
+    assert "best of 2 complete trials (0 pruned)" in in_process(*cmd).stdout   # the study is stored: nothing left to do
     assert file_hashes(os.path.join(ROOT, "presets")) == presets and "saved as preset" not in proc.stdout
-    refused = run(*cmd, "--save-preset", "smoke", check=False)
+    refused = in_process(*cmd, "--save-preset", "smoke")
     assert refused.returncode == 2 and "no --quick run saves one" in refused.stderr
-    assert run("studies/tune.py", "--tune-seeds", "3", check=False).returncode == 2
+    assert in_process("studies/tune.py", "--tune-seeds", "3").returncode == 2
     # the same small budget without --quick may save, into the folder it is given
     small = ["--train-limit", "3000", "--n-per-task", "450", "--epochs", "1", "--sleep-steps", "500",
-             "--sleep-steps-increment", "100", "--probe-per-class", "20", "--validation", "30"]
-    run("studies/tune.py", "--trials", "1", "--batch", "1", "--tune-seeds", "100", "--out", str(tmp_path), *small,
-        "--save-preset", "smoke", "--preset-dir", str(tmp_path / "presets"))
+             "--sleep-steps-increment", "100", "--probe-per-class", "20", "--validation", "30", "--hidden", "20", "20"]
+    saved = in_process("studies/tune.py", "--trials", "1", "--batch", "1", "--tune-seeds", "100", "--out", str(tmp_path),
+                       *small, "--save-preset", "smoke", "--preset-dir", str(tmp_path / "presets"))
+    assert saved.returncode == 0, saved.stderr
     preset = json.load(open(tmp_path / "presets" / "smoke.json"))["mnist"]
     assert len(preset["constants"]["beta"]) == 3 and preset["tuning"]["trials"] == 1
-    # the preset carries the variant's fields that were given (epochs 1), not the budget (sizes, validation)
-    assert preset["constants"]["epochs"] == 1 and not {"train_limit", "validation", "matmul"} & set(preset["constants"])
+    # the preset carries the variant's fields that were given (epochs 1, the widths), not the budget (sizes, validation)
+    assert preset["constants"]["epochs"] == 1 and preset["constants"]["hidden"] == [20, 20]
+    assert not {"train_limit", "validation", "matmul"} & set(preset["constants"])
 
 
 def test_the_own_loop_example_sleeps_a_users_sequential_and_the_sleeps_bring_old_tasks_back():
@@ -350,8 +358,9 @@ def test_a_baseline_search_starts_from_the_protocol_then_every_decade_and_saves_
 
 def test_tune_prunes_exactly_the_candidates_below_the_percentile_of_the_complete_ones(tmp_path):
     import optuna   # a requirement (requirements.txt): its absence is a failure, not a skip
-    run("studies/tune.py", "--quick", "--trials", "12", "--batch", "4", "--tune-seeds", "100", "101", "102", "--prune", "50",
-        "--study", "p", "--out", str(tmp_path))
+    import tune   # (in this process: the search's logic; the script's own process is the smoke test's)
+    tune.main(["--quick", *SMALL, "--trials", "12", "--batch", "4", "--tune-seeds", "100", "101", "102", "--prune", "50",
+               "--study", "p", "--out", str(tmp_path), "--quiet"])
     trials = optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path / 'tune-p' / 'study.db'}").trials
     assert len(trials) == 12 and all(t.state.name == "COMPLETE" for t in trials[:4])   # too few to compare with
     for t in trials:   # checkpoints: the mean final after seeds 1 and 2 (none after the last)
@@ -491,8 +500,8 @@ print(sweep.finished(row))
 def test_two_identical_commands_share_the_jobs_and_compute_each_once(tmp_path, in_process):
     # Started together into a new folder: both exit 0, each job is computed by one of them (run.log has one
     # line per job), and both print the whole table.
-    cmd = [sys.executable, "mnist_exp.py", "--quick", "--seeds", "4", "5", "--methods", "sequential,src", "--out",
-           str(tmp_path), "--no-figures", "--quiet"]
+    cmd = [sys.executable, "mnist_exp.py", "--quick", *SMALL, "--seeds", "4", "5", "--methods", "sequential,src",
+           "--out", str(tmp_path), "--no-figures", "--quiet"]
     procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
@@ -503,7 +512,7 @@ def test_two_identical_commands_share_the_jobs_and_compute_each_once(tmp_path, i
     assert all("| src | 2 |" in out for out, _ in outs)
     # a damaged job file is computed again, with a one-line notice; the others are kept
     open(os.path.join(run_dir, "jobs", "src-seed5.json"), "w").write('{"method": "src", "ro')
-    proc = run(*cmd[1:])
+    proc = in_process(*cmd[1:])   # (one job: in this process, no start-up to pay)
     assert "src-seed5.json or .npz is damaged (JSONDecodeError); computing it again" in proc.stdout
     assert open(os.path.join(run_dir, "run.log")).read().count("src seed 5: final") == 2
     assert "1 of 4 jobs to run" in proc.stdout or "0 of 4 jobs to run" in proc.stdout
@@ -512,7 +521,7 @@ def test_two_identical_commands_share_the_jobs_and_compute_each_once(tmp_path, i
     shown = in_process("visualize.py", run_dir)
     assert shown.returncode == 2 and len(shown.stderr.strip().splitlines()) == 1, shown.stderr
     assert "src-seed5.json is damaged (no stable_rank, time)" in shown.stderr
-    proc = run(*cmd[1:])
+    proc = in_process(*cmd[1:])
     assert "src-seed5.json or .npz is damaged (no stable_rank, time); computing it again" in proc.stdout
     # a garbage .npz: the figures' one-line error, not a traceback
     open(os.path.join(run_dir, "jobs", "src-seed4.npz"), "wb").write(b"not a zip file")
@@ -548,6 +557,22 @@ def nobody_can_run_the_checkout():
     ).returncode == 0
 
 
+# python -c AS_SCRIPTS '[[SCRIPT, ARG, ...], ...]': runs each command's script as __main__ under its argv; its last line
+# of output is [[exit code, stderr], ...]
+AS_SCRIPTS = """import contextlib, io, json, runpy, sys
+said = []
+for argv in json.loads(sys.argv[1]):
+    sys.argv, err, code = argv, io.StringIO(), 0
+    try:
+        with contextlib.redirect_stderr(err):
+            runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as stop:
+        code = 0 if stop.code is None else stop.code
+    said.append((code, err.getvalue()))
+print(json.dumps(said))
+"""
+
+
 def test_folders_that_cannot_be_written_are_one_line_errors():
     if not nobody_can_run_the_checkout():
         pytest.skip("needs a user other than root who can read the checkout and its packages")
@@ -560,13 +585,17 @@ def test_folders_that_cannot_be_written_are_one_line_errors():
         open(os.path.join(base, "a-file"), "w").close()
         as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
         env = dict(os.environ, HOME=base, MPLCONFIGDIR=os.path.join(base, "mpl"))
-        for option, folder, out in (("--out", locked, locked), ("--out", os.path.join(base, "a-file"), None),
-                                    ("--png-dir", locked, os.path.join(base, "runs"))):
-            cmd = ["mnist_exp.py", "--quick", "--methods", "sequential", "--out", out or folder] + \
-                ([option, folder] if option != "--out" else [])
-            proc = subprocess.run([*as_user, sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
-            assert proc.returncode == 2 and f"{option} {folder}: cannot write there" in proc.stderr, proc.stderr
-            assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        cases = (("--out", locked, locked), ("--out", os.path.join(base, "a-file"), None),
+                 ("--png-dir", locked, os.path.join(base, "runs")))
+        commands = [["mnist_exp.py", "--quick", "--methods", "sequential", "--out", out or folder] +
+                    ([option, folder] if option != "--out" else []) for option, folder, out in cases]
+        # the three commands in one process of that user (one start-up), each as `python mnist_exp.py ...` runs it
+        proc = subprocess.run([*as_user, sys.executable, "-c", AS_SCRIPTS, json.dumps(commands)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr
+        for (option, folder, _), (code, stderr) in zip(cases, json.loads(proc.stdout.splitlines()[-1]), strict=True):
+            assert code == 2 and f"{option} {folder}: cannot write there" in stderr, stderr
+            assert len(stderr.strip().splitlines()) == 1, stderr
     finally:
         shutil.rmtree(base)
 
@@ -586,10 +615,11 @@ def test_the_study_scripts_refuse_bad_input_in_one_line(args, tmp_path, in_proce
     assert not (tmp_path / "out").exists()   # a refused study leaves no folder
 
 
-def test_workers_finish_a_run_whose_sleeping_jobs_are_done(tmp_path):
+def test_workers_finish_a_run_whose_sleeping_jobs_are_done(tmp_path, in_process):
     # Only sequential's job is left; the workers must accept the command's own --inc (it acts on src's jobs).
-    common = ["mnist_exp.py", "--quick", "--inc", "0.05", "--seeds", "7", "--out", str(tmp_path), "--no-figures", "--quiet"]
-    run(*common, "--methods", "src")
+    common = ["mnist_exp.py", "--quick", *SMALL, "--inc", "0.05", "--seeds", "7", "--out", str(tmp_path), "--no-figures",
+              "--quiet"]
+    assert in_process(*common, "--methods", "src").returncode == 0   # (the workers' run below is the one in processes)
     proc = run(*common, "--methods", "sequential,src", "--workers", "2")
     assert "1 of 2 jobs to run" in proc.stdout and "| sequential | 1 |" in proc.stdout and "| src | 1 |" in proc.stdout
 

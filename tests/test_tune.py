@@ -10,7 +10,8 @@ import methods
 import runner
 import tune
 
-TINY = ["--quick", "--n-tasks", "2", "--tune-seeds", "100", "--quiet"]   # two tasks of a --quick run, one seed
+# two tasks of a --quick run on a 20-20 network, one seed
+TINY = ["--quick", "--n-tasks", "2", "--hidden", "20", "20", "--tune-seeds", "100", "--quiet"]
 
 
 @pytest.mark.parametrize("argv, option", [
