@@ -254,6 +254,8 @@ APPLIES = [
      "a method that trains task by task (parallel trains on every image at once; "
      f"{listed([m for m, s in METHODS.items() if s.statistics])} train no network)"),
     ("alpha_scale", lambda c: not c.alpha, "data-based scale factors (no --alpha)"),
+    # the window moves over a rate map; the replica's and the robustness scripts' inputs show whole images
+    ("mask_size", lambda c: c.sleep_input in ("mean", "class-means"), "--sleep-input mean or class-means"),
     ("sleep_exp", lambda c: c.plasticity_factor == "original", "--plasticity-factor original (the logistic g keeps its exp)"),
     ("sleep_bias", lambda c: c.bias, "--bias"),
     ("tasks", lambda c: "base" in data.DATASETS[c.dataset], "--dataset permuted-mnist (a split's tasks are its classes')"),

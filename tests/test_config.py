@@ -66,6 +66,7 @@ def test_the_replica_protocol_and_its_preset():
     (["--methods", "src", "--distillation"], "--distillation applies only with an iCaRL method"),
     (["--exemplars", "random"], "--exemplars applies only with an iCaRL method"),
     (["--sleep-samples", "3"], "--sleep-samples applies only with --sleep-input replica"),
+    (["--sleep-input", "images", "--mask-size", "5"], "--mask-size applies only with --sleep-input mean or class-means"),
     (["--methods", "src", "--merge-init", "own"], "--merge-init applies only with --methods merging"),
     (["--ewc-lambda", "5"], "--ewc-lambda applies only with --methods ewc"),
     (["--lwf-lambda", "2"], "--lwf-lambda applies only with --methods lwf or lwf-src"),
