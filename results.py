@@ -110,11 +110,11 @@ def read_jobs(run_dir, asked=None):
     return sorted(recs, key=lambda r: (order.get(r["method"], len(order)), r["method"], r["seed"]))
 
 
-def run_dataset(run_dir):
-    """The dataset of a run folder (its config.json), None when it cannot be read."""
+def run_field(run_dir, name):
+    """A field of a run folder's config.json (its dataset, its scenario), None when it cannot be read."""
     try:
         with open(os.path.join(run_dir, "config.json")) as f:
-            return json.load(f).get("dataset")
+            return json.load(f).get(name)
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -122,11 +122,14 @@ def run_dataset(run_dir):
 # ---------------------------------------------------------------- tables
 def task_names(recs, n, dataset=None):
     """The names of the n task columns: "T1 (0, 1)", ... by their digits (of a pair of datasets: by the
-    dataset) when every job learnt the same order; "T1", ... (the first task learnt, ...) when the order is
-    the seed's (--task-order random), and then one line per seed with its order."""
+    dataset; of permuted tasks: by their permutation, the first unpermuted) when every job learnt the same order;
+    "T1", ... (the first task learnt, ...) when the order is the seed's (--task-order random), and then one line
+    per seed with its order."""
     orders = {tuple(map(tuple, r["tasks"])) for r in recs if "tasks" in r}
     parts = data.DATASETS.get(dataset, {}).get("parts")
-    name = (lambda t: parts[t[0] // len(t)]) if parts else lambda t: ", ".join(map(str, t))
+    name = ((lambda t: parts[t[0] // len(t)]) if parts
+            else (lambda t: f"permutation {t[0] // len(t)}" if t[0] else "unpermuted") if dataset == "permuted-mnist"
+            else lambda t: ", ".join(map(str, t)))
     if len(orders) == 1:
         return [f"T{k + 1} ({name(t)})" for k, t in enumerate(orders.pop())], ""
     by_seed = {r["seed"]: r["tasks"] for r in recs if "tasks" in r}
@@ -210,11 +213,13 @@ def summarise(recs, run_dir):
         text += (f"{row['method']},{len(row['seeds'])},{' '.join(map(str, row['seeds']))},{row['diverged']},"
                  + ",".join(f"{row[k][0]:.3f},{row[k][1]:.3f}" for k in keys) + "\n")
     with io.StringIO() as f:
-        names, orders = task_names(recs, len(cols), run_dataset(run_dir))
+        names, orders = task_names(recs, len(cols), run_field(run_dir, "dataset"))
+        domain = run_field(run_dir, "scenario") == "domain"
         f.write("Mean ± sample standard deviation (ddof 1) over the n seeds; task-IL: each image classified among its "
-                "own task's outputs only (the task label given); ACC, BWT and forgetting as in "
-                "analysis.cl_metrics.\n\n" + orders)
-        f.write("| method | n | final, all classes (%) | " + " | ".join(names)
+                "own task's outputs only (the task label given"
+                + ("; in domain-IL a task's outputs are the whole shared head, so it equals the final" if domain else "")
+                + "); ACC, BWT and forgetting as in analysis.cl_metrics.\n\n" + orders)
+        f.write(f"| method | n | final, {'every task' if domain else 'all classes'} (%) | " + " | ".join(names)
                 + " | task-IL | ACC | BWT | forgetting | s per job | finals per seed |\n" + "|---" * (len(keys) + 3) + "|\n")
         for row in summary:
             name = row["method"] + (f" ({row['diverged']} diverged)" if row["diverged"] else "")

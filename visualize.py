@@ -290,7 +290,7 @@ def figures(run_dir, png_dir):
         first.setdefault(method, runner.job_path(run_dir, method, seed) + ".npz")
     os.makedirs(png_dir, exist_ok=True)
     table, cols = results.read_table(os.path.join(run_dir, "results.csv"), skip=("task_il",))   # the figure: class-IL
-    names = results.task_names(results.read_jobs(run_dir), len(cols) - 1, results.run_dataset(run_dir))[0]
+    names = results.task_names(results.read_jobs(run_dir), len(cols) - 1, results.run_field(run_dir, "dataset"))[0]
     plot_accuracy(table, cols, paths[0], [n.replace("T", "task ", 1) + ("" if "(" in n else " learnt") for n in names])
     if os.path.exists(os.path.join(run_dir, "stable_rank.csv")):
         plot_stable_rank(*results.read_table(os.path.join(run_dir, "stable_rank.csv")), paths[1])

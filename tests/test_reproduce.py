@@ -137,7 +137,7 @@ def test_every_entry_says_where_it_comes_from_and_runs_as_documented():
         else:
             assert script in reproduce.STUDIES, name
     # CI runs the quick entries: they must stay near a minute on 2 cores
-    assert 0 < sum(e["minutes"] for e in ENTRIES.values() if e.get("quick")) <= 1.0
+    assert 0 < sum(e["minutes"] for e in ENTRIES.values() if e.get("quick")) <= 1.25
 
 
 def test_holds_to_the_digit_or_within_two_standard_errors():

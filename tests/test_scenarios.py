@@ -145,3 +145,12 @@ def test_permuted_mnist_learns_the_newest_task():
     final = learns("--dataset", "permuted-mnist", "--scenario", "domain", "--tasks", "2", "--hidden", "100",
                    "--n-per-task", "1000", "--lr", "0.3", "--test-limit", "500")
     assert final["task_2"] > 60 and final["all"] > 40   # chance: 10 %
+
+
+def test_tables_name_permuted_tasks_by_their_permutation_and_pairs_by_their_digits():
+    import results
+    permuted = [{"tasks": [list(range(10 * t, 10 * t + 10)) for t in range(3)]}]
+    names, note = results.task_names(permuted, 3, "permuted-mnist")
+    assert names == ["T1 (unpermuted)", "T2 (permutation 1)", "T3 (permutation 2)"] and note == ""
+    split = [{"tasks": [[0, 1], [2, 3]]}]
+    assert results.task_names(split, 2, "mnist")[0] == ["T1 (0, 1)", "T2 (2, 3)"]
