@@ -81,6 +81,13 @@ def slda_predict(stats, x, shrinkage):
     return slda_scores(stats, x, shrinkage).argmax(1)
 
 
+def at_outputs(scores, outputs):
+    """Class scores [n, classes] as output scores [n, outputs], each output the best of its classes (class c at
+    output c % outputs: in domain-IL the classes of every task that share an output)."""
+    at = torch.arange(scores.shape[1]) % outputs
+    return scores.new_full((len(scores), outputs), -torch.inf).scatter_reduce(1, at.expand(len(scores), -1), scores, "amax")
+
+
 class RidgeHead:
     """Analytic learning: a ridge-regression classifier on fixed features phi (here the last hidden layer of
     the network trained on task 1, then frozen), from G = sum phi^T phi and C = sum phi^T onehot(y) accumulated

@@ -84,7 +84,7 @@ class Method:
     shared: tuple = ("init",)  # stages that are the same for every method declaring them: computed once per seed
     options: tuple = ()        # Options: the Config fields it owns
     needs: tuple = ()          # (test of the config, words formatted with its fields): what it needs, else refused
-    scenarios: tuple = ("class", "domain")   # the learning scenarios it runs (scenario(cfg))
+    scenarios: tuple = ("class", "domain", "cross-modal")   # the learning scenarios it runs (scenario(cfg))
     why: str = ""              # why it runs in no other scenario (its refusal says it)
     search: dict = field(default_factory=dict)   # studies/tune.py's search: {field: (kind, range or choices)}
 
@@ -115,10 +115,11 @@ ICARL_NEEDS = (
 # weights are frozen in place); 1e12 leaves three decades above it, and far larger ones overflow training
 STRENGTH = (at_least(0), at_most(1e12))
 EVERY = ("class", "domain", "cross-modal")   # also the pair of datasets (--dataset mnist-fashion)
-# iCaRL in domain-IL: its memory is shared out among the classes as they arrive (round(K / classes seen) each),
-# and on a shared head no class arrives after the first task, so it says nothing of later tasks' images
-CLASS_ONLY = dict(scenarios=("class",), why="iCaRL's memory is shared out among classes as they arrive, and in "
-                                           "domain-IL none arrives after the first task")
+# iCaRL on a shared head (domain-IL, the cross-modal pair): its memory is shared out among the classes as they
+# arrive (round(K / classes seen) each) and its nearest-mean classifier chooses a class, not an output
+CLASS_ONLY = dict(scenarios=("class",), why="iCaRL is class-incremental: its memory is shared out among classes as "
+                                           "they arrive and its nearest-mean classifier chooses a class, not a shared "
+                                           "head's output")
 
 METHODS = {   # in the order of the tables: lower bound, baselines, SRC, upper bound (what each keeps between
     # tasks is measured by kept_between_tasks and recorded in every job)
@@ -641,7 +642,9 @@ def run_statistics(spec, rec, seed, cfg, ctx, shared):
     """A baseline that learns statistics instead of weights (NCM, SLDA; the analytic head on the features
     of the network trained on task 1, then frozen): after each task, fold its training images into the
     statistics and score the classifier they make; the same record as run_method's, without the analyses.
-    Its classes are the outputs (domain-IL: a shared output's images of every task pool into one class)."""
+    NCM and SLDA keep a class per label and score each output by its best class: in domain-IL a task is known while
+    it trains, so the digits that share an output (a permuted task's digits) keep statistics of their own. The
+    analytic head's targets are the outputs."""
     x_eval = torch.cat(list(ctx.eval_chunks))
     if spec.statistics == "analytic":   # task 1's network, as sequential training makes it (the same stage)
         net = shared["train_1"][0] if "train_1" in shared else train_task(initial_net(seed, cfg, ctx), 1, seed, cfg, ctx)
@@ -650,18 +653,21 @@ def run_statistics(spec, rec, seed, cfg, ctx, shared):
         stats, x_eval = baselines.RidgeHead(ctx.sizes[-2], ctx.outputs), features(x_eval)
     else:
         features = lambda x: x
-        stats = baselines.ClassStatistics(ctx.train_x.shape[1], ctx.outputs, covariance=spec.statistics == "slda")
+        stats = baselines.ClassStatistics(ctx.train_x.shape[1], ctx.n_classes, covariance=spec.statistics == "slda")
     for k in range(1, len(ctx.tasks) + 1):
         t = time.perf_counter()
         idx = training_set(k, seed, cfg, ctx)
         with torch.no_grad():
-            stats.add(features(ctx.train_x[idx]), ctx.output(ctx.train_y[idx]))
+            y = ctx.train_y[idx]
+            stats.add(features(ctx.train_x[idx]), ctx.output(y) if spec.statistics == "analytic" else y)
         rec["time"]["train"] += time.perf_counter() - t
         t = time.perf_counter()
         score = dict(ncm=lambda: baselines.ncm_scores(stats, x_eval),
                      slda=lambda: baselines.slda_scores(stats, x_eval, cfg.slda_shrinkage),
                      analytic=lambda: baselines.ridge_scores(stats, x_eval, cfg.analytic_ridge))
         scores = score[spec.statistics]()
+        if spec.statistics != "analytic":
+            scores = baselines.at_outputs(scores, ctx.outputs)
         target = ctx.output(ctx.eval_y).cpu()
         per_task, overall = models.accuracy(scores.argmax(1), ctx.eval_y.cpu(), ctx.tasks, target)
         rec["time"]["eval"] += time.perf_counter() - t

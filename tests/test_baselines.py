@@ -61,3 +61,10 @@ def test_the_ridge_head_accumulated_by_task_is_one_joint_least_squares_solve():
     only = baselines.RidgeHead(5, 4)
     only.add(phi[y < 2], y[y < 2])
     assert set(baselines.ridge_predict(only, -phi, r).tolist()) <= {0, 1}
+
+
+def test_each_output_scores_as_its_best_class():
+    # four classes on two outputs: classes 0 and 2 share output 0, classes 1 and 3 output 1; a class not seen is -inf
+    scores = torch.tensor([[1.0, 5.0, 3.0, -torch.inf], [0.0, -1.0, 2.0, 4.0]])
+    assert baselines.at_outputs(scores, 2).tolist() == [[3.0, 5.0], [2.0, 4.0]]
+    assert torch.equal(baselines.at_outputs(scores, 4), scores)   # class-IL: an output per class, unchanged

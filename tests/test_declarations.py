@@ -48,8 +48,9 @@ def test_a_methods_own_option_acts_only_with_a_method_that_declares_it():
     (["--methods", "icarl", "--memory", "-5"], "--memory must be a whole number >= 0; got -5"),
     (["--methods", "icarl-src", "--memory", "20001", "--output", "linear-ce"],
      "--methods icarl-src needs --memory, a whole number of exemplars from 10 to 20000; got 20001"),
-    (["--dataset", "mnist-fashion", "--methods", "src,ewc,ncm"],
-     "--dataset mnist-fashion runs sequential, control, merging, src and parallel; not ewc, ncm"),
+    (["--scenario", "domain", "--methods", "src,ewc,icarl-src", "--output", "linear-ce", "--memory", "100"],
+     "--scenario domain runs sequential, control, ewc, si, lwf, lwf-src, merging, src, ncm, slda, analytic and "
+     "parallel; not icarl-src (iCaRL is class-incremental"),
 ])
 def test_a_declared_range_need_or_scenario_refuses_in_one_line(argv, message):
     with pytest.raises(ConfigError) as info:
@@ -67,12 +68,12 @@ def test_the_strengths_at_their_bound_run_and_the_help_says_it(capsys):
 
 
 def test_a_planted_method_declares_its_scenarios(monkeypatch):
-    monkeypatch.setitem(methods.METHODS, "planted", methods.Method(scenarios=("class", "cross-modal")))
+    monkeypatch.setitem(methods.METHODS, "planted", methods.Method(scenarios=("class", "domain")))
     assert not any("runs" in p for p in problems(["planted"]))
-    cfg = dataclasses.replace(resolve(DEFAULTS, ["--dataset", "mnist-fashion", "--methods", "src"]), methods=("ewc",))
+    cfg = dataclasses.replace(resolve(DEFAULTS, ["--dataset", "mnist-fashion", "--methods", "src"]), methods=("planted",))
     cfg.origin = dict(config.DEFAULTS.origin)
-    assert "--dataset mnist-fashion runs sequential, control, merging, src, parallel and planted; not ewc" in \
-        config.check(cfg, set())
+    assert "--dataset mnist-fashion runs sequential, control, ewc, si, lwf, lwf-src, merging, src, ncm, slda, analytic " \
+           "and parallel; not planted" in config.check(cfg, set())
     assert all("class" in spec.scenarios for spec in methods.METHODS.values())
 
 

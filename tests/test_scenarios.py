@@ -90,7 +90,7 @@ def test_without_a_seed_permuted_images_are_not_read():
 @pytest.mark.parametrize("argv, message", [
     (["--scenario", "domain", "--methods", "icarl", "--output", "linear-ce", "--memory", "100"],
      "--scenario domain runs sequential, control, ewc, si, lwf, lwf-src, merging, src, ncm, slda, analytic and "
-     "parallel; not icarl (iCaRL's memory is shared out among classes as they arrive"),
+     "parallel; not icarl (iCaRL is class-incremental: its memory is shared out among classes as they arrive"),
     (["--dataset", "permuted-mnist", "--scenario", "domain", "--tasks", "0"],
      "--tasks must be a whole number from 1 to 100; got 0"),
     (["--dataset", "permuted-mnist", "--scenario", "domain", "--tasks", "100000"],
@@ -154,3 +154,10 @@ def test_tables_name_permuted_tasks_by_their_permutation_and_pairs_by_their_digi
     assert names == ["T1 (unpermuted)", "T2 (permutation 1)", "T3 (permutation 2)"] and note == ""
     split = [{"tasks": [[0, 1], [2, 3]]}]
     assert results.task_names(split, 2, "mnist")[0] == ["T1 (0, 1)", "T2 (2, 3)"]
+
+
+def test_in_domain_il_nearest_mean_keeps_a_mean_per_digit_and_scores_the_shared_outputs():
+    cfg = resolve(DEFAULTS, ["--quick", "--device", "cpu", "--methods", "ncm", "--scenario", "domain"])
+    rec, _ = methods.run_method("ncm", 0, cfg, methods.prepare(cfg), {}, analyses=False)
+    assert rec["kept_bytes"] == 10 * (784 + 1) * 4   # ten digits' sums and counts, not the two outputs'
+    assert rec["rows"][-1]["all"] > 83   # ten means give 86.1 here; the two outputs' pooled means gave 80.3
