@@ -47,6 +47,22 @@ REDUCED = {
     40: dict(rate=29.393650, inc=0.031111, dec=0.000001, beta=(8.102056, 26.252258, 33.832234), alpha_scale=2.023822),
 }
 
+# Tadros et al., ICLR 2020 (tmtadros/Sleep-Robustness; studies/robustness.py): each script sets its sleep from
+# one vector x = [rate inc dec beta_1 beta_2 beta_3 alpha_scale steps]: x(1) is t_opts.max_rate (Sleep.rate),
+# x(2) sleep_opts.inc, x(3) sleep_opts.dec, x(4:6) sleep_opts.beta, x(7) the factor on normalize_nn_data's
+# constants (Sleep.alpha_scale), x(8) the iterations of sleepnn_old (Sleep.steps), one training image per step
+# (Sleep.input "images"); dt 0.001 and decay 0.999 as the class task's
+ROBUSTNESS_VECTOR = ("rate", "inc", "dec", "beta", "beta", "beta", "alpha_scale", "steps")   # x's positions
+ROBUSTNESS = {
+    # MNIST_generalization_test.m and save_FGSM_results.m (their saved networks are named *blurtuned*):
+    # the blur, noise and FGSM sleep
+    "blurtuned": dict(rate=39.037119, inc=0.063997, dec=0.069220, beta=(36.186585, 23.362736, 36.384713),
+                      alpha_scale=2.193698, steps=27105, steps_increment=0, input="images"),
+    # save_CW_results.m, save_JSMA_results.m, save_deepfool_results.m: the sleep before CW, JSMA and DeepFool
+    "attacks": dict(rate=455.364521, inc=0.066056, dec=0.054991, beta=(22.687400, 48.092672, 18.983305),
+                    alpha_scale=34.657870, steps=3365, steps_increment=0, input="images"),
+}
+
 # --preset: the built-in presets. The replica's sleep on each dataset's constants; the iCaRL scripts'
 # (on Fashion-MNIST with that script's training)
 BUILT_IN = {
