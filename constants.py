@@ -48,20 +48,20 @@ REDUCED = {
 }
 
 # Tadros et al., ICLR 2020 (tmtadros/Sleep-Robustness; studies/robustness.py): each script sets its sleep from
-# one vector x = [rate inc dec beta_1 beta_2 beta_3 alpha_scale steps]: x(1) is t_opts.max_rate (Sleep.rate),
-# x(2) sleep_opts.inc, x(3) sleep_opts.dec, x(4:6) sleep_opts.beta, x(7) the factor on normalize_nn_data's
-# constants (Sleep.alpha_scale), x(8) the iterations of sleepnn_old (Sleep.steps), one training image per step
-# (Sleep.input "images"); dt 0.001 and decay 0.999 as the class task's
-ROBUSTNESS_VECTOR = ("rate", "inc", "dec", "beta", "beta", "beta", "alpha_scale", "steps")   # x's positions
-ROBUSTNESS = {
-    # MNIST_generalization_test.m and save_FGSM_results.m (their saved networks are named *blurtuned*):
-    # the blur, noise and FGSM sleep
-    "blurtuned": dict(rate=39.037119, inc=0.063997, dec=0.069220, beta=(36.186585, 23.362736, 36.384713),
-                      alpha_scale=2.193698, steps=27105, steps_increment=0, input="images"),
+# one vector x, position by position: x(1) t_opts.max_rate (Sleep.rate), x(2) sleep_opts.inc (Sleep.inc),
+# x(3) sleep_opts.dec (Sleep.dec), x(4:6) sleep_opts.beta (Sleep.beta), x(7) the factor on normalize_nn_data's
+# constants (Sleep.alpha_scale), x(8) sleepnn_old's iterations (Sleep.steps), training image t shown at step
+# t (Sleep.input "images"); dt 0.001 and decay 0.999 as the class task's
+ROBUSTNESS_VECTORS = {
+    # MNIST_generalization_test.m and save_FGSM_results.m (which names its networks *blurtuned*): the sleep
+    # of the blur, noise and FGSM tests
+    "blurtuned": (39.037119, 0.063997, 0.069220, 36.186585, 23.362736, 36.384713, 2.193698, 27105),
     # save_CW_results.m, save_JSMA_results.m, save_deepfool_results.m: the sleep before CW, JSMA and DeepFool
-    "attacks": dict(rate=455.364521, inc=0.066056, dec=0.054991, beta=(22.687400, 48.092672, 18.983305),
-                    alpha_scale=34.657870, steps=3365, steps_increment=0, input="images"),
+    "attacks": (455.364521, 0.066056, 0.054991, 22.687400, 48.092672, 18.983305, 34.657870, 3365),
 }
+ROBUSTNESS = {name: dict(rate=x[0], inc=x[1], dec=x[2], beta=x[3:6], alpha_scale=x[6], steps=x[7], steps_increment=0,
+                         input="images")
+              for name, x in ROBUSTNESS_VECTORS.items()}
 
 # --preset: the built-in presets. The replica's sleep on each dataset's constants; the iCaRL scripts'
 # (on Fashion-MNIST with that script's training)

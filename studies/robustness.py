@@ -26,8 +26,8 @@ Each (seed, method) is a job file of the study folder OUT/robustness (OUT/robust
 finished job is skipped, so a stopped study resumes; the table and one figure per distortion are rebuilt from
 the folder alone.
 
-    python studies/robustness.py --run                      # five seeds (about 2 hours on 2 cores)
-    python studies/robustness.py --run --quick --seeds 0    # small sizes, for CI (about 1 minute)
+    python studies/robustness.py --run                      # five seeds (about 4 hours on 2 shared cores)
+    python studies/robustness.py --run --quick --seeds 0    # small sizes, for CI (about 3 minutes)
     python studies/robustness.py --png-dir png              # the table and figures from the finished jobs
 """
 import argparse
@@ -319,7 +319,7 @@ def table(recs, grids, methods_asked):
     for kind, grid in grids.items():
         shown = [i for i, level in enumerate(grid) if kind != "fgsm" or round(level * 200) % 10 == 0]
         lines += ["", f"{kind}: accuracy (%) against {LEVEL[kind]}, mean ± sample std (n seeds)", "",
-                  f"| method | " + " | ".join(f"{grid[i]:g}" for i in shown) + " |", "|---|" + "---|" * len(shown)]
+                  "| method | " + " | ".join(f"{grid[i]:g}" for i in shown) + " |", "|---|" + "---|" * len(shown)]
         for m in methods_asked:
             got = summary(recs, m, kind, grid)
             lines.append(f"| {m} | " + " | ".join(cell(got[i][1]) if got else "not run" for i in shown) + " |")
@@ -350,7 +350,7 @@ def figure(recs, kind, grid, methods_asked):
 
 # ---------------------------------------------------------------- the command line
 
-def levels(p, kind, values, ok, words):
+def levels(p, values, ok, words):
     bad = [v for v in values if not ok(v)]
     if bad:
         config.fail(f"--{p} values must be {words}; got {bad[0]:g}", "robustness.py")
@@ -378,9 +378,9 @@ def parse(argv):
             config.fail(f"--distortions {kind}: their {kind} is not done here (only {', '.join(GRIDS)})", p.prog)
         if kind not in GRIDS:
             config.fail(f"--distortions: unknown distortion or attack {kind!r} (one of {', '.join(GRIDS)})", p.prog)
-    asked = dict(blur=levels("sigmas", "blur", args.sigmas, lambda v: v > 0, "> 0"),
-                 noise=levels("variances", "noise", args.variances, lambda v: 0 <= v <= 1, "in [0, 1]"),
-                 fgsm=levels("eps", "fgsm", args.eps, lambda v: 0 <= v <= 1, "in [0, 1]"))
+    asked = dict(blur=levels("sigmas", args.sigmas, lambda v: v > 0, "> 0"),
+                 noise=levels("variances", args.variances, lambda v: 0 <= v <= 1, "in [0, 1]"),
+                 fgsm=levels("eps", args.eps, lambda v: 0 <= v <= 1, "in [0, 1]"))
     args.grids = {k: asked[k] for k in GRIDS if k in args.distortions}
     if args.run and "fgsm" in args.grids:
         attack_library()

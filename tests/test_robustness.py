@@ -114,12 +114,13 @@ def test_a_missing_attack_library_is_one_line(tmp_path, capsys, monkeypatch):
     robustness.main(["--distortions", "blur", "--out", str(tmp_path / "out")])   # blur alone needs no library
 
 
-TINY = dict(n_train=500, n_test=200, n_finetune=100, steps=100)
+TINY = dict(n_train=200, n_test=100, n_finetune=50, steps=100)   # and hidden layers of 64 (below)
 ARGS = ["--quick", "--seeds", "0", "1", "--sigmas", "1", "--variances", "0.5", "--eps", "0", "0.1"]
 
 
 def test_a_small_run_writes_the_table_and_figures_and_a_rerun_skips_finished_jobs(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(robustness, "QUICK", TINY)
+    monkeypatch.setattr(robustness, "SIZES", (784, 64, 64, 10))
     robustness.main(["--run", *ARGS, "--out", str(tmp_path)])
     folder = tmp_path / "robustness_quick"
     jobs = sorted(glob.glob(str(folder / "seed*_*.json")))
@@ -127,8 +128,6 @@ def test_a_small_run_writes_the_table_and_figures_and_a_rerun_skips_finished_job
     rec = json.load(open(folder / "seed1_sleep.json"))
     assert rec["grids"] == {"blur": [1.0], "noise": [0.5], "fgsm": [0.0, 0.1]} and len(rec["curves"]["fgsm"]) == 2
     assert rec["fgsm_vs_art"] <= 1e-6 and rec["curves"]["fgsm"][0] == rec["clean"]   # eps 0: the clean images
-    control = json.load(open(folder / "seed1_control.json"))
-    assert rec["curves"]["fgsm"][1] <= control["clean"] + 100   # a number, read back
     table = (folder / "robustness.md").read_text()
     assert "| distill-intended | " in table and "sleep − control (± 2 SE)" in table and "(n=2)" in table
     assert all(os.path.getsize(folder / f"robustness_{k}.png") > 1000 for k in ("blur", "noise", "fgsm"))
