@@ -206,7 +206,7 @@ def slept(net, x, seed, steps):
 def finetuned(net, kind, x, y, seed, size):
     """The control trained on (lr 0.05, 2 epochs, its momentum kept) on the training images, the first `size`
     distorted: FGSM with a step U(0, 0.1) per pixel (save_FGSM_results.m), blur or noise at a level drawn from
-    the grid per image."""
+    their grid (GRIDS, whatever grid is scored) per image."""
     gen = methods.generator(seed, "distort", 1000 + list(GRIDS).index(kind))
     head = x[:size]
     if kind == "fgsm":
