@@ -155,3 +155,14 @@ def test_ctrl_c_stops_with_one_line_and_keeps_finished_jobs(tmp_path, capsys, mo
     err = capsys.readouterr().err
     assert stop.value.code == 130 and err == "robustness.py: stopped; 1 finished jobs kept; run the same command to resume\n"
     assert [os.path.basename(p) for p in glob.glob(str(tmp_path / "robustness_quick" / "*.json"))] == ["seed0_control.json"]
+
+
+def test_their_constant_vectors_map_position_by_position_onto_the_sleep():
+    import constants
+    import src
+    for name, x in constants.ROBUSTNESS_VECTORS.items():
+        c = src.Sleep(**constants.ROBUSTNESS[name])
+        assert (c.rate, c.inc, c.dec, c.beta, c.alpha_scale, c.steps) == (x[0], x[1], x[2], tuple(x[3:6]), x[6], x[7])
+        assert c.input == "images" and c.steps_increment == 0 and (c.dt, c.decay) == (0.001, 0.999)
+    assert constants.ROBUSTNESS["blurtuned"]["steps"] == 27105 and constants.ROBUSTNESS["attacks"]["steps"] == 3365
+    assert robustness.FULL["steps"] == 27105
