@@ -47,6 +47,22 @@ REDUCED = {
     40: dict(rate=29.393650, inc=0.031111, dec=0.000001, beta=(8.102056, 26.252258, 33.832234), alpha_scale=2.023822),
 }
 
+# Tadros et al., ICLR 2020 (tmtadros/Sleep-Robustness; studies/robustness.py): each script sets its sleep from
+# one vector x, position by position: x(1) t_opts.max_rate (Sleep.rate), x(2) sleep_opts.inc (Sleep.inc),
+# x(3) sleep_opts.dec (Sleep.dec), x(4:6) sleep_opts.beta (Sleep.beta), x(7) the factor on normalize_nn_data's
+# constants (Sleep.alpha_scale), x(8) sleepnn_old's iterations (Sleep.steps), training image t shown at step
+# t (Sleep.input "images"); dt 0.001 and decay 0.999 as the class task's
+ROBUSTNESS_VECTORS = {
+    # MNIST_generalization_test.m and save_FGSM_results.m (which names its networks *blurtuned*): the sleep
+    # of the blur, noise and FGSM tests
+    "blurtuned": (39.037119, 0.063997, 0.069220, 36.186585, 23.362736, 36.384713, 2.193698, 27105),
+    # save_CW_results.m, save_JSMA_results.m, save_deepfool_results.m: the sleep before CW, JSMA and DeepFool
+    "attacks": (455.364521, 0.066056, 0.054991, 22.687400, 48.092672, 18.983305, 34.657870, 3365),
+}
+ROBUSTNESS = {name: dict(rate=x[0], inc=x[1], dec=x[2], beta=x[3:6], alpha_scale=x[6], steps=x[7], steps_increment=0,
+                         input="images")
+              for name, x in ROBUSTNESS_VECTORS.items()}
+
 # --preset: the built-in presets. The replica's sleep on each dataset's constants; the iCaRL scripts'
 # (on Fashion-MNIST with that script's training)
 BUILT_IN = {

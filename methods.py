@@ -243,8 +243,8 @@ def initial_net(seed, cfg, ctx, copy=1):
 # the phases that draw random numbers, each its own stream (a phase's place in this list is its stream: new
 # phases go at the end); dreams and interleave are studies/weights_only.py's leads: a dream's image inversion
 # before task k's sleep, the sleeps interleaved with training (numbered in the order they run); permute:
-# permuted MNIST's pixel permutations
-PHASES = ("train", "sleep", "replay", "exemplars", "nme", "order", "init", "dreams", "interleave", "permute")
+# permuted MNIST's pixel permutations; distort: studies/robustness.py's noise and fine-tuning images
+PHASES = ("train", "sleep", "replay", "exemplars", "nme", "order", "init", "dreams", "interleave", "permute", "distort")
 
 
 def generator(seed, phase, k, device="cpu"):

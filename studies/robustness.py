@@ -1,0 +1,433 @@
+"""Robustness: does the sleep make a trained network more robust to blur, noise and FGSM (Tadros, Krishnan,
+Ramyaa & Bazhenov, ICLR 2020; their MATLAB: tmtadros/Sleep-Robustness)?
+
+Per seed, the network of their scripts (784-1200-1200-10, no biases, ReLU output on half the squared error,
+dropout 0.2, lr 0.1, momentum 0.5, 2 epochs, batch 100) is trained once on all 60 000 training images (their
+attack scripts'; the generalisation script trains on the first 50 000: here one training serves both), then:
+- control: that network, no sleep;
+- sleep: slept with their constants (constants.ROBUSTNESS["blurtuned"]): the scale factors from all training
+  images, one training image per step for 27 105 steps (src.Sleep input "images");
+- finetune: the control trained on for 2 epochs at lr 0.05 on all training images, the first 5 000 of them
+  distorted (save_FGSM_results.m: each pixel moved by U(0, 0.1) times the FGSM sign of the control; for blur
+  and noise, which the release has no script for, each image at a level drawn from the grid); each grid
+  is scored on the network fine-tuned on its own distortion;
+- distill-as-run: their defensive distillation as the code runs it: a misspelled field leaves the output a ReLU
+  on the squared error, so the temperature is never used; the network trained on the labels, then trained on
+  for 2 epochs on its own outputs (drawn in training mode, with dropout, as their nnff);
+- distill-intended: the same with the misspelling fixed: a softmax at T = 50 on the cross-entropy (the network
+  with its last weight matrix divided by T, trained as output "linear"), soft labels softmax(z / T), deployed
+  at T = 1 (the matrix multiplied back by T).
+Each is scored on the clean test images and along each grid: blur (imgaussfilt's kernel, 2 ceil(2 sigma) + 1
+wide, edges replicated), Gaussian noise of variance v (imnoise's, clipped to [0, 1]) and FGSM
+(x + eps sign(gradient of their loss), clipped to [0, 1]; white-box on each network, from the Adversarial
+Robustness Toolbox). DeepFool, JSMA, Carlini-Wagner and Boundary are not done here.
+
+Each (seed, method) is a job file of the study folder OUT/robustness (OUT/robustness_quick with --quick); a
+finished job is skipped, so a stopped study resumes; the table and one figure per distortion are rebuilt from
+the folder alone.
+
+    python studies/robustness.py --run                      # five seeds (about 4 hours on 2 shared cores)
+    python studies/robustness.py --run --quick              # small sizes, seed 0, for CI (about 3 minutes)
+    python studies/robustness.py --png-dir png              # the table and figures from the finished jobs
+"""
+import argparse
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+
+import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
+import sweep  # first: the pinned code paths, and matplotlib's file backend
+import config
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+import analysis
+import constants
+import data
+import methods
+import models
+import runner
+import src
+import visualize
+
+SIZES = (784, 1200, 1200, 10)
+TRAIN = dict(epochs=2, batch_size=100, lr=0.1, momentum=0.5, dropout=0.2, n_classes=10)
+FINETUNE_LR = 0.05
+TEMPERATURE = 50
+METHODS = ("control", "sleep", "finetune", "distill-as-run", "distill-intended")
+GRIDS = {"blur": [0.0001] + [0.5 * i for i in range(1, 9)],          # sigma (MNIST_generalization_test.m)
+         "noise": [0.0, 0.1, 0.3, 0.5, 0.7, 0.9],                      # variance
+         "fgsm": [round(0.005 * i, 3) for i in range(81)]}             # eps, 0:0.005:0.4 (MNIST_FGSM_test.m)
+LEVEL = {"blur": "sigma", "noise": "variance", "fgsm": "eps"}
+NOT_DONE = ("deepfool", "jsma", "cw", "boundary")   # their other attacks
+ART = "adversarial-robustness-toolbox==1.20.1"      # requirements.txt's pin
+FULL = dict(n_train=60000, n_test=10000, n_finetune=5000, steps=constants.ROBUSTNESS["blurtuned"]["steps"])
+QUICK = dict(n_train=2000, n_test=500, n_finetune=200, steps=300)
+
+
+# ---------------------------------------------------------------- the distortions
+
+def blur(x, sigma):
+    """MATLAB's imgaussfilt(image, sigma) of each square image (rows of x): a normalised Gaussian kernel
+    2 ceil(2 sigma) + 1 wide along rows and along columns, the edges replicated. As a matrix B over one side
+    (the taps past an edge land on the edge pixel): B image B^T."""
+    side, r = math.isqrt(x.shape[1]), math.ceil(2 * sigma)
+    t = torch.arange(-r, r + 1, dtype=torch.float64)
+    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    B = torch.zeros(side, side, dtype=torch.float64)
+    for i in range(side):   # row i: output pixel i's weights on the pixels of its row (or column)
+        B[i].index_add_(0, (i + t.long()).clamp(0, side - 1), k / k.sum())
+    B = B.to(x.dtype)
+    return (B @ x.reshape(-1, side, side) @ B.T).reshape(len(x), -1).clamp(0, 1)   # their clip(): a no-op
+
+
+def noise(x, variance, generator):
+    """imnoise(image, 'gaussian', 0, variance): x + sqrt(variance) N(0, 1), clipped to [0, 1]."""
+    return (x + math.sqrt(variance) * torch.randn(x.shape, generator=generator, dtype=x.dtype)).clamp(0, 1)
+
+
+def attack_library():
+    """The Adversarial Robustness Toolbox's FGSM and classifier, or one line and exit 2 without it."""
+    try:
+        from art.attacks.evasion import FastGradientMethod
+        from art.estimators.classification import PyTorchClassifier
+    except ImportError:
+        config.fail(f"--distortions fgsm needs the Adversarial Robustness Toolbox: pip install {ART}", "robustness.py")
+    return FastGradientMethod, PyTorchClassifier
+
+
+class Logits(torch.nn.Module):
+    """A network in evaluation mode, its output before the output ReLU (what ART differentiates)."""
+
+    def __init__(self, net, dropout):
+        super().__init__()
+        self.net, self.dropout = dataclasses.replace(net, output="linear"), dropout
+
+    def forward(self, x):
+        return models.forward(self.net, x, self.dropout)[-1]
+
+
+class AuthorsLoss(torch.nn.Module):
+    """A loss of the logits z whose gradient is their nnbp_adversary's error signal a - y: a the ReLU output
+    without its derivative (their ReLU/MSE networks, as models.output_error) or the softmax (the intended
+    distillation at T = 1, whose error signal is the cross-entropy's gradient)."""
+
+    def __init__(self, output):
+        super().__init__()
+        self.output = output
+
+    def forward(self, z, y):
+        a = z.clamp_min(0) if self.output == "relu" else torch.softmax(z, 1)
+        return ((a.detach() - y.to(z.dtype)) * z).sum()
+
+
+def classifier(net, dropout):
+    """ART's view of a network: its logits in evaluation mode, their loss, images in [0, 1]."""
+    _, PyTorchClassifier = attack_library()
+    return PyTorchClassifier(Logits(net, dropout), AuthorsLoss(net.output), input_shape=(net.W[0].shape[1],),
+                             nb_classes=net.W[-1].shape[0], clip_values=(0.0, 1.0), device_type="cpu")
+
+
+def onehot(net, y):
+    return torch.nn.functional.one_hot(y, net.W[-1].shape[0]).float().numpy()
+
+
+def fgsm(net, x, y, eps, dropout):
+    """ART's FGSM of a network against the true labels y: clip(x + eps sign(the gradient of their loss), 0, 1)
+    (fast_gradient_sign_adversary.m, clip.m). eps: a number, or one per pixel ([n, pixels])."""
+    if np.ndim(eps) == 0 and eps == 0:   # ART refuses a zero step; the formula gives the clean images
+        return x.clone()
+    FastGradientMethod, _ = attack_library()
+    eps = eps if np.ndim(eps) == 0 else np.asarray(eps, dtype=np.float32)
+    attack = FastGradientMethod(classifier(net, dropout), norm=np.inf, eps=eps, eps_step=eps, batch_size=len(x))
+    return torch.from_numpy(attack.generate(x.numpy(), y=onehot(net, y))).to(x.dtype)
+
+
+def fgsm_signs(net, x, y, dropout):
+    """sign(the gradient of their loss) of each image, from ART's gradient: their adversarialX, computed once
+    for every eps (ART's FGSM computes the same gradient again for each)."""
+    return torch.from_numpy(np.sign(classifier(net, dropout).loss_gradient(x.numpy(), onehot(net, y)))).to(x.dtype)
+
+
+def fgsm_curve(net, x, y, grid):
+    """Accuracy along the eps grid, each point clip(x + eps signs, 0, 1) as their MNIST_FGSM_test.m, and the
+    largest difference from ART's FGSM itself at the grid's largest eps (0 where the two agree)."""
+    signs = fgsm_signs(net, x, y, TRAIN["dropout"])
+    shown = lambda eps: (x + eps * signs).clamp(0, 1)
+    check = (fgsm(net, x, y, grid[-1], TRAIN["dropout"]) - shown(grid[-1])).abs().max().item()
+    return [accuracy(net, shown(eps), y) for eps in grid], check
+
+
+def distorted(kind, x, level, seed, index):
+    """The test images x at one grid point (index) of a distortion, the same draws for every method."""
+    if kind == "blur":
+        return blur(x, level)
+    return noise(x, level, methods.generator(seed, "distort", index))
+
+
+# ---------------------------------------------------------------- the methods
+
+def accuracy(net, x, y):
+    return 100 * (models.predict(net, x, TRAIN["dropout"]) == y).float().mean().item()
+
+
+def initial(seed, output="relu"):
+    """Every method's initial weights: uniform in [-0.01, 0.01] (their nnsetup and rescaling)."""
+    return models.init_net(SIZES, 0.01, methods.generator(seed, "init", 1), output=output)
+
+
+def train(net, x, y, seed, k, **changed):
+    models.train(net, x, y, **dict(TRAIN, **changed), generator=methods.generator(seed, "train", k))
+    return net
+
+
+def control(seed, folder, x, y):
+    """The seed's trained network, kept in the study folder (every method starts from it)."""
+    path = os.path.join(folder, f"seed{seed}_control.pt")
+    if os.path.exists(path):
+        W, vW = torch.load(path)
+        return initial(seed).with_weights(W, vW)
+    net = train(initial(seed), x, y, seed, 1)
+    runner.write_atomic(path, lambda tmp: torch.save((net.W, net.vW), tmp))
+    return net
+
+
+def slept(net, x, seed, steps):
+    """The sleep of the robustness scripts: their constants, the scale factors from all training images,
+    training image t shown at step t."""
+    c = src.Sleep(**dict(constants.ROBUSTNESS["blurtuned"], steps=steps))
+    return src.sleep(net, x, steps, methods.generator(seed, "sleep", 1), c, dropout=TRAIN["dropout"])[0]
+
+
+def finetuned(net, kind, x, y, seed, size):
+    """The control trained on (lr 0.05, 2 epochs, its momentum kept) on the training images, the first `size`
+    distorted: FGSM with a step U(0, 0.1) per pixel (save_FGSM_results.m), blur or noise at a level drawn from
+    their grid (GRIDS, whatever grid is scored) per image."""
+    gen = methods.generator(seed, "distort", 1000 + list(GRIDS).index(kind))
+    head = x[:size]
+    if kind == "fgsm":
+        head = fgsm(net, head, y[:size], torch.rand(head.shape, generator=gen) / 10, TRAIN["dropout"])
+    else:
+        levels = torch.randint(len(GRIDS[kind]), (size,), generator=gen)
+        head = head.clone()
+        for i, level in enumerate(GRIDS[kind]):
+            at = levels == i
+            head[at] = blur(head[at], level) if kind == "blur" else noise(head[at], level, gen)
+    return train(net.clone(), torch.cat([head, x[size:]]), y, seed, 2, lr=FINETUNE_LR)
+
+
+def distilled(seed, x, y, intended):
+    """Their defensive distillation: the network trained on the labels, then on for 2 epochs on its own
+    outputs, drawn in training mode (their nnff without net.testing). As run: ReLU/MSE throughout (the
+    temperature set on a misspelled copy). Intended: softmax at T (the last matrix / T, output "linear"),
+    soft labels softmax(z / T), deployed at T = 1."""
+    net = initial(seed, "linear" if intended else "relu")
+    if intended:
+        net.W[-1] /= TEMPERATURE
+    gen = methods.generator(seed, "train", 3)
+    models.train(net, x, y, **TRAIN, generator=gen)
+    with torch.no_grad():
+        soft = torch.cat([models.forward(net, xb, TRAIN["dropout"], gen)[-1] for xb in x.split(10000)])
+    soft = torch.softmax(soft, 1) if intended else soft
+    models.train(net, x, soft, **TRAIN, generator=gen)
+    if intended:
+        net.W[-1] *= TEMPERATURE
+    return net
+
+
+def job(seed, method, folder, train_set, test_set, grids, sizes):
+    """One (seed, method): its network(s) scored on the clean test images and along each grid."""
+    x, y = train_set
+    base = control(seed, folder, x, y)
+    xt, yt = test_set
+    nets = {kind: base for kind in grids}
+    if method == "sleep":
+        nets = dict.fromkeys(grids, slept(base, x, seed, sizes["steps"]))
+    elif method == "finetune":
+        nets = {kind: finetuned(base, kind, x, y, seed, sizes["n_finetune"]) for kind in grids}
+    elif method.startswith("distill"):
+        nets = dict.fromkeys(grids, distilled(seed, x, y, method == "distill-intended"))
+    first = nets.get("fgsm", next(iter(nets.values())))   # finetune: their script's network, when it is made
+    curves, check = {}, {}
+    for kind, levels in grids.items():
+        if kind == "fgsm":
+            curves[kind], check["fgsm_vs_art"] = fgsm_curve(nets[kind], xt, yt, levels)
+        else:
+            curves[kind] = [accuracy(nets[kind], distorted(kind, xt, level, seed, i), yt) for i, level in enumerate(levels)]
+    return dict(seed=seed, method=method, clean=accuracy(first, xt, yt), grids=grids, curves=curves, **check)
+
+
+# ---------------------------------------------------------------- the study folder
+
+def job_file(folder, seed, method):
+    return os.path.join(folder, f"seed{seed}_{method}.json")
+
+
+def finished(folder, seed, method, grids):
+    """A job's record when its file is there, whole, and has every asked grid as asked; else None."""
+    try:
+        with open(job_file(folder, seed, method)) as f:
+            rec = json.load(f)
+        return rec if all(rec["grids"].get(k) == v for k, v in grids.items()) else None
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
+
+
+def records(folder):
+    """Every job record in the study folder."""
+    found = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.endswith(".json"):
+            try:
+                with open(os.path.join(folder, name)) as f:
+                    found.append(json.load(f))
+            except (OSError, ValueError):
+                pass
+    return found
+
+
+def summary(recs, method, kind, grid):
+    """[(level, (mean, sample std, n))] of one method along a grid, over the seeds whose job has that grid."""
+    runs = [r["curves"][kind] for r in recs if r["method"] == method and r["grids"].get(kind) == grid]
+    return [(level, (*analysis.mean_std(v), len(v))) for level, v in zip(grid, zip(*runs))] if runs else []
+
+
+def paired(recs, kind, grid):
+    """[(level, (mean, 2 SE, n))] of sleep - control, seed by seed."""
+    by = {(r["method"], r["seed"]): r["curves"][kind] for r in recs if r["grids"].get(kind) == grid}
+    diffs = [np.subtract(by[("sleep", s)], by[("control", s)]) for m, s in by if m == "sleep" and ("control", s) in by]
+    if len(diffs) < 2:
+        return []
+    d = np.array(diffs)
+    return [(level, (m, 2 * sd / math.sqrt(len(d)), len(d))) for level, m, sd in zip(grid, d.mean(0), d.std(0, ddof=1))]
+
+
+def cell(value):
+    return "" if value is None else f"{analysis.text(value[0], value[1])} (n={value[2]})"
+
+
+def table(recs, grids, methods_asked):
+    """Markdown: the clean accuracy of each method, then one table per distortion (every grid point; FGSM
+    every 0.05), with sleep - control seed by seed (mean ± 2 SE)."""
+    lines = ["| method | clean test accuracy (%) |", "|---|---|"]
+    for m in methods_asked:
+        clean = [r["clean"] for r in recs if r["method"] == m]
+        lines.append(f"| {m} | {cell((*analysis.mean_std(clean), len(clean)) if clean else None) or 'not run'} |")
+    for kind, grid in grids.items():
+        shown = [i for i, level in enumerate(grid) if kind != "fgsm" or round(level * 200) % 10 == 0]
+        lines += ["", f"{kind}: accuracy (%) against {LEVEL[kind]}, mean ± sample std (n seeds)", "",
+                  "| method | " + " | ".join(f"{grid[i]:g}" for i in shown) + " |", "|---|" + "---|" * len(shown)]
+        for m in methods_asked:
+            got = summary(recs, m, kind, grid)
+            lines.append(f"| {m} | " + " | ".join(cell(got[i][1]) if got else "not run" for i in shown) + " |")
+        diff = paired(recs, kind, grid)
+        if diff:
+            lines.append("| sleep − control (± 2 SE) | " + " | ".join(
+                f"{analysis.text(diff[i][1][0], sign=True)} ± {diff[i][1][1]:.1f}" for i in shown) + " |")
+    return lines
+
+
+def figure(recs, kind, grid, methods_asked):
+    """Accuracy against the distortion's level, one curve per method (error bars: sample std over seeds)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in methods_asked:
+        sweep.curve(ax, summary(recs, m, kind, grid), fmt="o-", markersize=3, label=m)
+    ax.set_xlabel({"blur": "blur sigma (imgaussfilt)", "noise": "noise variance v (imnoise; their axis says std)",
+                   "fgsm": "FGSM eps"}[kind])
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"MNIST, {kind}")
+    ax.grid(alpha=0.3)
+    if ax.lines or ax.containers:
+        ax.legend(fontsize=8)
+    else:
+        visualize.say(ax, "no finished job\n--run runs them")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- the command line
+
+def levels(p, values, ok, words):
+    bad = [v for v in values if not ok(v)]
+    if bad:
+        config.fail(f"--{p} values must be {words}; got {bad[0]:g}", "robustness.py")
+    return sorted(values)
+
+
+def parse(argv):
+    p = config.Parser(prog="robustness.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                      allow_abbrev=False)
+    p.add_argument("--run", action="store_true", help="run the jobs first (finished jobs are skipped)")
+    p.add_argument("--quick", action="store_true", help="small sizes for CI: " + ", ".join(f"{k} {v}" for k, v in QUICK.items()))
+    p.add_argument("--seeds", nargs="+", type=int, help="default: 0 1 2 3 4 (with --quick: 0)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD",
+                   help=f"default: {' '.join(METHODS)}")
+    p.add_argument("--distortions", nargs="+", default=list(GRIDS), metavar="KIND",
+                   help=f"default: {' '.join(GRIDS)} (their {', '.join(NOT_DONE)} are not done here)")
+    p.add_argument("--sigmas", nargs="+", type=float, default=GRIDS["blur"], help="blur's grid (> 0; default: theirs)")
+    p.add_argument("--variances", nargs="+", type=float, default=GRIDS["noise"], help="noise variances (in [0, 1])")
+    p.add_argument("--eps", nargs="+", type=float, default=GRIDS["fgsm"], help="FGSM's grid (in [0, 1]; default: theirs)")
+    p.add_argument("--out", default="runs", help="the study folder is OUT/robustness (default: runs)")
+    p.add_argument("--png-dir", default="", help="where the figures go (default: the study folder)")
+    args = p.parse_args(argv)
+    args.seeds = args.seeds or ([0] if args.quick else list(map(int, sweep.SEEDS)))
+    for kind in args.distortions:
+        if kind in NOT_DONE:
+            config.fail(f"--distortions {kind}: their {kind} is not done here (only {', '.join(GRIDS)})", p.prog)
+        if kind not in GRIDS:
+            config.fail(f"--distortions: unknown distortion or attack {kind!r} (one of {', '.join(GRIDS)})", p.prog)
+    asked = dict(blur=levels("sigmas", args.sigmas, lambda v: v > 0, "> 0"),
+                 noise=levels("variances", args.variances, lambda v: 0 <= v <= 1, "in [0, 1]"),
+                 fgsm=levels("eps", args.eps, lambda v: 0 <= v <= 1, "in [0, 1]"))
+    args.grids = {k: asked[k] for k in GRIDS if k in args.distortions}
+    if args.run and "fgsm" in args.grids:
+        attack_library()
+    return args
+
+
+def run_jobs(args, folder, sizes):
+    """Every (seed, method) not finished, in turn; Ctrl-C or SIGTERM stops with one line."""
+    previous = signal.signal(signal.SIGTERM, runner.interrupt)
+    todo = [(s, m) for s in args.seeds for m in args.methods if finished(folder, s, m, args.grids) is None]
+    try:
+        if todo:
+            x, y, xt, yt = data.load("mnist")
+            train_set, test_set = (x[:sizes["n_train"]], y[:sizes["n_train"]]), (xt[:sizes["n_test"]], yt[:sizes["n_test"]])
+        for seed, method in todo:
+            print(f"== seed {seed}, {method}", flush=True)
+            rec = job(seed, method, folder, train_set, test_set, args.grids, sizes)
+            runner.write_text(job_file(folder, seed, method), json.dumps(rec, indent=1))
+    except KeyboardInterrupt:
+        kept = sum(finished(folder, s, m, args.grids) is not None for s in args.seeds for m in args.methods)
+        print(f"robustness.py: stopped; {kept} finished jobs kept; run the same command to resume", file=sys.stderr)
+        raise SystemExit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv):
+    args = parse(argv)
+    folder = os.path.join(args.out, "robustness_quick" if args.quick else "robustness")
+    sizes = QUICK if args.quick else FULL
+    runner.writable(folder, "--out")
+    if args.run:
+        run_jobs(args, folder, sizes)
+    recs = [r for r in records(folder) if r["seed"] in args.seeds]
+    lines = table(recs, args.grids, args.methods)
+    runner.write_text(os.path.join(folder, "robustness.md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    png_dir = args.png_dir or folder
+    runner.writable(png_dir, "--png-dir")
+    for kind, grid in args.grids.items():
+        fig = figure(recs, kind, grid, args.methods)
+        runner.write_atomic(os.path.join(png_dir, f"robustness_{kind}.png"), lambda tmp: fig.savefig(tmp, dpi=110), "--png-dir")
+        plt.close(fig)
+    print(f"table in {os.path.join(folder, 'robustness.md')}, figures robustness_{{{','.join(args.grids)}}}.png in {png_dir}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
