@@ -1,8 +1,12 @@
 """The sleep's search from one's own loop (sleep_search.search_sleep), on a toy: a 144-16-16-4 network trained
 with plain PyTorch on two tasks of synthetic 12 x 12 images, sleeps of a few hundred steps. Its scores are a
 plain run's, its default centre the calibrated constants, its bad arguments one line each, and a stopped
-search resumes to the uninterrupted one's trials."""
+search resumes to the uninterrupted one's trials; docs/own_search.py runs on a slice."""
 import dataclasses
+import os
+import re
+import subprocess
+import sys
 
 import optuna
 import pytest
@@ -136,3 +140,15 @@ def test_a_stopped_search_resumes_to_the_uninterrupted_search(tmp_path, monkeypa
     assert trials_of(resumed) == trials_of(whole) and len(whole.trials) == 4 and resumed_best == best
     with pytest.raises(ValueError, match="^study search_sleep was made with other settings"):
         search(tmp_path / "stopped.db", seeds=[101])
+
+
+@pytest.mark.slow
+def test_the_own_search_example_tunes_a_users_network_end_to_end():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "docs/own_search.py", "--limit", "6000", "--trials", "2", "--batch", "2"],
+                          cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    search, report = [l for l in proc.stdout.splitlines() if l.startswith(("search:", "seed 0"))]
+    calibrated, best = (float(v) for v in re.findall(r"([\d.]+) %", search))
+    assert search.startswith("search: 2 candidates") and best >= calibrated
+    assert len(re.findall(r"([\d.]+) %", report)) == 3
