@@ -100,9 +100,10 @@ def search_sleep(train_task, score, n_tasks, *, model, images=None, sleep=None, 
     if len(start.beta) != layers:
         raise ValueError(f"start has {len(start.beta)} thresholds (beta) and the model {layers} Linear layers")
     middle = centre(start)
-    record = json.dumps(dict(centre=middle, decades=decades, seeds=list(seeds), prune=prune, n_tasks=n_tasks,
-                             sleep_after=sleep_after and sorted(sleep_after), max_spikes_per_step=max_spikes_per_step),
-                        sort_keys=True)
+    record = json.dumps(dict(centre={k: float(v) for k, v in middle.items()}, decades=float(decades),
+                             seeds=[int(s) for s in seeds], prune=float(prune), n_tasks=int(n_tasks),
+                             sleep_after=None if sleep_after is None else sorted(int(k) for k in sleep_after),
+                             max_spikes_per_step=float(max_spikes_per_step)), sort_keys=True)
     study = open_study(study, storage, record)
     if not study.trials:   # the start first: CMA-ES's first distribution is centred on it too
         study.enqueue_trial(middle)
