@@ -267,13 +267,18 @@ def sleep_model(model, images, constants, *, task, seed, engine="auto", progress
                           "is too high for this network): the sleep changed nothing there or above; "
                           "constants='auto' calibrates the thresholds", stacklevel=2)
             break
+    return into_model(model, slept), info
+
+
+def into_model(model, net):
+    """A copy of the Sequential `model` holding net's weights (as_net's inverse), in the model's dtype."""
     out = copy.deepcopy(model)
     with torch.no_grad():
-        for layer, w in zip([m for m in out if isinstance(m, torch.nn.Linear)], slept.W):
+        for layer, w in zip([m for m in out if isinstance(m, torch.nn.Linear)], net.W):
             layer.weight.copy_(w[:, :layer.in_features])
             if layer.bias is not None:
                 layer.bias.copy_(w[:, -1])
-    return out, info
+    return out
 
 
 def sleep_images(images, net):

@@ -37,9 +37,10 @@ the sizes --quick sets unless given (--epochs, --n-per-task, ...): they say how 
 what it found. Protocol options (--dataset, --quick, --epochs, ...) are those of mnist_exp.py; tuning
 seeds must differ from the report seeds 0-4.
 
-Thresholds and alpha_scale are redundant: the membrane potential is linear in alpha and reset to 0, so
-scaling alpha_scale and every beta by one factor leaves every spike unchanged. The search
-keeps alpha_scale and moves the three betas, over 6 effective constants instead of 7.
+The sleep's search is sleep_search.search_sleep (the one a user's own loop calls, docs/usage.md) on the
+protocol's training, sleep and validation score; a baseline's runs in its loop, sleep_search.run_trials.
+Thresholds and alpha_scale are redundant (sleep_search.py): the search keeps alpha_scale and moves the three
+betas, over 6 effective constants instead of 7.
 """
 import argparse
 import dataclasses
@@ -58,15 +59,13 @@ import methods
 import numpy as np
 import optuna
 import runner
-import torch
-from tqdm.auto import tqdm
+import sleep_search
 
 PROG = "tune.py"
 ARGV = ["--quick", "--trials", "8"]   # the command's options when the cells are run one by one (a smoke test)
 SLEEP_METHODS = tuple(m for m, spec in methods.METHODS.items() if spec.search and spec.sleep)   # searches of the
 # sleep's constants (CMA-ES, batched)
-SEARCHED = ("rate", "inc", "dec", "beta")   # the sleep's constants searched (alpha_scale is redundant with the betas)
-MAX_DECADES = 10.0                    # --decades: beyond it the range's ends leave the floats' useful range
+SEARCHED, MAX_DECADES = sleep_search.SEARCHED, sleep_search.MAX_DECADES   # the constants searched; --decades' bound
 # A baseline's options (its declared search, methods.METHODS), and the training it may need: {field: (kind, range
 # or choices)}
 OWN = {m: spec.search for m, spec in methods.METHODS.items() if spec.search and not spec.sleep}
@@ -77,9 +76,7 @@ TRAINING = dict(output=("choice", ("relu-mse", "linear-ce")), lr=("log", (1e-3, 
 # SGD at lr 0.001 for 10 epochs, every output distilled at T = 1, strength (k - 1)^2 / k): a candidate of its own
 PUBLISHED = dict(lwf=dict(lwf_lambda=1.0, lwf_schedule="growing", lwf_outputs="all", lwf_temperature=1.0, output="linear-ce",
                           lr=0.001, momentum=0.0, epochs=10, hidden="256", bias=True, dropout=0.0, init="torch"))
-optuna.logging.set_verbosity(optuna.logging.WARNING)   # (not a line per trial)
-COMPLETE, RUNNING, PRUNED, WAITING = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING,
-                                      optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.WAITING)
+COMPLETE, RUNNING, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED
 
 
 # %% Config: the search's options; the protocol it evaluates is mnist_exp.py's (config.py)
@@ -146,6 +143,11 @@ def start_constants(args, cfg):
     return {k: held[k] for k in SEARCHED} if set(SEARCHED) <= set(held) else None
 
 
+def start_sleep(args, cfg):
+    """The Sleep the search centres on: the command's, with the start's constants."""
+    return dataclasses.replace(cfg.sleep, **start_constants(args, cfg))
+
+
 def check(args, cfg):
     """What is wrong with a search's options, one phrase each ([] when nothing)."""
     sleeps = args.method in SLEEP_METHODS
@@ -172,15 +174,15 @@ def check(args, cfg):
         problems.append(f"--start must be a preset with sleep constants for {cfg.dataset}: " + ", ".join(
             k for k, (_, held) in config.PRESETS.items() if set(SEARCHED) <= set(held.get(cfg.dataset, {})))
             + f"; got {args.start!r}")
-    elif sleeps:
+    elif sleeps and cfg.sleep is not None:   # (none when --methods has no sleep: refused above)
         start = start_constants(args, cfg)
         if len(start["beta"]) != len(cfg.beta):
             problems.append(f"--start {args.start}: its constants have {len(start['beta'])} thresholds and this network "
                             f"has {len(cfg.beta)} layers; start from the command's own constants (--beta with one value "
                             "per layer)")
-        elif not all(v > 0 for v in centre(start).values()):   # a log-uniform range has no centre at 0
+        elif not all(v > 0 for v in centre(args, cfg).values()):   # a log-uniform range has no centre at 0
             problems.append(f"{'--start ' + args.start if args.start else '--rate, --inc, --dec and --beta'}: the search "
-                            f"is log-uniform around these constants, so each must be > 0; got {centre(start)}")
+                            f"is log-uniform around these constants, so each must be > 0; got {centre(args, cfg)}")
     built_in = tuple(constants.BUILT_IN)   # (a file of that name would hide the built-in preset)
     if args.save_preset and (cfg.quick or args.save_preset in built_in or not args.save_preset.replace("-", "").isalnum()):
         problems.append(f"--save-preset takes a name of letters, digits and '-' other than {', '.join(built_in)}, and no "
@@ -196,20 +198,16 @@ def check(args, cfg):
     return problems
 
 
-# %% The search space: log-uniform, --decades either side of the start's constants (CMA-ES starts at the centre of
-# the space, so its first distribution is centred on them), or a baseline's options and training
-def centre(start):
-    """The searched constants of a start ({rate, inc, dec, beta}), each threshold by itself (beta_1, ...)."""
-    return dict(rate=start["rate"], inc=start["inc"], dec=start["dec"],
-                **{f"beta_{l + 1}": b for l, b in enumerate(start["beta"])})
+# %% The search space: a baseline's options and training (the sleep's: sleep_search.search_sleep's, log-uniform,
+# --decades either side of the start's constants)
+def centre(args, cfg):
+    """The searched constants of the start ({rate, inc, dec, beta_1, ...})."""
+    return sleep_search.centre(start_sleep(args, cfg))
 
 
 def search_space(args, cfg):
-    """{field: (kind, range or choices)} of the search (the training first: a baseline's temperature is drawn
-    only once the output is known to be logits)."""
-    if args.method in SLEEP_METHODS:
-        return {k: ("log", (c / 10 ** args.decades, c * 10 ** args.decades))
-                for k, c in centre(start_constants(args, cfg)).items()}
+    """{field: (kind, range or choices)} of a baseline's search (the training first: a baseline's temperature is
+    drawn only once the output is known to be logits)."""
     return dict({} if args.fixed_training else TRAINING, **OWN[args.method])
 
 
@@ -225,57 +223,21 @@ def suggest(trial, space, cfg):
     return params
 
 
-# %% Objectives: final accuracy on all classes, on one seed, of a batch of candidates
-def broken(net):
-    """Training or a sleep left a layer not finite, or without a positive weight (where alpha is undefined)."""
-    return not all(torch.isfinite(w).all() and w.max() > 0 for w in net.W)
-
-
-def sleep_finals(constants, first, steps, train, sleep, score):
-    """Final score of each candidate sleep (constants: one src.Sleep each) on one seed: the search's core, plain
-    values and functions. steps: the loop's schedule ((task trained, whether a sleep follows), methods.schedule);
-    first: the network after the first step's training, the same for every candidate; train(net, k): net trained
-    on task k; sleep(nets, k, constants): the slept networks, slept together, and each sleep's info; score(net):
-    its final accuracy. A candidate stops with the score it has when its network breaks (a layer not finite or
-    without positive weight) or its sleep stops (info "stopped": the spike budget)."""
-    nets, finals = dict.fromkeys(range(len(constants)), first), {}
-    for i, (k, sleeps) in enumerate(steps):
-        if i:
-            nets = {b: train(net, k) for b, net in nets.items()}
-        for b in [b for b, net in nets.items() if broken(net)]:
-            finals[b] = score(nets.pop(b))
-        if nets and sleeps:
-            slept, infos = sleep(list(nets.values()), k, [constants[b] for b in nets])
-            nets = dict(zip(nets, slept))
-            for b, info in zip(list(nets), infos):
-                if info["stopped"]:
-                    finals[b] = score(nets.pop(b))
-    finals.update({b: score(net) for b, net in nets.items()})
-    return [finals[b] for b in range(len(constants))]
-
-
-def src_finals(method, cfg, ctx, max_spikes_per_step):
-    """finals(candidates, seed) of a sleep's search: each candidate's final accuracy (sleep_finals) along the
-    method's own schedule, as mnist_exp.py runs it (--sleep-after included). Each seed's first training is done
-    once and shared by every batch."""
-    spec = methods.METHODS[method]
-    steps = methods.schedule(spec, cfg, len(ctx.tasks))
-
-    @functools.cache
-    def first(seed):
-        return methods.train_task(methods.initial_net(seed, cfg, ctx), steps[0][0], seed, cfg, methods.seeded(ctx, seed, cfg))
-
-    def finals(candidates, seed):
-        ctx_seed = methods.seeded(ctx, seed, cfg)
-        constants = [dataclasses.replace(cfg.sleep, rate=c["rate"], inc=c["inc"], dec=c["dec"],
-                                         beta=tuple(c[f"beta_{l + 1}"] for l in range(len(cfg.beta)))) for c in candidates]
-        return sleep_finals(
-            constants, first(seed), steps,
-            train=lambda net, k: methods.train_task(net, k, seed, cfg, ctx_seed, distill=spec.distill),
-            sleep=lambda nets, k, batch: methods.sleep_task(nets, k, seed, cfg, ctx_seed, constants=batch,
-                                                            max_spikes=max_spikes_per_step * cfg.sleep.length(k)),
-            score=lambda net: methods.evaluate(net, cfg, ctx_seed, analyses=False)["accuracy"]["all"])
-    return finals
+# %% Objectives: final accuracy on all classes, the mean over the tuning seeds
+def src_search(args, cfg, ctx, study):
+    """The sleep's search (sleep_search.search_sleep) in study: each candidate along the method's own schedule, as
+    mnist_exp.py runs it (--sleep-after included), scored on the validation split; returns (best Sleep, study)."""
+    spec = methods.METHODS[args.method]
+    seeded = functools.cache(lambda seed: methods.seeded(ctx, seed, cfg))
+    return sleep_search.search_sleep(
+        lambda net, k, seed: methods.train_task(net, k, seed, cfg, seeded(seed), distill=spec.distill),
+        lambda net, seed: methods.evaluate(net, cfg, seeded(seed), analyses=False)["accuracy"]["all"], len(ctx.tasks),
+        model=lambda seed: methods.initial_net(seed, cfg, ctx),
+        sleep=lambda nets, k, seed, each, max_spikes: methods.sleep_task(nets, k, seed, cfg, seeded(seed), constants=each,
+                                                                         max_spikes=max_spikes),
+        sleep_after=[k for k, sleeps in methods.schedule(spec, cfg, len(ctx.tasks)) if sleeps],
+        start=start_sleep(args, cfg), seeds=args.tune_seeds, trials=args.trials, batch=args.batch, decades=args.decades,
+        prune=args.prune, max_spikes_per_step=args.max_spikes_per_step, study=study, quiet=cfg.quiet)
 
 
 def baseline_finals(method, cfg, ctx):
@@ -293,31 +255,6 @@ def candidate(cfg, ctx, params):
     return run_cfg, dataclasses.replace(ctx, sizes=(ctx.sizes[0], *run_cfg.hidden, ctx.outputs))
 
 
-def mean_finals(finals, candidates, seeds, keep):
-    """Mean final accuracy over the seeds of each candidate, None for those stopped early, seed by seed:
-    finals(candidates, seed) scores the candidates still running; after the i-th seed (not the last), a
-    candidate b whose keep(b, i, mean so far) is False stops."""
-    kept = {b: [] for b in range(len(candidates))}
-    for i, seed in enumerate(seeds, start=1):
-        live = [b for b, f in kept.items() if f is not None]
-        for b, final in zip(live, finals([candidates[b] for b in live], seed) if live else []):
-            kept[b].append(final)
-            if i < len(seeds) and not keep(b, i, float(np.mean(kept[b]))):
-                kept[b] = None
-    return [None if f is None else float(np.mean(f)) for f in kept.values()]
-
-
-def checkpoint(study, trial, step, value, prune):
-    """Record a candidate's score after a seed; False when --prune stops it there: below the prune-th percentile
-    of the complete trials' scores at the same step (when 4 or more have one)."""
-    trial.report(value, step)
-    if not prune:
-        return True
-    others = [t.intermediate_values[step] for t in study.get_trials(deepcopy=False, states=(COMPLETE,))
-              if step in t.intermediate_values]
-    return len(others) < 4 or value >= np.percentile(others, prune)
-
-
 # %% The study: resumable, shareable through its storage
 def protocol(cfg):
     """The study's protocol: the run folder's fields, less the searched constants and the preset."""
@@ -327,7 +264,7 @@ def protocol(cfg):
 def search_record(args, cfg):
     """What the study searches and how it scores (its name hashes it): a different search never resumes into it."""
     return dict(protocol(cfg), tune_seeds=args.tune_seeds, prune=args.prune,
-                **(dict(centre=centre(start_constants(args, cfg)), decades=args.decades, max_spikes=args.max_spikes_per_step)
+                **(dict(centre=centre(args, cfg), decades=args.decades, max_spikes=args.max_spikes_per_step)
                    if args.method in SLEEP_METHODS else dict(space=sorted(search_space(args, cfg)))))
 
 
@@ -340,8 +277,7 @@ def open_study(args, cfg):
         runner.writable(folder, "--out")
     storage = args.storage or "sqlite:///" + os.path.join(folder, "study.db")
     try:
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler(args, 0), direction="maximize",
-                                    load_if_exists=True)
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
     except Exception as err:   # a storage URL optuna or its database driver cannot open
         config.fail(f"--storage {storage}: cannot open it ({type(err).__name__}: {str(err).splitlines()[0]})", PROG)
     held = study.user_attrs.get("search")
@@ -353,17 +289,9 @@ def open_study(args, cfg):
     return study, folder, storage
 
 
-def sampler(args, seed):
-    return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False) \
-        if args.method in SLEEP_METHODS else optuna.samplers.TPESampler(seed=seed)
-
-
 def first_candidates(study, args, cfg, space):
-    """A new study's first candidates: SRC's centre (the authors' constants unless changed); a baseline's
-    protocol settings, then its published form (LwF's) or, for one strength alone, every decade."""
-    if args.method in SLEEP_METHODS:
-        study.enqueue_trial(centre(start_constants(args, cfg)))
-        return
+    """A baseline's new study's first candidates: its protocol settings, then its published form (LwF's) or, for
+    one strength alone, every decade (SRC's: the start's constants, sleep_search.search_sleep)."""
     own = {k: getattr(cfg, k) for k in space}
     study.enqueue_trial(dict(own, hidden="-".join(map(str, cfg.hidden))) if "hidden" in own else own)
     if args.method in PUBLISHED and not args.fixed_training:
@@ -373,47 +301,6 @@ def first_candidates(study, args, cfg, space):
         for e in range(int(np.log10(low)), int(np.log10(high)) + 1):
             if 10.0 ** e != own[name]:
                 study.enqueue_trial({name: 10.0 ** e})
-
-
-def taken_up(study, n):
-    """Up to n trials a stopped run left in flight (marked "stopped"), taken up again under their own numbers
-    and candidates, so that the study goes on as if it had not stopped."""
-    left = [t for t in study.get_trials(deepcopy=False, states=(RUNNING,)) if t.user_attrs.get("stopped")][:n]
-    trials = [optuna.trial.Trial(study, t._trial_id) for t in left]   # (optuna's handle of a running trial)
-    for t in trials:
-        t.set_user_attr("stopped", False)
-    return trials
-
-
-def search(study, candidate_of, finals, seeds, trials, batch, prune, new_sampler, quiet=False):
-    """Evaluate batches of candidates (candidate_of(trial): its values) until the study holds `trials` complete
-    or pruned, never more. Each batch is drawn by a sampler seeded with the number of trials begun before it
-    (new_sampler(seed)), so what it draws follows from the stored trials alone, not from this process's past;
-    a batch stopped by Ctrl-C stays in the study, marked, and is the next run's first batch."""
-    done = lambda: len(study.get_trials(deepcopy=False, states=(COMPLETE, PRUNED)))
-    with tqdm(total=trials, initial=min(done(), trials), desc=study.study_name, disable=quiet) as bar:
-        while done() < trials:
-            t0, size = time.perf_counter(), min(batch, trials - done())
-            asked = taken_up(study, size)
-            try:
-                study.sampler = new_sampler(sum(t.state != WAITING for t in study.get_trials(deepcopy=False)))
-                while len(asked) < size:
-                    asked.append(study.ask())
-                scores = mean_finals(finals, [candidate_of(t) for t in asked], seeds,
-                                     keep=lambda b, i, value: checkpoint(study, asked[b], i, value, prune))
-                for t, score in zip(list(asked), scores):
-                    t.set_user_attr("seconds", (time.perf_counter() - t0) / size)
-                    if score is None:
-                        study.tell(t, state=PRUNED)
-                    else:
-                        study.tell(t, score)
-                    asked.remove(t)
-            except KeyboardInterrupt:
-                for t in asked:   # left running, marked: the next run evaluates them first
-                    t.set_user_attr("stopped", True)
-                raise
-            bar.update(size)
-            bar.set_postfix(best=f"{study.best_value:.1f}", pruned=len(study.get_trials(states=(PRUNED,))))
 
 
 # %% Result: the best trial, written to the study's folder (and saved as a preset with --save-preset)
@@ -464,14 +351,16 @@ def main(argv):
     for t in study.get_trials(states=(RUNNING,)):   # left running by a process that ended without a word
         if not t.user_attrs.get("stopped") and time.time() - t.datetime_start.timestamp() > args.stale_after:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-    space = search_space(args, cfg)
-    if not study.trials:
-        first_candidates(study, args, cfg, space)
-    finals = src_finals(args.method, cfg, ctx, args.max_spikes_per_step) if args.method in SLEEP_METHODS else \
-        baseline_finals(args.method, cfg, ctx)
     try:
-        search(study, lambda trial: suggest(trial, space, cfg), finals, args.tune_seeds, args.trials,
-               args.batch if args.method in SLEEP_METHODS else 1, args.prune, lambda seed: sampler(args, seed), cfg.quiet)
+        if args.method in SLEEP_METHODS:
+            src_search(args, cfg, ctx, study)
+        else:   # a baseline's candidates one by one, drawn by TPE
+            space = search_space(args, cfg)
+            if not study.trials:
+                first_candidates(study, args, cfg, space)
+            sleep_search.run_trials(study, lambda trial: suggest(trial, space, cfg), baseline_finals(args.method, cfg, ctx),
+                                    args.tune_seeds, args.trials, 1, args.prune,
+                                    lambda seed: optuna.samplers.TPESampler(seed=seed), cfg.quiet)
     except KeyboardInterrupt:
         if config.INTERACTIVE:
             raise

@@ -8,7 +8,7 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the root's modules from the bottom up: a module may import one on its own layer or a lower one; the
 # studies (studies/*.py) are the top layer
-LAYERS = [("codepath", "constants"), ("data",), ("models",), ("src",), ("analysis", "sleep_analysis", "baselines", "icarl"),
+LAYERS = [("codepath", "constants"), ("data",), ("models",), ("src",), ("analysis", "sleep_analysis", "baselines", "icarl", "sleep_search"),
           ("methods",), ("config",), ("runner",), ("visualize", "results"), ("mnist_exp",)]
 LAYER = {m: i for i, names in enumerate(LAYERS) for m in names}
 

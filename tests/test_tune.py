@@ -8,6 +8,7 @@ import pytest
 import config
 import methods
 import runner
+import sleep_search
 import tune
 
 # two tasks of a --quick run on a 20-20 network, one seed
@@ -36,8 +37,8 @@ def toy(candidates, seed):
 
 def toy_search(study, trials, batch=4, finals=toy):
     space = {"rate": ("log", (0.01, 100.0)), "inc": ("log", (0.01, 100.0))}
-    tune.search(study, lambda t: tune.suggest(t, space, None), finals, [100, 101], trials, batch, 0,
-                lambda seed: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False), quiet=True)
+    sleep_search.run_trials(study, lambda t: tune.suggest(t, space, None), finals, [100, 101], trials, batch, 0,
+                            lambda seed: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False), quiet=True)
 
 
 def test_a_batch_never_overshoots_the_trials_asked():
@@ -83,7 +84,7 @@ def test_a_stopped_study_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
     # authors' constants first) is in flight, resumed and stopped again in the second, then resumed to the end
     argv = [*TINY, "--trials", "12", "--batch", "4", "--study", "s"]
     tune.main([*argv, "--out", str(tmp_path / "whole")])
-    real, calls = tune.sleep_finals, [0]
+    real, calls = sleep_search.sleep_finals, [0]
 
     def stopped_at(n):
         def sleep_finals(*args, **kw):
@@ -96,13 +97,13 @@ def test_a_stopped_study_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
     out = ["--out", str(tmp_path / "stopped")]
     for n in (1, 2):
         calls[0] = 0
-        monkeypatch.setattr(tune, "sleep_finals", stopped_at(n))
+        monkeypatch.setattr(sleep_search, "sleep_finals", stopped_at(n))
         capsys.readouterr()
         with pytest.raises(SystemExit) as stop:
             tune.main([*argv, *out])
         (line,) = capsys.readouterr().err.strip().splitlines()   # one line, no traceback
         assert stop.value.code == 130 and line.startswith("tune.py: stopped;"), line
-    monkeypatch.setattr(tune, "sleep_finals", real)
+    monkeypatch.setattr(sleep_search, "sleep_finals", real)
     tune.main([*argv, *out])
     load = lambda folder: optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / folder / 'tune-s' / 'study.db'}")
     whole, resumed = load("whole"), load("stopped")
@@ -129,8 +130,10 @@ def test_sleep_after_2_tunes_what_mnist_exp_runs(monkeypatch):
     assert methods.schedule(methods.METHODS["src"], cfg, 3) == [(1, False), (2, True), (3, False)]
     slept, sleep_task = [], methods.sleep_task
     monkeypatch.setattr(methods, "sleep_task", lambda nets, k, *a, **kw: slept.append(k) or sleep_task(nets, k, *a, **kw))
-    authors = tune.centre(tune.start_constants(args, cfg))
-    tuned = tune.src_finals("src", cfg, ctx, args.max_spikes_per_step)([authors], 100)[0]
+    args.trials = 1   # the first candidate: the authors' constants
+    _, study = tune.src_search(args, cfg, ctx, optuna.create_study(direction="maximize"))
+    assert study.trials[0].params == tune.centre(args, cfg)
+    tuned = study.trials[0].value
     assert slept == [2]   # (the search used to sleep after every task)
     rec, _ = methods.run_method("src", 100, cfg, ctx, shared={}, analyses=False)
     assert slept == [2, 2] and [r["stage"] for r in rec["rows"]] == ["init", "train_1", "train_2", "sleep_2", "train_3", "final"]
