@@ -161,3 +161,39 @@ def test_in_domain_il_nearest_mean_keeps_a_mean_per_digit_and_scores_the_shared_
     rec, _ = methods.run_method("ncm", 0, cfg, methods.prepare(cfg), {}, analyses=False)
     assert rec["kept_bytes"] == 10 * (784 + 1) * 4   # ten digits' sums and counts, not the two outputs'
     assert rec["rows"][-1]["all"] > 83   # ten means give 86.1 here; the two outputs' pooled means gave 80.3
+
+
+def test_the_scenarios_study_pairs_by_seed_and_says_beats_only_beyond_two_standard_errors():
+    import scenarios
+    base = {0: 60.0, 1: 61.0, 2: 59.0}
+    mean, std, n, below = scenarios.against(base, {0: 70.0, 1: 60.0, 2: 65.0, 3: 99.0})   # seed 3 has no pair
+    assert (mean, n, below) == (5.0, 3, [1]) and std == pytest.approx(31 ** 0.5)   # differences 10, -1, 6
+    assert scenarios.verdict((mean, std, n, below)) == "within noise"   # 2 SE = 6.4 > 5
+    assert scenarios.verdict(scenarios.against(base, {0: 70.0, 1: 70.0, 2: 70.0})) == "beats"
+    assert scenarios.verdict(scenarios.against(base, {0: 50.0, 1: 52.0, 2: 50.0})) == "below"
+    assert scenarios.against(base, {0: 70.0}) is None   # one pair: no spread
+
+
+def test_the_scenarios_table_pairs_each_sleep_with_sequential_and_lwf_from_the_rows_folders(tmp_path, monkeypatch):
+    import argparse
+    import json
+    import scenarios
+    monkeypatch.chdir(tmp_path)
+    rows = scenarios.rows(argparse.Namespace(setting="split"))
+    finals = {"base": dict(sequential=(60.0, 61.0), src=(70.0, 72.0), parallel=(97.0, 98.0)),
+              "baselines": dict(ewc=(62.0, 61.0), si=(61.0, 61.0), lwf=(75.0, 74.0))}
+    for row in rows:
+        folder = tmp_path / "runs" / config.run_name(resolve(DEFAULTS, [*row.options, "--methods", row.methods]))
+        (folder / "jobs").mkdir(parents=True)
+        for method, values in finals.get(row.group, {}).items():
+            for seed, final in enumerate(values):
+                (folder / "jobs" / f"{method}-seed{seed}.json").write_text(json.dumps(dict(
+                    method=method, seed=seed, rows=[dict(stage="final", task_1=final, all=final)], stable_rank=[],
+                    kept_bytes=seed, time=dict(total=1.0))))
+    lines = scenarios.table([(row, {}) for row in rows])
+    by = {line.split(" | ")[0][2:]: line.split(" | ") for line in lines[2:] if line.startswith("| ")}
+    assert list(by) == ["sequential", "src, the authors' constants", "parallel", "ewc", "si", "lwf"]
+    # src - sequential: 10, 11 (beyond 2 SE); src - lwf: -5, -2 (mean -3.5 beyond 2 SE = 3.0)
+    assert by["src, the authors' constants"][2:4] == ["10.5 ± 0.7 (n=2), beats", "-3.5 ± 2.1 (n=2), below"]
+    assert by["lwf"][2:4] == ["14.0 ± 1.4 (n=2), beats", ""] and by["parallel"][2] == "" and by["sequential"][2] == ""
+    assert lines[-1].endswith("Sleeps that scored below the same seed's sequential training: none.")
