@@ -15,6 +15,7 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _share = str(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
     for _name in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ.setdefault(_name, _share)
+import codepath  # noqa: E402,F401  (the runs' code paths and threads, before any test module loads torch)
 
 
 @pytest.fixture

@@ -40,7 +40,10 @@ SMALL = ["--n-tasks", "2", "--hidden", "20", "20"]
 
 
 def run(*args, check=True):
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    return checked(subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900), check)
+
+
+def checked(proc, check=True):
     if check and proc.returncode:
         raise AssertionError(proc.stdout + proc.stderr)
     return proc
@@ -137,21 +140,23 @@ def test_sleep_input_fires_at_the_protocol_rate(quick_run):
 
 
 @shares_quick_run
-def test_rerun_skips_finished_jobs_and_keeps_the_config(quick_run):
+def test_rerun_skips_finished_jobs_and_keeps_the_config(quick_run, in_process):
     out, run_dir, _, _ = quick_run
     before = open(os.path.join(run_dir, "results.csv")).read()
     config = open(os.path.join(run_dir, "config.json")).read()
-    proc = run("mnist_exp.py", "--quick", "--seeds", "3", "--out", str(out), "--no-figures")
+    proc = in_process("mnist_exp.py", "--quick", "--seeds", "3", "--out", str(out), "--no-figures")
+    assert proc.returncode == 0, proc.stderr
     assert "0 of 4 jobs to run" in proc.stdout    # the default four methods, all finished
     assert open(os.path.join(run_dir, "results.csv")).read() == before
     assert open(os.path.join(run_dir, "config.json")).read() == config
 
 
 @shares_quick_run
-def test_same_seed_same_numbers_and_quiet_still_reports(quick_run, tmp_path):
-    _, run_dir, _, _ = quick_run
-    proc = run("mnist_exp.py", "--quick", "--seeds", "3", "--methods", "src,sequential", "--out", str(tmp_path),
-               "--no-figures", "--quiet")
+def test_same_seed_same_numbers_and_quiet_still_reports(quick_run, tmp_path, in_process):
+    _, run_dir, _, _ = quick_run   # (quick_run's jobs ran in a process of their own; these in this one)
+    proc = in_process("mnist_exp.py", "--quick", "--seeds", "3", "--methods", "src,sequential", "--out", str(tmp_path),
+                      "--no-figures", "--quiet")
+    assert proc.returncode == 0, proc.stderr
     (again,) = glob.glob(str(tmp_path / "mnist-original-original-quick-*"))
     assert os.path.basename(again) == os.path.basename(run_dir)
     mine = [r for r in read_csv(os.path.join(run_dir, "results.csv")) if r["method"] in ("src", "sequential")]
@@ -273,7 +278,8 @@ def test_the_script_runs_cell_by_cell_in_a_kernel(tmp_path):
     (cell,) = [c for c in nb.cells if "cfg = config.Config(" in c.source]
     edits = {"    quick=False,": "    quick=True,", "    inc=None,": "    inc=0.05,", "    epochs=None,": "    epochs=3,",
              '    methods=("sequential", "src", "merging", "parallel"),': '    methods=("sequential", "src"),',
-             '    out="runs",': f"    out={str(tmp_path)!r},", "    hidden=None, ": "    hidden=(20, 20), "}
+             '    out="runs",': f"    out={str(tmp_path)!r},", "    hidden=None, ": "    hidden=(20, 20), ",
+             " n_tasks=0,": " n_tasks=2,"}
     for old, new in edits.items():
         assert cell.source.count(old) == 1, old
         cell.source = cell.source.replace(old, new)
@@ -283,11 +289,12 @@ def test_the_script_runs_cell_by_cell_in_a_kernel(tmp_path):
     # says where, instead of printing stale numbers as final
     assert "after task 1:" in text and "after sleep 1:" in text
     assert "final:" in text or re.search(r"diverged at (train|sleep)_\d \(weights not finite\)", text), text[-500:]
-    assert "yours: quick=True, hidden=(20, 20), epochs=3, inc=0.05" in text
+    assert "yours: quick=True, n_tasks=2, hidden=(20, 20), epochs=3, inc=0.05" in text
     (run_dir,) = glob.glob(str(tmp_path / "mnist-original-original-quick-*"))
     assert [r["method"] for r in read_csv(os.path.join(run_dir, "summary.csv"))] == ["sequential", "src"]
     recorded = json.load(open(os.path.join(run_dir, "config.json")))
-    assert (recorded["inc"], recorded["epochs"], recorded["quick"], recorded["n_per_task"]) == (0.05, 3, True, 500)
+    assert (recorded["inc"], recorded["epochs"], recorded["quick"], recorded["n_per_task"], recorded["n_tasks"]) == \
+        (0.05, 3, True, 500, 2)
     job = json.load(open(os.path.join(run_dir, "jobs", "src-seed0.json")))
     assert job["sleep_constants"]["inc"] == 0.05 and job["sleep_constants"]["rate"] == 239.515363
     assert os.path.exists(os.path.join(run_dir, "png", "accuracy.png"))
@@ -325,32 +332,35 @@ def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tm
     assert not {"train_limit", "validation", "matmul"} & set(preset["constants"])
 
 
-def test_the_own_loop_example_sleeps_a_users_sequential_and_the_sleeps_bring_old_tasks_back():
+def test_the_own_loop_example_sleeps_a_users_sequential_and_the_sleeps_bring_old_tasks_back(in_process):
     finals = {}
-    for sleep in (True, False):
-        proc = subprocess.run([sys.executable, "docs/own_loop.py", "--limit", "3000"] + ([] if sleep else ["--no-sleep"]),
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+    for sleep in (True, False):   # (the script as a process once; without the sleeps in this process)
+        proc = run("docs/own_loop.py", "--limit", "3000") if sleep else in_process("docs/own_loop.py", "--limit", "3000",
+                                                                                  "--no-sleep")
         lines = [l for l in proc.stdout.splitlines() if l.startswith("after task")]
         assert proc.returncode == 0 and len(lines) == 5, proc.stderr
         finals[sleep] = float(lines[-1].split("all classes ")[1].split(" %")[0])
     assert finals[False] < 25 and finals[True] > finals[False] + 10   # sequential forgets; the sleeps recover some
 
 
-def test_a_baseline_search_starts_from_the_protocol_then_every_decade_and_saves_a_runnable_preset(tmp_path):
+def test_a_baseline_search_starts_from_the_protocol_then_every_decade_and_saves_a_runnable_preset(tmp_path, in_process):
     import optuna
     small = ["--train-limit", "3000", "--n-per-task", "450", "--epochs", "1", "--probe-per-class", "20", "--validation", "30"]
-    run("studies/tune.py", "--method", "ewc", "--fixed-training", "--trials", "3", "--tune-seeds", "100", "--study", "e",
-        "--out", str(tmp_path), *small, "--save-preset", "ewc-smoke", "--preset-dir", str(tmp_path / "presets"))
+    # (in this process: tune.py's own process is the smoke test's)
+    checked(in_process("studies/tune.py", "--method", "ewc", "--fixed-training", "--trials", "3", "--tune-seeds", "100",
+                       "--study", "e", "--out", str(tmp_path), *small, "--save-preset", "ewc-smoke", "--preset-dir",
+                       str(tmp_path / "presets")))
     trials = optuna.load_study(study_name="e", storage=f"sqlite:///{tmp_path / 'tune-e' / 'study.db'}").trials
     done = [t.params["ewc_lambda"] for t in trials if t.state.name == "COMPLETE"]
     assert done == [10.0, 1.0, 100.0]   # the protocol's own, then every other decade from 1 (the rest wait)
-    other = run("studies/tune.py", "--method", "ewc", "--fixed-training", "--trials", "3", "--tune-seeds", "101", "--study", "e",
-                "--out", str(tmp_path), *small, check=False)   # other seeds never resume into the study
+    other = in_process("studies/tune.py", "--method", "ewc", "--fixed-training", "--trials", "3", "--tune-seeds", "101",
+                       "--study", "e", "--out", str(tmp_path), *small)   # other seeds never resume into the study
     assert other.returncode == 2 and "study e was made with other settings" in other.stderr
     preset = json.load(open(tmp_path / "presets" / "ewc-smoke.json"))["mnist"]
     assert preset["constants"]["ewc_lambda"] in (1.0, 10.0) and preset["constants"]["epochs"] == 1
     # the joint search: the method's options and its training, the temperature only for logits
-    run("studies/tune.py", "--method", "lwf", "--trials", "3", "--tune-seeds", "100", "--study", "l", "--out", str(tmp_path), *small)
+    checked(in_process("studies/tune.py", "--method", "lwf", "--trials", "3", "--tune-seeds", "100", "--study", "l",
+                       "--out", str(tmp_path), *small))
     trials = optuna.load_study(study_name="l", storage=f"sqlite:///{tmp_path / 'tune-l' / 'study.db'}").trials
     assert len(trials) == 3 and all({"lwf_lambda", "lwf_outputs", "lwf_schedule", "lr", "hidden", "bias"} <= set(t.params) for t in trials)
     assert all(("lwf_temperature" in t.params) == (t.params["output"] == "linear-ce") for t in trials)
@@ -419,8 +429,7 @@ def test_replay_sweep_table_reads_each_fractions_run_folder(tmp_path, in_process
     bad = in_process("studies/replay.py", "--fractions", "2", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--replay must be a fraction" in bad.stderr
     # another dataset's table and figure get its own name: the MNIST figure in the same --png-dir stays
-    fashion = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "replay.py"), "--dataset", "fashion-mnist", "--fractions",
-                              "0", "--png-dir", "out"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    fashion = in_process("studies/replay.py", "--dataset", "fashion-mnist", "--fractions", "0", "--png-dir", "out", cwd=tmp_path)
     assert fashion.returncode == 0, fashion.stderr
     assert "| 0 % | not run | not run |" in (tmp_path / "runs" / "replay_fashion" / "replay_fashion.md").read_text()
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["replay.png", "replay_fashion.png"]
@@ -607,8 +616,7 @@ def test_folders_that_cannot_be_written_are_one_line_errors():
 ])
 def test_the_study_scripts_refuse_bad_input_in_one_line(args, tmp_path, in_process):
     out = ["--out", str(tmp_path / "out")] if args[0] == "studies/tune.py" else []
-    # (tune.py runs as a process of its own: its search is module-level code)
-    proc = run(*args, *out, check=False) if args[0] == "studies/tune.py" else in_process(*args)
+    proc = in_process(*args, *out)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"{os.path.basename(args[0])}: error: "), line
