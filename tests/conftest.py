@@ -1,5 +1,7 @@
+import glob
 import os
 import runpy
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -39,3 +41,23 @@ def in_process(monkeypatch, capsys):
         out, err = capsys.readouterr()
         return SimpleNamespace(returncode=code, stdout=out, stderr=err)
     return run
+
+
+def git_status():
+    proc = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=_root, capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    """`python mnist_exp.py --quick` of six methods, seed 0 (the manifest's smoke entry is its first four), as a
+    process of its own, made once: (its --out, its run folder, its stdout, (git status before, after)). The tests
+    that read it are marked xdist_group("quick_run"), so that one worker (--dist loadgroup) builds it."""
+    out = tmp_path_factory.mktemp("runs")
+    before = git_status()
+    proc = subprocess.run([sys.executable, "mnist_exp.py", "--quick", "--seeds", "0", "--methods",
+                           "sequential,src,merging,parallel,ewc,si", "--out", str(out)], cwd=_root, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run_dir,) = glob.glob(str(out / "mnist-original-original-quick-*"))
+    return out, run_dir, proc.stdout, (before, git_status())

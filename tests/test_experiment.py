@@ -54,22 +54,9 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-def git_status():
-    proc = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True, text=True)
-    return proc.stdout if proc.returncode == 0 else None
-
-
-# the tests that read quick_run go to one worker (pytest-xdist, --dist loadgroup), which builds it once
+# the tests that read quick_run (conftest.py: the methods of STAGES, seed 0) go to one worker (pytest-xdist,
+# --dist loadgroup), which builds it once
 shares_quick_run = pytest.mark.xdist_group("quick_run")
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    before = git_status()
-    proc = run("mnist_exp.py", "--quick", "--seeds", "3", "--methods", ",".join(STAGES), "--out", str(out))
-    (run_dir,) = glob.glob(str(out / "mnist-original-original-quick-*"))
-    return out, run_dir, proc.stdout, (before, git_status())
 
 
 @shares_quick_run
@@ -80,7 +67,7 @@ def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_ru
     assert list(rows[0]) == ["method", "seed", "stage", "task_1", "task_2", "task_3", "task_4", "task_5", "all", "task_il"]
     for method, stages in STAGES.items():
         mine = [r for r in rows if r["method"] == method and not r["stage"].startswith("synthetic_")]
-        assert [r["stage"] for r in mine] == stages and {r["seed"] for r in mine} == {"3"}
+        assert [r["stage"] for r in mine] == stages and {r["seed"] for r in mine} == {"0"}
         assert all(0 <= float(r[c]) <= 100 for r in mine for c in r if c.startswith("task_") or c == "all")
         assert mine[-1] == dict(mine[-2], stage="final")
         # knowing the task never makes a choice between two of its outputs worse than among all ten
@@ -98,7 +85,7 @@ def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_ru
     assert config["lr"] == 0.1 and config["quick"] is True and config["n_per_task"] == 500
     assert config["inc"] == 0.032064 and config["beta"] == [14.548273, 44.560317, 38.046326]
     assert "seeds" not in config and {"torch", "numpy", "commit", "device", "MKL_CBWR"} <= set(config["versions"])
-    jobs = {m: json.load(open(os.path.join(run_dir, "jobs", f"{m}-seed3.json"))) for m in STAGES}
+    jobs = {m: json.load(open(os.path.join(run_dir, "jobs", f"{m}-seed0.json"))) for m in STAGES}
     assert all(job["time"]["total"] > 0 and job["versions"]["torch"] for job in jobs.values())
     # only SRC sleeps: five sleeps, its constants recorded whole
     assert [len(job["sleep"]) for job in jobs.values()] == [5 if m == "src" else 0 for m in jobs]
@@ -127,7 +114,7 @@ def test_sleep_input_fires_at_the_protocol_rate(quick_run):
     # The input spikes per step of each sleep match, within a few percent, what the mean image of the
     # sleep data gives by hand: the average over window positions of sum min(1, 2 dt rate p).
     _, run_dir, _, _ = quick_run
-    with open(os.path.join(run_dir, "jobs", "src-seed3.json")) as f:
+    with open(os.path.join(run_dir, "jobs", "src-seed0.json")) as f:
         sleeps = json.load(f)["sleep"]
     assert [s["steps"] for s in sleeps] == [1000, 1500, 2000, 2500, 3000]
     assert all(len(s["alpha"]) == 3 and min(s["alpha"]) > 0 for s in sleeps)
@@ -144,7 +131,7 @@ def test_rerun_skips_finished_jobs_and_keeps_the_config(quick_run, in_process):
     out, run_dir, _, _ = quick_run
     before = open(os.path.join(run_dir, "results.csv")).read()
     config = open(os.path.join(run_dir, "config.json")).read()
-    proc = in_process("mnist_exp.py", "--quick", "--seeds", "3", "--out", str(out), "--no-figures")
+    proc = in_process("mnist_exp.py", "--quick", "--seeds", "0", "--out", str(out), "--no-figures")
     assert proc.returncode == 0, proc.stderr
     assert "0 of 4 jobs to run" in proc.stdout    # the default four methods, all finished
     assert open(os.path.join(run_dir, "results.csv")).read() == before
@@ -153,13 +140,14 @@ def test_rerun_skips_finished_jobs_and_keeps_the_config(quick_run, in_process):
 
 @shares_quick_run
 def test_same_seed_same_numbers_and_quiet_still_reports(quick_run, tmp_path, in_process):
+    # src alone here: it trains task 1 itself, which quick_run's src took from sequential (shared stages are the same)
     _, run_dir, _, _ = quick_run   # (quick_run's jobs ran in a process of their own; these in this one)
-    proc = in_process("mnist_exp.py", "--quick", "--seeds", "3", "--methods", "src,sequential", "--out", str(tmp_path),
+    proc = in_process("mnist_exp.py", "--quick", "--seeds", "0", "--methods", "src", "--out", str(tmp_path),
                       "--no-figures", "--quiet")
     assert proc.returncode == 0, proc.stderr
     (again,) = glob.glob(str(tmp_path / "mnist-original-original-quick-*"))
     assert os.path.basename(again) == os.path.basename(run_dir)
-    mine = [r for r in read_csv(os.path.join(run_dir, "results.csv")) if r["method"] in ("src", "sequential")]
+    mine = [r for r in read_csv(os.path.join(run_dir, "results.csv")) if r["method"] == "src"]
     assert read_csv(os.path.join(again, "results.csv")) == mine
     assert f"run folder {again}" in proc.stdout and "| src | 1 |" in proc.stdout and "%|" not in proc.stderr
 
@@ -305,10 +293,10 @@ def file_hashes(folder):
 
 
 def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tmp_path, in_process):
-    # the script as a process once (its smoke test); the rest in this process
+    # (in this process: every study script runs as a process in test_results.py's test of --help)
     presets = file_hashes(os.path.join(ROOT, "presets"))
     cmd = ["studies/tune.py", "--quick", *SMALL, "--trials", "2", "--batch", "2", "--tune-seeds", "100", "--out", str(tmp_path)]
-    proc = run(*cmd)
+    proc = checked(in_process(*cmd))
     (best,) = glob.glob(str(tmp_path / "tune-src-mnist-*" / "best.json"))
     result = json.load(open(best))
     # the searched constants, and the variant's fields the command gave (SMALL's)
@@ -346,7 +334,6 @@ def test_the_own_loop_example_sleeps_a_users_sequential_and_the_sleeps_bring_old
 def test_a_baseline_search_starts_from_the_protocol_then_every_decade_and_saves_a_runnable_preset(tmp_path, in_process):
     import optuna
     small = ["--train-limit", "3000", "--n-per-task", "450", "--epochs", "1", "--probe-per-class", "20", "--validation", "30"]
-    # (in this process: tune.py's own process is the smoke test's)
     checked(in_process("studies/tune.py", "--method", "ewc", "--fixed-training", "--trials", "3", "--tune-seeds", "100",
                        "--study", "e", "--out", str(tmp_path), *small, "--save-preset", "ewc-smoke", "--preset-dir",
                        str(tmp_path / "presets")))
@@ -384,7 +371,7 @@ def test_tune_prunes_exactly_the_candidates_below_the_percentile_of_the_complete
             assert passed == ([True] * 2 if t.state.name == "COMPLETE" else [True] * (len(passed) - 1) + [False])
 
 
-def test_bridge_table_marks_a_factor_that_moves_the_mean_by_more_than_two_standard_errors(tmp_path):
+def test_bridge_table_marks_a_factor_that_moves_the_mean_by_more_than_two_standard_errors(tmp_path, in_process):
     # Fake summaries for the original protocol and two of its rows, in a runs/ folder under tmp_path.
     def fake(options, mean, std, n=5):
         folder = tmp_path / "runs" / config.run_name(config.resolve(config.DEFAULTS, options))
@@ -393,8 +380,7 @@ def test_bridge_table_marks_a_factor_that_moves_the_mean_by_more_than_two_standa
     fake([], 45.0, 6.1)
     fake(["--sleep-input", "replica"], 60.0, 3.0)                       # +15, 2 SE = 2 sqrt(6.1^2/5 + 3^2/5) = 6.1
     fake(["--sleep-steps", "400", "--sleep-steps-increment", "133"], 47.0, 4.0)   # +2 < 2 SE = 6.5
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "bridge.py")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = in_process("studies/bridge.py", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "runs" / "bridge"   # beside the rows' run folders
     table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (out / "bridge.md").read_text().splitlines()[2:]}
@@ -419,8 +405,7 @@ def test_replay_sweep_table_reads_each_fractions_run_folder(tmp_path, in_process
         folder.mkdir(parents=True)
         (folder / "summary.csv").write_text("method,n,all_mean,all_std\n"
                                             f"sequential,5,{seq[0]},{seq[1]}\nsrc,5,{src[0]},{src[1]}\n")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "replay.py"), "--png-dir", "out"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = in_process("studies/replay.py", "--png-dir", "out", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (tmp_path / "runs" / "replay" / "replay.md").read_text().splitlines()[2:]}
     assert table["5 %"][1:] == ["68.8 ± 2.9 (n=5)", "78.5 ± 1.7 (n=5)", "+9.7 |"]
@@ -632,7 +617,7 @@ def test_workers_finish_a_run_whose_sleeping_jobs_are_done(tmp_path, in_process)
     assert "1 of 2 jobs to run" in proc.stdout and "| sequential | 1 |" in proc.stdout and "| src | 1 |" in proc.stdout
 
 
-def test_reduced_data_sweep_reads_its_rows_run_folders(tmp_path):
+def test_reduced_data_sweep_reads_its_rows_run_folders(tmp_path, in_process):
     # One task of all ten digits, each epoch count with its script's constants; the training-set rows are
     # separate run folders (--score-on train).
     import reduced_data as reduced
@@ -642,8 +627,7 @@ def test_reduced_data_sweep_reads_its_rows_run_folders(tmp_path):
     folder = tmp_path / "elsewhere" / config.run_name(cfg)   # --out holds the rows' run folders, and the table
     folder.mkdir(parents=True)
     (folder / "summary.csv").write_text("method,n,all_mean,all_std\nsequential,5,60.0,1.0\nsrc,5,70.5,2.0\n")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "reduced_data.py"), "--out", str(tmp_path / "elsewhere")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = in_process("studies/reduced_data.py", "--out", str(tmp_path / "elsewhere"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "elsewhere" / "reduced_data"
     table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (out / "reduced_data.md").read_text().splitlines()[2:]}

@@ -287,11 +287,13 @@ def test_a_network_that_diverges_is_marked_at_the_stage_it_broke_for_every_metho
     assert "diverged" not in methods.run_method("sequential", 0, cfg, ctx, shared={}, analyses=False)[0]
 
 
-def test_every_job_records_the_bytes_it_keeps_between_tasks(small):
-    cfg, ctx = small
+def test_every_job_records_the_bytes_it_keeps_between_tasks():
+    narrow = ["--quick", "--device", "cpu", "--hidden", "20", "20", "--sleep-steps", "300", "--sleep-steps-increment", "100"]
+    cfg = config.resolve(config.DEFAULTS, narrow)   # (bytes are counted, not learned: a 20-20 network will do)
+    ctx = methods.prepare(cfg)
     weights = 4 * sum(a * b for a, b in zip(ctx.sizes[:-1], ctx.sizes[1:]))
-    shared = {}   # (the original's sleep, every image seen: test_experiment's quick run)
-    got = {m: methods.run_method(m, 0, cfg, ctx, shared=shared)[0] for m in ("sequential", "lwf", "ewc")}
+    shared = {}   # (the original's sleep, every image seen: test_experiment's quick run; no analyses: not read here)
+    got = {m: methods.run_method(m, 0, cfg, ctx, shared=shared, analyses=False)[0] for m in ("sequential", "lwf", "ewc")}
     assert got["sequential"]["kept_bytes"] == got["lwf"]["kept_bytes"] == 0
     assert got["sequential"]["kept_what"] == "nothing" and "LwF's teacher" in got["lwf"]["kept_what"]
     assert got["ewc"]["kept_bytes"] == 2 * weights
@@ -301,14 +303,13 @@ def test_every_job_records_the_bytes_it_keeps_between_tasks(small):
     seen = (ctx.train_y < 10).sum().item() * 784
     rec = dict(exemplar_bytes=100 * 784, sleep_keeps_bytes=seen, sleep_reads="every training image of the tasks seen")
     assert methods.kept_between_tasks(methods.METHODS["icarl-src"], rec, net, cfg, ctx)[0] == seen
-    weights_only = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--preset", "beyond-weights-only",
-                                                    "--sleep-steps", "300", "--sleep-steps-increment", "100"])
-    rec = methods.run_method("src", 0, weights_only, methods.prepare(weights_only), shared={})[0]
+    weights_only = config.resolve(config.DEFAULTS, [*narrow, "--preset", "beyond-weights-only"])
+    rec = methods.run_method("src", 0, weights_only, methods.prepare(weights_only), shared={}, analyses=False)[0]
     assert rec["kept_bytes"] == 0 and rec["kept_what"] == "nothing"
     # rehearsal draws from every earlier task's training images: it keeps them all
-    replay = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--replay", "0.1", "--methods", "sequential"])
+    replay = config.resolve(config.DEFAULTS, [*narrow[:5], "--replay", "0.1", "--methods", "sequential"])   # (no sleep)
     ctx = methods.prepare(replay)
-    rec = methods.run_method("sequential", 0, replay, ctx, shared={})[0]
+    rec = methods.run_method("sequential", 0, replay, ctx, shared={}, analyses=False)[0]
     assert rec["kept_bytes"] == (ctx.train_y < 8).sum().item() * 784 > 0
 
 
