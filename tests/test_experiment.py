@@ -37,6 +37,8 @@ STAGES = {
 
 # a --quick run made smaller still, for the tests of a run's bookkeeping (its jobs, folders, tables), not of its numbers
 SMALL = ["--n-tasks", "2", "--hidden", "20", "20"]
+# a --quick row of the sweeps stopped midway: five tasks, each job seconds on a 20-20 network
+NARROW = ["--quick", "--hidden", "20", "20"]
 
 
 def run(*args, check=True):
@@ -473,7 +475,7 @@ def test_ctrl_c_stops_a_sweep_in_one_line_and_its_table_shows_the_jobs_it_kept(t
     script = tmp_path / "one_row.py"
     script.write_text(f"""import sys; sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'studies')!r}]
 import sweep
-row = sweep.Row("quick", ["--quick"], "sequential", out={str(tmp_path / 'runs')!r})
+row = sweep.Row("quick", {NARROW!r}, "sequential", out={str(tmp_path / 'runs')!r})
 sweep.run_rows([row], ("0", "1", "2", "3", "4"), 1, "one_row.py")
 print(sweep.finished(row))
 """)
@@ -487,7 +489,7 @@ print(sweep.finished(row))
     assert proc.returncode == 130 and 1 <= kept < 5, (out, err)
     assert err == f"one_row.py: stopped; {kept} finished jobs kept; run the same command to resume\n"
     import sweep
-    got = sweep.finished(sweep.Row("quick", ["--quick"], "sequential", out=str(tmp_path / "runs")))
+    got = sweep.finished(sweep.Row("quick", NARROW, "sequential", out=str(tmp_path / "runs")))
     assert got["sequential"][2] == kept   # the stopped row's summary is made from the jobs it kept
 
 
@@ -612,8 +614,8 @@ def test_workers_finish_a_run_whose_sleeping_jobs_are_done(tmp_path, in_process)
     # Only sequential's job is left; the workers must accept the command's own --inc (it acts on src's jobs).
     common = ["mnist_exp.py", "--quick", *SMALL, "--inc", "0.05", "--seeds", "7", "--out", str(tmp_path), "--no-figures",
               "--quiet"]
-    assert in_process(*common, "--methods", "src").returncode == 0   # (the workers' run below is the one in processes)
-    proc = run(*common, "--methods", "sequential,src", "--workers", "2")
+    assert in_process(*common, "--methods", "src").returncode == 0
+    proc = checked(in_process(*common, "--methods", "sequential,src", "--workers", "2"))   # (its workers: processes)
     assert "1 of 2 jobs to run" in proc.stdout and "| sequential | 1 |" in proc.stdout and "| src | 1 |" in proc.stdout
 
 

@@ -182,7 +182,7 @@ def test_list_then_the_quick_entries_run_and_hold(quick_run, in_process):
     assert all(name in listed.stdout for name in ENTRIES) and "hours on 2 cores" in listed.stdout
     # into quick_run's folder: the smoke entry (mnist_exp.py --quick, seed 0) is found finished there and checked to
     # the digit; the other quick entries run, as processes of their own
-    quick = in_process(script, "--quick", "--out", str(quick_run[0]))
+    quick = in_process(script, "--quick", "--out", str(quick_run[0]), "--workers", "1")
     said = dict(line.split(None, 1) for line in quick.stdout.splitlines() if line.split(" ", 1)[0] in ENTRIES)
     assert said == {name: "holds" for name, e in ENTRIES.items() if e.get("quick")}, quick.stdout + quick.stderr
     assert quick.returncode == 0
