@@ -358,8 +358,9 @@ def test_a_baseline_search_starts_from_the_protocol_then_every_decade_and_saves_
 def test_tune_prunes_exactly_the_candidates_below_the_percentile_of_the_complete_ones(tmp_path):
     import optuna   # a requirement (requirements.txt): its absence is a failure, not a skip
     import tune   # (in this process: the search's logic; the script's own process is the smoke test's)
-    tune.main(["--quick", *SMALL, "--trials", "12", "--batch", "4", "--tune-seeds", "100", "101", "102", "--prune", "50",
-               "--study", "p", "--out", str(tmp_path), "--quiet"])
+    # (100 images a task: the pruning is checked, not the scores)
+    tune.main(["--quick", *SMALL, "--n-per-task", "100", "--trials", "12", "--batch", "4", "--tune-seeds", "100", "101",
+               "102", "--prune", "50", "--study", "p", "--out", str(tmp_path), "--quiet"])
     trials = optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path / 'tune-p' / 'study.db'}").trials
     assert len(trials) == 12 and all(t.state.name == "COMPLETE" for t in trials[:4])   # too few to compare with
     for t in trials:   # checkpoints: the mean final after seeds 1 and 2 (none after the last)
