@@ -43,6 +43,23 @@ def in_process(monkeypatch, capsys):
     return run
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """--dist loadgroup: a test marked xdist_group(NAME) gets "@NAME" on its id, which sends the group to one worker.
+    pytest-xdist 3.8 writes it where pytest 9 no longer reads an id (its groups were silently spread over the
+    workers, each building the fixtures they share): written here where pytest reads it."""
+    try:
+        from _pytest.nodeid import coerce_node_id
+    except ImportError:   # an older pytest, whose ids pytest-xdist still writes
+        return
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")})
+        if names and "@" not in item.nodeid:
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
+
+
 def git_status():
     proc = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=_root, capture_output=True, text=True)
     return proc.stdout if proc.returncode == 0 else None

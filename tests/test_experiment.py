@@ -108,7 +108,7 @@ def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_ru
     for name in ["accuracy.png", "stable_rank.png", "capacity.png"] + [f"activations_{m}.png" for m in STAGES]:
         assert os.path.getsize(os.path.join(run_dir, "png", name)) > 10000, name
     log = open(os.path.join(run_dir, "run.log")).read()
-    assert "src seed 3: final" in log and "6 of 6 jobs to run" in log and "| src | 1 |" in stdout
+    assert "src seed 0: final" in log and "6 of 6 jobs to run" in log and "| src | 1 |" in stdout
 
 
 @shares_quick_run
