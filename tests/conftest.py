@@ -1,5 +1,7 @@
+import glob
 import os
 import runpy
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -15,6 +17,7 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _share = str(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
     for _name in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ.setdefault(_name, _share)
+import codepath  # noqa: E402,F401  (the runs' code paths and threads, before any test module loads torch)
 
 
 @pytest.fixture
@@ -38,3 +41,40 @@ def in_process(monkeypatch, capsys):
         out, err = capsys.readouterr()
         return SimpleNamespace(returncode=code, stdout=out, stderr=err)
     return run
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """--dist loadgroup: a test marked xdist_group(NAME) gets "@NAME" on its id, which sends the group to one worker.
+    pytest-xdist 3.8 writes it where pytest 9 no longer reads an id (its groups were silently spread over the
+    workers, each building the fixtures they share): written here where pytest reads it."""
+    try:
+        from _pytest.nodeid import coerce_node_id
+    except ImportError:   # an older pytest, whose ids pytest-xdist still writes
+        return
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")})
+        if names and "@" not in item.nodeid:
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
+
+
+def git_status():
+    proc = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=_root, capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    """`python mnist_exp.py --quick` of six methods, seed 0 (the manifest's smoke entry is its first four), as a
+    process of its own, made once: (its --out, its run folder, its stdout, (git status before, after)). The tests
+    that read it are marked xdist_group("quick_run"), so that one worker (--dist loadgroup) builds it."""
+    out = tmp_path_factory.mktemp("runs")
+    before = git_status()
+    proc = subprocess.run([sys.executable, "mnist_exp.py", "--quick", "--seeds", "0", "--methods",
+                           "sequential,src,merging,parallel,ewc,si", "--out", str(out)], cwd=_root, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run_dir,) = glob.glob(str(out / "mnist-original-original-quick-*"))
+    return out, run_dir, proc.stdout, (before, git_status())

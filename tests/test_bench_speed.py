@@ -1,9 +1,6 @@
 """The speed benchmark's floor: its operation counts by hand and against the products a run makes; the script
 on a --quick budget (no timing is checked)."""
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,8 +12,6 @@ import methods
 import models
 import runner
 import src
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_operations_per_image_by_hand():
@@ -60,7 +55,7 @@ def test_the_default_methods_passes_by_hand():
 def test_the_count_is_what_a_quick_run_computes(monkeypatch):
     # every image through models.forward (training, evaluation, scale factors) and every backward of sgd_step,
     # counted while the four methods run on a small network, against the count from the shapes
-    cfg = config.resolve(config.DEFAULTS, ["--quick", "--hidden", "16", "16", "--device", "cpu"])
+    cfg = config.resolve(config.DEFAULTS, ["--quick", "--n-tasks", "2", "--hidden", "16", "16", "--device", "cpu"])
     ctx = runner.checked_data(cfg)
     done = {m: 0 for m in cfg.methods}
     now = [None]
@@ -85,15 +80,13 @@ def test_the_count_is_what_a_quick_run_computes(monkeypatch):
     assert done == {m: sum(r[5] for r in rows if r[0] == m) for m in cfg.methods}
 
 
-def bench(*args):
-    proc = subprocess.run([sys.executable, "studies/bench_speed.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
-
-
 @pytest.mark.slow
-def test_the_script_prints_the_floor_and_the_ratio(tmp_path):
+def test_the_script_prints_the_floor_and_the_ratio(tmp_path, in_process):
+    def bench(*args):   # (in this process: the script runs as a process in test_results.py's test of --help)
+        proc = in_process("studies/bench_speed.py", *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
     out = str(tmp_path / "bench.md")
     text = bench("--quick", "--no-run", "--out", out)
     assert "GFLOP/s" in text and "| **floor** |" in text and "Run / floor: not measured (--no-run)" in text

@@ -37,10 +37,15 @@ STAGES = {
 
 # a --quick run made smaller still, for the tests of a run's bookkeeping (its jobs, folders, tables), not of its numbers
 SMALL = ["--n-tasks", "2", "--hidden", "20", "20"]
+# a --quick row of the sweeps stopped midway: five tasks, each job seconds on a 20-20 network
+NARROW = ["--quick", "--hidden", "20", "20"]
 
 
 def run(*args, check=True):
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    return checked(subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900), check)
+
+
+def checked(proc, check=True):
     if check and proc.returncode:
         raise AssertionError(proc.stdout + proc.stderr)
     return proc
@@ -51,22 +56,9 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-def git_status():
-    proc = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True, text=True)
-    return proc.stdout if proc.returncode == 0 else None
-
-
-# the tests that read quick_run go to one worker (pytest-xdist, --dist loadgroup), which builds it once
+# the tests that read quick_run (conftest.py: the methods of STAGES, seed 0) go to one worker (pytest-xdist,
+# --dist loadgroup), which builds it once
 shares_quick_run = pytest.mark.xdist_group("quick_run")
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    before = git_status()
-    proc = run("mnist_exp.py", "--quick", "--seeds", "3", "--methods", ",".join(STAGES), "--out", str(out))
-    (run_dir,) = glob.glob(str(out / "mnist-original-original-quick-*"))
-    return out, run_dir, proc.stdout, (before, git_status())
 
 
 @shares_quick_run
@@ -77,7 +69,7 @@ def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_ru
     assert list(rows[0]) == ["method", "seed", "stage", "task_1", "task_2", "task_3", "task_4", "task_5", "all", "task_il"]
     for method, stages in STAGES.items():
         mine = [r for r in rows if r["method"] == method and not r["stage"].startswith("synthetic_")]
-        assert [r["stage"] for r in mine] == stages and {r["seed"] for r in mine} == {"3"}
+        assert [r["stage"] for r in mine] == stages and {r["seed"] for r in mine} == {"0"}
         assert all(0 <= float(r[c]) <= 100 for r in mine for c in r if c.startswith("task_") or c == "all")
         assert mine[-1] == dict(mine[-2], stage="final")
         # knowing the task never makes a choice between two of its outputs worse than among all ten
@@ -95,7 +87,7 @@ def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_ru
     assert config["lr"] == 0.1 and config["quick"] is True and config["n_per_task"] == 500
     assert config["inc"] == 0.032064 and config["beta"] == [14.548273, 44.560317, 38.046326]
     assert "seeds" not in config and {"torch", "numpy", "commit", "device", "MKL_CBWR"} <= set(config["versions"])
-    jobs = {m: json.load(open(os.path.join(run_dir, "jobs", f"{m}-seed3.json"))) for m in STAGES}
+    jobs = {m: json.load(open(os.path.join(run_dir, "jobs", f"{m}-seed0.json"))) for m in STAGES}
     assert all(job["time"]["total"] > 0 and job["versions"]["torch"] for job in jobs.values())
     # only SRC sleeps: five sleeps, its constants recorded whole
     assert [len(job["sleep"]) for job in jobs.values()] == [5 if m == "src" else 0 for m in jobs]
@@ -116,7 +108,7 @@ def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_ru
     for name in ["accuracy.png", "stable_rank.png", "capacity.png"] + [f"activations_{m}.png" for m in STAGES]:
         assert os.path.getsize(os.path.join(run_dir, "png", name)) > 10000, name
     log = open(os.path.join(run_dir, "run.log")).read()
-    assert "src seed 3: final" in log and "6 of 6 jobs to run" in log and "| src | 1 |" in stdout
+    assert "src seed 0: final" in log and "6 of 6 jobs to run" in log and "| src | 1 |" in stdout
 
 
 @shares_quick_run
@@ -124,7 +116,7 @@ def test_sleep_input_fires_at_the_protocol_rate(quick_run):
     # The input spikes per step of each sleep match, within a few percent, what the mean image of the
     # sleep data gives by hand: the average over window positions of sum min(1, 2 dt rate p).
     _, run_dir, _, _ = quick_run
-    with open(os.path.join(run_dir, "jobs", "src-seed3.json")) as f:
+    with open(os.path.join(run_dir, "jobs", "src-seed0.json")) as f:
         sleeps = json.load(f)["sleep"]
     assert [s["steps"] for s in sleeps] == [1000, 1500, 2000, 2500, 3000]
     assert all(len(s["alpha"]) == 3 and min(s["alpha"]) > 0 for s in sleeps)
@@ -137,24 +129,27 @@ def test_sleep_input_fires_at_the_protocol_rate(quick_run):
 
 
 @shares_quick_run
-def test_rerun_skips_finished_jobs_and_keeps_the_config(quick_run):
+def test_rerun_skips_finished_jobs_and_keeps_the_config(quick_run, in_process):
     out, run_dir, _, _ = quick_run
     before = open(os.path.join(run_dir, "results.csv")).read()
     config = open(os.path.join(run_dir, "config.json")).read()
-    proc = run("mnist_exp.py", "--quick", "--seeds", "3", "--out", str(out), "--no-figures")
+    proc = in_process("mnist_exp.py", "--quick", "--seeds", "0", "--out", str(out), "--no-figures")
+    assert proc.returncode == 0, proc.stderr
     assert "0 of 4 jobs to run" in proc.stdout    # the default four methods, all finished
     assert open(os.path.join(run_dir, "results.csv")).read() == before
     assert open(os.path.join(run_dir, "config.json")).read() == config
 
 
 @shares_quick_run
-def test_same_seed_same_numbers_and_quiet_still_reports(quick_run, tmp_path):
-    _, run_dir, _, _ = quick_run
-    proc = run("mnist_exp.py", "--quick", "--seeds", "3", "--methods", "src,sequential", "--out", str(tmp_path),
-               "--no-figures", "--quiet")
+def test_same_seed_same_numbers_and_quiet_still_reports(quick_run, tmp_path, in_process):
+    # src alone here: it trains task 1 itself, which quick_run's src took from sequential (shared stages are the same)
+    _, run_dir, _, _ = quick_run   # (quick_run's jobs ran in a process of their own; these in this one)
+    proc = in_process("mnist_exp.py", "--quick", "--seeds", "0", "--methods", "src", "--out", str(tmp_path),
+                      "--no-figures", "--quiet")
+    assert proc.returncode == 0, proc.stderr
     (again,) = glob.glob(str(tmp_path / "mnist-original-original-quick-*"))
     assert os.path.basename(again) == os.path.basename(run_dir)
-    mine = [r for r in read_csv(os.path.join(run_dir, "results.csv")) if r["method"] in ("src", "sequential")]
+    mine = [r for r in read_csv(os.path.join(run_dir, "results.csv")) if r["method"] == "src"]
     assert read_csv(os.path.join(again, "results.csv")) == mine
     assert f"run folder {again}" in proc.stdout and "| src | 1 |" in proc.stdout and "%|" not in proc.stderr
 
@@ -273,7 +268,8 @@ def test_the_script_runs_cell_by_cell_in_a_kernel(tmp_path):
     (cell,) = [c for c in nb.cells if "cfg = config.Config(" in c.source]
     edits = {"    quick=False,": "    quick=True,", "    inc=None,": "    inc=0.05,", "    epochs=None,": "    epochs=3,",
              '    methods=("sequential", "src", "merging", "parallel"),': '    methods=("sequential", "src"),',
-             '    out="runs",': f"    out={str(tmp_path)!r},", "    hidden=None, ": "    hidden=(20, 20), "}
+             '    out="runs",': f"    out={str(tmp_path)!r},", "    hidden=None, ": "    hidden=(20, 20), ",
+             " n_tasks=0,": " n_tasks=2,"}
     for old, new in edits.items():
         assert cell.source.count(old) == 1, old
         cell.source = cell.source.replace(old, new)
@@ -283,11 +279,12 @@ def test_the_script_runs_cell_by_cell_in_a_kernel(tmp_path):
     # says where, instead of printing stale numbers as final
     assert "after task 1:" in text and "after sleep 1:" in text
     assert "final:" in text or re.search(r"diverged at (train|sleep)_\d \(weights not finite\)", text), text[-500:]
-    assert "yours: quick=True, hidden=(20, 20), epochs=3, inc=0.05" in text
+    assert "yours: quick=True, n_tasks=2, hidden=(20, 20), epochs=3, inc=0.05" in text
     (run_dir,) = glob.glob(str(tmp_path / "mnist-original-original-quick-*"))
     assert [r["method"] for r in read_csv(os.path.join(run_dir, "summary.csv"))] == ["sequential", "src"]
     recorded = json.load(open(os.path.join(run_dir, "config.json")))
-    assert (recorded["inc"], recorded["epochs"], recorded["quick"], recorded["n_per_task"]) == (0.05, 3, True, 500)
+    assert (recorded["inc"], recorded["epochs"], recorded["quick"], recorded["n_per_task"], recorded["n_tasks"]) == \
+        (0.05, 3, True, 500, 2)
     job = json.load(open(os.path.join(run_dir, "jobs", "src-seed0.json")))
     assert job["sleep_constants"]["inc"] == 0.05 and job["sleep_constants"]["rate"] == 239.515363
     assert os.path.exists(os.path.join(run_dir, "png", "accuracy.png"))
@@ -298,10 +295,10 @@ def file_hashes(folder):
 
 
 def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tmp_path, in_process):
-    # the script as a process once (its smoke test); the rest in this process
+    # (in this process: every study script runs as a process in test_results.py's test of --help)
     presets = file_hashes(os.path.join(ROOT, "presets"))
     cmd = ["studies/tune.py", "--quick", *SMALL, "--trials", "2", "--batch", "2", "--tune-seeds", "100", "--out", str(tmp_path)]
-    proc = run(*cmd)
+    proc = checked(in_process(*cmd))
     (best,) = glob.glob(str(tmp_path / "tune-src-mnist-*" / "best.json"))
     result = json.load(open(best))
     # the searched constants, and the variant's fields the command gave (SMALL's)
@@ -325,32 +322,34 @@ def test_tune_smoke_writes_only_its_folder_and_saves_a_preset_only_when_named(tm
     assert not {"train_limit", "validation", "matmul"} & set(preset["constants"])
 
 
-def test_the_own_loop_example_sleeps_a_users_sequential_and_the_sleeps_bring_old_tasks_back():
+def test_the_own_loop_example_sleeps_a_users_sequential_and_the_sleeps_bring_old_tasks_back(in_process):
     finals = {}
-    for sleep in (True, False):
-        proc = subprocess.run([sys.executable, "docs/own_loop.py", "--limit", "3000"] + ([] if sleep else ["--no-sleep"]),
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+    for sleep in (True, False):   # (the script as a process once; without the sleeps in this process)
+        proc = run("docs/own_loop.py", "--limit", "3000") if sleep else in_process("docs/own_loop.py", "--limit", "3000",
+                                                                                  "--no-sleep")
         lines = [l for l in proc.stdout.splitlines() if l.startswith("after task")]
         assert proc.returncode == 0 and len(lines) == 5, proc.stderr
         finals[sleep] = float(lines[-1].split("all classes ")[1].split(" %")[0])
     assert finals[False] < 25 and finals[True] > finals[False] + 10   # sequential forgets; the sleeps recover some
 
 
-def test_a_baseline_search_starts_from_the_protocol_then_every_decade_and_saves_a_runnable_preset(tmp_path):
+def test_a_baseline_search_starts_from_the_protocol_then_every_decade_and_saves_a_runnable_preset(tmp_path, in_process):
     import optuna
     small = ["--train-limit", "3000", "--n-per-task", "450", "--epochs", "1", "--probe-per-class", "20", "--validation", "30"]
-    run("studies/tune.py", "--method", "ewc", "--fixed-training", "--trials", "3", "--tune-seeds", "100", "--study", "e",
-        "--out", str(tmp_path), *small, "--save-preset", "ewc-smoke", "--preset-dir", str(tmp_path / "presets"))
+    checked(in_process("studies/tune.py", "--method", "ewc", "--fixed-training", "--trials", "3", "--tune-seeds", "100",
+                       "--study", "e", "--out", str(tmp_path), *small, "--save-preset", "ewc-smoke", "--preset-dir",
+                       str(tmp_path / "presets")))
     trials = optuna.load_study(study_name="e", storage=f"sqlite:///{tmp_path / 'tune-e' / 'study.db'}").trials
     done = [t.params["ewc_lambda"] for t in trials if t.state.name == "COMPLETE"]
     assert done == [10.0, 1.0, 100.0]   # the protocol's own, then every other decade from 1 (the rest wait)
-    other = run("studies/tune.py", "--method", "ewc", "--fixed-training", "--trials", "3", "--tune-seeds", "101", "--study", "e",
-                "--out", str(tmp_path), *small, check=False)   # other seeds never resume into the study
+    other = in_process("studies/tune.py", "--method", "ewc", "--fixed-training", "--trials", "3", "--tune-seeds", "101",
+                       "--study", "e", "--out", str(tmp_path), *small)   # other seeds never resume into the study
     assert other.returncode == 2 and "study e was made with other settings" in other.stderr
     preset = json.load(open(tmp_path / "presets" / "ewc-smoke.json"))["mnist"]
     assert preset["constants"]["ewc_lambda"] in (1.0, 10.0) and preset["constants"]["epochs"] == 1
     # the joint search: the method's options and its training, the temperature only for logits
-    run("studies/tune.py", "--method", "lwf", "--trials", "3", "--tune-seeds", "100", "--study", "l", "--out", str(tmp_path), *small)
+    checked(in_process("studies/tune.py", "--method", "lwf", "--trials", "3", "--tune-seeds", "100", "--study", "l",
+                       "--out", str(tmp_path), *small))
     trials = optuna.load_study(study_name="l", storage=f"sqlite:///{tmp_path / 'tune-l' / 'study.db'}").trials
     assert len(trials) == 3 and all({"lwf_lambda", "lwf_outputs", "lwf_schedule", "lr", "hidden", "bias"} <= set(t.params) for t in trials)
     assert all(("lwf_temperature" in t.params) == (t.params["output"] == "linear-ce") for t in trials)
@@ -359,8 +358,9 @@ def test_a_baseline_search_starts_from_the_protocol_then_every_decade_and_saves_
 def test_tune_prunes_exactly_the_candidates_below_the_percentile_of_the_complete_ones(tmp_path):
     import optuna   # a requirement (requirements.txt): its absence is a failure, not a skip
     import tune   # (in this process: the search's logic; the script's own process is the smoke test's)
-    tune.main(["--quick", *SMALL, "--trials", "12", "--batch", "4", "--tune-seeds", "100", "101", "102", "--prune", "50",
-               "--study", "p", "--out", str(tmp_path), "--quiet"])
+    # (100 images a task: the pruning is checked, not the scores)
+    tune.main(["--quick", *SMALL, "--n-per-task", "100", "--trials", "12", "--batch", "4", "--tune-seeds", "100", "101",
+               "102", "--prune", "50", "--study", "p", "--out", str(tmp_path), "--quiet"])
     trials = optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path / 'tune-p' / 'study.db'}").trials
     assert len(trials) == 12 and all(t.state.name == "COMPLETE" for t in trials[:4])   # too few to compare with
     for t in trials:   # checkpoints: the mean final after seeds 1 and 2 (none after the last)
@@ -374,7 +374,7 @@ def test_tune_prunes_exactly_the_candidates_below_the_percentile_of_the_complete
             assert passed == ([True] * 2 if t.state.name == "COMPLETE" else [True] * (len(passed) - 1) + [False])
 
 
-def test_bridge_table_marks_a_factor_that_moves_the_mean_by_more_than_two_standard_errors(tmp_path):
+def test_bridge_table_marks_a_factor_that_moves_the_mean_by_more_than_two_standard_errors(tmp_path, in_process):
     # Fake summaries for the original protocol and two of its rows, in a runs/ folder under tmp_path.
     def fake(options, mean, std, n=5):
         folder = tmp_path / "runs" / config.run_name(config.resolve(config.DEFAULTS, options))
@@ -383,8 +383,7 @@ def test_bridge_table_marks_a_factor_that_moves_the_mean_by_more_than_two_standa
     fake([], 45.0, 6.1)
     fake(["--sleep-input", "replica"], 60.0, 3.0)                       # +15, 2 SE = 2 sqrt(6.1^2/5 + 3^2/5) = 6.1
     fake(["--sleep-steps", "400", "--sleep-steps-increment", "133"], 47.0, 4.0)   # +2 < 2 SE = 6.5
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "bridge.py")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = in_process("studies/bridge.py", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "runs" / "bridge"   # beside the rows' run folders
     table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (out / "bridge.md").read_text().splitlines()[2:]}
@@ -409,8 +408,7 @@ def test_replay_sweep_table_reads_each_fractions_run_folder(tmp_path, in_process
         folder.mkdir(parents=True)
         (folder / "summary.csv").write_text("method,n,all_mean,all_std\n"
                                             f"sequential,5,{seq[0]},{seq[1]}\nsrc,5,{src[0]},{src[1]}\n")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "replay.py"), "--png-dir", "out"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = in_process("studies/replay.py", "--png-dir", "out", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (tmp_path / "runs" / "replay" / "replay.md").read_text().splitlines()[2:]}
     assert table["5 %"][1:] == ["68.8 ± 2.9 (n=5)", "78.5 ± 1.7 (n=5)", "+9.7 |"]
@@ -419,8 +417,7 @@ def test_replay_sweep_table_reads_each_fractions_run_folder(tmp_path, in_process
     bad = in_process("studies/replay.py", "--fractions", "2", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--replay must be a fraction" in bad.stderr
     # another dataset's table and figure get its own name: the MNIST figure in the same --png-dir stays
-    fashion = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "replay.py"), "--dataset", "fashion-mnist", "--fractions",
-                              "0", "--png-dir", "out"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    fashion = in_process("studies/replay.py", "--dataset", "fashion-mnist", "--fractions", "0", "--png-dir", "out", cwd=tmp_path)
     assert fashion.returncode == 0, fashion.stderr
     assert "| 0 % | not run | not run |" in (tmp_path / "runs" / "replay_fashion" / "replay_fashion.md").read_text()
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["replay.png", "replay_fashion.png"]
@@ -479,7 +476,7 @@ def test_ctrl_c_stops_a_sweep_in_one_line_and_its_table_shows_the_jobs_it_kept(t
     script = tmp_path / "one_row.py"
     script.write_text(f"""import sys; sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'studies')!r}]
 import sweep
-row = sweep.Row("quick", ["--quick"], "sequential", out={str(tmp_path / 'runs')!r})
+row = sweep.Row("quick", {NARROW!r}, "sequential", out={str(tmp_path / 'runs')!r})
 sweep.run_rows([row], ("0", "1", "2", "3", "4"), 1, "one_row.py")
 print(sweep.finished(row))
 """)
@@ -493,7 +490,7 @@ print(sweep.finished(row))
     assert proc.returncode == 130 and 1 <= kept < 5, (out, err)
     assert err == f"one_row.py: stopped; {kept} finished jobs kept; run the same command to resume\n"
     import sweep
-    got = sweep.finished(sweep.Row("quick", ["--quick"], "sequential", out=str(tmp_path / "runs")))
+    got = sweep.finished(sweep.Row("quick", NARROW, "sequential", out=str(tmp_path / "runs")))
     assert got["sequential"][2] == kept   # the stopped row's summary is made from the jobs it kept
 
 
@@ -607,8 +604,7 @@ def test_folders_that_cannot_be_written_are_one_line_errors():
 ])
 def test_the_study_scripts_refuse_bad_input_in_one_line(args, tmp_path, in_process):
     out = ["--out", str(tmp_path / "out")] if args[0] == "studies/tune.py" else []
-    # (tune.py runs as a process of its own: its search is module-level code)
-    proc = run(*args, *out, check=False) if args[0] == "studies/tune.py" else in_process(*args)
+    proc = in_process(*args, *out)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"{os.path.basename(args[0])}: error: "), line
@@ -619,12 +615,12 @@ def test_workers_finish_a_run_whose_sleeping_jobs_are_done(tmp_path, in_process)
     # Only sequential's job is left; the workers must accept the command's own --inc (it acts on src's jobs).
     common = ["mnist_exp.py", "--quick", *SMALL, "--inc", "0.05", "--seeds", "7", "--out", str(tmp_path), "--no-figures",
               "--quiet"]
-    assert in_process(*common, "--methods", "src").returncode == 0   # (the workers' run below is the one in processes)
-    proc = run(*common, "--methods", "sequential,src", "--workers", "2")
+    assert in_process(*common, "--methods", "src").returncode == 0
+    proc = checked(in_process(*common, "--methods", "sequential,src", "--workers", "2"))   # (its workers: processes)
     assert "1 of 2 jobs to run" in proc.stdout and "| sequential | 1 |" in proc.stdout and "| src | 1 |" in proc.stdout
 
 
-def test_reduced_data_sweep_reads_its_rows_run_folders(tmp_path):
+def test_reduced_data_sweep_reads_its_rows_run_folders(tmp_path, in_process):
     # One task of all ten digits, each epoch count with its script's constants; the training-set rows are
     # separate run folders (--score-on train).
     import reduced_data as reduced
@@ -634,8 +630,7 @@ def test_reduced_data_sweep_reads_its_rows_run_folders(tmp_path):
     folder = tmp_path / "elsewhere" / config.run_name(cfg)   # --out holds the rows' run folders, and the table
     folder.mkdir(parents=True)
     (folder / "summary.csv").write_text("method,n,all_mean,all_std\nsequential,5,60.0,1.0\nsrc,5,70.5,2.0\n")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "studies", "reduced_data.py"), "--out", str(tmp_path / "elsewhere")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = in_process("studies/reduced_data.py", "--out", str(tmp_path / "elsewhere"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "elsewhere" / "reduced_data"
     table = {line.split(" | ")[0][2:]: line.split(" | ") for line in (out / "reduced_data.md").read_text().splitlines()[2:]}

@@ -13,7 +13,15 @@ import src
 
 @pytest.fixture(scope="module")
 def small():
-    cfg = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--sleep-steps", "300", "--sleep-steps-increment", "100"])
+    cfg = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--hidden", "20", "20", "--sleep-steps", "300",
+                                           "--sleep-steps-increment", "100"])
+    return cfg, methods.prepare(cfg)
+
+
+@pytest.fixture(scope="module")
+def wide(small):
+    """small on the protocol's 1200-1200 network: for what a 20-20 one does not learn (features that outlast the head)"""
+    cfg = dataclasses.replace(small[0], hidden=(1200, 1200))
     return cfg, methods.prepare(cfg)
 
 
@@ -64,7 +72,7 @@ def test_shared_stages_are_declared_and_identical(small):
 
 def test_sizes_come_from_the_data(small):
     cfg, ctx = small
-    assert ctx.sizes == (ctx.train_x.shape[1], 1200, 1200, data.DATASETS["mnist"]["classes"]) == (784, 1200, 1200, 10)
+    assert ctx.sizes == (ctx.train_x.shape[1], *cfg.hidden, data.DATASETS["mnist"]["classes"]) == (784, 20, 20, 10)
     three = dataclasses.replace(cfg, hidden=(30, 20, 10))
     assert methods.prepare(three).sizes == (784, 30, 20, 10, 10)
 
@@ -215,8 +223,8 @@ def test_icarl_sleep_uses_the_scripts_constants_for_the_memory_and_softmax_scale
     assert icarl("--memory", "100", "--inc", "0.5").sleep.inc == 0.5
 
 
-def test_the_statistics_baselines_run_in_the_loop_and_count_what_they_keep(small):
-    cfg, ctx = small
+def test_the_statistics_baselines_run_in_the_loop_and_count_what_they_keep(wide):
+    cfg, ctx = wide
     for method, kept in (("ncm", 10 * 785 * 4), ("slda", (10 * 785 + 784 * 784) * 4), ("analytic", (1200 + 10) * 1200 * 4)):
         rec, maps = methods.run_method(method, 0, dataclasses.replace(cfg, methods=(method,)), ctx, shared={})
         assert [r["stage"] for r in rec["rows"]] == [f"train_{k}" for k in range(1, 6)] + ["final"] and maps == {}
@@ -264,9 +272,9 @@ def test_lwf_all_outputs_teaches_every_output_with_the_tasks_strength(small, mon
     assert taught.all() and strength == pytest.approx(3 * 9 / 4)
 
 
-def test_task_il_is_recorded_for_every_kind_of_method(small):
+def test_task_il_is_recorded_for_every_kind_of_method(wide):
     # a network's, a statistics baseline's: each row has task_il, and knowing the task never hurts here
-    cfg, ctx = small
+    cfg, ctx = wide
     final = {}
     for method in ("sequential", "ncm"):
         rec, _ = methods.run_method(method, 0, dataclasses.replace(cfg, methods=(method,)), ctx, shared={})
@@ -290,8 +298,8 @@ def test_a_network_that_diverges_is_marked_at_the_stage_it_broke_for_every_metho
 def test_every_job_records_the_bytes_it_keeps_between_tasks(small):
     cfg, ctx = small
     weights = 4 * sum(a * b for a, b in zip(ctx.sizes[:-1], ctx.sizes[1:]))
-    shared = {}   # (the original's sleep, every image seen: test_experiment's quick run)
-    got = {m: methods.run_method(m, 0, cfg, ctx, shared=shared)[0] for m in ("sequential", "lwf", "ewc")}
+    shared = {}   # (the original's sleep, every image seen: test_experiment's quick run; no analyses: not read here)
+    got = {m: methods.run_method(m, 0, cfg, ctx, shared=shared, analyses=False)[0] for m in ("sequential", "lwf", "ewc")}
     assert got["sequential"]["kept_bytes"] == got["lwf"]["kept_bytes"] == 0
     assert got["sequential"]["kept_what"] == "nothing" and "LwF's teacher" in got["lwf"]["kept_what"]
     assert got["ewc"]["kept_bytes"] == 2 * weights
@@ -301,14 +309,15 @@ def test_every_job_records_the_bytes_it_keeps_between_tasks(small):
     seen = (ctx.train_y < 10).sum().item() * 784
     rec = dict(exemplar_bytes=100 * 784, sleep_keeps_bytes=seen, sleep_reads="every training image of the tasks seen")
     assert methods.kept_between_tasks(methods.METHODS["icarl-src"], rec, net, cfg, ctx)[0] == seen
-    weights_only = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--preset", "beyond-weights-only",
-                                                    "--sleep-steps", "300", "--sleep-steps-increment", "100"])
-    rec = methods.run_method("src", 0, weights_only, methods.prepare(weights_only), shared={})[0]
+    weights_only = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--hidden", "20", "20", "--preset",
+                                                    "beyond-weights-only", "--sleep-steps", "300", "--sleep-steps-increment", "100"])
+    rec = methods.run_method("src", 0, weights_only, methods.prepare(weights_only), shared={}, analyses=False)[0]
     assert rec["kept_bytes"] == 0 and rec["kept_what"] == "nothing"
     # rehearsal draws from every earlier task's training images: it keeps them all
-    replay = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--replay", "0.1", "--methods", "sequential"])
+    replay = config.resolve(config.DEFAULTS, ["--quick", "--device", "cpu", "--hidden", "20", "20", "--replay", "0.1",
+                                              "--methods", "sequential"])
     ctx = methods.prepare(replay)
-    rec = methods.run_method("sequential", 0, replay, ctx, shared={})[0]
+    rec = methods.run_method("sequential", 0, replay, ctx, shared={}, analyses=False)[0]
     assert rec["kept_bytes"] == (ctx.train_y < 8).sum().item() * 784 > 0
 
 

@@ -141,6 +141,9 @@ def test_a_repeated_list_option_is_refused_in_one_line(argv, capsys):
 
 
 # ---------------------------------------------------------------- the scripts (minutes)
+NARROW = ["--quick", "--hidden", "20", "20"]   # a --quick row: five tasks, each job seconds on a 20-20 network
+
+
 def row_processes(tmp_path):
     """The processes whose command line names tmp_path (a row's mnist_exp.py and its workers)."""
     found = []
@@ -165,7 +168,7 @@ def test_every_way_a_sweep_stops_ends_its_rows_processes(tmp_path, how):
     script = tmp_path / "one_row.py"
     script.write_text(f"""import sys; sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'studies')!r}]
 import sweep
-row = sweep.Row("quick", ["--quick"], "sequential", out={str(tmp_path / 'runs')!r})
+row = sweep.Row("quick", {NARROW!r}, "sequential", out={str(tmp_path / 'runs')!r})
 sweep.run_rows([row], ("0", "1", "2", "3", "4"), 2, "one_row.py")
 """)
     proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -191,6 +194,7 @@ sweep.run_rows([row], ("0", "1", "2", "3", "4"), 2, "one_row.py")
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "studies", "*.py"))))
 def test_every_study_file_runs_from_the_root_or_says_it_is_a_library(name):
+    # each study script's one run as a process of its own (the other tests run the studies in theirs)
     proc = subprocess.run([sys.executable, os.path.join("studies", name), "--help"], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     if proc.returncode == 0:
@@ -203,12 +207,12 @@ def test_every_study_file_runs_from_the_root_or_says_it_is_a_library(name):
 @pytest.mark.slow
 def test_the_printed_table_is_the_command_s_and_a_bad_job_file_is_computed_again(tmp_path, in_process):
     # (two tasks of a 20-20 network: the tables and job files are what is checked, not the numbers)
-    cmd = [sys.executable, "mnist_exp.py", "--quick", "--n-tasks", "2", "--hidden", "20", "20", "--methods", "sequential",
+    cmd = ["mnist_exp.py", "--quick", "--n-tasks", "2", "--hidden", "20", "20", "--methods", "sequential",
            "--out", str(tmp_path), "--no-figures", "--quiet"]
-    done = subprocess.run(cmd + ["--seeds", "0", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = in_process(*cmd, "--seeds", "0", "1")   # (in this process: the script's process is test_experiment's quick_run)
     assert done.returncode == 0, done.stderr
     (run_dir,) = glob.glob(str(tmp_path / "mnist-original-original-quick-*"))
-    one = in_process(*cmd[1:], "--seeds", "0")   # (the first run is the script's process; the others in this one)
+    one = in_process(*cmd, "--seeds", "0")
     assert "| sequential | 1 |" in one.stdout and "the run folder also holds: sequential seed 1 (" in one.stdout
     path = runner.job_path(run_dir, "sequential", 1) + ".json"
     rec = json.load(open(path))
@@ -218,7 +222,7 @@ def test_the_printed_table_is_the_command_s_and_a_bad_job_file_is_computed_again
     assert shown.returncode == 2 and shown.stderr.count("\n") == 1, shown.stderr
     assert "sequential-seed1.json is damaged (rows: a stage 'train_one' that is not one)" in shown.stderr
     assert not os.path.exists(os.path.join(run_dir, "png"))   # nothing written
-    again = in_process(*cmd[1:], "--seeds", "0", "1")
+    again = in_process(*cmd, "--seeds", "0", "1")
     assert again.returncode == 0 and "| sequential | 2 |" in again.stdout, again.stderr
     assert "sequential-seed1.json or .npz is damaged (rows: a stage 'train_one' that is not one); computing it again" \
         in again.stdout

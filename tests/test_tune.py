@@ -80,9 +80,9 @@ def test_a_search_stopped_at_any_batch_draws_what_an_uninterrupted_one_draws(tmp
 
 @pytest.mark.slow
 def test_a_stopped_study_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, capsys):
-    # three batches of 4 candidates on two tasks; one run stopped by Ctrl-C while its first batch (the
+    # two batches of 4 candidates on two tasks; one run stopped by Ctrl-C while its first batch (the
     # authors' constants first) is in flight, resumed and stopped again in the second, then resumed to the end
-    argv = [*TINY, "--trials", "12", "--batch", "4", "--study", "s"]
+    argv = [*TINY, "--trials", "8", "--batch", "4", "--study", "s"]
     tune.main([*argv, "--out", str(tmp_path / "whole")])
     real, calls = sleep_search.sleep_finals, [0]
 
@@ -107,7 +107,7 @@ def test_a_stopped_study_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
     tune.main([*argv, *out])
     load = lambda folder: optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / folder / 'tune-s' / 'study.db'}")
     whole, resumed = load("whole"), load("stopped")
-    assert trials_of(resumed) == trials_of(whole) and len(whole.trials) == 12
+    assert trials_of(resumed) == trials_of(whole) and len(whole.trials) == 8
     assert whole.trials[0].params["rate"] == 239.515363   # the authors' constants: evaluated, not lost
     best = lambda folder: json.load(open(tmp_path / folder / "tune-s" / "best.json"))
     assert best("stopped")["params"] == best("whole")["params"]
@@ -125,7 +125,7 @@ def test_the_schedule_says_which_task_trains_and_after_which_a_sleep_runs():
 
 @pytest.mark.slow
 def test_sleep_after_2_tunes_what_mnist_exp_runs(monkeypatch):
-    args, cfg, _ = tune.parse(["--quick", "--n-tasks", "3", "--sleep-after", "2", "--tune-seeds", "100"])
+    args, cfg, _ = tune.parse(["--quick", "--n-tasks", "3", "--hidden", "20", "20", "--sleep-after", "2", "--tune-seeds", "100"])
     ctx = runner.checked_data(cfg)
     assert methods.schedule(methods.METHODS["src"], cfg, 3) == [(1, False), (2, True), (3, False)]
     slept, sleep_task = [], methods.sleep_task
