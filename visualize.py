@@ -76,7 +76,7 @@ def along(ax, order, stages, runs, label, **kw):
     ax.axhline(mean, color=point.get_color(), linestyle=":", linewidth=1)
 
 
-def plot_accuracy(table, cols, path, names=None):
+def plot_accuracy(table, cols, path, names=None, overall_label="all classes"):
     """Accuracy after every stage, one panel per method; names: the task columns' legend labels."""
     methods = list(table)
     ncols = len(methods) if len(methods) <= 4 else -(-len(methods) // 2)
@@ -91,10 +91,10 @@ def plot_accuracy(table, cols, path, names=None):
         if synthetic:   # drawn at the sleep it belongs to
             x = [stages.index(s.replace("synthetic_", "sleep_")) for s in synthetic]
             ax.plot(x, [np.mean(table[method][s], 0)[-1] for s in synthetic], "x", color="dimgrey", markersize=9, mew=2.5, zorder=5,
-                    label="synthetic: before training + sleep's change (all classes)")
+                    label=f"synthetic: before training + sleep's change ({overall_label})")
         for c, col in enumerate(cols):
             overall = col == "all"
-            label = "all classes" if overall else names[c] if names else col.replace("task_", "task ")
+            label = overall_label if overall else names[c] if names else col.replace("task_", "task ")
             band(ax, range(len(stages)), runs[:, :, c], label=label,
                  color="black" if overall else None, linewidth=2.5 if overall else 1.2)
         ax.set_xticks(range(len(stages)), [s.replace("_", " ") for s in stages], rotation=60, fontsize=8)
@@ -291,7 +291,8 @@ def figures(run_dir, png_dir):
     os.makedirs(png_dir, exist_ok=True)
     table, cols = results.read_table(os.path.join(run_dir, "results.csv"), skip=("task_il",))   # the figure: class-IL
     names = results.task_names(results.read_jobs(run_dir), len(cols) - 1, results.run_field(run_dir, "dataset"))[0]
-    plot_accuracy(table, cols, paths[0], [n.replace("T", "task ", 1) + ("" if "(" in n else " learnt") for n in names])
+    plot_accuracy(table, cols, paths[0], [n.replace("T", "task ", 1) + ("" if "(" in n else " learnt") for n in names],
+                  "every task" if results.run_field(run_dir, "scenario") == "domain" else "all classes")
     if os.path.exists(os.path.join(run_dir, "stable_rank.csv")):
         plot_stable_rank(*results.read_table(os.path.join(run_dir, "stable_rank.csv")), paths[1])
     else:

@@ -16,8 +16,8 @@ constants, one with EWC, SI and LwF at their searched values; one row per preset
 trains with its own output and loss, so its row has its own sequential training); one row with SRC's searched
 constants. Every sleep is compared with sequential training of the same seed (the same network before it sleeps).
 
-    python studies/scenarios.py --setting split --run       # about 25 minutes on 2 cores
-    python studies/scenarios.py --setting permuted --run    # about 60 minutes on 2 cores
+    python studies/scenarios.py --setting split --run       # about half an hour on 2 cores
+    python studies/scenarios.py --setting permuted --run    # its rows so far (its baselines are not searched yet)
     python studies/scenarios.py --setting split             # the table (runs/scenarios_split/) and its figures
 """
 import os
@@ -122,30 +122,30 @@ def entries(results_):
 
 
 def paired_cell(diff):
-    """'mean ± std (n=N), verdict' of paired differences, '' without them."""
+    """'mean ± std, verdict' of paired differences ('(n=N)' when fewer seeds pair than the row has), '' without."""
     return f"{analysis.text(diff[0], diff[1])} (n={diff[2]}), {verdict(diff)}" if diff else ""
 
 
 def table(results_):
     """Each method's final accuracy; each sleep and baseline minus sequential training and minus LwF (the strongest
     baseline that keeps nothing but the network), seed by seed; what it keeps; the published anchors."""
-    lines = ["| method | final, every task (%) | − sequential, paired (points) | − LwF, paired (points) | "
-             "kept between tasks (bytes) | anchor (other networks) |", "|---|---|---|---|---|---|"]
+    lines = ["| method | n | final, every task (%) | − sequential, paired (points) | − LwF, paired (points) | "
+             "kept between tasks (bytes) | anchor (other networks) |", "|---|---|---|---|---|---|---|"]
     below = []
     setting = setting_of(results_)
     got_all = entries(results_)
     lwf = next((got for _, method, got, _, _ in got_all if method == "lwf"), {})
     for label, method, got, pair, kept in got_all:
-        values = list(got.values())
+        values = [got[s] for s in sorted(got)]
         diff = against(pair, got) if pair else None
         if diff and method.endswith("src"):
             below += [f"{label}: seed {s}" for s in diff[3]]
         versus_lwf = against(lwf, got) if lwf and method.endswith("src") else None
-        lines.append(f"| {label} | {analysis.text(*analysis.mean_std(values))} (n={len(values)}) | {paired_cell(diff)} | "
+        lines.append(f"| {label} | {len(values)} | {analysis.text(*analysis.mean_std(values))} | {paired_cell(diff)} | "
                      f"{paired_cell(versus_lwf)} | " + (f"{kept:,}" if kept is not None else "") + " | "
                      + ANCHORS[setting].get(method, "") + " |")
-    lines += ["", "Paired: seed by seed over the seeds both have; \"beats\" or \"below\" only beyond 2 standard errors "
-              "of the differences. Sleeps that scored below the same seed's sequential training: "
+    lines += ["", "Paired: seed by seed over the seeds both have (n); \"beats\" or \"below\" only beyond 2 standard "
+              "errors of the differences. Sleeps that scored below the same seed's sequential training: "
               + ("; ".join(below) if below else "none") + "."]
     return lines
 

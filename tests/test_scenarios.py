@@ -194,6 +194,6 @@ def test_the_scenarios_table_pairs_each_sleep_with_sequential_and_lwf_from_the_r
     by = {line.split(" | ")[0][2:]: line.split(" | ") for line in lines[2:] if line.startswith("| ")}
     assert list(by) == ["sequential", "src, the authors' constants", "parallel", "ewc", "si", "lwf"]
     # src - sequential: 10, 11 (beyond 2 SE); src - lwf: -5, -2 (mean -3.5 beyond 2 SE = 3.0)
-    assert by["src, the authors' constants"][2:4] == ["10.5 ± 0.7 (n=2), beats", "-3.5 ± 2.1 (n=2), below"]
-    assert by["lwf"][2:4] == ["14.0 ± 1.4 (n=2), beats", ""] and by["parallel"][2] == "" and by["sequential"][2] == ""
+    assert by["src, the authors' constants"][1:5] == ["2", "71.0 ± 1.4", "10.5 ± 0.7 (n=2), beats", "-3.5 ± 2.1 (n=2), below"]
+    assert by["lwf"][3:5] == ["14.0 ± 1.4 (n=2), beats", ""] and by["parallel"][3] == "" and by["sequential"][3] == ""
     assert lines[-1].endswith("Sleeps that scored below the same seed's sequential training: none.")
