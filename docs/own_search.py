@@ -13,7 +13,8 @@ this network after task 1 (the calibrated start is its first candidate); the rep
 no sleep, the calibrated constants and the searched ones.
 
 Measured (python docs/own_search.py, the code path pinned): 17 min wall (the search 11.7 min) and 8.4 min of CPU
-time on 2 CPU cores shared with three other jobs (load average 9), so about 4 to 5 min on 2 cores of one's own.
+time on 2 CPU cores shared with three other jobs (load average 9); 2 idle cores would take about 4 to 5 min
+(8.4 CPU-minutes over 2 cores: an estimate, not measured).
 Validation, seed 100: the calibrated start 19.3 %, the best of 8 32.7 %. Test, seed 0: no sleep 19.4 %, calibrated
 24.0 %, searched 19.5 %: one tuning seed and 8 candidates show the machinery, they do not tune; the best of 8 on
 one seed is partly that seed's luck. For constants that carry over, search on several seeds, longer, with
