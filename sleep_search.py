@@ -41,7 +41,7 @@ COMPLETE, RUNNING, PRUNED, WAITING = (optuna.trial.TrialState.COMPLETE, optuna.t
 
 def search_sleep(train_task, score, n_tasks, *, model, images=None, sleep=None, start=None, seeds=(100,), trials=24,
                  batch=4, decades=2.0, prune=0.0, max_spikes_per_step=10.0, sleep_after=None, storage=None,
-                 study="search_sleep", quiet=False):
+                 study="search_sleep", stale_after=7200.0, quiet=False):
     """Search the sleep's constants for your own loop of n_tasks tasks with a sleep after each; returns (the best
     src.Sleep, the optuna study: every trial's constants, its score and study.best_value, the best mean score).
 
@@ -76,12 +76,13 @@ def search_sleep(train_task, score, n_tasks, *, model, images=None, sleep=None, 
     - storage: a file (an SQLite database, made if absent) or an Optuna storage URL that keeps the study as it
       goes; run the same call again after a stop (Ctrl-C) and it resumes to the result an uninterrupted search
       gives (default None: in memory). study: its name there (default "search_sleep"), or an optuna.Study.
-      A stored study made with other settings is refused.
+      A stored study made with other settings is refused. stale_after: seconds after which a trial still marked
+      running, left by a process killed without Ctrl-C, is abandoned and its candidate drawn again (default 7200).
     - quiet: no progress bar (by default one, over the trials).
     A bad argument is a one-line ValueError naming it."""
     check(train_task, score, n_tasks, model=model, images=images, sleep=sleep, start=start, seeds=seeds, trials=trials,
           batch=batch, decades=decades, prune=prune, max_spikes_per_step=max_spikes_per_step, sleep_after=sleep_after,
-          storage=storage, study=study)
+          storage=storage, study=study, stale_after=stale_after)
     steps = [(k, sleep_after is None or k in sleep_after) for k in range(1, n_tasks + 1)]
     if sleep is None:
         sleep = lambda nets, k, seed, constants, max_spikes: sleep_models(nets, images(k), constants, task=k,
@@ -105,6 +106,7 @@ def search_sleep(train_task, score, n_tasks, *, model, images=None, sleep=None, 
                              sleep_after=None if sleep_after is None else sorted(int(k) for k in sleep_after),
                              max_spikes_per_step=float(max_spikes_per_step)), sort_keys=True)
     study = open_study(study, storage, record)
+    abandon_stale(study, stale_after)
     if not study.trials:   # the start first: CMA-ES's first distribution is centred on it too
         study.enqueue_trial(middle)
     space = {k: (c / 10 ** decades, c * 10 ** decades) for k, c in middle.items()}
@@ -121,7 +123,7 @@ def search_sleep(train_task, score, n_tasks, *, model, images=None, sleep=None, 
 
 
 def check(train_task, score, n_tasks, *, model, images, sleep, start, seeds, trials, batch, decades, prune,
-          max_spikes_per_step, sleep_after, storage, study):
+          max_spikes_per_step, sleep_after, storage, study, stale_after):
     """A ValueError naming the first bad argument of search_sleep."""
     whole = lambda v, low: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low
     number = lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
@@ -155,8 +157,9 @@ def check(train_task, score, n_tasks, *, model, images, sleep, start, seeds, tri
         raise ValueError(f"decades must be > 0 and at most {MAX_DECADES:g}; got {decades!r}")
     if not (number(prune) and 0 <= prune < 100):
         raise ValueError(f"prune must be a percentile in [0, 100); got {prune!r}")
-    if not (number(max_spikes_per_step) and max_spikes_per_step > 0):
-        raise ValueError(f"max_spikes_per_step must be > 0; got {max_spikes_per_step!r}")
+    for name, v in (("max_spikes_per_step", max_spikes_per_step), ("stale_after", stale_after)):
+        if not (number(v) and v > 0):
+            raise ValueError(f"{name} must be > 0; got {v!r}")
     if sleep_after is not None and (isinstance(sleep_after, (str, bytes)) or not hasattr(sleep_after, "__iter__") or
                                     not all(whole(k, 1) and k <= n_tasks for k in sleep_after)):
         raise ValueError(f"sleep_after must list tasks from 1 to n_tasks ({n_tasks}); got {sleep_after!r}")
@@ -180,6 +183,14 @@ def constants_of(start, params):
     """The Sleep of a candidate: start with the searched constants params ({rate, inc, dec, beta_1, ...})."""
     return dataclasses.replace(start, rate=params["rate"], inc=params["inc"], dec=params["dec"],
                                beta=tuple(params[f"beta_{l + 1}"] for l in range(len(start.beta))))
+
+
+def abandon_stale(study, after):
+    """Fail the trials left running, more than `after` seconds ago, by a process that ended without a word (a kill):
+    their candidates are drawn again. Those stopped by Ctrl-C (marked "stopped") are resumed as they were."""
+    for t in study.get_trials(states=(RUNNING,)):
+        if not t.user_attrs.get("stopped") and time.time() - t.datetime_start.timestamp() > after:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
 
 
 def open_study(study, storage, record):

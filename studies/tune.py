@@ -49,7 +49,6 @@ import hashlib
 import json
 import os
 import sys
-import time
 
 import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
 import config  # first: the pinned code paths and threads
@@ -76,7 +75,7 @@ TRAINING = dict(output=("choice", ("relu-mse", "linear-ce")), lr=("log", (1e-3, 
 # SGD at lr 0.001 for 10 epochs, every output distilled at T = 1, strength (k - 1)^2 / k): a candidate of its own
 PUBLISHED = dict(lwf=dict(lwf_lambda=1.0, lwf_schedule="growing", lwf_outputs="all", lwf_temperature=1.0, output="linear-ce",
                           lr=0.001, momentum=0.0, epochs=10, hidden="256", bias=True, dropout=0.0, init="torch"))
-COMPLETE, RUNNING, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED
+COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
 
 
 # %% Config: the search's options; the protocol it evaluates is mnist_exp.py's (config.py)
@@ -348,9 +347,7 @@ def main(argv):
     args, cfg, named = parse(argv)
     ctx = runner.checked_data(cfg)
     study, folder, storage = open_study(args, cfg)
-    for t in study.get_trials(states=(RUNNING,)):   # left running by a process that ended without a word
-        if not t.user_attrs.get("stopped") and time.time() - t.datetime_start.timestamp() > args.stale_after:
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    sleep_search.abandon_stale(study, args.stale_after)   # trials left running by a process killed without a word
     try:
         if args.method in SLEEP_METHODS:
             src_search(args, cfg, ctx, study)

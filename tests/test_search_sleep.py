@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
@@ -109,6 +110,7 @@ def test_the_default_centre_is_the_calibrated_constants_of_the_first_seeds_netwo
     (dict(trials=0), "trials"), (dict(batch=1.5), "batch"), (dict(decades=0), "decades"), (dict(decades=11), "decades"),
     (dict(prune=100), "prune"), (dict(max_spikes_per_step=0), "max_spikes_per_step"), (dict(sleep_after=[3]), "sleep_after"),
     (dict(storage=5), "storage"), (dict(study=""), "study"), (dict(storage="junk://x"), "storage"),
+    (dict(stale_after=0), "stale_after"),
 ])
 def test_a_bad_argument_is_one_line_naming_it(change, name):
     kw = dict(dict(train_task=train_task, score=score, n_tasks=2, trials=1, **TOY), **change)
@@ -152,3 +154,15 @@ def test_the_own_search_example_tunes_a_users_network_end_to_end():
     calibrated, best = (float(v) for v in re.findall(r"([\d.]+) %", search))
     assert search.startswith("search: 2 candidates") and best >= calibrated
     assert len(re.findall(r"([\d.]+) %", report)) == 3
+
+
+def test_a_trial_left_running_by_a_killed_search_is_abandoned_and_one_stopped_by_ctrl_c_is_kept():
+    study = optuna.create_study(direction="maximize")
+    study.ask()   # a trial whose process was killed
+    stopped = study.ask()
+    stopped.set_user_attr("stopped", True)
+    sleep_search.abandon_stale(study, 3600)   # both began just now: neither is stale yet
+    assert [t.state.name for t in study.trials] == ["RUNNING", "RUNNING"]
+    time.sleep(0.05)
+    sleep_search.abandon_stale(study, 0.01)
+    assert [t.state.name for t in study.trials] == ["FAIL", "RUNNING"]
