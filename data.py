@@ -56,7 +56,8 @@ class DataError(RuntimeError):
     """The data cannot be had or is not the original: the message says what to do."""
 
 
-DEFAULT_DATA_DIR = os.environ.get("SRC_DATA_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
+# SRC_DATA_DIR set but empty counts as unset (an empty path would be the working folder)
+DEFAULT_DATA_DIR = os.environ.get("SRC_DATA_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 
 def _sha256(path):

@@ -145,3 +145,12 @@ def test_holdout_takes_the_last_of_each_class():
     assert torch.nonzero(data.holdout_mask(y, 0)).flatten().tolist() == []
     with pytest.raises(data.DataError, match="--validation 2"):
         data.holdout_mask(y, 2)   # class 3 has only two samples
+
+
+def test_an_empty_data_dir_variable_counts_as_unset():
+    import subprocess
+    import sys
+    code = "import data, os; print(data.DEFAULT_DATA_DIR == os.path.join(os.path.dirname(data.__file__), 'data'))"
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SRC_DATA_DIR=""), capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.stdout.strip() == "True", out.stderr
