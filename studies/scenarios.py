@@ -12,7 +12,7 @@ first 2 000 test images under its permutation (--test-limit: every task is score
 
 EWC's lambda, SI's c and LwF's options (strength, schedule, outputs distilled) are each searched on
 the validation split (the last 1 000 training images of each class, tuning seed 100, 12 candidates: EWC's and
-SI's decades first), SRC's constants too (12 candidates centred on the authors', the same budget); SEARCHED below holds what the searches chose, with their commands.
+SI's decades first), SRC's constants too (12 candidates centred on the authors', the same budget); SEARCHED below holds what the searches chose, and their commands.
 Then ten report seeds of each on the test set: one row with sequential training and SRC with the authors'
 constants, one with EWC, SI and LwF at their searched values; one row per preset (its own constants; beyond-weights-only
 trains with its own output and loss, so its row has its own sequential training); one row with SRC's searched
@@ -22,7 +22,6 @@ constants. Every sleep is compared with sequential training of the same seed (th
     python studies/scenarios.py --setting permuted --run    # its rows so far (its baselines are not searched yet)
     python studies/scenarios.py --setting split             # the table (runs/scenarios_split/) and its figures
 """
-import os
 import sys
 
 import project  # noqa: F401  (first: the root's library on the import path, studies/project.py)
@@ -31,23 +30,22 @@ import analysis
 import matplotlib.pyplot as plt
 import numpy as np
 import results
-import visualize
 
 SEEDS = tuple(str(s) for s in range(10))
 SETTINGS = {"split": ["--scenario", "domain"],
             "permuted": ["--dataset", "permuted-mnist", "--scenario", "domain", "--n-per-task", "10000", "--test-limit", "2000"]}
 PRESETS = ("tuned", "beyond-weights-only")   # beyond-weights-only also sets its training: a sequential of its own
-# What the searches on validation chose (tuning seeds 100 101; the commands below, with the setting's options).
+# What the searches on validation chose (tuning seed 100, 12 candidates each, with the setting's options):
+#   python studies/tune.py --method ewc --fixed-training --scenario domain --trials 12 --tune-seeds 100   (si, lwf too)
+#   python studies/tune.py --scenario domain --trials 12 --batch 4 --tune-seeds 100                      (SRC)
+# A setting whose searches have not run has no baselines' row and no searched row.
 SEARCHED = {
     "split": dict(
         baselines=["--ewc-lambda", "1637.2573637744765", "--si-c", "100.0", "--lwf-lambda", "3.5312166324796896",
                    "--lwf-schedule", "constant", "--lwf-outputs", "all"],
         src=["--rate", "502.24490241814607", "--inc", "0.019698991241553332", "--dec", "0.006681310087991309",
-             "--beta", "56.713992058844845", "900.6452966397574", "41.23037008349563"],
-        commands="python studies/tune.py --method ewc --fixed-training --scenario domain --trials 12 --tune-seeds 100 "
-                 "(and --method si, --method lwf); python studies/tune.py --scenario domain --trials 12 --batch 4 "
-                 "--tune-seeds 100"),
-    "permuted": dict(baselines=[], src=[], commands=""),
+             "--beta", "56.713992058844845", "900.6452966397574", "41.23037008349563"]),
+    "permuted": dict(baselines=[], src=[]),
 }
 # Published anchors, on other networks: van de Ven et al. (Three scenarios for continual learning, 2019; Three types
 # of incremental learning, Nature Machine Intelligence 2022: an MLP of 2 x 1000 with biases, permuted MNIST padded
