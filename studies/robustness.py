@@ -16,7 +16,9 @@ attack scripts'; the generalisation script trains on the first 50 000: here one 
   for 2 epochs on its own outputs (drawn in training mode, with dropout, as their nnff);
 - distill-intended: the same with the misspelling fixed: a softmax at T = 50 on the cross-entropy (the network
   with its last weight matrix divided by T, trained as output "linear"), soft labels softmax(z / T), deployed
-  at T = 1 (the matrix multiplied back by T).
+  at T = 1 (the matrix multiplied back by T);
+- sleep-original, sleep-beyond-weights-only: the control slept as the class-IL presets sleep (their constants,
+  the mean training image through the moving window, their first sleep's length: 15 000 and 5 000 steps).
 Each is scored on the clean test images and along each grid: blur (imgaussfilt's kernel, 2 ceil(2 sigma) + 1
 wide, edges replicated), Gaussian noise of variance v (imnoise's, clipped to [0, 1]) and FGSM
 (x + eps sign(gradient of their loss), clipped to [0, 1]; white-box on each network, from the Adversarial
@@ -58,14 +60,17 @@ SIZES = (784, 1200, 1200, 10)
 TRAIN = dict(epochs=2, batch_size=100, lr=0.1, momentum=0.5, dropout=0.2, n_classes=10)
 FINETUNE_LR = 0.05
 TEMPERATURE = 50
-METHODS = ("control", "sleep", "finetune", "distill-as-run", "distill-intended")
+# the class-IL presets whose sleep is tried on this network too (config.preset_sleep: input the mean image
+# of the training images through the moving window, for its first sleep's length)
+PRESET_SLEEPS = ("original", "beyond-weights-only")
+METHODS = ("control", "sleep", "finetune", "distill-as-run", "distill-intended") + tuple(f"sleep-{p}" for p in PRESET_SLEEPS)
 GRIDS = {"blur": [0.0001] + [0.5 * i for i in range(1, 9)],          # sigma (MNIST_generalization_test.m)
          "noise": [0.0, 0.1, 0.3, 0.5, 0.7, 0.9],                      # variance
          "fgsm": [round(0.005 * i, 3) for i in range(81)]}             # eps, 0:0.005:0.4 (MNIST_FGSM_test.m)
 LEVEL = {"blur": "sigma", "noise": "variance", "fgsm": "eps"}
 NOT_DONE = ("deepfool", "jsma", "cw", "boundary")   # their other attacks
 ART = "adversarial-robustness-toolbox==1.20.1"      # requirements.txt's pin
-FULL = dict(n_train=60000, n_test=10000, n_finetune=5000, steps=constants.ROBUSTNESS["blurtuned"]["steps"])
+FULL = dict(n_train=60000, n_test=10000, n_finetune=5000, steps=None)   # steps None: each sleep's own length
 QUICK = dict(n_train=2000, n_test=500, n_finetune=200, steps=300)
 
 
@@ -196,10 +201,20 @@ def control(seed, folder, x, y):
     return net
 
 
-def slept(net, x, seed, steps):
-    """The sleep of the robustness scripts: their constants, the scale factors from all training images,
-    training image t shown at step t."""
-    c = src.Sleep(**dict(constants.ROBUSTNESS["blurtuned"], steps=steps))
+def sleep_constants(method):
+    """The constants of a sleeping method: "sleep", the robustness scripts' (their constants, training image
+    t shown at step t); "sleep-NAME", the class-IL preset NAME's (config.preset_sleep), its first sleep's
+    length."""
+    if method == "sleep":
+        return src.Sleep(**constants.ROBUSTNESS["blurtuned"])
+    return config.preset_sleep(method[len("sleep-"):])
+
+
+def slept(net, x, seed, method, steps=None):
+    """The network slept with a method's constants, the scale factors from all training images (steps: a
+    shorter sleep, for --quick)."""
+    c = sleep_constants(method)
+    steps = steps or c.steps
     return src.sleep(net, x, steps, methods.generator(seed, "sleep", 1), c, dropout=TRAIN["dropout"])[0]
 
 
@@ -245,8 +260,8 @@ def job(seed, method, folder, train_set, test_set, grids, sizes):
     base = control(seed, folder, x, y)
     xt, yt = test_set
     nets = {kind: base for kind in grids}
-    if method == "sleep":
-        nets = dict.fromkeys(grids, slept(base, x, seed, sizes["steps"]))
+    if method.startswith("sleep"):
+        nets = dict.fromkeys(grids, slept(base, x, seed, method, sizes["steps"]))
     elif method == "finetune":
         nets = {kind: finetuned(base, kind, x, y, seed, sizes["n_finetune"]) for kind in grids}
     elif method.startswith("distill"):
@@ -296,14 +311,21 @@ def summary(recs, method, kind, grid):
     return [(level, (*analysis.mean_std(v), len(v))) for level, v in zip(grid, zip(*runs))] if runs else []
 
 
-def paired(recs, kind, grid):
-    """[(level, (mean, 2 SE, n))] of sleep - control, seed by seed."""
+def paired(recs, kind, grid, method="sleep"):
+    """[(level, (mean, 2 SE, n))] of method - control, seed by seed."""
     by = {(r["method"], r["seed"]): r["curves"][kind] for r in recs if r["grids"].get(kind) == grid}
-    diffs = [np.subtract(by[("sleep", s)], by[("control", s)]) for m, s in by if m == "sleep" and ("control", s) in by]
+    diffs = [np.subtract(by[(method, s)], by[("control", s)]) for m, s in by if m == method and ("control", s) in by]
     if len(diffs) < 2:
         return []
     d = np.array(diffs)
     return [(level, (m, 2 * sd / math.sqrt(len(d)), len(d))) for level, m, sd in zip(grid, d.mean(0), d.std(0, ddof=1))]
+
+
+def verdict(diff):
+    """How many levels a paired difference is above and below 0 beyond its 2 SE, of how many."""
+    above = sum(m - se > 0 for _, (m, se, _) in diff)
+    below = sum(m + se < 0 for _, (m, se, _) in diff)
+    return f"above control beyond 2 SE at {above} of {len(diff)} levels, below at {below}"
 
 
 def cell(value):
@@ -312,7 +334,8 @@ def cell(value):
 
 def table(recs, grids, methods_asked):
     """Markdown: the clean accuracy of each method, then one table per distortion (every grid point; FGSM
-    every 0.05), with sleep - control seed by seed (mean ± 2 SE)."""
+    every 0.05), with each method - control seed by seed (mean ± 2 SE) and how many levels of the whole grid
+    it is above or below the control beyond 2 SE."""
     lines = ["| method | clean test accuracy (%) |", "|---|---|"]
     for m in methods_asked:
         clean = [r["clean"] for r in recs if r["method"] == m]
@@ -324,10 +347,14 @@ def table(recs, grids, methods_asked):
         for m in methods_asked:
             got = summary(recs, m, kind, grid)
             lines.append(f"| {m} | " + " | ".join(cell(got[i][1]) if got else "not run" for i in shown) + " |")
-        diff = paired(recs, kind, grid)
-        if diff:
-            lines.append("| sleep − control (± 2 SE) | " + " | ".join(
-                f"{analysis.text(diff[i][1][0], sign=True)} ± {diff[i][1][1]:.1f}" for i in shown) + " |")
+        said = []
+        for m in methods_asked:
+            diff = paired(recs, kind, grid, m) if m != "control" else []
+            if diff:
+                lines.append(f"| {m} − control (± 2 SE) | " + " | ".join(
+                    f"{analysis.text(diff[i][1][0], sign=True)} ± {diff[i][1][1]:.1f}" for i in shown) + " |")
+                said.append(f"- {m}: {verdict(diff)} (every level of the grid, n={diff[0][1][2]} seeds)")
+        lines += [""] + said if said else []
     return lines
 
 

@@ -130,6 +130,7 @@ def test_a_small_run_writes_the_table_and_figures_and_a_rerun_skips_finished_job
     assert rec["fgsm_vs_art"] <= 1e-6 and rec["curves"]["fgsm"][0] == rec["clean"]   # eps 0: the clean images
     table = (folder / "robustness.md").read_text()
     assert "| distill-intended | " in table and "sleep − control (± 2 SE)" in table and "(n=2)" in table
+    assert "| sleep-beyond-weights-only − control (± 2 SE) |" in table and "- sleep-original: above control beyond" in table
     assert all(os.path.getsize(folder / f"robustness_{k}.png") > 1000 for k in ("blur", "noise", "fgsm"))
     # a rerun computes nothing: every job is finished
     monkeypatch.setattr(robustness, "job", lambda *a: pytest.fail("a finished job ran again"))
@@ -165,4 +166,21 @@ def test_their_constant_vectors_map_position_by_position_onto_the_sleep():
         assert (c.rate, c.inc, c.dec, c.beta, c.alpha_scale, c.steps) == (x[0], x[1], x[2], tuple(x[3:6]), x[6], x[7])
         assert c.input == "images" and c.steps_increment == 0 and (c.dt, c.decay) == (0.001, 0.999)
     assert constants.ROBUSTNESS["blurtuned"]["steps"] == 27105 and constants.ROBUSTNESS["attacks"]["steps"] == 3365
-    assert robustness.FULL["steps"] == 27105
+    assert robustness.FULL["steps"] is None and robustness.sleep_constants("sleep").steps == 27105   # the full run: their length
+    for name, steps in (("original", 15000), ("beyond-weights-only", 5000)):   # the class-IL presets' sleeps: their first
+        c = robustness.sleep_constants(f"sleep-{name}")
+        assert c.input == "mean" and c.steps == steps and c == config.preset_sleep(name)
+
+
+def test_the_verdict_counts_levels_beyond_two_standard_errors_on_hand_computed_pairs():
+    # sleep - control on three seeds at three levels: +2, +3, +4 (mean 3, sd 1, 2 SE 1.15: above);
+    # -1, 0, +1 (mean 0: neither); -5, -6, -7 (mean -6: below)
+    recs = [dict(method="control", seed=s, grids={"noise": [0.0, 0.5, 0.9]}, curves={"noise": [50.0, 50.0, 50.0]})
+            for s in range(3)]
+    recs += [dict(method="sleep", seed=s, grids={"noise": [0.0, 0.5, 0.9]}, curves={"noise": [52.0 + s, 49.0 + s, 45.0 - s]})
+             for s in range(3)]
+    diff = robustness.paired(recs, "noise", [0.0, 0.5, 0.9])
+    assert [round(m, 6) for _, (m, _, _) in diff] == [3.0, 0.0, -6.0]
+    assert abs(diff[0][1][1] - 2 / 3 ** 0.5) < 1e-9 and diff[0][1][2] == 3
+    assert robustness.verdict(diff) == "above control beyond 2 SE at 1 of 3 levels, below at 1"
+    assert robustness.paired(recs, "noise", [0.0, 0.5, 0.9], "finetune") == []   # no finetune records
