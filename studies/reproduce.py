@@ -135,8 +135,23 @@ def leads(entry, lead, metric, out):
     return [finals[s] for s in entry["seeds"]] if set(entry["seeds"]) <= set(finals) else None
 
 
+def robustness(entry, method, metric, out):
+    """studies/robustness.py's job files: metric "clean" (the clean test images) or "KIND LEVEL", the accuracy at
+    one point of a grid ("blur 2.5", "noise 0.3", "fgsm 0.1")."""
+    folder = os.path.join(out, "robustness_quick" if "--quick" in entry["command"].split() else "robustness")
+    recs = [read_json(os.path.join(folder, f"seed{s}_{method}.json")) for s in entry["seeds"]]
+    if None in recs:
+        return None
+    if metric == "clean":
+        return [r["clean"] for r in recs]
+    kind, level = metric.split()
+    at = [r["grids"].get(kind, []).index(float(level)) if float(level) in r["grids"].get(kind, []) else None for r in recs]
+    return None if None in at else [r["curves"][kind][i] for r, i in zip(recs, at)]
+
+
 # a study's reader, and its command's options besides the entry's (seeds; where it writes)
 STUDIES = {
+    "studies/robustness.py": (robustness, lambda out, workers: ["--out", out]),
     "studies/patches.py": (patches, lambda out, workers: ["--out", os.path.join(out, "patches"), "--quiet"]),
     "studies/weights_only.py": (leads, lambda out, workers: ["--out", out, "--workers", str(workers)]),
 }

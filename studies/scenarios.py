@@ -8,7 +8,11 @@ The network and its training are the original protocol's (784-1200-1200, no bias
 momentum 0.5, 2 epochs a task); on permuted MNIST each task trains on 10 000 of its images (--n-per-task: ten
 tasks of 60 000 would take 10 times the time of the class-IL run for every method and seed) and is scored on the
 first 2 000 test images under its permutation (--test-limit: every task is scored after every stage, and on all
-10 000 that evaluation was 114 s of a sequential job's 184 s).
+10 000 that evaluation was 114 s of a sequential job's 184 s). Its activation maps and capacity read 10 probe
+images per class (--probe-per-class: its 100 classes, ten digits under ten permutations, are 1 000 probe images,
+as the class-IL run's 100 of each of 10; at 100 per class the capacity's 330 eigendecompositions of 1 200 x 1 200
+covariances took more than the training). Its searches score the last 200 training images of each digit under
+each permutation (--validation 200: 20 000 images scored after every stage).
 
 EWC's lambda, SI's c and LwF's options (strength, schedule, outputs distilled) are each searched on
 the validation split (the last 1 000 training images of each class, tuning seed 100, 12 candidates: EWC's and
@@ -33,7 +37,8 @@ import results
 
 SEEDS = tuple(str(s) for s in range(10))
 SETTINGS = {"split": ["--scenario", "domain"],
-            "permuted": ["--dataset", "permuted-mnist", "--scenario", "domain", "--n-per-task", "10000", "--test-limit", "2000"]}
+            "permuted": ["--dataset", "permuted-mnist", "--scenario", "domain", "--n-per-task", "10000", "--test-limit", "2000",
+                         "--probe-per-class", "10"]}
 PRESETS = ("tuned", "beyond-weights-only")   # beyond-weights-only also sets its training: a sequential of its own
 # What the searches on validation chose (tuning seed 100, 12 candidates each, with the setting's options):
 #   python studies/tune.py --method ewc --fixed-training --scenario domain --trials 12 --tune-seeds 100   (si, lwf too)

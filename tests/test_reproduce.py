@@ -173,6 +173,23 @@ def test_check_reads_each_seeds_job_and_pairs_seeds(tmp_path):
     assert reproduce.verdict(dict(entry, seeds=[0, 1, 2]), manifest, str(tmp_path)) == "not run"
 
 
+def test_the_robustness_reader_takes_each_seeds_clean_accuracy_and_grid_points(tmp_path):
+    entry = dict(name="made-up", command="studies/robustness.py --run", seeds=[0, 1], tolerance="digit", code_path="avx2",
+                 expected={"sleep": {"clean": [93.5, 0.7], "blur 2.5": [79.0, 1.4]}})
+    os.makedirs(tmp_path / "robustness")
+    for seed, (clean, blurred) in enumerate([(93.0, 78.0), (94.0, 80.0)]):
+        rec = dict(seed=seed, method="sleep", clean=clean, grids={"blur": [0.5, 2.5]}, curves={"blur": [clean, blurred]})
+        (tmp_path / "robustness" / f"seed{seed}_sleep.json").write_text(json.dumps(rec))
+    assert reproduce.robustness(entry, "sleep", "blur 2.5", str(tmp_path)) == [78.0, 80.0]
+    assert reproduce.robustness(entry, "sleep", "blur 0.5", str(tmp_path)) == [93.0, 94.0]
+    assert reproduce.verdict(entry, {"made-up": entry}, str(tmp_path)) == "holds"
+    assert reproduce.robustness(entry, "sleep", "blur 3", str(tmp_path)) is None          # not a point of the grid
+    assert reproduce.robustness(entry, "sleep", "noise 0.1", str(tmp_path)) is None       # not a grid of the jobs
+    assert reproduce.robustness(entry, "control", "clean", str(tmp_path)) is None         # not run
+    assert reproduce.robustness(dict(entry, command="studies/robustness.py --run --quick"), "sleep", "clean",
+                                str(tmp_path)) is None                                    # --quick: its own folder
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("quick_run")   # (on the worker that holds quick_run)
 def test_list_then_the_quick_entries_run_and_hold(quick_run, in_process):
