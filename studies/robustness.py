@@ -143,11 +143,10 @@ def onehot(net, y):
 
 def fgsm(net, x, y, eps, dropout):
     """ART's FGSM of a network against the true labels y: clip(x + eps sign(the gradient of their loss), 0, 1)
-    (fast_gradient_sign_adversary.m, clip.m). eps: a number, or one per pixel ([n, pixels])."""
-    if np.ndim(eps) == 0 and eps == 0:   # ART refuses a zero step; the formula gives the clean images
+    (fast_gradient_sign_adversary.m, clip.m), eps a number."""
+    if eps == 0:   # ART refuses a zero step; the formula gives the clean images
         return x.clone()
     FastGradientMethod, _ = attack_library()
-    eps = eps if np.ndim(eps) == 0 else np.asarray(eps, dtype=np.float32)
     attack = FastGradientMethod(classifier(net, dropout), norm=np.inf, eps=eps, eps_step=eps, batch_size=len(x))
     return torch.from_numpy(attack.generate(x.numpy(), y=onehot(net, y))).to(x.dtype)
 
@@ -158,13 +157,18 @@ def fgsm_signs(net, x, y, dropout):
     return torch.from_numpy(np.sign(classifier(net, dropout).loss_gradient(x.numpy(), onehot(net, y)))).to(x.dtype)
 
 
+def perturbed(x, signs, eps):
+    """Their formula, clip(x + eps signs, 0, 1): eps a number, or one per pixel ([n, pixels], zeros allowed,
+    which ART's attack refuses)."""
+    return (x + eps * signs).clamp(0, 1)
+
+
 def fgsm_curve(net, x, y, grid):
-    """Accuracy along the eps grid, each point clip(x + eps signs, 0, 1) as their MNIST_FGSM_test.m, and the
+    """Accuracy along the eps grid, each point perturbed(x, signs, eps) as their MNIST_FGSM_test.m, and the
     largest difference from ART's FGSM itself at the grid's largest eps (0 where the two agree)."""
     signs = fgsm_signs(net, x, y, TRAIN["dropout"])
-    shown = lambda eps: (x + eps * signs).clamp(0, 1)
-    check = (fgsm(net, x, y, grid[-1], TRAIN["dropout"]) - shown(grid[-1])).abs().max().item()
-    return [accuracy(net, shown(eps), y) for eps in grid], check
+    check = (fgsm(net, x, y, grid[-1], TRAIN["dropout"]) - perturbed(x, signs, grid[-1])).abs().max().item()
+    return [accuracy(net, perturbed(x, signs, eps), y) for eps in grid], check
 
 
 def distorted(kind, x, level, seed, index):
@@ -225,7 +229,8 @@ def finetuned(net, kind, x, y, seed, size):
     gen = methods.generator(seed, "distort", 1000 + list(GRIDS).index(kind))
     head = x[:size]
     if kind == "fgsm":
-        head = fgsm(net, head, y[:size], torch.rand(head.shape, generator=gen) / 10, TRAIN["dropout"])
+        signs = fgsm_signs(net, head, y[:size], TRAIN["dropout"])
+        head = perturbed(head, signs, torch.rand(head.shape, generator=gen) / 10)
     else:
         levels = torch.randint(len(GRIDS[kind]), (size,), generator=gen)
         head = head.clone()

@@ -38,9 +38,11 @@ def test_the_library_fgsm_is_the_authors_formula_on_a_hand_checked_network():
     assert torch.equal(robustness.fgsm(net, x, y, 0.25, 0.2), torch.tensor([[0.75, 0.0, 0.3125]]))
     assert torch.equal(robustness.fgsm(net, x, y, 0.75, 0.2), torch.tensor([[1.0, 0.0, 0.8125]]))
     assert torch.equal(robustness.fgsm(net, x, y, 0.0, 0.2), x)
-    # one step per pixel (the fine-tuning images)
-    eps = torch.tensor([[0.25, 0.125, 0.5]])
-    assert torch.equal(robustness.fgsm(net, x, y, eps, 0.2), torch.tensor([[0.75, 0.125, 0.5625]]))
+    # one step per pixel (the fine-tuning images), a zero step among them (rand's draws include 0; ART refuses it)
+    signs = robustness.fgsm_signs(net, x, y, 0.2)
+    eps = torch.tensor([[0.25, 0.0, 0.5]])
+    assert torch.equal(robustness.perturbed(x, signs, eps), torch.tensor([[0.75, 0.25, 0.5625]]))
+    assert torch.equal(robustness.perturbed(x, signs, 0.25), robustness.fgsm(net, x, y, 0.25, 0.2))
 
 
 def test_fgsm_of_the_intended_distillation_follows_the_softmax_error_signal():
