@@ -29,7 +29,7 @@ finished job is skipped, so a stopped study resumes; the table and one figure pe
 the folder alone.
 
     python studies/robustness.py --run                      # five seeds (about 4 hours on 2 shared cores)
-    python studies/robustness.py --run --quick              # small sizes, seed 0, for CI (about 3 minutes)
+    python studies/robustness.py --run --quick              # small sizes, seed 0, for CI (about a minute)
     python studies/robustness.py --png-dir png              # the table and figures from the finished jobs
 """
 import argparse
@@ -71,7 +71,7 @@ LEVEL = {"blur": "sigma", "noise": "variance", "fgsm": "eps"}
 NOT_DONE = ("deepfool", "jsma", "cw", "boundary")   # their other attacks
 ART = "adversarial-robustness-toolbox==1.20.1"      # requirements.txt's pin
 FULL = dict(n_train=60000, n_test=10000, n_finetune=5000, steps=None)   # steps None: each sleep's own length
-QUICK = dict(n_train=2000, n_test=500, n_finetune=200, steps=300)
+QUICK = dict(n_train=6000, n_test=500, n_finetune=200, steps=3000)
 
 
 # ---------------------------------------------------------------- the distortions
