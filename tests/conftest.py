@@ -65,15 +65,22 @@ def git_status():
     return proc.stdout if proc.returncode == 0 else None
 
 
+@pytest.fixture(name="git_status")
+def git_status_now():
+    """git_status(): the checkout's changed and untracked files (None outside a git checkout)."""
+    return git_status
+
+
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
     """`python mnist_exp.py --quick`, seed 0 (the manifest's smoke entry), as a process of its own, made once: (its
-    --out, its run folder, its stdout, (git status before, after)). The tests that read it are marked
-    xdist_group("quick_run"), so that one worker (--dist loadgroup) builds it."""
+    --out, its run folder, its stdout, (git status before, after)). Without its figures: test_experiment's test of
+    visualize.py draws them, once. The tests that read it are marked xdist_group("quick_run"), so that one worker
+    (--dist loadgroup) builds it."""
     out = tmp_path_factory.mktemp("runs")
     before = git_status()
-    proc = subprocess.run([sys.executable, "mnist_exp.py", "--quick", "--seeds", "0", "--out", str(out)], cwd=_root,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([sys.executable, "mnist_exp.py", "--quick", "--seeds", "0", "--out", str(out), "--no-figures"],
+                          cwd=_root, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run_dir,) = glob.glob(str(out / "mnist-original-original-quick-*"))
     return out, run_dir, proc.stdout, (before, git_status())

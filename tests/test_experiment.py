@@ -60,7 +60,7 @@ shares_quick_run = pytest.mark.xdist_group("quick_run")
 
 
 @shares_quick_run
-def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_run):
+def test_quick_run_writes_results_and_config_in_its_folder_only(quick_run):
     out, run_dir, stdout, (before, after) = quick_run
     assert before == after, "the run changed files of the repository"
     rows = read_csv(os.path.join(run_dir, "results.csv"))
@@ -103,8 +103,7 @@ def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_ru
     assert len(capacity) == len(ranks) and all(1 <= float(r[f"layer_{l}_task_{t}"]) <= 40 for r in capacity
                                                 for l in (1, 2) for t in range(1, 6))
     assert all(0 <= float(r["layer_1_overlap"]) <= 1 for r in capacity)
-    for name in ["accuracy.png", "stable_rank.png", "capacity.png"] + [f"activations_{m}.png" for m in STAGES]:
-        assert os.path.getsize(os.path.join(run_dir, "png", name)) > 10000, name
+    assert not os.path.exists(os.path.join(run_dir, "png"))   # --no-figures (the test of visualize.py draws them)
     log = open(os.path.join(run_dir, "run.log")).read()
     assert "src seed 0: final" in log and "4 of 4 jobs to run" in log and "| src | 1 |" in stdout
 
@@ -173,17 +172,20 @@ def test_same_seed_same_numbers_and_quiet_still_reports(quick_run, tmp_path, in_
 
 
 @shares_quick_run
-def test_visualize_rebuilds_tables_and_figures_from_the_run_folder(quick_run, tmp_path, in_process):
+def test_visualize_rebuilds_tables_and_figures_from_the_run_folder(quick_run, tmp_path, in_process, git_status):
+    # (the quick run's figures: the run itself drew none, --no-figures)
     _, run_dir, _, _ = quick_run
     summary = open(os.path.join(run_dir, "summary.md")).read()
     os.remove(os.path.join(run_dir, "summary.md"))
+    before = git_status()
     proc = run("visualize.py", run_dir, "--png-dir", str(tmp_path / "png"))
+    assert git_status() == before, "the figures changed files of the repository"
     assert open(os.path.join(run_dir, "summary.md")).read() == summary
     sleeping = [m for m in STAGES if methods.METHODS[m].sleep]   # what each of their sleeps did
-    assert sorted(os.listdir(tmp_path / "png")) == sorted(["accuracy.png", "stable_rank.png", "capacity.png"]
-                                                          + [f"activations_{m}.png" for m in STAGES]
-                                                          + [f"sleep_{a}_{m}.png" for m in sleeping
-                                                             for a in ("confusion", "weights", "firing", "reactivation")])
+    drawn = sorted(["accuracy.png", "stable_rank.png", "capacity.png"] + [f"activations_{m}.png" for m in STAGES]
+                   + [f"sleep_{a}_{m}.png" for m in sleeping for a in ("confusion", "weights", "firing", "reactivation")])
+    assert sorted(os.listdir(tmp_path / "png")) == drawn
+    assert all(os.path.getsize(tmp_path / "png" / name) > 10000 for name in drawn)
     assert "accuracy.png" in proc.stdout
     bad = in_process("visualize.py", str(tmp_path / "nothing"), "--png-dir", str(tmp_path / "nothing" / "png"))
     assert bad.returncode == 2 and "is not a run folder" in bad.stderr and bad.stderr.count("\n") == 1
