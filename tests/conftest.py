@@ -10,14 +10,20 @@ import pytest
 _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [_root, os.path.join(_root, "studies")]   # the library and the studies, as the scripts import them
 
-# Under pytest-xdist the test processes share the cores: each gets its share of threads (before codepath and
-# torch load; the scripts the tests start inherit it), as runner.py gives its workers.
-if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    _share = str(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
-    for _name in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ.setdefault(_name, _share)
-import codepath  # noqa: E402,F401  (the runs' code paths and threads, before any test module loads torch)
+_THREADS = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")
+_given = {name for name in _THREADS if name in os.environ}   # the caller's own: kept
+import codepath  # noqa: E402  (the runs' code paths and threads, before any test module loads torch)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist the test processes share the cores: each gets its share of threads, as runner.py gives
+    its workers (the scripts the tests start inherit it). Set here, in the process that starts them, before it
+    does: they inherit its environment, where codepath has just set every core for one process (two test
+    processes of two threads each on two cores spin-wait for each other's threads: several times slower)."""
+    workers = len(getattr(config.option, "tx", None) or ())   # pytest-xdist's -n, resolved
+    if workers and "PYTEST_XDIST_WORKER" not in os.environ:
+        for name in set(_THREADS) - _given:
+            os.environ[name] = str(max(1, codepath.CORES // workers))
 
 
 @pytest.fixture
