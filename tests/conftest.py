@@ -10,14 +10,20 @@ import pytest
 _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [_root, os.path.join(_root, "studies")]   # the library and the studies, as the scripts import them
 
-# Under pytest-xdist the test processes share the cores: each gets its share of threads (before codepath and
-# torch load; the scripts the tests start inherit it), as runner.py gives its workers.
-if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    _share = str(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
-    for _name in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ.setdefault(_name, _share)
-import codepath  # noqa: E402,F401  (the runs' code paths and threads, before any test module loads torch)
+_THREADS = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")
+_given = {name for name in _THREADS if name in os.environ}   # the caller's own: kept
+import codepath  # noqa: E402  (the runs' code paths and threads, before any test module loads torch)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist the test processes share the cores: each gets its share of threads, as runner.py gives
+    its workers (the scripts the tests start inherit it). Set here, in the process that starts them, before it
+    does: they inherit its environment, where codepath has just set every core for one process (two test
+    processes of two threads each on two cores spin-wait for each other's threads: several times slower)."""
+    workers = len(getattr(config.option, "tx", None) or ())   # pytest-xdist's -n, resolved
+    if workers and "PYTEST_XDIST_WORKER" not in os.environ:
+        for name in set(_THREADS) - _given:
+            os.environ[name] = str(max(1, codepath.CORES // workers))
 
 
 @pytest.fixture
@@ -65,16 +71,22 @@ def git_status():
     return proc.stdout if proc.returncode == 0 else None
 
 
+@pytest.fixture(name="git_status")
+def git_status_now():
+    """git_status(): the checkout's changed and untracked files (None outside a git checkout)."""
+    return git_status
+
+
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
-    """`python mnist_exp.py --quick` of six methods, seed 0 (the manifest's smoke entry is its first four), as a
-    process of its own, made once: (its --out, its run folder, its stdout, (git status before, after)). The tests
-    that read it are marked xdist_group("quick_run"), so that one worker (--dist loadgroup) builds it."""
+    """`python mnist_exp.py --quick`, seed 0 (the manifest's smoke entry), as a process of its own, made once: (its
+    --out, its run folder, its stdout, (git status before, after)). Without its figures: test_experiment's test of
+    visualize.py draws them, once. The tests that read it are marked xdist_group("quick_run"), so that one worker
+    (--dist loadgroup) builds it."""
     out = tmp_path_factory.mktemp("runs")
     before = git_status()
-    proc = subprocess.run([sys.executable, "mnist_exp.py", "--quick", "--seeds", "0", "--methods",
-                           "sequential,src,merging,parallel,ewc,si", "--out", str(out)], cwd=_root, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run([sys.executable, "mnist_exp.py", "--quick", "--seeds", "0", "--out", str(out), "--no-figures"],
+                          cwd=_root, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run_dir,) = glob.glob(str(out / "mnist-original-original-quick-*"))
     return out, run_dir, proc.stdout, (before, git_status())

@@ -30,8 +30,6 @@ STAGES = {
     "src": ["init"] + [s for k in range(1, 6) for s in (f"train_{k}", f"sleep_{k}")] + ["final"],
     "merging": ["init"] + [f"train_{k}" for k in range(1, 6)] + ["merged", "final"],
     "parallel": ["init", "train_all", "final"],
-    "ewc": ["init"] + [f"train_{k}" for k in range(1, 6)] + ["final"],
-    "si": ["init"] + [f"train_{k}" for k in range(1, 6)] + ["final"],
 }
 
 
@@ -62,7 +60,7 @@ shares_quick_run = pytest.mark.xdist_group("quick_run")
 
 
 @shares_quick_run
-def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_run):
+def test_quick_run_writes_results_and_config_in_its_folder_only(quick_run):
     out, run_dir, stdout, (before, after) = quick_run
     assert before == after, "the run changed files of the repository"
     rows = read_csv(os.path.join(run_dir, "results.csv"))
@@ -77,9 +75,9 @@ def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_ru
     # a trained task is learned well above chance, even on the quick budget; methods share their first stages
     # SRC's synthetic diagnostic follows its stages, one row per task
     assert [r["stage"] for r in rows if r["stage"].startswith("synthetic_")] == [f"synthetic_{k}" for k in range(1, 6)]
-    first = {m: next(r for r in rows if r["method"] == m and r["stage"] == "train_1") for m in ("sequential", "src", "ewc")}
+    first = {m: next(r for r in rows if r["method"] == m and r["stage"] == "train_1") for m in ("sequential", "src")}
     assert float(first["sequential"]["task_1"]) > 80
-    assert dict(first["src"], method="") == dict(first["sequential"], method="") == dict(first["ewc"], method="")
+    assert dict(first["src"], method="") == dict(first["sequential"], method="")
     ranks = read_csv(os.path.join(run_dir, "stable_rank.csv"))
     assert len(ranks) == len(rows) - len(STAGES) - 5 and all(float(r["layer_1"]) >= 1 for r in ranks)
     with open(os.path.join(run_dir, "config.json")) as f:
@@ -105,10 +103,29 @@ def test_quick_run_writes_results_config_and_figures_in_its_folder_only(quick_ru
     assert len(capacity) == len(ranks) and all(1 <= float(r[f"layer_{l}_task_{t}"]) <= 40 for r in capacity
                                                 for l in (1, 2) for t in range(1, 6))
     assert all(0 <= float(r["layer_1_overlap"]) <= 1 for r in capacity)
-    for name in ["accuracy.png", "stable_rank.png", "capacity.png"] + [f"activations_{m}.png" for m in STAGES]:
-        assert os.path.getsize(os.path.join(run_dir, "png", name)) > 10000, name
+    assert not os.path.exists(os.path.join(run_dir, "png"))   # --no-figures (the test of visualize.py draws them)
     log = open(os.path.join(run_dir, "run.log")).read()
-    assert "src seed 0: final" in log and "6 of 6 jobs to run" in log and "| src | 1 |" in stdout
+    assert "src seed 0: final" in log and "4 of 4 jobs to run" in log and "| src | 1 |" in stdout
+
+
+def test_the_regularised_methods_train_every_task_and_share_sequentials_first_stage(tmp_path, in_process):
+    # EWC and SI in the script, beside sequential (a 20-20 network: their stages and records, not their numbers)
+    proc = in_process("mnist_exp.py", "--quick", "--hidden", "20", "20", "--seeds", "0", "--methods", "sequential,ewc,si",
+                      "--out", str(tmp_path), "--no-figures", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = glob.glob(str(tmp_path / "mnist-original-original-quick-*"))
+    rows = read_csv(os.path.join(run_dir, "results.csv"))
+    stages = ["init"] + [f"train_{k}" for k in range(1, 6)] + ["final"]
+    for method in ("ewc", "si"):
+        mine = [r for r in rows if r["method"] == method]
+        assert [r["stage"] for r in mine] == stages and {r["seed"] for r in mine} == {"0"}
+        assert mine[-1] == dict(mine[-2], stage="final")
+        assert all(float(r["task_il"]) >= float(r["all"]) for r in mine if r["stage"] != "init")
+        job = json.load(open(os.path.join(run_dir, "jobs", f"{method}-seed0.json")))
+        assert job["time"]["total"] > 0 and job["sleep"] == [] and "sleep_constants" not in job
+    # EWC takes task 1 from sequential; SI trains it again, to the same numbers
+    first = {m: next(r for r in rows if r["method"] == m and r["stage"] == "train_1") for m in ("sequential", "ewc", "si")}
+    assert dict(first["ewc"], method="") == dict(first["sequential"], method="") == dict(first["si"], method="")
 
 
 @shares_quick_run
@@ -155,17 +172,20 @@ def test_same_seed_same_numbers_and_quiet_still_reports(quick_run, tmp_path, in_
 
 
 @shares_quick_run
-def test_visualize_rebuilds_tables_and_figures_from_the_run_folder(quick_run, tmp_path, in_process):
+def test_visualize_rebuilds_tables_and_figures_from_the_run_folder(quick_run, tmp_path, in_process, git_status):
+    # (the quick run's figures: the run itself drew none, --no-figures)
     _, run_dir, _, _ = quick_run
     summary = open(os.path.join(run_dir, "summary.md")).read()
     os.remove(os.path.join(run_dir, "summary.md"))
+    before = git_status()
     proc = run("visualize.py", run_dir, "--png-dir", str(tmp_path / "png"))
+    assert git_status() == before, "the figures changed files of the repository"
     assert open(os.path.join(run_dir, "summary.md")).read() == summary
     sleeping = [m for m in STAGES if methods.METHODS[m].sleep]   # what each of their sleeps did
-    assert sorted(os.listdir(tmp_path / "png")) == sorted(["accuracy.png", "stable_rank.png", "capacity.png"]
-                                                          + [f"activations_{m}.png" for m in STAGES]
-                                                          + [f"sleep_{a}_{m}.png" for m in sleeping
-                                                             for a in ("confusion", "weights", "firing", "reactivation")])
+    drawn = sorted(["accuracy.png", "stable_rank.png", "capacity.png"] + [f"activations_{m}.png" for m in STAGES]
+                   + [f"sleep_{a}_{m}.png" for m in sleeping for a in ("confusion", "weights", "firing", "reactivation")])
+    assert sorted(os.listdir(tmp_path / "png")) == drawn
+    assert all(os.path.getsize(tmp_path / "png" / name) > 10000 for name in drawn)
     assert "accuracy.png" in proc.stdout
     bad = in_process("visualize.py", str(tmp_path / "nothing"), "--png-dir", str(tmp_path / "nothing" / "png"))
     assert bad.returncode == 2 and "is not a run folder" in bad.stderr and bad.stderr.count("\n") == 1

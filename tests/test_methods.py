@@ -387,8 +387,9 @@ def test_cross_modal_pair_has_two_tasks_one_head_and_sleeps_on_the_first_only(mo
     full = config.resolve(config.DEFAULTS, ["--dataset", "mnist-fashion", "--methods", "src"])
     assert (full.classes_per_task, full.n_per_task, full.sleep_data, full.rate) == (10, 0, "first", 227.437205)
     assert [full.sleep.length(k) for k in (1, 2)] == [255, 255]    # the script's lengths through uint8
+    # (a 20-20 network: what is checked is which images each stage reads, not what it learns)
     cfg = config.resolve(config.DEFAULTS, ["--dataset", "mnist-fashion", "--quick", "--device", "cpu", "--methods",
-                                           "control,src", "--sleep-steps", "50"])
+                                           "control,src", "--sleep-steps", "50", "--hidden", "20", "20"])
     ctx = methods.prepare(cfg)
     assert ctx.tasks == (tuple(range(10)), tuple(range(10, 20))) and ctx.sizes[-1] == 10
     # the first 3000 training and 1000 test images of each dataset, MNIST's then Fashion's (classes 10 + label)
@@ -407,7 +408,7 @@ def test_cross_modal_pair_has_two_tasks_one_head_and_sleeps_on_the_first_only(mo
     assert len(slept) == 2 and all(torch.equal(x, ctx.train_x[:3000]) for x in slept)   # MNIST's images, both sleeps
     # --sleep-after 2 (the cross-modal rehearsal script's): no sleep after task 1, and the stages say so
     after2 = config.resolve(config.DEFAULTS, ["--dataset", "mnist-fashion", "--quick", "--device", "cpu", "--methods", "src",
-                                              "--sleep-steps", "50", "--sleep-after", "2"])
+                                              "--sleep-steps", "50", "--sleep-after", "2", "--hidden", "20", "20"])
     rec, maps = methods.run_method("src", 0, after2, ctx, {})
     assert [r["stage"] for r in rec["rows"]] == ["init", "train_1", "train_2", "sleep_2", "final"] and len(slept) == 3
     monkeypatch.setattr(config, "INTERACTIVE", True)   # errors as exceptions

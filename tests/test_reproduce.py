@@ -3,12 +3,15 @@ the numbers it quotes from their text, are the manifest's; its commands are vali
 import json
 import os
 import re
+import runpy
 import shlex
+import sys
 
 import numpy as np
 import pytest
 
 import reproduce
+import results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 with open(reproduce.MANIFEST) as f:
@@ -192,13 +195,23 @@ def test_the_robustness_reader_takes_each_seeds_clean_accuracy_and_grid_points(t
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("quick_run")   # (on the worker that holds quick_run)
-def test_list_then_the_quick_entries_run_and_hold(quick_run, in_process):
+def test_list_then_the_quick_entries_run_and_hold(quick_run, in_process, monkeypatch):
     script = os.path.join(ROOT, "studies", "reproduce.py")
+    # the entries' commands (python SCRIPT ARGS, results.child's) in this process, without a start-up each: the
+    # scripts run as processes of their own in quick_run (mnist_exp.py) and test_results.py's test of --help
+    def child(cmd):
+        monkeypatch.setattr(sys, "argv", cmd[1:])
+        try:
+            runpy.run_path(cmd[1], run_name="__main__")
+        except SystemExit as stop:
+            return stop.code or 0
+        return 0
+    monkeypatch.setattr(results, "child", child)
     listed = in_process(script, "--list")
     assert listed.returncode == 0, listed.stderr
     assert all(name in listed.stdout for name in ENTRIES) and "hours on 2 cores" in listed.stdout
     # into quick_run's folder: the smoke entry (mnist_exp.py --quick, seed 0) is found finished there and checked to
-    # the digit; the other quick entries run, as processes of their own
+    # the digit; the other quick entries run
     quick = in_process(script, "--quick", "--out", str(quick_run[0]), "--workers", "1")
     said = dict(line.split(None, 1) for line in quick.stdout.splitlines() if line.split(" ", 1)[0] in ENTRIES)
     assert said == {name: "holds" for name, e in ENTRIES.items() if e.get("quick")}, quick.stdout + quick.stderr
