@@ -28,7 +28,7 @@ Each (seed, method) is a job file of the study folder OUT/robustness (OUT/robust
 finished job is skipped, so a stopped study resumes; the table and one figure per distortion are rebuilt from
 the folder alone.
 
-    python studies/robustness.py --run                      # five seeds (about 4 hours on 2 shared cores)
+    python studies/robustness.py --run                      # five seeds (35 minutes on 2 partly shared cores)
     python studies/robustness.py --run --quick              # small sizes, seed 0, for CI (about a minute)
     python studies/robustness.py --png-dir png              # the table and figures from the finished jobs
 """
