@@ -86,7 +86,7 @@ def test_noise_is_a_variance_clipped_to_the_unit_interval():
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--distortions", "jsma"], "--distortions jsma: their jsma is not done here"),
+    (["--distortions", "boundary"], "--distortions boundary: their boundary is not done here"),
     (["--distortions", "rotate"], "unknown distortion or attack 'rotate'"),
     (["--eps", "0.1", "-0.1"], "--eps values must be in [0, 1]; got -0.1"),
     (["--eps", "1.5"], "--eps values must be in [0, 1]; got 1.5"),
