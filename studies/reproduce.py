@@ -136,15 +136,19 @@ def leads(entry, lead, metric, out):
 
 
 def robustness(entry, method, metric, out):
-    """studies/robustness.py's job files: metric "clean" (the clean test images) or "KIND LEVEL", the accuracy at
-    one point of a grid ("blur 2.5", "noise 0.3", "fgsm 0.1")."""
+    """studies/robustness.py's job files: metric "clean" (the clean test images), "KIND LEVEL", the accuracy at
+    one point of a grid ("blur 2.5", "noise 0.3", "fgsm 0.1"), or "ATTACK SCORE", a score of an attack's job
+    ("deepfool median_l2", "jsma success": robustness.attack_scores)."""
     folder = os.path.join(out, "robustness_quick" if "--quick" in entry["command"].split() else "robustness")
+    kind, _, level = metric.partition(" ")
+    if kind in ("deepfool", "jsma", "cw"):
+        recs = [read_json(os.path.join(folder, "attacks", f"seed{s}_{method}.json")) for s in entry["seeds"]]
+        return None if None in recs or any(kind not in r["scores"] for r in recs) else [r["scores"][kind][level] for r in recs]
     recs = [read_json(os.path.join(folder, f"seed{s}_{method}.json")) for s in entry["seeds"]]
     if None in recs:
         return None
     if metric == "clean":
         return [r["clean"] for r in recs]
-    kind, level = metric.split()
     at = [r["grids"].get(kind, []).index(float(level)) if float(level) in r["grids"].get(kind, []) else None for r in recs]
     return None if None in at else [r["curves"][kind][i] for r, i in zip(recs, at)]
 

@@ -191,6 +191,13 @@ def test_the_robustness_reader_takes_each_seeds_clean_accuracy_and_grid_points(t
     assert reproduce.robustness(entry, "control", "clean", str(tmp_path)) is None         # not run
     assert reproduce.robustness(dict(entry, command="studies/robustness.py --run --quick"), "sleep", "clean",
                                 str(tmp_path)) is None                                    # --quick: its own folder
+    # an attack's scores: its own job files (OUT/robustness/attacks)
+    os.makedirs(tmp_path / "robustness" / "attacks")
+    for seed, l2 in enumerate([1.25, 1.5]):
+        rec = dict(seed=seed, method="sleep", scores={"deepfool": {"success": 100.0, "median_l2": l2}})
+        (tmp_path / "robustness" / "attacks" / f"seed{seed}_sleep.json").write_text(json.dumps(rec))
+    assert reproduce.robustness(entry, "sleep", "deepfool median_l2", str(tmp_path)) == [1.25, 1.5]
+    assert reproduce.robustness(entry, "sleep", "cw median_l2", str(tmp_path)) is None    # not an attack of the jobs
 
 
 @pytest.mark.slow
