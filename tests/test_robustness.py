@@ -88,6 +88,7 @@ def test_noise_is_a_variance_clipped_to_the_unit_interval():
 @pytest.mark.parametrize("argv, words", [
     (["--distortions", "boundary"], "--distortions boundary: their boundary is not done here"),
     (["--distortions", "rotate"], "unknown distortion or attack 'rotate'"),
+    (["--distortions", "deepfool", "spsa"], "unknown distortion or attack 'spsa'"),   # after an attack that is done
     (["--eps", "0.1", "-0.1"], "--eps values must be in [0, 1]; got -0.1"),
     (["--eps", "1.5"], "--eps values must be in [0, 1]; got 1.5"),
     (["--variances", "1.2"], "--variances values must be in [0, 1]; got 1.2"),

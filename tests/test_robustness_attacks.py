@@ -75,19 +75,6 @@ def test_the_attacks_sleep_is_their_second_constant_vector():
     assert robustness.SLEEP_ATTACKS not in robustness.METHODS   # not a default method: the grids keep theirs
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--distortions", "boundary"], "--distortions boundary: their boundary is not done here"),
-    (["--distortions", "deepfool", "spsa"], "unknown distortion or attack 'spsa'"),
-    (["--methods", "sleep-dreams"], "--methods: invalid choice: 'sleep-dreams'"),
-])
-def test_bad_input_is_one_line_exit_2_and_nothing_written(argv, words, tmp_path, capsys):
-    with pytest.raises(SystemExit) as stop:
-        robustness.main(["--run", "--out", str(tmp_path / "out"), *argv])
-    err = capsys.readouterr().err
-    assert stop.value.code == 2 and err.count("\n") == 1 and words in err and err.startswith("robustness.py: error:")
-    assert not os.path.exists(tmp_path / "out")
-
-
 def test_an_attack_without_the_library_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(robustness, "attack_library", lambda: config.fail("no library", "robustness.py"))
     with pytest.raises(SystemExit) as stop:
