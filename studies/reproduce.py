@@ -153,11 +153,21 @@ def robustness(entry, method, metric, out):
     return None if None in at else [r["curves"][kind][i] for r, i in zip(recs, at)]
 
 
+def own_networks(entry, sleep, metric, out):
+    """studies/own_networks.py's job files: metric "accuracy", one sleep's final test accuracy on the network the
+    entry's command names (--networks NAME)."""
+    options = shlex.split(entry["command"])
+    network = options[options.index("--networks") + 1]
+    recs = [read_json(os.path.join(out, "own_networks", network, f"{sleep}-{s}.json")) for s in entry["seeds"]]
+    return None if None in recs else [r[metric] for r in recs]
+
+
 # a study's reader, and its command's options besides the entry's (seeds; where it writes)
 STUDIES = {
     "studies/robustness.py": (robustness, lambda out, workers: ["--out", out]),
     "studies/patches.py": (patches, lambda out, workers: ["--out", os.path.join(out, "patches"), "--quiet"]),
     "studies/weights_only.py": (leads, lambda out, workers: ["--out", out, "--workers", str(workers)]),
+    "studies/own_networks.py": (own_networks, lambda out, workers: ["--out", out, "--quiet"]),
 }
 
 
