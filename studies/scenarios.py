@@ -149,7 +149,7 @@ def table(results_):
         values = [got[s] for s in sorted(got)]
         diff = against(pair, got) if pair else None
         if diff and method.endswith("src"):
-            below += [f"{label}: seed {s}" for s in diff[3]]
+            below += [f"{label}: seed{'s' * (len(diff[3]) > 1)} {', '.join(map(str, diff[3]))}"] if diff[3] else []
         versus_lwf = against(lwf, got) if lwf and method.endswith("src") else None
         lines.append(f"| {label} | {len(values)} | {analysis.text(*analysis.mean_std(values))} | {paired_cell(diff)} | "
                      f"{paired_cell(versus_lwf)} | " + (f"{kept:,}" if kept is not None else "") + " | "

@@ -197,3 +197,11 @@ def test_the_scenarios_table_pairs_each_sleep_with_sequential_and_lwf_from_the_r
     assert by["src, the authors' constants"][1:5] == ["2", "71.0 ± 1.4", "10.5 ± 0.7 (n=2), beats", "-3.5 ± 2.1 (n=2), below"]
     assert by["lwf"][3:5] == ["14.0 ± 1.4 (n=2), beats", ""] and by["parallel"][3] == "" and by["sequential"][3] == ""
     assert lines[-1].endswith("Sleeps that scored below the same seed's sequential training: none.")
+    base = next(r for r in rows if r.group == "base")
+    jobs = tmp_path / "runs" / config.run_name(resolve(DEFAULTS, [*base.options, "--methods", base.methods])) / "jobs"
+    for seed, final in enumerate((50.0, 59.0)):   # below sequential's 60 and 61 on both seeds
+        rec = json.loads((jobs / f"src-seed{seed}.json").read_text())
+        rec["rows"][0].update(task_1=final, all=final)
+        (jobs / f"src-seed{seed}.json").write_text(json.dumps(rec))
+    lines = scenarios.table([(row, {}) for row in rows])
+    assert lines[-1].endswith("sequential training: src, the authors' constants: seeds 0, 1.")
