@@ -112,6 +112,7 @@ class Setting:
         opt = (torch.optim.Adam(net.parameters(), lr=n.lr) if n.optimiser == "adam"
                else torch.optim.SGD(net.parameters(), lr=n.lr, momentum=n.momentum))
         shuffle = torch.Generator().manual_seed(1000 * seed + k)
+        torch.manual_seed(1000 * seed + k)   # nn.Dropout's masks: the same (net, k, seed) trains the same network
         net.train()
         for _ in range(n.epochs):
             for x, y in DataLoader(TensorDataset(*self.task[k - 1]), batch_size=n.batch, shuffle=True, generator=shuffle):

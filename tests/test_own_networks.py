@@ -50,6 +50,17 @@ def test_a_tiny_study_writes_its_jobs_and_no_sleep_is_the_plain_loop(tmp_path, m
     assert done.returncode == 0 and "| one-hidden |  | " in done.stdout and "(n=1)" in done.stdout
 
 
+def test_a_task_trains_the_same_network_whatever_ran_before_it():
+    # dropout's masks come from torch's global generator: train_task seeds it, so a job does not depend on the jobs
+    # run before it in the process (a resumed study gives what an uninterrupted one gives)
+    setting = own_networks.Setting("project", 2000)
+    first = setting.train_task(setting.model(0), 1, 0)
+    once = setting.train_task(own_networks.copy.deepcopy(first), 2, 0)
+    torch.rand(1000)   # anything else that draws from the global generator in between
+    again = setting.train_task(own_networks.copy.deepcopy(first), 2, 0)
+    assert all(torch.equal(a, b) for a, b in zip(once.parameters(), again.parameters()))
+
+
 def test_report_seeds_are_not_tuning_seeds(in_process, tmp_path):
     done = in_process("studies/own_networks.py", "--seeds", "100", "--out", str(tmp_path))
     assert done.returncode == 2 and "--seeds" in done.stderr and not os.listdir(tmp_path)
