@@ -24,7 +24,7 @@ trains with its own output and loss, so its row has its own sequential training)
 constants. Every sleep is compared with sequential training of the same seed (the same network before it sleeps).
 
     python studies/scenarios.py --setting split --run       # about half an hour on 2 cores
-    python studies/scenarios.py --setting permuted --run    # its rows so far (its baselines are not searched yet)
+    python studies/scenarios.py --setting permuted --run    # its rows (SRC's ten tasks read every image seen: hours)
     python studies/scenarios.py --setting split             # the table (runs/scenarios_split/) and its figures
 """
 import sys
@@ -51,11 +51,14 @@ SEARCHED = {
                    "--lwf-schedule", "constant", "--lwf-outputs", "all"],
         src=["--rate", "502.24490241814607", "--inc", "0.019698991241553332", "--dec", "0.006681310087991309",
              "--beta", "56.713992058844845", "900.6452966397574", "41.23037008349563"]),
-    # permuted: on 2 000 images a task, 100 held out per digit (the docstring); SRC's search not run yet
+    # permuted: on 2 000 images a task, 100 held out per digit (the docstring); python studies/tune.py --dataset
+    # permuted-mnist --scenario domain --n-per-task 2000 --validation 100 --probe-per-class 10 --trials 12 --batch 4
+    # --tune-seeds 100 (--method ewc|si|lwf --fixed-training for the baselines)
     "permuted": dict(
         baselines=["--ewc-lambda", "10.0", "--si-c", "0.01", "--lwf-lambda", "0.4656804637919569",
                    "--lwf-schedule", "constant", "--lwf-outputs", "earlier"],
-        src=[]),
+        src=["--rate", "28.579348154260373", "--inc", "0.0028402635729787022", "--dec", "0.007361092152344737",
+             "--beta", "274.296565641642", "14.68421824303774", "16.959022301417292"]),
 }
 # Published anchors, on other networks: van de Ven et al. (Three scenarios for continual learning, 2019; Three types
 # of incremental learning, Nature Machine Intelligence 2022: an MLP of 2 x 1000 with biases, permuted MNIST padded

@@ -1,3 +1,4 @@
+import copy
 import json
 import os
 
@@ -55,9 +56,9 @@ def test_a_task_trains_the_same_network_whatever_ran_before_it():
     # run before it in the process (a resumed study gives what an uninterrupted one gives)
     setting = own_networks.Setting("project", 2000)
     first = setting.train_task(setting.model(0), 1, 0)
-    once = setting.train_task(own_networks.copy.deepcopy(first), 2, 0)
+    once = setting.train_task(copy.deepcopy(first), 2, 0)
     torch.rand(1000)   # anything else that draws from the global generator in between
-    again = setting.train_task(own_networks.copy.deepcopy(first), 2, 0)
+    again = setting.train_task(copy.deepcopy(first), 2, 0)
     assert all(torch.equal(a, b) for a, b in zip(once.parameters(), again.parameters()))
 
 
