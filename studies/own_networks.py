@@ -3,8 +3,8 @@ plain PyTorch loop (class-incremental split MNIST or Fashion-MNIST: 5 tasks of t
 
 Each network of NETWORKS is trained task after task on the first N_PER_TASK training images of the task's two
 classes (as the project's runs), with a fresh optimiser per task, on cross-entropy; the last VALIDATION training
-images of each class are held out (with --limit, a fifth of each class at most) (no training and no sleep reads them). After each task, src.sleep_model sleeps
-it with one of SLEEPS; the sleep after task k on seed s draws its input from sleep_search.sleep_seed(s, k):
+images of each class are held out (with --limit, a fifth of each class at most): no training and no sleep reads
+them. After each task, src.sleep_model sleeps it with one of SLEEPS; the sleep after task k on seed s draws its input from sleep_search.sleep_seed(s, k):
 - none: no sleep (sequential training);
 - original-seen, tuned: the preset's constants, reading every training image seen so far (their own runs');
 - original-task, beyond-weights-only: the preset's constants, reading the task's training images (a network of
@@ -16,8 +16,9 @@ it with one of SLEEPS; the sleep after task k on seed s draws its input from sle
 Reported: accuracy on the test set's ten classes after task 5; for every sleep, each layer's spikes per neuron
 per step and its scale factor alpha (why a sleep fails: a layer that never fires, or fires every step).
 
-Each (network, sleep, seed) is a job file of OUT/own_networks/NETWORK/ (the search: search.json, its study in
-search.db); a finished job is skipped, so a stopped study resumes; the table is rebuilt from the folder alone.
+Each (network, sleep, seed) is a job file of OUT/own_networks/NETWORK/ (OUT/own_networks_limitN/ with --limit N;
+the search: search.json, its study in search.db), which records the network, the sleep and what it read; a
+finished job is skipped, so a stopped study resumes; the table is rebuilt from the folder alone.
 
     python studies/own_networks.py --run                   # every network, seeds 0-4 (see docs/usage.md for the time)
     python studies/own_networks.py --run --networks vdv --seeds 0 1
@@ -40,6 +41,7 @@ import analysis
 import config
 import data
 import runner
+import scenarios
 import sleep_search
 import src
 
@@ -56,17 +58,16 @@ class Network:
     epochs: int = 2
     init: float = 0.0       # weights uniform in [-init, init]; 0: PyTorch's default initialisation
     dropout: float = 0.0    # nn.Dropout after each hidden ReLU (torch's inverted dropout)
-    about: str = ""
 
 
-NETWORKS = {
-    "project": Network("mnist", (1200, 1200), False, "sgd", 0.1, 0.5, init=0.01, dropout=0.25,
-                       about="the project's network and initialisation, here on cross-entropy with torch's dropout"),
-    "own-loop": Network("mnist", (1200, 1200), False, "sgd", 0.1, 0.5, about="docs/own_loop.py's network"),
-    "vdv": Network("mnist", (400, 400), True, "adam", 0.001, batch=128, about="van de Ven's split-MNIST network"),
-    "one-hidden": Network("mnist", (256,), True, "sgd", 0.1, 0.5, about="one hidden layer of 256"),
-    "vdv-fashion": Network("fashion-mnist", (400, 400), True, "adam", 0.001, batch=128, about="vdv on Fashion-MNIST"),
-    "one-hidden-fashion": Network("fashion-mnist", (256,), True, "sgd", 0.1, 0.5, about="one-hidden on Fashion-MNIST"),
+NETWORKS = {   # project: the project's network and initialisation (on cross-entropy, torch's dropout); own-loop:
+    # docs/own_loop.py's; vdv: van de Ven's split-MNIST network; one-hidden: one hidden layer of 256
+    "project": Network("mnist", (1200, 1200), False, "sgd", 0.1, 0.5, init=0.01, dropout=0.25),
+    "own-loop": Network("mnist", (1200, 1200), False, "sgd", 0.1, 0.5),
+    "vdv": Network("mnist", (400, 400), True, "adam", 0.001, batch=128),
+    "one-hidden": Network("mnist", (256,), True, "sgd", 0.1, 0.5),
+    "vdv-fashion": Network("fashion-mnist", (400, 400), True, "adam", 0.001, batch=128),
+    "one-hidden-fashion": Network("fashion-mnist", (256,), True, "sgd", 0.1, 0.5),
 }
 # sleep: (constants, the images each sleep reads)
 SLEEPS = {"none": (None, None), "original-seen": ("original", "seen"), "original-task": ("original", "task"),
@@ -81,7 +82,7 @@ class Setting:
     """One network's data (the held-out images apart) and loop."""
 
     def __init__(self, name, limit=0):
-        self.name, self.net = name, NETWORKS[name]
+        self.name, self.net, self.limit = name, NETWORKS[name], limit
         train_x, train_y, self.test_x, self.test_y = data.load(self.net.dataset)
         if limit:
             train_x, train_y, self.test_x, self.test_y = train_x[:limit], train_y[:limit], self.test_x[:limit], self.test_y[:limit]
@@ -131,6 +132,11 @@ class Setting:
             return 100 * (net(x).argmax(1) == y).float().mean().item()
 
 
+def folder_of(out, limit=0):
+    """The study's folder: a --limit smoke test has its own, so its jobs never stand in for the whole study's."""
+    return os.path.join(out, f"own_networks_limit{limit}" if limit else "own_networks")
+
+
 def constants_dict(c):
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(c).items()}
 
@@ -140,6 +146,8 @@ def searched(setting, folder, quiet):
     path = os.path.join(folder, "search.json")
     if os.path.exists(path):
         rec = read(path)
+        if rec.get("search") != json.loads(json.dumps(SEARCH)):
+            config.fail(f"{path} was searched with {rec.get('search')}, not {SEARCH}: delete it and search.db to search again")
         return src.Sleep(**{k: tuple(v) if isinstance(v, list) else v for k, v in rec["constants"].items()}), rec
     t0 = time.perf_counter()
     try:
@@ -184,17 +192,18 @@ def run(setting, sleep, seed, constants, first):
         steps = c.length(k)
         sleeps.append(dict(task=k, steps=steps, alpha=[float(a) for a in info["alpha"]],
                            rates=[sum(n) / (len(n) * steps) for n in info["spikes"]]))
-    per_task = [setting.accuracy(net, setting.test_x[torch.isin(setting.test_y, torch.tensor(p))],
-                                 setting.test_y[torch.isin(setting.test_y, torch.tensor(p))]) for p in TASKS]
+    mine = [torch.isin(setting.test_y, torch.tensor(pair)) for pair in TASKS]
     return dict(network=setting.name, sleep=sleep, seed=seed, accuracy=setting.accuracy(net, setting.test_x, setting.test_y),
-                per_task=per_task, sleeps=sleeps, constants=constants_dict(c) if name else None,
-                seconds=time.perf_counter() - t0, codepath=codepath.describe())
+                per_task=[setting.accuracy(net, setting.test_x[m], setting.test_y[m]) for m in mine], sleeps=sleeps,
+                constants=constants_dict(c) if name else None, seconds=time.perf_counter() - t0,
+                config=dict(spec=dataclasses.asdict(setting.net), reads=reads, tasks=TASKS, n_per_task=N_PER_TASK,
+                            validation=VALIDATION, limit=setting.limit), codepath=codepath.describe())
 
 
 def study(names, sleeps, seeds, out, limit=0, quiet=False):
     """Run every missing job of these networks, sleeps and seeds (each network's search first, if asked)."""
     for name in names:
-        setting, folder = Setting(name, limit), os.path.join(out, "own_networks", name)
+        setting, folder = Setting(name, limit), os.path.join(folder_of(out, limit), name)
         runner.writable(folder, "--out")
         best = searched(setting, folder, quiet)[0] if "searched" in sleeps else None
         for seed in seeds:
@@ -217,32 +226,37 @@ def read(path):
         config.fail(f"{path} cannot be read ({err}): delete it and run the same command again")
 
 
-def records(out, name):
-    folder = os.path.join(out, "own_networks", name)
+def records(out, name, limit=0):
+    folder = os.path.join(folder_of(out, limit), name)
     names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
     return [read(os.path.join(folder, f)) for f in names if f.endswith(".json") and f != "search.json"]
 
 
+def finals(recs, sleep):
+    """{seed: final accuracy} of one sleep."""
+    return {r["seed"]: r["accuracy"] for r in recs if r["sleep"] == sleep}
+
+
 def paired(recs, sleep, against="none"):
-    """(mean, sample std, n) of sleep's accuracy minus against's, seed by seed; None under two seeds."""
-    by = {(r["sleep"], r["seed"]): r["accuracy"] for r in recs}
-    d = [by[(sleep, s)] - by[(against, s)] for (m, s) in by if m == sleep and (against, s) in by]
-    return (float(np.mean(d)), float(np.std(d, ddof=1)), len(d)) if len(d) > 1 else None
+    """sleep minus against, seed by seed over their common seeds (scenarios.against: mean, sample std, n, the seeds
+    below 0) and its text, mean ± 2 SE; None under two seeds."""
+    d = scenarios.against(finals(recs, against), finals(recs, sleep))
+    return d and (d, f"{analysis.text(d[0], sign=True)} ± {2 * d[1] / np.sqrt(d[2]):.1f}")
 
 
-def table(out, names):
+def table(out, names, limit=0):
     """Markdown: each network's final accuracy under each sleep (mean ± sample std, n; below it, minus no sleep seed
     by seed, mean ± 2 SE), calibrated minus each other sleep, and the first sleep's firing per layer under each."""
     lines = ["| network | " + " | ".join(SLEEPS) + " | search |", "|---|" + "---|" * (len(SLEEPS) + 1)]
     for name in names:
-        recs = records(out, name)
+        recs = records(out, name, limit)
         cells = []
         for s in SLEEPS:
-            acc = [r["accuracy"] for r in recs if r["sleep"] == s]
+            acc = list(finals(recs, s).values())
             d = paired(recs, s) if s != "none" else None
-            mark = "" if d is None else f"<br>{analysis.text(d[0], sign=True)} ± {2 * d[1] / np.sqrt(d[2]):.1f}"
-            cells.append(f"{analysis.text(*analysis.mean_std(acc))} (n={len(acc)}){mark}" if acc else "")
-        path = os.path.join(out, "own_networks", name, "search.json")
+            cells.append(f"{analysis.text(*analysis.mean_std(acc))} (n={len(acc)})" + (f"<br>{d[1]}" if d else "")
+                         if acc else "")
+        path = os.path.join(folder_of(out, limit), name, "search.json")
         found = read(path) if os.path.exists(path) else None
         cost = (f"{found['minutes']:.0f} min, {found['candidates']} candidates; validation {found['start_validation']:.1f}"
                 f" → {found['best_validation']:.1f}") if found else ""
@@ -251,18 +265,17 @@ def table(out, names):
     lines += ["", "Calibrated minus each other sleep, seed by seed (mean ± 2 SE; beyond 2 SE in bold)", "",
               "| network | " + " | ".join(others) + " |", "|---|" + "---|" * len(others)]
     for name in names:
-        recs, cells = records(out, name), []
+        recs, cells = records(out, name, limit), []
         for s in others:
             d = paired(recs, "calibrated", s)
-            se2 = 2 * d[1] / np.sqrt(d[2]) if d else 0
-            text = f"{analysis.text(d[0], sign=True)} ± {se2:.1f} (n={d[2]})" if d else ""
-            cells.append(f"**{text}**" if d and abs(d[0]) > se2 else text)
+            text = f"{d[1]} (n={d[0][2]})" if d else ""
+            cells.append(f"**{text}**" if d and scenarios.verdict(d[0]) != "within noise" else text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "The first sleep (after task 1), seed 0: spikes per neuron per step of the input and of each layer "
               "(the output last)", "", "| network | " + " | ".join(s for s in SLEEPS if s != "none") + " |",
               "|---|" + "---|" * (len(SLEEPS) - 1)]
     for name in names:
-        by = {r["sleep"]: r for r in records(out, name) if r["seed"] == 0 and r["sleeps"]}
+        by = {r["sleep"]: r for r in records(out, name, limit) if r["seed"] == 0 and r["sleeps"]}
         lines.append(f"| {name} | " + " | ".join(" / ".join(f"{v:.3g}" for v in by[s]["sleeps"][0]["rates"]) if s in by else ""
                                                 for s in SLEEPS if s != "none") + " |")
     return lines
@@ -277,7 +290,7 @@ if __name__ == "__main__":
                    help=f"sleeps (default: all: {', '.join(SLEEPS)})")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="report seeds (default: 0-4)")
     p.add_argument("--out", default="runs", help="the study's folder is OUT/own_networks (default: runs)")
-    p.add_argument("--limit", type=int, default=0, help="only the first N training and test images (a smoke test)")
+    p.add_argument("--limit", type=int, default=0, help="only the first N training and test images (a smoke test, in a folder of its own)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-job lines")
     args = p.parse_args()
     if min(args.seeds) < 0 or set(args.seeds) & set(SEARCH["seeds"]):
@@ -286,6 +299,7 @@ if __name__ == "__main__":
         config.fail("--limit must be 0 (all images) or a positive number of images")
     if args.run:
         study(args.networks, args.sleeps, args.seeds, args.out, args.limit, args.quiet)
-    text = "\n".join(table(args.out, args.networks)) + "\n"
-    runner.write_text(os.path.join(args.out, "own_networks", "own_networks.md"), text)
+    text = "\n".join(table(args.out, args.networks, args.limit)) + "\n"
+    runner.writable(folder_of(args.out, args.limit), "--out")
+    runner.write_text(os.path.join(folder_of(args.out, args.limit), "own_networks.md"), text)
     print(text)

@@ -21,8 +21,8 @@ def test_paired_is_each_seed_s_difference_from_no_sleep():
     recs = [dict(sleep="none", seed=0, accuracy=20.0), dict(sleep="none", seed=1, accuracy=30.0),
             dict(sleep="calibrated", seed=0, accuracy=50.0), dict(sleep="calibrated", seed=1, accuracy=56.0),
             dict(sleep="calibrated", seed=2, accuracy=99.0)]   # (seed 2 has no partner)
-    mean, sd, n = own_networks.paired(recs, "calibrated")
-    assert (mean, n) == (28.0, 2) and sd == pytest.approx(2 ** 0.5 * 2)
+    (mean, sd, n, below), text = own_networks.paired(recs, "calibrated")
+    assert (mean, n, below) == (28.0, 2, []) and sd == pytest.approx(2 ** 0.5 * 2) and text == "+28.0 ± 4.0"
     assert own_networks.paired(recs[:3], "calibrated") is None
 
 
@@ -31,7 +31,7 @@ def test_a_tiny_study_writes_its_jobs_and_no_sleep_is_the_plain_loop(tmp_path, m
     # two tasks of one-hidden on a slice of MNIST: sleeps of 5 000 and 35 000 steps
     monkeypatch.setattr(own_networks, "TASKS", [(0, 1), (2, 3)])
     own_networks.study(["one-hidden"], ["none", "calibrated"], [0], str(tmp_path), limit=3000, quiet=True)
-    folder = tmp_path / "own_networks" / "one-hidden"
+    folder = tmp_path / "own_networks_limit3000" / "one-hidden"   # a smoke test's own folder
     none, calibrated = (json.loads((folder / f"{s}-0.json").read_text()) for s in ("none", "calibrated"))
     setting = own_networks.Setting("one-hidden", 3000)
     labels = data.load("mnist")[1][:3000]
@@ -43,12 +43,14 @@ def test_a_tiny_study_writes_its_jobs_and_no_sleep_is_the_plain_loop(tmp_path, m
     assert [s["steps"] for s in calibrated["sleeps"]] == [5000, 35000]
     assert calibrated["sleeps"][0]["rates"][0] == pytest.approx(src.INPUT_RATE, rel=0.15)   # the calibrated input
     assert calibrated["constants"]["inc"] == pytest.approx(src.INC * src.G_WIDTH)
+    assert calibrated["config"]["reads"] == "task" and calibrated["config"]["spec"]["hidden"] == [256]
     (folder / "none-0.json").write_text("{")   # a damaged job file: one line naming it
-    done = in_process("studies/own_networks.py", "--networks", "one-hidden", "--out", str(tmp_path))
+    done = in_process("studies/own_networks.py", "--networks", "one-hidden", "--out", str(tmp_path), "--limit", "3000")
     assert done.returncode == 2 and "none-0.json cannot be read" in done.stderr and done.stderr.count("\n") == 1
     os.remove(folder / "none-0.json")
-    done = in_process("studies/own_networks.py", "--networks", "one-hidden", "--out", str(tmp_path))
+    done = in_process("studies/own_networks.py", "--networks", "one-hidden", "--out", str(tmp_path), "--limit", "3000")
     assert done.returncode == 0 and "| one-hidden |  | " in done.stdout and "(n=1)" in done.stdout
+    assert not (tmp_path / "own_networks").exists()   # the whole study's folder is not touched
 
 
 def test_a_task_trains_the_same_network_whatever_ran_before_it():

@@ -200,6 +200,16 @@ def test_the_robustness_reader_takes_each_seeds_clean_accuracy_and_grid_points(t
     assert reproduce.robustness(entry, "sleep", "cw median_l2", str(tmp_path)) is None    # not an attack of the jobs
 
 
+def test_the_own_networks_reader_takes_the_named_network_s_jobs(tmp_path):
+    entry = dict(command="studies/own_networks.py --run --networks vdv", seeds=[0, 1])
+    os.makedirs(tmp_path / "own_networks" / "vdv")
+    for seed, acc in enumerate([21.5, 19.0]):
+        (tmp_path / "own_networks" / "vdv" / f"calibrated-{seed}.json").write_text(json.dumps(dict(accuracy=acc)))
+    assert reproduce.own_networks(entry, "calibrated", "accuracy", str(tmp_path)) == [21.5, 19.0]
+    assert reproduce.own_networks(entry, "none", "accuracy", str(tmp_path)) is None                       # not run
+    assert reproduce.own_networks(dict(entry, seeds=[0, 1, 2]), "calibrated", "accuracy", str(tmp_path)) is None
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("quick_run")   # (on the worker that holds quick_run)
 def test_list_then_the_quick_entries_run_and_hold(quick_run, in_process, monkeypatch):
