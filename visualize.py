@@ -81,7 +81,7 @@ def plot_accuracy(table, cols, path, names=None, overall_label="all classes"):
     methods = list(table)
     ncols = len(methods) if len(methods) <= 4 else -(-len(methods) // 2)
     nrows = -(-len(methods) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols + 3.2, 3.6 * nrows), squeeze=False, sharey=True)
+    fig, axes = fixed_grid(nrows, ncols, (3.6, 2.45), gaps=(0.3, 1.2), margins=(0.7, 2.5, 0.35, 0.9), sharey=True)
     for ax in axes.flat[len(methods):]:
         ax.set_visible(False)
     for ax, method in zip(axes.flat, methods):
@@ -91,7 +91,7 @@ def plot_accuracy(table, cols, path, names=None, overall_label="all classes"):
         if synthetic:   # drawn at the sleep it belongs to
             x = [stages.index(s.replace("synthetic_", "sleep_")) for s in synthetic]
             ax.plot(x, [np.mean(table[method][s], 0)[-1] for s in synthetic], "x", color="dimgrey", markersize=9, mew=2.5, zorder=5,
-                    label=f"synthetic: before training + sleep's change ({overall_label})")
+                    label=f"synthetic: before training\n+ sleep's change ({overall_label})")
         for c, col in enumerate(cols):
             overall = col == "all"
             label = overall_label if overall else names[c] if names else col.replace("task_", "task ")
@@ -106,8 +106,7 @@ def plot_accuracy(table, cols, path, names=None, overall_label="all classes"):
     legend = {}   # every line's label once, whichever panel has it
     for ax in axes.flat:
         legend.update({label: h for h, label in zip(*ax.get_legend_handles_labels())})
-    axes[0][-1].legend(legend.values(), legend.keys(), fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
-    fig.tight_layout()
+    axes[0][-1].legend(legend.values(), legend.keys(), fontsize=8, loc="center left", bbox_to_anchor=(1.03, 0.5))
     save(fig, path, 110)
 
 
@@ -115,7 +114,7 @@ def plot_stable_rank(table, cols, path):
     # one x axis for all methods: the longest stage list, then the stages only others have (merged, train all)
     order = max((list(st) for st in table.values()), key=len)
     order += [s for st in table.values() for s in st if s not in order]
-    fig, axes = plt.subplots(1, len(cols), figsize=(5 * len(cols), 3.8), squeeze=False)
+    fig, axes = fixed_grid(1, len(cols), (4.0, 2.55), gaps=(0.85, 0), margins=(0.75, 0.2, 0.35, 0.95))
     for c, (ax, col) in enumerate(zip(axes[0], cols)):
         for method, stages in table.items():
             along(ax, order, list(stages), np.array([stages[s] for s in stages]).transpose(1, 0, 2)[:, :, c], method)
@@ -124,7 +123,6 @@ def plot_stable_rank(table, cols, path):
         ax.set_ylabel("stable rank ||W||_F^2 / ||W||_2^2")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
     save(fig, path, 110)
 
 
@@ -138,8 +136,7 @@ def plot_capacity(table, cols, path):
     layers = list(dict.fromkeys(c.split("_task_")[0] for c in cols if "_task_" in c))
     order = max((list(table[m]) for m in methods), key=len)   # one x axis, as in plot_stable_rank
     order += [s for m in methods for s in table[m] if s not in order]
-    fig, axes = plt.subplots(len(layers), len(methods) + 1, figsize=(4 * (len(methods) + 1), 3 * len(layers)),
-                             squeeze=False)
+    fig, axes = fixed_grid(len(layers), len(methods) + 1, (3.35, 1.95), gaps=(0.6, 1.0), margins=(0.6, 0.15, 0.3, 0.85))
     for r, layer in enumerate(layers):
         for c, method in enumerate(methods + ["overlap"]):
             ax = axes[r][c]
@@ -160,7 +157,6 @@ def plot_capacity(table, cols, path):
             ax.grid(alpha=0.3)
             if r == 0:
                 ax.legend(fontsize=7)
-    fig.tight_layout()
     save(fig, path, 100)
 
 
@@ -185,12 +181,13 @@ def finite(maps):
     return np.concatenate([m[np.isfinite(m)] for m in maps])
 
 
-def heat(ax, m, labels, title, limits, note="", output=False):
+def heat(ax, m, labels, title, limits, note="", output=False, classes=True, columns=True):
     """A heat map of one layer's map, class boundaries as white lines and the classes on the y axis; limits
     (low, high) shared by the maps of one colour bar; a difference (limits a number) in a diverging colour map
     centred on 0; values that are not finite in grey; output: the output layer's map (units, not components).
-    With a note (empty_note) the panel is drawn empty and says why. Returns the image, for the colour bar, or
-    None for an empty panel."""
+    With a note (empty_note) the panel is drawn empty and says why. classes, columns: whether the panel labels its
+    y (classes) and x axis (without: no ticks either, as a panel beside or above one that does). Returns the
+    image, for the colour bar, or None for an empty panel."""
     image = None
     bounds = np.flatnonzero(np.diff(labels)) + 0.5
     if note:   # imshow of a map with no finite value warns, and would show one flat colour as if it were data
@@ -202,13 +199,45 @@ def heat(ax, m, labels, title, limits, note="", output=False):
                           cmap=plt.get_cmap(name).with_extremes(bad="lightgrey"), vmin=low, vmax=high)
         ax.hlines(bounds, -0.5, m.shape[1] - 0.5, color="white", linewidth=0.5)
     ax.set_title(title, fontsize=9)
-    ax.set_xticks(range(0, m.shape[1], max(1, m.shape[1] // 5)))
     ax.tick_params(labelsize=7, length=2, pad=1)
+    ax.set_xticks(range(0, m.shape[1], max(1, m.shape[1] // 5)) if columns else [])
+    if columns:
+        ax.set_xlabel("output" if output else "component", fontsize=8, labelpad=1)
     centres = (np.concatenate([[-0.5], bounds]) + np.concatenate([bounds, [len(labels) - 0.5]])) / 2
-    ax.set_yticks(centres, [str(int(c)) for c in labels[np.round(centres + 0.5).astype(int).clip(0, len(labels) - 1)]])
-    ax.set_xlabel("output" if output else "component", fontsize=8, labelpad=1)
-    ax.set_ylabel("class", fontsize=8, labelpad=1)
+    if classes:
+        ax.set_yticks(centres, [str(int(c)) for c in labels[np.round(centres + 0.5).astype(int).clip(0, len(labels) - 1)]])
+        ax.set_ylabel("class", fontsize=8, labelpad=1)
+    else:
+        ax.set_yticks([])
     return image
+
+
+def panel_grid(n_rows, n_layers, groups, title_lines):
+    """The activation figure's axes, placed by hand in inches (matplotlib's constrained layout measures every tick
+    label of every panel and colour bar: most of the figure's time): n_rows x n_layers blocks, each block the
+    panels of `groups` (lists of panel indices), every group followed by its colour bar. Returns the figure, the
+    panels [row, layer * panels per layer + k] and the colour bars {(row, layer, first panel of its group)}."""
+    panel, height, gap, bar, bar_gap = 2.3, 1.75, 0.12, 0.1, 0.07   # a panel, the gap between two, a colour bar
+    bar_room, class_room = 0.62, 0.5     # right of a colour bar: its ticks and label; left of a layer: the classes
+    title_room, row_room, bottom = 0.2 * title_lines + 0.2, 0.3, 0.45   # the suptitle, a panel's title, the x axis
+    per_layer = sum(len(g) for g in groups)
+    block = class_room + sum(len(g) * panel + (len(g) - 1) * gap + bar_gap + bar + bar_room for g in groups)
+    width, full = n_layers * block, title_room + n_rows * (row_room + height) + bottom
+    fig = plt.figure(figsize=(width, full))
+    axes, bars = np.empty((n_rows, n_layers * per_layer), dtype=object), {}
+    box = lambda x, y, w, h, **kw: fig.add_axes((x / width, 1 - (y + h) / full, w / width, h / full), **kw)
+    for r in range(n_rows):
+        y = title_room + r * (row_room + height) + row_room
+        for l in range(n_layers):
+            x = l * block + class_room
+            for g in groups:
+                for k in g:
+                    axes[r, l * per_layer + k] = box(x, y, panel, height)
+                    x += panel + gap
+                x += bar_gap - gap
+                bars[r, l, g[0]] = box(x, y + 0.05 * height, bar, 0.9 * height, label="<colorbar>")
+                x += bar + bar_room
+    return fig, axes, bars
 
 
 def plot_activations(npz_path, method, path):
@@ -238,8 +267,10 @@ def plot_activations(npz_path, method, path):
     # one scale, its change another (a colour bar right of them); of finite values only.
     groups = [range(min(2, len(kinds)))] + ([[2]] if "change" in kinds else [])
     K, L = len(kinds), len(layers)
-    fig, axes = plt.subplots(len(rows), L * K, figsize=(2.5 * L * K + 0.8 * L * len(groups), 2.3 * len(rows) + 0.8),
-                             squeeze=False, layout="constrained")
+    title = (f"{method}: activations of {len(labels)} test images, ordered by class (rows)\n{{}} PCA components "
+             f"(columns; the output layer raw){{}}; each row has colour scales of its own" +
+             ("\nrow k: each layer before and after sleep k, which follows the training of task k" if kinds[0] else ""))
+    fig, axes, bars = panel_grid(len(rows), L, groups, title.count("\n") + 1)
     with np.errstate(invalid="ignore", over="ignore"):   # a broken sleep's maps: inf - inf is a nan, drawn grey
         panels = {(r, l): [maps[before][layer]] if after is None else
                   [maps[before][layer], maps[after][layer], maps[after][layer] - maps[before][layer]]
@@ -257,27 +288,20 @@ def plot_activations(npz_path, method, path):
                 limits = (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
             drawn = [heat(axes[r][l * K + k], ms[k], labels, f"{layer}, " + (when[kinds[k]].format(
                 before.replace("train_", "")) if kinds[k] else before.replace("_", " ")), limits,
-                empty_note(ms[k], layer, change), l == L - 1) for k in ks]
+                empty_note(ms[k], layer, change), l == L - 1, classes=k == 0, columns=r == len(rows) - 1) for k in ks]
             image = next((i for i in drawn if i is not None), None)
-            if image is not None:   # empty panels have no scale
+            cax = bars[r, l, ks[0]]
+            if image is None:   # empty panels have no scale
+                cax.remove()
+            else:
                 what = "change" if change else "output activation" if l == L - 1 else "value on the component"
-                bar = fig.colorbar(image, ax=[axes[r][l * K + k] for k in ks], location="right", shrink=0.9, aspect=15,
-                                   label=what)
+                bar = fig.colorbar(image, cax=cax, label=what)
                 bar.ax.yaxis.set_major_locator(plt.MaxNLocator(4))
                 bar.ax.tick_params(labelsize=6, length=2)
                 bar.ax.yaxis.label.set_size(7)
-    for (r, c), ax in np.ndenumerate(axes):   # classes on the first column of a layer, components on the last row
-        if c % K:
-            ax.set_yticklabels([]), ax.set_ylabel("")
-        if r < len(rows) - 1:
-            ax.set_xticklabels([]), ax.set_xlabel("")
     n_components = next(iter(maps.values()))[layers[0]].shape[1]
     grey = any(not np.isfinite(m).all() and np.isfinite(m).any() for ms in panels.values() for m in ms)
-    fig.suptitle(f"{method}: activations of {len(labels)} test images, ordered by class (rows)\n{n_components} PCA "
-                 f"components (columns; the output layer raw){'; grey: not finite' if grey else ''}; "
-                 f"each row has colour scales of its own" + ("\nrow k: each layer before and after sleep k, which "
-                                                              "follows the training of task k" if kinds[0] else ""),
-                 fontsize=10)
+    fig.suptitle(title.format(n_components, "; grey: not finite" if grey else ""), fontsize=10, y=1 - 0.08 / fig.get_figheight())
     save(fig, path, 100)
     return True
 
@@ -319,10 +343,9 @@ def sleep_figures(rec, png_dir):
     Sleep k is the one right after the training of task k."""
     sleeps, method = rec["analysis"], rec["method"]
     K, paths = len(sleeps), []
-    cols = lambda n: plt.subplots(n, K, figsize=(2.8 * K + 1, 2.6 * n), squeeze=False, layout="constrained")
     classes = lambda n: range(0, n, 1 if n <= 10 else 2)   # a tick per class; every other one of 20 (mnist-fashion)
     # confusion matrices (rows: true class, normalised to percent) and the change of each class's accuracy
-    fig, axes = cols(3)
+    fig, axes = fixed_grid(3, K, (2.2, 2.0), gaps=(0.75, 0.85), margins=(0.75, 1.0, 0.75, 0.55))
     for j, a in enumerate(sleeps):
         for i, key in enumerate(("confusion_before", "confusion_after")):
             m = np.asarray(a[key], dtype=float)
@@ -338,12 +361,12 @@ def sleep_figures(rec, png_dir):
         axes[2][j].set_xticks(classes(len(change)))
         axes[2][j].set(title=f"change in sleep {a['task']}", xlabel="true class",
                        ylabel="accuracy change (points)" if j == 0 else "")
-    fig.colorbar(image, ax=list(axes[:2].flat), shrink=0.8, label="% of the true class's images")
+    fig.colorbar(image, cax=bar_beside(fig, axes[:2, -1]), label="% of the true class's images")
     paths.append(finish(fig, f"{method}: confusion before and after each sleep (sleep k: after the training of task k), "
                              f"each class's change (seed {rec['seed']})", os.path.join(png_dir, f"sleep_confusion_{method}.png")))
     # weights: before/after the last sleep, the changes of every sleep, raised against lowered
     L, last = len(sleeps[0]["weights"]), sleeps[-1]["task"]
-    fig, axes = plt.subplots(L, 3, figsize=(13, 2.8 * L), squeeze=False, layout="constrained")
+    fig, axes = fixed_grid(L, 3, (3.4, 2.0), gaps=(0.85, 0.8))
     for l in range(L):
         w = sleeps[-1]["weights"][l]
         for key, color in (("before", "tab:gray"), ("after", "tab:blue")):
@@ -368,12 +391,12 @@ def sleep_figures(rec, png_dir):
                         os.path.join(png_dir, f"sleep_weights_{method}.png")))
     # firing: the input's spike counts as an image, hidden counts as histograms, output counts per class
     n_layers, steps = len(sleeps[0]["spikes"]), {s["task"]: s["steps"] for s in rec["sleep"]}
-    fig, axes = cols(n_layers)
+    fig, axes = fixed_grid(n_layers, K, (2.0, 1.75), gaps=(1.35, 0.95), margins=(0.75, 0.35, 1.0, 0.55))
     for j, a in enumerate(sleeps):
         counts = [np.asarray(c) for c in a["spikes"]]
         side = int(round(np.sqrt(len(counts[0]))))
         image = axes[0][j].imshow(counts[0].reshape(side, side), cmap="magma")
-        fig.colorbar(image, ax=axes[0][j], shrink=0.9, label="spikes in the sleep")
+        fig.colorbar(image, cax=bar_beside(fig, [axes[0][j]]), label="spikes in the sleep")
         axes[0][j].set(title=f"sleep {a['task']} (after task {a['task']}, {steps[a['task']]} steps)\ninput: spikes per pixel",
                        xlabel="pixel column", ylabel="pixel row")
         for l in range(1, n_layers - 1):
@@ -393,8 +416,7 @@ def sleep_figures(rec, png_dir):
                         os.path.join(png_dir, f"sleep_firing_{method}.png")))
     # reactivation, class correlation, and the accuracy during sleep when it was recorded
     during = [s for s in rec["sleep"] if s.get("accuracy_during")]
-    fig, axes = plt.subplots(3, L + bool(during), figsize=(3.6 * (L + bool(during)), 7.5), squeeze=False,
-                             layout="constrained")
+    fig, axes = fixed_grid(3, L + bool(during), (2.9, 1.75), gaps=(0.7, 0.75))
     for l in range(L):
         for a in sleeps:
             r = a["reactivation"][l]
@@ -428,10 +450,37 @@ def sleep_figures(rec, png_dir):
     return paths
 
 
+def fixed_grid(n_rows, n_cols, panel, gaps=(0.75, 0.8), margins=(0.75, 0.35, 0.75, 0.55), **kw):
+    """plt.subplots with its room given in inches, not measured (matplotlib's layout engines measure every tick
+    label of every panel: most of a figure's time): panel (width, height), gaps (between columns, between
+    rows: a panel's labels and title), margins (left, right, top: the suptitle, bottom); kw: plt.subplots's."""
+    (w, h), (w_gap, h_gap), (left, right, top, bottom) = panel, gaps, margins
+    width, height = left + n_cols * w + (n_cols - 1) * w_gap + right, top + n_rows * h + (n_rows - 1) * h_gap + bottom
+    return plt.subplots(n_rows, n_cols, figsize=(width, height), squeeze=False, **kw, gridspec_kw=dict(
+        left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height,
+        wspace=w_gap / w, hspace=h_gap / h))
+
+
+def bar_beside(fig, axes, gap=0.1, width=0.12):
+    """Axes for a colour bar right of `axes` (stacked panels: it spans them), gap and width in inches."""
+    boxes, inch = [ax.get_position() for ax in axes], 1 / fig.get_figwidth()
+    low, high = min(b.y0 for b in boxes), max(b.y1 for b in boxes)
+    return fig.add_axes((max(b.x1 for b in boxes) + gap * inch, low, width * inch, high - low), label="<colorbar>")
+
+
 def finish(fig, title, path):
-    """Title and save a figure made with layout="constrained" (which makes room for its colour bars); the
-    title broken into lines as wide as the figure (one sleep's figure is one panel wide)."""
-    fig.suptitle(textwrap.fill(title, int(11 * fig.get_figwidth())), fontsize=11)
+    """Title and save a figure (its room given by fixed_grid); the title broken into lines as wide as the figure
+    (one sleep's figure is one panel wide)."""
+    lines = textwrap.wrap(title, int(11 * fig.get_figwidth()))
+    height, top = fig.get_figheight(), max(ax.get_position().y1 for ax in fig.axes)
+    need = 0.45 + 0.2 * len(lines)   # the title's lines above the top row's own titles
+    if need > (1 - top) * height:   # a taller figure, every axes where it was from the bottom, in inches
+        taller = (height + need - (1 - top) * height) / height
+        fig.set_figheight(height * taller)
+        for ax in fig.axes:
+            box = ax.get_position()
+            ax.set_position((box.x0, box.y0 / taller, box.width, box.height / taller))
+    fig.suptitle("\n".join(lines), fontsize=11, y=1 - 0.1 / fig.get_figheight(), va="top")
     save(fig, path, 90)
     return path
 
