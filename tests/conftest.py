@@ -24,6 +24,24 @@ def pytest_configure(config):
     if workers and "PYTEST_XDIST_WORKER" not in os.environ:
         for name in set(_THREADS) - _given:
             os.environ[name] = str(max(1, codepath.CORES // workers))
+        compile_the_sleep_kernel()
+
+
+def compile_the_sleep_kernel():
+    """In a fresh checkout, the numba kernel compiled once, here, before the test processes start: each would
+    otherwise compile it at its first sleep, the scripts they launch too (tens of seconds of the cores each),
+    until one has written numba's cache. Its signatures: float32 and float64 weights."""
+    source = os.path.join(_root, "src.py")
+    cached = glob.glob(os.path.join(_root, "__pycache__", "src._numba_kernel-*.nbi"))
+    if any(os.path.getmtime(index) >= os.path.getmtime(source) for index in cached):
+        return
+    import torch
+    import src
+    spikes = torch.zeros(3, 4)
+    spikes[:, 0] = 1
+    for dtype in (torch.float32, torch.float64):
+        src.sleep_on_spikes([torch.ones(2, 4, dtype=dtype), torch.ones(2, 2, dtype=dtype)], spikes.to(dtype),
+                            [1.0, 1.0], [0.5, 0.5], inc=0.01, dec=0.001, engine="numba")
 
 
 @pytest.fixture

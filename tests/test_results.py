@@ -1,5 +1,6 @@
 """Reading run folders (results.py): jobs checked when read, the table of the jobs asked for, a sweep's rows ending
 with it however it stops, and every study script either running or saying it is a library."""
+import ast
 import csv
 import glob
 import json
@@ -192,17 +193,63 @@ sweep.run_rows([row], [str(s) for s in range(20)], 2, "one_row.py")
     assert 1 <= kept < 20
 
 
+STUDIES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "studies", "*.py")))
+
+# Every study's `--help` in one interpreter of its own (one start-up, not one per study), each as `python
+# studies/NAME.py --help` starts it: its folder first on the import path, the root not, and the studies' first
+# import run afresh. (The project's modules an earlier study loaded stay loaded: unloading torch's or numba's
+# users crashes the interpreter. That a study imports project.py before them is the test below.)
+HELP_EVERY_STUDY = """
+import contextlib, io, json, os, runpy, sys, traceback
+root, out = os.getcwd(), {}
+studies, path = os.path.join(root, "studies"), [p for p in sys.path if p not in ("", root)]
+for name in sys.argv[1:]:
+    sys.argv, sys.path[:] = [os.path.join("studies", name), "--help"], [studies, *path]
+    sys.modules.pop("project", None)
+    stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            runpy.run_path(os.path.join(studies, name), run_name="__main__")
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+        except Exception:
+            code = 1
+            traceback.print_exc()
+    out[name] = [code, stdout.getvalue(), stderr.getvalue()]
+    os.chdir(root)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("name", [n for n in STUDIES if n != "project.py"])
+def test_every_study_imports_project_before_the_root_s_modules(name):
+    root_modules = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "*.py"))}
+    tree = ast.parse(open(os.path.join(ROOT, "studies", name)).read())
+    imported = [alias.name.split(".")[0] if isinstance(node, ast.Import) else (node.module or "").split(".")[0]
+                for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in (node.names if isinstance(node, ast.Import) else node.names[:1])]
+    first_root = next((i for i, m in enumerate(imported) if m in root_modules), len(imported))
+    assert "project" in imported[:first_root], f"{name} imports {imported[first_root]} before project"
+
+
+@pytest.fixture(scope="module")
+def every_study_help():
+    proc = subprocess.run([sys.executable, "-c", HELP_EVERY_STUDY, *STUDIES], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "studies", "*.py"))))
-def test_every_study_file_runs_from_the_root_or_says_it_is_a_library(name):
-    # each study script's one run as a process of its own (the other tests run the studies in theirs)
-    proc = subprocess.run([sys.executable, os.path.join("studies", name), "--help"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
-    if proc.returncode == 0:
-        assert proc.stdout.startswith("usage:") and proc.stderr == "", proc.stderr
+@pytest.mark.xdist_group("study_help")
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_study_file_runs_from_the_root_or_says_it_is_a_library(name, every_study_help):
+    code, stdout, stderr = every_study_help[name]
+    if code == 0:
+        assert stdout.startswith("usage:") and stderr == "", stderr
     else:
-        assert proc.returncode == 2 and proc.stdout == "", proc.stdout
-        assert proc.stderr.startswith(f"{name}: error: a library, not a study") and proc.stderr.count("\n") == 1, proc.stderr
+        assert code == 2 and stdout == "", stdout
+        assert stderr.startswith(f"{name}: error: a library, not a study") and stderr.count("\n") == 1, stderr
 
 
 @pytest.mark.slow
