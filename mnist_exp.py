@@ -25,7 +25,6 @@ import numpy as np
 import methods
 import results
 import runner
-import visualize
 from methods import evaluate, initial_net, prepare, run_method, sleep_task, train_task
 
 # %% Config: edit a value and run the cells. None: the protocol's or preset's (its default: python mnist_exp.py
@@ -90,6 +89,7 @@ print(results.asked_table(run_dir, [(m, s) for s in cfg.seeds for m in cfg.metho
 
 # %% Figures, rebuilt from the run folder alone (python visualize.py RUN_DIR does the same)
 if cfg.figures:
+    import visualize   # here: matplotlib's import is for runs that draw
     written = visualize.figures(run_dir, cfg.png_dir or os.path.join(run_dir, "png"))
     runner.log(run_dir, f"figures in {os.path.dirname(written[0])}")
 
