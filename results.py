@@ -269,7 +269,7 @@ def read_table(path, skip=()):
     for r in rows:
         if r["stage"] != "final":  # a copy of the method's last stage
             table[r["method"]][r["stage"]].append([float(r[c]) for c in cols])
-    return table, cols
+    return {method: dict(stages) for method, stages in table.items()}, cols   # plain: visualize's processes get a copy
 
 
 # ---------------------------------------------------------------- what the studies read

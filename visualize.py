@@ -21,10 +21,13 @@ sleep_<analysis>_<method>.png   what each sleep did (sleep_analysis.py; first se
                   between-class correlation of activations (and the accuracy during sleep with --sleep-window)
 """
 import argparse
+import multiprocessing
 import os
 import textwrap
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 
+import codepath  # first: the pinned code paths and threads (numpy's among them)
 import matplotlib
 
 matplotlib.use("Agg")
@@ -240,8 +243,9 @@ def panel_grid(n_rows, n_layers, groups, title_lines):
     return fig, axes, bars
 
 
-def plot_activations(npz_path, method, path):
-    """SRC: per sleep k, each layer before sleep k, after it and the change. Other methods: each stage's maps."""
+def read_maps(npz_path):
+    """A job's activation maps, {stage: {layer: map}}, and the probe images' labels; a damaged file is a one-line
+    error that names it."""
     try:
         z = np.load(npz_path)
         labels = z["labels"]
@@ -253,6 +257,17 @@ def plot_activations(npz_path, method, path):
         if key != "labels":
             stage, layer = key.split("/")
             maps[stage][layer] = z[key].astype(np.float32)
+    return dict(maps), labels
+
+
+def plot_activations(npz_path, method, path):
+    """SRC: per sleep k, each layer before sleep k, after it and the change. Other methods: each stage's maps.
+    Returns whether the job had maps to draw."""
+    return draw_activations(*read_maps(npz_path), method, path)
+
+
+def draw_activations(maps, labels, method, path):
+    """plot_activations's figure, from read_maps's maps and labels."""
     if not maps:
         return False
     layers = sorted(next(iter(maps.values())))
@@ -306,8 +321,10 @@ def plot_activations(npz_path, method, path):
     return True
 
 
-def figures(run_dir, png_dir):
-    """Every figure of a run folder, from all its jobs (its tables written first); returns the paths written."""
+def figures(run_dir, png_dir, processes=codepath.CORES):
+    """Every figure of a run folder, from all its jobs (its tables written first); returns the paths written.
+    Each figure is drawn on its own, over `processes` processes (default: the cores this process may use; after a
+    run's jobs they are idle, and drawing is single-threaded): the same files whatever their number."""
     paths = [os.path.join(png_dir, "accuracy.png"), os.path.join(png_dir, "stable_rank.png")]
     first = {}
     for method, seed in sorted(results.jobs_in(run_dir), key=lambda job: job[1]):
@@ -315,26 +332,38 @@ def figures(run_dir, png_dir):
     os.makedirs(png_dir, exist_ok=True)
     table, cols = results.read_table(os.path.join(run_dir, "results.csv"), skip=("task_il",))   # the figure: class-IL
     names = results.task_names(results.read_jobs(run_dir), len(cols) - 1, results.run_field(run_dir, "dataset"))[0]
-    plot_accuracy(table, cols, paths[0], [n.replace("T", "task ", 1) + ("" if "(" in n else " learnt") for n in names],
-                  "every task" if results.run_field(run_dir, "scenario") == "domain" else "all classes")
+    drawings = [(plot_accuracy, (table, cols, paths[0], [n.replace("T", "task ", 1) + ("" if "(" in n else " learnt")
+                                                         for n in names],
+                                 "every task" if results.run_field(run_dir, "scenario") == "domain" else "all classes"),
+                 paths[0])]
     if os.path.exists(os.path.join(run_dir, "stable_rank.csv")):
-        plot_stable_rank(*results.read_table(os.path.join(run_dir, "stable_rank.csv")), paths[1])
-    else:
-        paths.pop()
+        drawings.append((plot_stable_rank, (*results.read_table(os.path.join(run_dir, "stable_rank.csv")), paths[1]), paths[1]))
     capacity = results.read_table(os.path.join(run_dir, "capacity.csv")) if os.path.exists(os.path.join(run_dir, "capacity.csv")) else ({}, [])
     if any(m in capacity[0] for m in CAPACITY_FIGURE):
-        paths.append(os.path.join(png_dir, "capacity.png"))
-        plot_capacity(*capacity, paths[-1])
-    for method, path in first.items():
-        if plot_activations(path, method, os.path.join(png_dir, f"activations_{method}.png")):
-            paths.append(os.path.join(png_dir, f"activations_{method}.png"))
+        drawings.append((plot_capacity, (*capacity, os.path.join(png_dir, "capacity.png")), os.path.join(png_dir, "capacity.png")))
+    for method, path in first.items():   # read here: a damaged file stops the figures before they start
+        drawings.append((draw_activations, (*read_maps(path), method, os.path.join(png_dir, f"activations_{method}.png")),
+                         os.path.join(png_dir, f"activations_{method}.png")))
     slept = {}
     for r in results.read_jobs(run_dir):   # the first seed of each method that recorded its sleeps' analyses
         if r.get("analysis"):
             slept.setdefault(r["method"], r)
-    for rec in slept.values():
-        paths += sleep_figures(rec, png_dir)
-    return paths
+    drawings += [(sleep_figures, (rec, png_dir), None) for rec in slept.values()]
+    if processes > 1 and len(drawings) > 1:   # forked: the data are already here; the last (the largest) first
+        with ProcessPoolExecutor(min(processes, len(drawings)), mp_context=multiprocessing.get_context("fork")) as pool:
+            pending = {i: pool.submit(draw, drawings[i]) for i in reversed(range(len(drawings)))}
+            drawn = [pending[i].result() for i in range(len(drawings))]
+    else:
+        drawn = [draw(d) for d in drawings]
+    return [p for written in drawn for p in written]
+
+
+def draw(drawing):
+    """One entry of figures(): (function, arguments, the file it writes, or None for a function that returns the
+    files it wrote); returns the files written (none where a job had no activation maps)."""
+    function, args, path = drawing
+    done = function(*args)
+    return done if path is None else [path] if done is not False else []
 
 
 @plt.rc_context({"axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8})
@@ -391,7 +420,7 @@ def sleep_figures(rec, png_dir):
                         os.path.join(png_dir, f"sleep_weights_{method}.png")))
     # firing: the input's spike counts as an image, hidden counts as histograms, output counts per class
     n_layers, steps = len(sleeps[0]["spikes"]), {s["task"]: s["steps"] for s in rec["sleep"]}
-    fig, axes = fixed_grid(n_layers, K, (2.0, 1.75), gaps=(1.35, 0.95), margins=(0.75, 0.35, 1.0, 0.55))
+    fig, axes = fixed_grid(n_layers, K, (2.0, 1.75), gaps=(1.35, 0.95), margins=(0.75, 1.0, 1.0, 0.55))
     for j, a in enumerate(sleeps):
         counts = [np.asarray(c) for c in a["spikes"]]
         side = int(round(np.sqrt(len(counts[0]))))
