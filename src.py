@@ -586,7 +586,8 @@ def _as_batch(value, B, L, name, dtype):
     a = np.asarray(value.cpu() if torch.is_tensor(value) else value, dtype=np.float64)
     shape = (B,) if L is None else (B, L)
     try:
-        return np.broadcast_to(a, shape).astype(dtype)
+        # C order whatever the broadcast: the kernel compiles once per layout, and one layout is one compile
+        return np.ascontiguousarray(np.broadcast_to(a, shape).astype(dtype))
     except ValueError:
         raise ValueError(f"{name} must be a scalar, {'' if L is None else f'{L} per-layer values, '}or one "
                          f"value per network ({shape}); got shape {a.shape}") from None

@@ -7,7 +7,7 @@ entry; this study measures the Fisher after task 1, the bound, and, for a grid o
 penalty holds at all and the accuracy on tasks 1 and 2 after task 2. On the validation split of a tuning seed
 (the last training images of each class; the test set is not read).
 
-    python studies/ewc_stability.py                             # permuted MNIST, tuning seed 100 (about 2 minutes)
+    python studies/ewc_stability.py                             # permuted MNIST, tuning seed 100 (about a minute)
     python studies/ewc_stability.py --lambdas 10 1000 30000 --n-per-task 2000
 """
 import argparse

@@ -113,3 +113,16 @@ def test_no_module_reaches_through_another():
                                "from config import METHODS\nfrom config import resolve\n"}
     assert reach_throughs(modules, planted) == ["studies/mine.py line 4: config.data", "studies/mine.py line 5: src.torch",
                                                 "studies/mine.py line 6: from config import METHODS"]
+
+
+def test_every_study_imports_project_before_the_root_s_modules():
+    # what puts the root on the import path when a study runs as `python studies/NAME.py` (studies/project.py)
+    modules = sources("studies")
+    late = []
+    for name, source in modules.items():
+        if name.startswith("studies/") and name != "studies/project":
+            found = imported(name, source, modules)
+            root = [line for m, line in found.items() if "/" not in m]
+            if root and found.get("studies/project", float("inf")) > min(root):
+                late.append(f"{name}.py imports a root module on line {min(root)}, before project")
+    assert late == []

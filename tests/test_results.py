@@ -1,6 +1,5 @@
 """Reading run folders (results.py): jobs checked when read, the table of the jobs asked for, a sweep's rows ending
 with it however it stops, and every study script either running or saying it is a library."""
-import ast
 import csv
 import glob
 import json
@@ -197,8 +196,9 @@ STUDIES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "stud
 
 # Every study's `--help` in one interpreter of its own (one start-up, not one per study), each as `python
 # studies/NAME.py --help` starts it: its folder first on the import path, the root not, and the studies' first
-# import run afresh. (The project's modules an earlier study loaded stay loaded: unloading torch's or numba's
-# users crashes the interpreter. That a study imports project.py before them is the test below.)
+# import run afresh. What one interpreter cannot show: the project's modules an earlier study loaded stay loaded
+# (unloading torch's or numba's users crashes the interpreter; that a study imports project.py before them is
+# test_architecture's), and a warning Python shows once per process shows for the first study only.
 HELP_EVERY_STUDY = """
 import contextlib, io, json, os, runpy, sys, traceback
 root, out = os.getcwd(), {}
@@ -219,17 +219,6 @@ for name in sys.argv[1:]:
     os.chdir(root)
 print(json.dumps(out))
 """
-
-
-@pytest.mark.parametrize("name", [n for n in STUDIES if n != "project.py"])
-def test_every_study_imports_project_before_the_root_s_modules(name):
-    root_modules = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "*.py"))}
-    tree = ast.parse(open(os.path.join(ROOT, "studies", name)).read())
-    imported = [alias.name.split(".")[0] if isinstance(node, ast.Import) else (node.module or "").split(".")[0]
-                for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
-                for alias in (node.names if isinstance(node, ast.Import) else node.names[:1])]
-    first_root = next((i for i, m in enumerate(imported) if m in root_modules), len(imported))
-    assert "project" in imported[:first_root], f"{name} imports {imported[first_root]} before project"
 
 
 @pytest.fixture(scope="module")
