@@ -325,25 +325,26 @@ def figures(run_dir, png_dir, processes=codepath.CORES):
     """Every figure of a run folder, from all its jobs (its tables written first); returns the paths written.
     Each figure is drawn on its own, over `processes` processes (default: the cores this process may use; after a
     run's jobs they are idle, and drawing is single-threaded): the same files whatever their number."""
-    paths = [os.path.join(png_dir, "accuracy.png"), os.path.join(png_dir, "stable_rank.png")]
     first = {}
     for method, seed in sorted(results.jobs_in(run_dir), key=lambda job: job[1]):
         first.setdefault(method, runner.job_path(run_dir, method, seed) + ".npz")
     os.makedirs(png_dir, exist_ok=True)
     table, cols = results.read_table(os.path.join(run_dir, "results.csv"), skip=("task_il",))   # the figure: class-IL
     names = results.task_names(results.read_jobs(run_dir), len(cols) - 1, results.run_field(run_dir, "dataset"))[0]
-    drawings = [(plot_accuracy, (table, cols, paths[0], [n.replace("T", "task ", 1) + ("" if "(" in n else " learnt")
-                                                         for n in names],
+    png = lambda name: os.path.join(png_dir, name)
+    drawings = [(plot_accuracy, (table, cols, png("accuracy.png"), [n.replace("T", "task ", 1) + ("" if "(" in n else " learnt")
+                                                                   for n in names],
                                  "every task" if results.run_field(run_dir, "scenario") == "domain" else "all classes"),
-                 paths[0])]
+                 png("accuracy.png"))]
     if os.path.exists(os.path.join(run_dir, "stable_rank.csv")):
-        drawings.append((plot_stable_rank, (*results.read_table(os.path.join(run_dir, "stable_rank.csv")), paths[1]), paths[1]))
+        drawings.append((plot_stable_rank, (*results.read_table(os.path.join(run_dir, "stable_rank.csv")),
+                                            png("stable_rank.png")), png("stable_rank.png")))
     capacity = results.read_table(os.path.join(run_dir, "capacity.csv")) if os.path.exists(os.path.join(run_dir, "capacity.csv")) else ({}, [])
     if any(m in capacity[0] for m in CAPACITY_FIGURE):
-        drawings.append((plot_capacity, (*capacity, os.path.join(png_dir, "capacity.png")), os.path.join(png_dir, "capacity.png")))
+        drawings.append((plot_capacity, (*capacity, png("capacity.png")), png("capacity.png")))
     for method, path in first.items():   # read here: a damaged file stops the figures before they start
-        drawings.append((draw_activations, (*read_maps(path), method, os.path.join(png_dir, f"activations_{method}.png")),
-                         os.path.join(png_dir, f"activations_{method}.png")))
+        drawings.append((draw_activations, (*read_maps(path), method, png(f"activations_{method}.png")),
+                         png(f"activations_{method}.png")))
     slept = {}
     for r in results.read_jobs(run_dir):   # the first seed of each method that recorded its sleeps' analyses
         if r.get("analysis"):

@@ -34,4 +34,4 @@ def test_the_penalty_alone_settles_below_the_bound_and_diverges_above_it():
 def test_a_report_seed_is_refused(in_process):
     done = in_process("studies/ewc_stability.py", "--seed", "3")
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr == "ewc_stability.py: error: --seed 3 is a report seed; give a tuning seed (100 and up)\n"
+    assert done.stderr == "ewc_stability.py: error: --seed 3 is a report seed; give a tuning seed (not 0-9; the default is 100)\n"
