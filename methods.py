@@ -324,7 +324,7 @@ def train_task(start, k, seed, cfg, ctx, penalty=None, path=None, memory=None, p
         if cfg.lwf_outputs == "all":   # the new task's outputs too, towards the old network's (near zero)
             taught[:] = True
         with torch.no_grad():
-            old = torch.cat([models.forward(start, xb, cfg.dropout)[-1] for xb in x.split(2000)])
+            old = torch.cat([models.forward(start, xb, cfg.dropout)[-1] for xb in x.split(2000)], -2)
         soft = (old, taught, lwf_strength(k, cfg), cfg.lwf_temperature)
     models.train(net, x, y, epochs=epochs_of(k, cfg), batch_size=cfg.batch_size, lr=cfg.lr,
                  momentum=cfg.momentum, dropout=cfg.dropout, n_classes=ctx.outputs,

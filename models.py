@@ -43,11 +43,11 @@ class Net:
 
     def weights_only(self):
         """The weight matrices without their bias columns (views)."""
-        return [w[:, :-1] for w in self.W] if self.bias else list(self.W)
+        return [w[..., :-1] for w in self.W] if self.bias else list(self.W)
 
     def inputs(self, a):
         """A layer's input as its W[l] reads it: the activations below, and a column of ones with biases."""
-        return torch.cat([a, a.new_ones(len(a), 1)], 1) if self.bias else a
+        return torch.cat([a, a.new_ones(*a.shape[:-1], 1)], -1) if self.bias else a
 
 
 def init_net(sizes, init_scale, generator, dtype=torch.float32, device="cpu", init="uniform", output="relu",
@@ -68,6 +68,19 @@ def init_net(sizes, init_scale, generator, dtype=torch.float32, device="cpu", in
     return Net(W, [torch.zeros_like(w) for w in W], output, inverted, bias)
 
 
+def stack(nets):
+    """Several networks of one architecture as one: each weight and buffer gets a leading dimension, [B, out, in].
+    forward, sgd_step and train take it as they take one network, with batched products: each network is trained
+    on the same minibatches and dropout masks, and gives the numbers it gives alone (tests/test_models.py)."""
+    return nets[0].with_weights([torch.stack(ws) for ws in zip(*(n.W for n in nets))],
+                                [torch.stack(vs) for vs in zip(*(n.vW for n in nets))])
+
+
+def unstack(net):
+    """The networks of a stack (views of its weights and buffers)."""
+    return [net.with_weights([w[b] for w in net.W], [v[b] for v in net.vW]) for b in range(len(net.W[0]))]
+
+
 def merge(nets):
     """Element-wise average of the weights of several networks (model merging)."""
     return nets[0].with_weights([torch.stack(ws).mean(0) for ws in zip(*(n.W for n in nets))],
@@ -86,14 +99,14 @@ def forward(net, x, dropout, generator=None):
     a = x
     last = len(net.W) - 1
     for l, w in enumerate(net.W):
-        a = net.inputs(a) @ w.T
+        a = net.inputs(a) @ w.mT
         if l < last or net.output == "relu":
             a = a.clamp_min_(0)
         if l < last and dropout > 0:
             if generator is None:
                 a = a if net.inverted else a * (1 - dropout)
-            else:   # the 0/1 mask, made in place as floats: rand > dropout
-                a = a.mul_(torch.rand(a.shape, generator=generator, dtype=a.dtype, device=a.device).gt_(dropout))
+            else:   # the 0/1 mask, made in place as floats: rand > dropout (one for every network of a stack)
+                a = a.mul_(torch.rand(a.shape[-2:], generator=generator, dtype=a.dtype, device=a.device).gt_(dropout))
                 if net.inverted:
                     a = a.div_(1 - dropout)
         acts.append(a)
@@ -105,9 +118,9 @@ def output_error(net, out, target):
     original's ReLU output (no ReLU derivative), softmax(out) - target and the cross-entropy for logits."""
     if net.output == "relu":
         d = out - target
-        return d, 0.5 * d.square().sum(1)
-    log_p = torch.log_softmax(out, 1)
-    return log_p.exp() - target, -(target * log_p).sum(1)
+        return d, 0.5 * d.square().sum(-1)
+    log_p = torch.log_softmax(out, -1)
+    return log_p.exp() - target, -(target * log_p).sum(-1)
 
 
 def distillation_error(net, out, old, classes, strength, temperature):
@@ -119,18 +132,18 @@ def distillation_error(net, out, old, classes, strength, temperature):
     own loss)."""
     d = torch.zeros_like(out)
     if net.output == "relu":
-        diff = out[:, classes] - old[:, classes]
-        d[:, classes] = strength * diff
-        return d, 0.5 * strength * diff.square().sum(1)
-    log_q = torch.log_softmax(out[:, classes] / temperature, 1)
-    log_p = torch.log_softmax(old[:, classes] / temperature, 1)
-    d[:, classes] = strength * temperature * (log_q.exp() - log_p.exp())
-    return d, strength * temperature ** 2 * (log_p.exp() * (log_p - log_q)).sum(1)
+        diff = out[..., classes] - old[..., classes]
+        d[..., classes] = strength * diff
+        return d, 0.5 * strength * diff.square().sum(-1)
+    log_q = torch.log_softmax(out[..., classes] / temperature, -1)
+    log_p = torch.log_softmax(old[..., classes] / temperature, -1)
+    d[..., classes] = strength * temperature * (log_q.exp() - log_p.exp())
+    return d, strength * temperature ** 2 * (log_p.exp() * (log_p - log_q)).sum(-1)
 
 
 def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, path=None, distill=None):
     """One minibatch of the original's backprop and SGD; returns the minibatch's mean loss (output_error's,
-    plus the distillation's with distill).
+    plus the distillation's with distill; a list, one per network, for a stack).
 
     penalty: (omega, anchor, strength) adds strength * omega * (W - anchor) to the gradient (EWC, SI).
     path: accumulators that receive g * v, with g the gradient of the loss alone and -v the weight change
@@ -142,20 +155,23 @@ def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, 
     if distill is not None:
         d_old, loss_old = distillation_error(net, acts[-1], *distill)
         d, loss = d + d_old, loss + loss_old
-    m = x.shape[0]
-    loss = loss.sum() / m
+    m = x.shape[-2]
+    loss = loss.sum(-1) / m   # one per network of a stack
     inverted_scale = 1 / (1 - dropout) if net.inverted and dropout > 0 else None
     for l in reversed(range(len(net.W))):
         # ReLU derivative and dropout mask at once: acts[l] is 0 wherever either is
-        w_in = net.W[l][:, :acts[l].shape[1]]   # without the bias column
+        w_in = net.W[l][..., :acts[l].shape[-1]]   # without the bias column
         d_below = (d @ w_in).masked_fill_(acts[l] == 0, 0) if l > 0 else None
         if d_below is not None and inverted_scale:
             d_below.mul_(inverted_scale)
         v, a_in = net.vW[l], net.inputs(acts[l])
-        if path is None:   # v = momentum v + lr g with g = d^T a / m, in one BLAS call
-            torch.addmm(v, d.T, a_in, beta=momentum, alpha=lr / m, out=v)
+        if path is None:   # v = momentum v + lr g with g = d^T a / m, in one BLAS call (a stack's: one batched)
+            if v.ndim == 2:
+                torch.addmm(v, d.T, a_in, beta=momentum, alpha=lr / m, out=v)
+            else:
+                torch.baddbmm(v, d.mT, a_in.expand(len(v), *a_in.shape[-2:]), beta=momentum, alpha=lr / m, out=v)
         else:
-            g = d.T @ a_in / m
+            g = d.mT @ a_in / m
             v.mul_(momentum).add_(g, alpha=lr)
         if penalty is not None:
             omega, anchor, strength = penalty
@@ -164,28 +180,29 @@ def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, 
         if path is not None:
             path[l].add_(g * v)
         d = d_below
-    return loss.item()
+    return loss.tolist()
 
 
 def train(net, x, y, *, epochs, batch_size, lr, momentum, dropout, n_classes, generator, penalty=None, path=None,
           distill=None, progress=False, desc="train"):
-    """Train in place on (x, y) with the original's SGD; reshuffled each epoch. Returns the mean loss per epoch.
+    """Train in place on (x, y) with the original's SGD; reshuffled each epoch. Returns the mean loss per epoch
+    (for a stack, models.stack: each epoch's list, one per network).
     y: class labels, or target rows [n, n_classes] (for example distilled ones).
     distill: (old outputs [n, n_classes] of the images x, mask of the earlier classes, strength, temperature)."""
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"training needs as many labels as images, at least one; got {len(x)} images, {len(y)} labels")
     target = y.to(x.dtype) if y.is_floating_point() else torch.nn.functional.one_hot(y, n_classes).to(x.dtype)
-    losses = []
+    losses = []   # (float64 sums of the float32 losses, one per network of a stack)
     bar = tqdm(total=epochs * -(-len(x) // batch_size), desc=desc, disable=not progress, leave=False)
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=generator, device=x.device)
-        total = 0.0
+        total = torch.zeros(len(net.W[0]) if net.W[0].ndim == 3 else (), dtype=torch.float64)
         for idx in perm.split(batch_size):
-            total += sgd_step(net, x[idx], target[idx], lr=lr, momentum=momentum, dropout=dropout,
-                              generator=generator, penalty=penalty, path=path,
-                              distill=None if distill is None else (distill[0][idx], *distill[1:])) * len(idx)
+            loss = sgd_step(net, x[idx], target[idx], lr=lr, momentum=momentum, dropout=dropout, generator=generator,
+                            penalty=penalty, path=path, distill=None if distill is None else (distill[0][..., idx, :], *distill[1:]))
+            total += torch.tensor(loss, dtype=torch.float64) * len(idx)
             bar.update()
-        losses.append(total / len(x))
+        losses.append((total / len(x)).tolist())
     bar.close()
     return losses
 

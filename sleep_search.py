@@ -41,7 +41,7 @@ COMPLETE, RUNNING, PRUNED, WAITING = (optuna.trial.TrialState.COMPLETE, optuna.t
 
 def search_sleep(train_task, score, n_tasks, *, model, images=None, sleep=None, start=None, seeds=(100,), trials=24,
                  batch=4, decades=2.0, prune=0.0, max_spikes_per_step=10.0, sleep_after=None, storage=None,
-                 study="search_sleep", stale_after=7200.0, quiet=False):
+                 study="search_sleep", stale_after=7200.0, train_together=None, quiet=False):
     """Search the sleep's constants for your own loop of n_tasks tasks with a sleep after each; returns (the best
     src.Sleep, the optuna study: every trial's constants, its score and study.best_value, the best mean score).
 
@@ -78,11 +78,14 @@ def search_sleep(train_task, score, n_tasks, *, model, images=None, sleep=None, 
       gives (default None: in memory). study: its name there (default "search_sleep"), or an optuna.Study.
       A stored study made with other settings is refused. stale_after: seconds after which a trial still marked
       running, left by a process killed without Ctrl-C, is abandoned and its candidate drawn again (default 7200).
+    - train_together(nets, k, seed): the candidates' networks trained on task k at once, a list in and a list out,
+      each as train_task trains it alone, for every task after the first (default None: train_task one by one;
+      studies/tune.py's trains them as one stacked network, models.stack).
     - quiet: no progress bar (by default one, over the trials).
     A bad argument is a one-line ValueError naming it."""
     check(train_task, score, n_tasks, model=model, images=images, sleep=sleep, start=start, seeds=seeds, trials=trials,
           batch=batch, decades=decades, prune=prune, max_spikes_per_step=max_spikes_per_step, sleep_after=sleep_after,
-          storage=storage, study=study, stale_after=stale_after)
+          storage=storage, study=study, stale_after=stale_after, train_together=train_together)
     steps = [(k, sleep_after is None or k in sleep_after) for k in range(1, n_tasks + 1)]
     if sleep is None:
         sleep = lambda nets, k, seed, constants, max_spikes: sleep_models(nets, images(k), constants, task=k,
@@ -113,7 +116,8 @@ def search_sleep(train_task, score, n_tasks, *, model, images=None, sleep=None, 
 
     def finals(candidates, seed):
         return sleep_finals([constants_of(start, c) for c in candidates], first(seed), steps,
-                            train=lambda net, k: train_task(copy.deepcopy(net), k, seed),
+                            train=(lambda nets, k: train_together(nets, k, seed)) if train_together else
+                            lambda nets, k: [train_task(copy.deepcopy(net), k, seed) for net in nets],
                             sleep=lambda nets, k, each: sleep(nets, k, seed, each, max_spikes_per_step * each[0].length(k)),
                             score=lambda net: score(net, seed))
     run_trials(study, lambda trial: {k: trial.suggest_float(k, *r, log=True) for k, r in space.items()}, finals,
@@ -123,14 +127,14 @@ def search_sleep(train_task, score, n_tasks, *, model, images=None, sleep=None, 
 
 
 def check(train_task, score, n_tasks, *, model, images, sleep, start, seeds, trials, batch, decades, prune,
-          max_spikes_per_step, sleep_after, storage, study, stale_after):
+          max_spikes_per_step, sleep_after, storage, study, stale_after, train_together):
     """A ValueError naming the first bad argument of search_sleep."""
     whole = lambda v, low: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low
     number = lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
     for name, f in (("train_task", train_task), ("score", score), ("model", model)):
         if not callable(f):
             raise ValueError(f"{name} must be a function; got {type(f).__name__}")
-    for name, f in (("images", images), ("sleep", sleep)):
+    for name, f in (("images", images), ("sleep", sleep), ("train_together", train_together)):
         if f is not None and not callable(f):
             raise ValueError(f"{name} must be a function; got {type(f).__name__}")
     if not whole(n_tasks, 1) or n_tasks > MAX_TASKS:
@@ -301,14 +305,14 @@ def broken(net):
 def sleep_finals(constants, first, steps, train, sleep, score):
     """Final score of each candidate sleep (constants: one src.Sleep each) on one seed: the search's core, plain
     values and functions. steps: the loop's schedule ((task trained, whether a sleep follows), methods.schedule);
-    first: the network after the first step's training, the same for every candidate; train(net, k): net trained
-    on task k; sleep(nets, k, constants): the slept networks, slept together, and each sleep's info; score(net):
+    first: the network after the first step's training, the same for every candidate; train(nets, k): the networks
+    trained on task k (a list in, a list out); sleep(nets, k, constants): the slept networks, slept together, and each sleep's info; score(net):
     its final score. A candidate stops with the score it has when its network breaks (a layer not finite or
     without positive weight) or its sleep stops (info "stopped": the spike budget)."""
     nets, finals = dict.fromkeys(range(len(constants)), first), {}
     for i, (k, sleeps) in enumerate(steps):
         if i:
-            nets = {b: train(net, k) for b, net in nets.items()}
+            nets = dict(zip(nets, train(list(nets.values()), k)))
         for b in [b for b, net in nets.items() if broken(net)]:
             finals[b] = score(nets.pop(b))
         if nets and sleeps:

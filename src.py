@@ -533,9 +533,9 @@ def input_spikes(images, steps, generator, *, rate, dt, mask_size, device="cpu",
     rows = (corner[:, 0:1] + offsets)[:, :, None]
     cols = (corner[:, 1:2] + offsets)[:, None, :]
     p = images.reshape(-1, side, side)[which, rows, cols]
-    out = torch.zeros(len(rates), steps, side, side, dtype=torch.bool, device=device)
-    out[:, torch.arange(steps, device=device)[:, None, None], rows, cols] = fires(p, rates, dt, generator)
-    out = out.reshape(len(rates), steps, -1)
+    out = torch.zeros(len(rates), steps, side * side, dtype=torch.bool, device=device)
+    window = (rows * side + cols).reshape(1, steps, -1)   # each step's pixels, as indices into the image
+    out.scatter_(2, window.expand(len(rates), -1, -1), fires(p, rates, dt, generator).reshape(len(rates), steps, -1))
     return out[0] if torch.as_tensor(rate).ndim == 0 else out
 
 
@@ -806,10 +806,10 @@ class NumbaEngine:
 
     def steps(self, spikes, t0):
         B, T, n_in = spikes.shape
-        b, t, i = np.ascontiguousarray(spikes.cpu().nonzero().numpy().T)    # sorted by network, then step
+        bt, i = np.divmod(np.flatnonzero(spikes.cpu().numpy()), n_in)   # each spike's b T + t and input, in order
         # the inputs that fire at step t of network b are i[ptr[b T + t]:ptr[b T + t + 1]]
-        ptr = np.concatenate([[0], np.cumsum(np.bincount(b * T + t, minlength=B * T))])
-        input_counts = torch.from_numpy(np.bincount(b * n_in + i, minlength=B * n_in).reshape(B, n_in))
+        ptr = np.concatenate([[0], np.cumsum(np.bincount(bt, minlength=B * T))])
+        input_counts = torch.from_numpy(np.bincount(bt // T * n_in + i, minlength=B * n_in).reshape(B, n_in))
         counts = np.zeros_like(self.v, dtype=np.int64)
         failure = np.full((B, 2), -1, np.int64)
         _numba_kernel(self.WT, self.sizes, self.w_off, self.n_off, self.v, ptr, i, t0, *self.args,

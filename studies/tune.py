@@ -55,6 +55,7 @@ import config  # first: the pinned code paths and threads
 import codepath
 import constants
 import methods
+import models
 import numpy as np
 import optuna
 import runner
@@ -90,6 +91,9 @@ def parser():
     p.add_argument("--trials", type=int, default=120,
                    help="trials (candidates, complete or pruned) the study should hold in all (default: 120)")
     p.add_argument("--batch", type=int, default=4, help="SRC candidates evaluated together (default: 4)")
+    p.add_argument("--one-by-one", action="store_true",
+                   help="train a batch's SRC candidates one by one instead of as one stacked network (the same scores, "
+                        "slower where the network is small: the stacked training's check)")
     p.add_argument("--tune-seeds", type=int, nargs="+", default=[100, 101, 102, 103],
                    help="tuning seeds (default: 100 101 102 103)")
     p.add_argument("--start", default="", metavar="PRESET",
@@ -162,8 +166,9 @@ def check(args, cfg):
                         f"seeds 0-4); got {' '.join(map(str, args.tune_seeds))}")
     problems += [f"--{k.replace('_', '-')} must be > 0; got {getattr(args, k)}" for k in ("max_spikes_per_step", "stale_after")
                  if not getattr(args, k) > 0]
-    if not sleeps and (args.batch != 4 or args.start or args.decades != 2.0):
-        problems.append("--batch, --start and --decades apply only with --method src (a baseline's candidates run one by one)")
+    if not sleeps and (args.batch != 4 or args.start or args.decades != 2.0 or args.one_by_one):
+        problems.append(f"--batch, --one-by-one, --start and --decades apply only to a sleep's search (--method "
+                        f"{' or '.join(SLEEP_METHODS)}; a baseline's candidates run one by one)")
     if sleeps and args.method not in cfg.methods:
         problems.append(f"--methods: a search of --method {args.method} runs {args.method}; got --methods "
                         f"{','.join(cfg.methods)}")
@@ -225,7 +230,9 @@ def suggest(trial, space, cfg):
 # %% Objectives: final accuracy on all classes, the mean over the tuning seeds
 def src_search(args, cfg, ctx, study):
     """The sleep's search (sleep_search.search_sleep) in study: each candidate along the method's own schedule, as
-    mnist_exp.py runs it (--sleep-after included), scored on the validation split; returns (best Sleep, study)."""
+    mnist_exp.py runs it (--sleep-after included), scored on the validation split; returns (best Sleep, study).
+    A batch's candidates share each seed's minibatches and dropout masks, so they train as one stacked network
+    (batched products; each gives the numbers it gives alone), unless --one-by-one."""
     spec = methods.METHODS[args.method]
     seeded = functools.cache(lambda seed: methods.seeded(ctx, seed, cfg))
     return sleep_search.search_sleep(
@@ -236,7 +243,9 @@ def src_search(args, cfg, ctx, study):
                                                                          max_spikes=max_spikes),
         sleep_after=[k for k, sleeps in methods.schedule(spec, cfg, len(ctx.tasks)) if sleeps],
         start=start_sleep(args, cfg), seeds=args.tune_seeds, trials=args.trials, batch=args.batch, decades=args.decades,
-        prune=args.prune, max_spikes_per_step=args.max_spikes_per_step, study=study, quiet=cfg.quiet)
+        prune=args.prune, max_spikes_per_step=args.max_spikes_per_step, study=study, quiet=cfg.quiet,
+        train_together=None if args.one_by_one else lambda nets, k, seed: models.unstack(methods.train_task(
+            models.stack(nets), k, seed, cfg, seeded(seed), distill=spec.distill)))
 
 
 def baseline_finals(method, cfg, ctx):

@@ -22,6 +22,27 @@ def test_paper_network_shapes_init_and_no_biases():
         models.init_net((784,), 0.01, gen())
 
 
+@pytest.mark.parametrize("bias, output", [(False, "relu"), (True, "linear")])
+def test_a_stack_trains_each_network_to_the_bits_it_reaches_alone(bias, output):
+    # three networks as one stack (models.stack): the same minibatches and dropout masks, batched products, and
+    # each network's weights, buffers and losses the same to the bit as when it trains alone (with LwF's term)
+    nets = [models.init_net((784, 64, 32, 10), 0.05, gen(s), bias=bias, output=output) for s in range(3)]
+    for s, net in enumerate(nets):   # different buffers left over from an earlier task
+        net.vW = [torch.rand(v.shape, generator=gen(10 + s)) * 1e-3 for v in net.vW]
+    x, y = torch.rand(250, 784, generator=gen(4)), torch.randint(10, (250,), generator=gen(5))
+    kw = dict(epochs=2, batch_size=100, lr=0.05, momentum=0.5, dropout=0.2, n_classes=10,
+              distill=(torch.rand(250, 10, generator=gen(6)), torch.arange(10) < 6, 0.7, 2.0))
+    alone = [net.clone() for net in nets]
+    losses = [models.train(net, x, y, generator=gen(7), **kw) for net in alone]
+    stack = models.stack(nets)
+    assert [tuple(w.shape) for w in stack.W] == [(3, 64, 784 + bias), (3, 32, 64 + bias), (3, 10, 32 + bias)]
+    together = models.train(stack, x, y, generator=gen(7), **kw)
+    assert together == [list(epoch) for epoch in zip(*losses)] and losses[0] != losses[1]
+    for net, one in zip(alone, models.unstack(stack)):
+        assert all(torch.equal(a, b) for a, b in zip(net.W + net.vW, one.W + one.vW))
+    assert not torch.equal(alone[0].W[0], alone[1].W[0])
+
+
 def toy():
     W = [torch.tensor([[1.0, -2.0], [0.5, 1.0], [-1.0, 0.25]], dtype=torch.float64),
          torch.tensor([[1.0, 2.0, -1.0], [-0.5, 1.0, 1.0]], dtype=torch.float64)]

@@ -110,7 +110,7 @@ def test_the_default_centre_is_the_calibrated_constants_of_the_first_seeds_netwo
     (dict(trials=0), "trials"), (dict(batch=1.5), "batch"), (dict(decades=0), "decades"), (dict(decades=11), "decades"),
     (dict(prune=100), "prune"), (dict(max_spikes_per_step=0), "max_spikes_per_step"), (dict(sleep_after=[3]), "sleep_after"),
     (dict(storage=5), "storage"), (dict(study=""), "study"), (dict(storage="junk://x"), "storage"),
-    (dict(stale_after=0), "stale_after"),
+    (dict(stale_after=0), "stale_after"), (dict(train_together=[]), "train_together"),
 ])
 def test_a_bad_argument_is_one_line_naming_it(change, name):
     kw = dict(dict(train_task=train_task, score=score, n_tasks=2, trials=1, **TOY), **change)

@@ -20,7 +20,7 @@ TINY = ["--quick", "--n-tasks", "2", "--hidden", "20", "20", "--tune-seeds", "10
     (["--decades", "inf"], "--decades"), (["--decades", "400"], "--decades"), (["--decades", "nan"], "--decades"),
     (["--start", "lwf"], "--start"),   # a preset of LwF's training: no sleep constants
     (["--start", "icarl-large", "--dataset", "fashion-mnist"], "--start"),   # beta_3 0: no log-uniform range around it
-    (["--methods", "sequential"], "--methods"),
+    (["--methods", "sequential"], "--methods"), (["--method", "ewc", "--one-by-one"], "--batch, --one-by-one"),
 ])
 def test_bad_options_are_one_line_and_write_nothing(argv, option, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -112,6 +112,20 @@ def test_a_stopped_study_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
     best = lambda folder: json.load(open(tmp_path / folder / "tune-s" / "best.json"))
     assert best("stopped")["params"] == best("whole")["params"]
     assert best("stopped")["tuning"]["mean_final"] == best("whole")["tuning"]["mean_final"]
+
+
+@pytest.mark.slow
+def test_a_batch_trained_as_one_stack_scores_as_its_one_by_one_twin(tmp_path):
+    # four candidates on two tuning seeds and three tasks, their training stacked (the default) and one by one
+    argv = ["--quick", "--n-tasks", "3", "--hidden", "40", "40", "--tune-seeds", "100", "101", "--quiet", "--trials", "4",
+            "--study", "s"]
+    tune.main([*argv, "--out", str(tmp_path / "stacked")])
+    tune.main([*argv, "--one-by-one", "--out", str(tmp_path / "alone")])
+    load = lambda folder: optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / folder / 'tune-s' / 'study.db'}")
+    stacked, alone = load("stacked"), load("alone")
+    assert trials_of(stacked) == trials_of(alone) and len(stacked.trials) == 4
+    assert [t.intermediate_values for t in stacked.trials] == [t.intermediate_values for t in alone.trials]
+    assert len({t.value for t in stacked.trials}) > 1   # candidates that differ
 
 
 def test_the_schedule_says_which_task_trains_and_after_which_a_sleep_runs():
