@@ -20,6 +20,14 @@ def test_weight_changes_count_what_was_raised_and_lowered():
     assert (w["raised"], w["lowered"], w["unchanged"]) == (1, 2, 1)
     assert w["raised_sum"] == 0.5 and w["lowered_sum"] == -1.5
     assert sum(w["before"]) == sum(w["after"]) == sum(w["change"]) == 4 and w["edges"][0] == 0.0 and w["edges"][-1] == 3.0
+    assert (w["before"], w["after"], w["change"]) == ([1, 1, 1, 1], [1, 2, 0, 1], [1, 1, 1, 1])   # (0.75-wide bins; the changes 0.5-wide)
+    # a layer's counts are those of its recorded edges, values on an edge included (the bin to its right, the last closed)
+    rng = np.random.default_rng(0)
+    a = np.round(rng.standard_normal(5000), 1)   # many values on the edges of 0.1-wide bins
+    b = np.where(rng.random(5000) < 0.3, a + np.round(rng.standard_normal(5000), 1), a)
+    (w,) = sa.weight_changes([a], [b], bins=40)
+    for counts, x, edges in (("before", a, "edges"), ("after", b, "edges"), ("change", b - a, "change_edges")):
+        assert w[counts] == np.histogram(x, np.array(w[edges]))[0].tolist()
 
 
 def test_reactivation_finds_the_units_of_a_class_that_fire_in_sleep():
