@@ -70,8 +70,10 @@ def init_net(sizes, init_scale, generator, dtype=torch.float32, device="cpu", in
 
 def stack(nets):
     """Several networks of one architecture as one: each weight and buffer gets a leading dimension, [B, out, in].
-    forward, sgd_step and train take it as they take one network, with batched products: each network is trained
-    on the same minibatches and dropout masks, and gives the numbers it gives alone (tests/test_models.py)."""
+    forward, sgd_step and train take it as they take one network: every network trains on the same minibatches
+    and dropout masks, the element-wise work is done for all at once, and each matrix product is the one the
+    network makes alone (per_network), so each gives the numbers it gives alone, to the bit (tests/test_models.py).
+    Not for fisher, predict, SI's path or a penalty's anchors: they take one network."""
     return nets[0].with_weights([torch.stack(ws) for ws in zip(*(n.W for n in nets))],
                                 [torch.stack(vs) for vs in zip(*(n.vW for n in nets))])
 
@@ -79,6 +81,24 @@ def stack(nets):
 def unstack(net):
     """The networks of a stack (views of its weights and buffers)."""
     return [net.with_weights([w[b] for w in net.W], [v[b] for v in net.vW]) for b in range(len(net.W[0]))]
+
+
+def per_network(*tensors):
+    """Each network's slice of these tensors, network by network: for a stack the B slices of each [B, ...] tensor
+    (a tensor without the leading dimension is every network's), for one network the tensors themselves. The
+    products go through it one network at a time: a batched BLAS call can round otherwise than the call alone."""
+    B = max((len(t) for t in tensors if t.ndim == 3), default=None)
+    return [tensors] if B is None else [tuple(t[b] if t.ndim == 3 else t for t in tensors) for b in range(B)]
+
+
+def matmul(a, b):
+    """a @ b, for a stack one product per network (per_network)."""
+    if a.ndim == b.ndim == 2:
+        return a @ b
+    out = a.new_empty(max(len(t) for t in (a, b) if t.ndim == 3), a.shape[-2], b.shape[-1])
+    for o, a_b, b_b in per_network(out, a, b):
+        torch.matmul(a_b, b_b, out=o)
+    return out
 
 
 def merge(nets):
@@ -99,7 +119,7 @@ def forward(net, x, dropout, generator=None):
     a = x
     last = len(net.W) - 1
     for l, w in enumerate(net.W):
-        a = net.inputs(a) @ w.mT
+        a = matmul(net.inputs(a), w.mT)
         if l < last or net.output == "relu":
             a = a.clamp_min_(0)
         if l < last and dropout > 0:
@@ -161,17 +181,15 @@ def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, 
     for l in reversed(range(len(net.W))):
         # ReLU derivative and dropout mask at once: acts[l] is 0 wherever either is
         w_in = net.W[l][..., :acts[l].shape[-1]]   # without the bias column
-        d_below = (d @ w_in).masked_fill_(acts[l] == 0, 0) if l > 0 else None
+        d_below = matmul(d, w_in).masked_fill_(acts[l] == 0, 0) if l > 0 else None
         if d_below is not None and inverted_scale:
             d_below.mul_(inverted_scale)
         v, a_in = net.vW[l], net.inputs(acts[l])
-        if path is None:   # v = momentum v + lr g with g = d^T a / m, in one BLAS call (a stack's: one batched)
-            if v.ndim == 2:
-                torch.addmm(v, d.T, a_in, beta=momentum, alpha=lr / m, out=v)
-            else:
-                torch.baddbmm(v, d.mT, a_in.expand(len(v), *a_in.shape[-2:]), beta=momentum, alpha=lr / m, out=v)
+        if path is None:   # v = momentum v + lr g with g = d^T a / m, in one BLAS call (per network of a stack)
+            for v_b, d_b, a_b in per_network(v, d, a_in):
+                torch.addmm(v_b, d_b.T, a_b, beta=momentum, alpha=lr / m, out=v_b)
         else:
-            g = d.mT @ a_in / m
+            g = d.T @ a_in / m
             v.mul_(momentum).add_(g, alpha=lr)
         if penalty is not None:
             omega, anchor, strength = penalty

@@ -41,7 +41,8 @@ def per_class_accuracy(matrix):
 
 def weight_changes(before, after, bins=40):
     """Per layer: how many weights the sleep raised, lowered or left, their summed change each way, and
-    histograms of the weights before and after (shared edges) and of the changes."""
+    histograms of the weights before and after (shared edges) and of the changes (numpy's equal-width bins: a
+    layer whose weights are all one value gets the range value ± 0.5)."""
     out = []
     for w0, w1 in zip(before, after):
         a, b = np.asarray(w0, dtype=np.float64).ravel(), np.asarray(w1, dtype=np.float64).ravel()
@@ -50,11 +51,10 @@ def weight_changes(before, after, bins=40):
         span = max(abs(d.min()), abs(d.max())) or 1.0
         # bins and a range (numpy's equal-width path, the counts of the edges np.linspace gives, 5x faster than the edges)
         count = lambda x, lo, hi: np.histogram(x, bins, (lo, hi))
-        (before, edges), (after, _), (change, change_edges) = count(a, low, high), count(b, low, high), count(d, -span, span)
+        (n_a, edges), (n_b, _), (n_d, change_edges) = count(a, low, high), count(b, low, high), count(d, -span, span)
         out.append(dict(raised=int((d > 0).sum()), lowered=int((d < 0).sum()), unchanged=int((d == 0).sum()),
                         raised_sum=float(d[d > 0].sum()), lowered_sum=float(d[d < 0].sum()), edges=edges.tolist(),
-                        before=before.tolist(), after=after.tolist(), change_edges=change_edges.tolist(),
-                        change=change.tolist()))
+                        before=n_a.tolist(), after=n_b.tolist(), change_edges=change_edges.tolist(), change=n_d.tolist()))
     return out
 
 

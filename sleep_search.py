@@ -311,7 +311,7 @@ def sleep_finals(constants, first, steps, train, sleep, score):
     without positive weight) or its sleep stops (info "stopped": the spike budget)."""
     nets, finals = dict.fromkeys(range(len(constants)), first), {}
     for i, (k, sleeps) in enumerate(steps):
-        if i:
+        if i and nets:
             nets = dict(zip(nets, train(list(nets.values()), k)))
         for b in [b for b, net in nets.items() if broken(net)]:
             finals[b] = score(nets.pop(b))

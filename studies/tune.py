@@ -11,6 +11,7 @@ training or sleep of the study reads. The test set is never read here; it is for
     python studies/tune.py --method ewc --fixed-training     # EWC's lambda alone, 1 to 1e9 (the decades first); si: SI's c
     python studies/tune.py --storage postgresql://u@host/db  # several machines share one study: run it on each
     python studies/tune.py --quick --trials 8                # a smoke test
+    python studies/tune.py --quick --trials 8 --one-by-one   # its twin: each candidate trained alone (the same trials)
     python studies/tune.py --trials 120 --save-preset tuned  # and save the best constants as presets/tuned.json
     python studies/tune.py --init torch --sleep-data current   # a variant
 

@@ -22,20 +22,22 @@ def test_paper_network_shapes_init_and_no_biases():
         models.init_net((784,), 0.01, gen())
 
 
-@pytest.mark.parametrize("bias, output", [(False, "relu"), (True, "linear")])
-def test_a_stack_trains_each_network_to_the_bits_it_reaches_alone(bias, output):
-    # three networks as one stack (models.stack): the same minibatches and dropout masks, batched products, and
-    # each network's weights, buffers and losses the same to the bit as when it trains alone (with LwF's term)
-    nets = [models.init_net((784, 64, 32, 10), 0.05, gen(s), bias=bias, output=output) for s in range(3)]
+@pytest.mark.parametrize("bias, output, hidden, batch", [(False, "relu", (64, 32), 100), (True, "linear", (64, 32), 100),
+                                                        (False, "relu", (20, 20), 10), (True, "linear", (20, 20), 3)])
+def test_a_stack_trains_each_network_to_the_bits_it_reaches_alone(bias, output, hidden, batch):
+    # three networks as one stack (models.stack): the same minibatches and dropout masks, and each network's
+    # weights, buffers and losses the same to the bit as when it trains alone (with LwF's term), at shapes where
+    # a batched BLAS call rounds otherwise than the call alone (20 units, minibatches of 10 or 3)
+    nets = [models.init_net((784, *hidden, 10), 0.05, gen(s), bias=bias, output=output) for s in range(3)]
     for s, net in enumerate(nets):   # different buffers left over from an earlier task
         net.vW = [torch.rand(v.shape, generator=gen(10 + s)) * 1e-3 for v in net.vW]
     x, y = torch.rand(250, 784, generator=gen(4)), torch.randint(10, (250,), generator=gen(5))
-    kw = dict(epochs=2, batch_size=100, lr=0.05, momentum=0.5, dropout=0.2, n_classes=10,
+    kw = dict(epochs=2, batch_size=batch, lr=0.05, momentum=0.5, dropout=0.2, n_classes=10,
               distill=(torch.rand(250, 10, generator=gen(6)), torch.arange(10) < 6, 0.7, 2.0))
     alone = [net.clone() for net in nets]
     losses = [models.train(net, x, y, generator=gen(7), **kw) for net in alone]
     stack = models.stack(nets)
-    assert [tuple(w.shape) for w in stack.W] == [(3, 64, 784 + bias), (3, 32, 64 + bias), (3, 10, 32 + bias)]
+    assert [tuple(w.shape) for w in stack.W] == [(3, hidden[0], 784 + bias), (3, hidden[1], hidden[0] + bias), (3, 10, hidden[1] + bias)]
     together = models.train(stack, x, y, generator=gen(7), **kw)
     assert together == [list(epoch) for epoch in zip(*losses)] and losses[0] != losses[1]
     for net, one in zip(alone, models.unstack(stack)):

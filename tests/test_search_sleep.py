@@ -82,6 +82,17 @@ def plain_run(constants, seed):
     return score(net, seed)
 
 
+def test_candidates_stopped_early_keep_their_scores_and_are_trained_no_further(monkeypatch):
+    # plain values: a network is a number, training adds 10, a sleep adds its constant and stops at 2 or more;
+    # the second candidate stops at the first sleep, the first at the second: training never gets an empty list
+    monkeypatch.setattr(sleep_search, "broken", lambda net: False)
+    trained = []
+    train = lambda nets, k: trained.append(list(nets)) or [n + 10 for n in nets]
+    sleep = lambda nets, k, each: ([n + c for n, c in zip(nets, each)], [dict(stopped=c >= 2 or k == 2) for c in each])
+    finals = sleep_search.sleep_finals([1, 2], 0, [(1, True), (2, True), (3, True)], train, sleep, score=lambda n: n)
+    assert finals == [12, 2] and trained == [[1]]
+
+
 @pytest.mark.filterwarnings("ignore:Linear layer 2 of the model never fired")   # (a candidate's high threshold)
 def test_the_search_scores_each_candidate_as_a_plain_run_of_its_constants():
     # three candidates slept together: the start first, two drawn 0.5 decades around it

@@ -117,7 +117,7 @@ def test_a_stopped_study_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
 @pytest.mark.slow
 def test_a_batch_trained_as_one_stack_scores_as_its_one_by_one_twin(tmp_path):
     # four candidates on two tuning seeds and three tasks, their training stacked (the default) and one by one
-    argv = ["--quick", "--n-tasks", "3", "--hidden", "40", "40", "--tune-seeds", "100", "101", "--quiet", "--trials", "4",
+    argv = ["--quick", "--n-tasks", "3", "--hidden", "20", "20", "--tune-seeds", "100", "101", "--quiet", "--trials", "4",
             "--study", "s"]
     tune.main([*argv, "--out", str(tmp_path / "stacked")])
     tune.main([*argv, "--one-by-one", "--out", str(tmp_path / "alone")])
