@@ -170,6 +170,8 @@ def sgd_step(net, x, target, *, lr, momentum, dropout, generator, penalty=None, 
     (SI's path integral of -g dW).
     distill: (old outputs of these images, mask of the earlier classes, strength, temperature): LwF's term.
     """
+    if path is not None and net.W[0].ndim == 3:
+        raise ValueError("path (SI's accumulators) takes one network, not a stack")
     acts = [x] + forward(net, x, dropout, generator)
     d, loss = output_error(net, acts[-1], target)   # the original's ReLU output: no ReLU derivative here
     if distill is not None:

@@ -233,7 +233,8 @@ def src_search(args, cfg, ctx, study):
     """The sleep's search (sleep_search.search_sleep) in study: each candidate along the method's own schedule, as
     mnist_exp.py runs it (--sleep-after included), scored on the validation split; returns (best Sleep, study).
     A batch's candidates share each seed's minibatches and dropout masks, so they train as one stacked network
-    (batched products; each gives the numbers it gives alone), unless --one-by-one."""
+    (models.stack: the element-wise work batched, each product the network's own; each gives the numbers it gives
+    alone), unless --one-by-one."""
     spec = methods.METHODS[args.method]
     seeded = functools.cache(lambda seed: methods.seeded(ctx, seed, cfg))
     return sleep_search.search_sleep(

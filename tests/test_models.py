@@ -43,6 +43,9 @@ def test_a_stack_trains_each_network_to_the_bits_it_reaches_alone(bias, output, 
     for net, one in zip(alone, models.unstack(stack)):
         assert all(torch.equal(a, b) for a, b in zip(net.W + net.vW, one.W + one.vW))
     assert not torch.equal(alone[0].W[0], alone[1].W[0])
+    with pytest.raises(ValueError, match="path"):   # SI's accumulators are one network's
+        models.sgd_step(stack, x[:4], torch.zeros(4, 10), lr=0.1, momentum=0.0, dropout=0.0, generator=None,
+                        path=[torch.zeros_like(w) for w in stack.W])
 
 
 def toy():

@@ -26,6 +26,7 @@ def test_weight_changes_count_what_was_raised_and_lowered():
     a = np.round(rng.standard_normal(5000), 1)   # many values on the edges of 0.1-wide bins
     b = np.where(rng.random(5000) < 0.3, a + np.round(rng.standard_normal(5000), 1), a)
     (w,) = sa.weight_changes([a], [b], bins=40)
+    assert w["edges"] == np.linspace(min(a.min(), b.min()), max(a.max(), b.max()), 41).tolist()   # (the edges as before)
     for counts, x, edges in (("before", a, "edges"), ("after", b, "edges"), ("change", b - a, "change_edges")):
         assert w[counts] == np.histogram(x, np.array(w[edges]))[0].tolist()
 

@@ -7,6 +7,7 @@ import pytest
 
 import config
 import methods
+import models
 import runner
 import sleep_search
 import tune
@@ -115,12 +116,19 @@ def test_a_stopped_study_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
 
 
 @pytest.mark.slow
-def test_a_batch_trained_as_one_stack_scores_as_its_one_by_one_twin(tmp_path):
-    # four candidates on two tuning seeds and three tasks, their training stacked (the default) and one by one
-    argv = ["--quick", "--n-tasks", "3", "--hidden", "20", "20", "--tune-seeds", "100", "101", "--quiet", "--trials", "4",
-            "--study", "s"]
+@pytest.mark.parametrize("method", ["src", "lwf-src"])
+def test_a_batch_trained_as_one_stack_scores_as_its_one_by_one_twin(method, tmp_path, monkeypatch):
+    # four candidates on two tuning seeds and three tasks, their training stacked (the default) and one by one;
+    # lwf-src: each network's own earlier outputs distilled
+    argv = ["--method", method, "--quick", "--n-tasks", "3", "--hidden", "20", "20", "--tune-seeds", "100", "101",
+            "--quiet", "--trials", "4", "--study", "s"]
+    stacks, stack = [], models.stack
+    monkeypatch.setattr(models, "stack", lambda nets: stacks.append(len(nets)) or stack(nets))
     tune.main([*argv, "--out", str(tmp_path / "stacked")])
+    assert stacks and min(stacks) >= 2   # (trained as stacks of several candidates)
+    made = len(stacks)
     tune.main([*argv, "--one-by-one", "--out", str(tmp_path / "alone")])
+    assert len(stacks) == made   # (one by one: no stack)
     load = lambda folder: optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / folder / 'tune-s' / 'study.db'}")
     stacked, alone = load("stacked"), load("alone")
     assert trials_of(stacked) == trials_of(alone) and len(stacked.trials) == 4
