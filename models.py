@@ -95,8 +95,9 @@ def matmul(a, b):
     """a @ b, for a stack one product per network (per_network)."""
     if a.ndim == b.ndim == 2:
         return a @ b
-    out = a.new_empty(max(len(t) for t in (a, b) if t.ndim == 3), a.shape[-2], b.shape[-1])
-    for o, a_b, b_b in per_network(out, a, b):
+    pairs = per_network(a, b)
+    out = a.new_empty(len(pairs), a.shape[-2], b.shape[-1])
+    for o, (a_b, b_b) in zip(out, pairs):
         torch.matmul(a_b, b_b, out=o)
     return out
 
@@ -216,11 +217,11 @@ def train(net, x, y, *, epochs, batch_size, lr, momentum, dropout, n_classes, ge
     bar = tqdm(total=epochs * -(-len(x) // batch_size), desc=desc, disable=not progress, leave=False)
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=generator, device=x.device)
-        total = torch.zeros(len(net.W[0]) if net.W[0].ndim == 3 else (), dtype=torch.float64)
+        total = 0.0
         for idx in perm.split(batch_size):
             loss = sgd_step(net, x[idx], target[idx], lr=lr, momentum=momentum, dropout=dropout, generator=generator,
                             penalty=penalty, path=path, distill=None if distill is None else (distill[0][..., idx, :], *distill[1:]))
-            total += torch.tensor(loss, dtype=torch.float64) * len(idx)
+            total = total + torch.tensor(loss, dtype=torch.float64) * len(idx)
             bar.update()
         losses.append((total / len(x)).tolist())
     bar.close()

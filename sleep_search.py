@@ -306,8 +306,8 @@ def sleep_finals(constants, first, steps, train, sleep, score):
     """Final score of each candidate sleep (constants: one src.Sleep each) on one seed: the search's core, plain
     values and functions. steps: the loop's schedule ((task trained, whether a sleep follows), methods.schedule);
     first: the network after the first step's training, the same for every candidate; train(nets, k): the networks
-    trained on task k (a list in, a list out); sleep(nets, k, constants): the slept networks, slept together, and each sleep's info; score(net):
-    its final score. A candidate stops with the score it has when its network breaks (a layer not finite or
+    trained on task k (a list in, a list out); sleep(nets, k, constants): the slept networks, slept together, and
+    each sleep's info; score(net): its final score. A candidate stops with the score it has when its network breaks (a layer not finite or
     without positive weight) or its sleep stops (info "stopped": the spike budget)."""
     nets, finals = dict.fromkeys(range(len(constants)), first), {}
     for i, (k, sleeps) in enumerate(steps):
